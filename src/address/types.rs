@@ -1,0 +1,271 @@
+//! Typed addresses: what the grammar produces and what endpoints consume.
+//!
+//! Every value here prints back (via `Display`, implemented in `display.rs`) to an
+//! address string that parses to an equal value.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// One parsed address expression, e.g. `TCP-LISTEN:2222,fork`.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Address {
+    /// `TCP-LISTEN:PORT` (also `TCP4-LISTEN`, `TCP6-LISTEN`).
+    TcpListen(TcpListen),
+    /// `TCP:HOST:PORT` (also `TCP-CONNECT`, `TCP4`, `TCP6`).
+    TcpConnect(TcpConnect),
+    /// `UNIX-LISTEN:PATH`.
+    UnixListen(UnixListen),
+    /// `UNIX-CONNECT:PATH` (also `UNIX`).
+    UnixConnect(UnixConnect),
+    /// `STDIO` or `-`.
+    Stdio,
+    /// `EXEC:"command args"`.
+    Exec(Exec),
+    /// `SERIAL:DEVICE`: the raw device, bytes as they are.
+    Serial(Serial),
+    /// `SERIAL-MUX:DEVICE`: the reliable multiplexed link over the device.
+    SerialMux(SerialMux),
+    /// `PTY`: a new pseudo-terminal whose slave is published at `link`.
+    Pty(Pty),
+}
+
+/// IP address family restriction (`TCP4`/`TCP6` spellings, `pf=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Family {
+    /// Either family (plain `TCP`, `TCP-LISTEN`).
+    #[default]
+    Any,
+    /// IPv4 only (`TCP4`).
+    V4,
+    /// IPv6 only (`TCP6`).
+    V6,
+}
+
+/// Options shared by listening addresses (TCP-LISTEN, UNIX-LISTEN).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenOptions {
+    /// `fork`: serve every accepted connection concurrently and keep listening.
+    /// Without it the listener serves one connection and the program exits.
+    pub fork: bool,
+    /// `max-children=N`: with `fork`, at most N connections at once (others wait).
+    pub max_children: Option<usize>,
+    /// `backlog=N`: listen(2) backlog, default 5 as in socat.
+    pub backlog: u32,
+}
+
+impl Default for ListenOptions {
+    fn default() -> Self {
+        ListenOptions {
+            fork: false,
+            max_children: None,
+            backlog: 5,
+        }
+    }
+}
+
+/// `TCP-LISTEN:PORT[,fork][,bind=ADDR][,reuseaddr[=0|1]][,max-children=N][,backlog=N]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpListen {
+    /// Port to listen on (0 = any free port).
+    pub port: u16,
+    /// Address family (`TCP4-LISTEN`, `TCP6-LISTEN`).
+    pub family: Family,
+    /// `bind=ADDR`: local address to listen on; default all addresses.
+    pub bind: Option<String>,
+    /// `reuseaddr`: SO_REUSEADDR, on by default (socat 1.8 behaviour).
+    pub reuseaddr: bool,
+    /// Listener options.
+    pub listen: ListenOptions,
+}
+
+/// `TCP:HOST:PORT[,connect-timeout=SECONDS][,bind=ADDR]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpConnect {
+    /// Host name, IPv4 literal, or IPv6 literal (without brackets).
+    pub host: String,
+    /// Port to connect to.
+    pub port: u16,
+    /// Address family (`TCP4`, `TCP6`).
+    pub family: Family,
+    /// `connect-timeout=SECONDS` (fractions allowed).
+    pub connect_timeout: Option<Duration>,
+}
+
+/// `UNIX-LISTEN:PATH[,fork][,max-children=N][,backlog=N][,unlink-early]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnixListen {
+    /// Socket path.
+    pub path: PathBuf,
+    /// `unlink-early`: remove a stale socket file before binding.
+    pub unlink_early: bool,
+    /// Listener options.
+    pub listen: ListenOptions,
+}
+
+/// `UNIX-CONNECT:PATH`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnixConnect {
+    /// Socket path.
+    pub path: PathBuf,
+}
+
+/// `EXEC:"command args"` (the command is split on whitespace, honouring quotes,
+/// and run directly, not through a shell).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exec {
+    /// The command line as given (without the outer quotes).
+    pub command: String,
+}
+
+/// Parity setting of a serial line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Parity {
+    /// No parity bit (default).
+    #[default]
+    None,
+    /// Even parity (`parity=even`, socat `parenb`).
+    Even,
+    /// Odd parity (`parity=odd`, socat `parenb,parodd`).
+    Odd,
+}
+
+/// Flow control of a serial line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FlowControl {
+    /// None (default).
+    #[default]
+    None,
+    /// RTS/CTS (`crtscts`).
+    Hardware,
+    /// XON/XOFF (`xonxoff`). Not usable under SERIAL-MUX (binary data).
+    Software,
+}
+
+/// Line settings shared by SERIAL, SERIAL-MUX and PTY.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LineSettings {
+    /// Baud rate (`b115200` or `baud=115200`), default 115200.
+    pub baud: u32,
+    /// Data bits 5..=8 (`cs8`), default 8.
+    pub data_bits: u8,
+    /// Parity (`parity=`, `parenb`, `parodd`), default none.
+    pub parity: Parity,
+    /// Stop bits 1 or 2 (`stopbits=`, `cstopb`), default 1.
+    pub stop_bits: u8,
+    /// Flow control (`crtscts`, `xonxoff`), default none.
+    pub flow: FlowControl,
+}
+
+impl Default for LineSettings {
+    fn default() -> Self {
+        LineSettings {
+            baud: 115_200,
+            data_bits: 8,
+            parity: Parity::None,
+            stop_bits: 1,
+            flow: FlowControl::None,
+        }
+    }
+}
+
+impl LineSettings {
+    /// Bits on the wire per character: start + data + parity + stop (8N1 = 10).
+    pub fn bits_per_char(&self) -> u32 {
+        1 + u32::from(self.data_bits)
+            + u32::from(self.parity != Parity::None)
+            + u32::from(self.stop_bits)
+    }
+
+    /// Characters (bytes) per second the line carries.
+    pub fn byte_rate(&self) -> u32 {
+        (self.baud / self.bits_per_char()).max(1)
+    }
+}
+
+/// `SERIAL:DEVICE[,LINE OPTIONS]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Serial {
+    /// Device path: `/dev/ttyUSB0`, `COM3`, `\\.\COM12`.
+    pub device: String,
+    /// Line settings.
+    pub line: LineSettings,
+}
+
+/// `SERIAL-MUX:DEVICE[,LINE OPTIONS][,service=NAME][,window=BYTES][,max-channels=N][,keepalive=SECONDS][,dead-after=SECONDS]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SerialMux {
+    /// Device path.
+    pub device: String,
+    /// Line settings.
+    pub line: LineSettings,
+    /// `service=NAME`: which service this bridge offers (dialing side) or asks for
+    /// (listening side). Several bridges on one command line may share a device
+    /// with different services. Default: the empty name ("default").
+    pub service: String,
+    /// `window=BYTES`: per-channel receive window; default derived from the baud.
+    pub window: Option<u32>,
+    /// `max-channels=N`: channels open at once, default 64.
+    pub max_channels: Option<u32>,
+    /// `keepalive=SECONDS`: idle time before a keepalive probe, default 1 s.
+    pub keepalive: Option<Duration>,
+    /// `dead-after=SECONDS`: silence after which the peer is declared gone and all
+    /// channels are reset, default 60 s (rides out line outages shorter than that).
+    pub dead_after: Option<Duration>,
+}
+
+/// Seeded impairments a PTY end applies to the bytes its program writes, on their
+/// way to the other end of a virtual cable.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Impairments {
+    /// `ber=X`: independent bit error rate.
+    pub ber: f64,
+    /// `drop=X`: per-byte drop probability.
+    pub drop: f64,
+    /// `insert=X`: per-byte probability of inserting a random garbage byte.
+    pub insert: f64,
+    /// `burst=RATE:LEN`: RATE noise bursts per second, each corrupting LEN byte times.
+    pub burst: Option<(f64, u32)>,
+    /// `outage=START:DUR`: line dead from START seconds for DUR seconds.
+    pub outage: Option<(Duration, Duration)>,
+    /// `latency=MS`: one-way latency added after serialisation (milliseconds).
+    pub latency: Duration,
+    /// `seed=N`: RNG seed for the impairments (default 1).
+    pub seed: u64,
+    /// `fifo=BYTES`: device queue size, default 4096.
+    pub fifo: Option<usize>,
+}
+
+/// `PTY[,link=PATH][,LINE OPTIONS][,IMPAIRMENTS]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pty {
+    /// `link=PATH`: symlink to publish the slave side at (removed on exit).
+    pub link: Option<PathBuf>,
+    /// Line settings: the pace of bytes leaving this end (used when two PTYs are
+    /// joined into a virtual cable).
+    pub line: LineSettings,
+    /// Impairments applied to bytes leaving this end.
+    pub impair: Impairments,
+}
+
+impl Address {
+    /// True for addresses that wait for connections (TCP-LISTEN, UNIX-LISTEN).
+    pub fn is_listener(&self) -> bool {
+        matches!(self, Address::TcpListen(_) | Address::UnixListen(_))
+    }
+
+    /// The canonical (upper-case) type keyword of this address.
+    pub fn keyword(&self) -> &'static str {
+        match self {
+            Address::TcpListen(_) => "TCP-LISTEN",
+            Address::TcpConnect(_) => "TCP",
+            Address::UnixListen(_) => "UNIX-LISTEN",
+            Address::UnixConnect(_) => "UNIX-CONNECT",
+            Address::Stdio => "STDIO",
+            Address::Exec(_) => "EXEC",
+            Address::Serial(_) => "SERIAL",
+            Address::SerialMux(_) => "SERIAL-MUX",
+            Address::Pty(_) => "PTY",
+        }
+    }
+}

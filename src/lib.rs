@@ -1,0 +1,33 @@
+//! sfs — socket forward serial.
+//!
+//! Carries many TCP (or Unix, stdio, exec) connections between two computers that
+//! share nothing but a serial line, reliably: a link layer with framing, CRC-32C and
+//! selective retransmission, and a multiplexer of credit-flow-controlled channels on
+//! top. Command lines follow socat: two address expressions per bridge.
+//!
+//! # Layout
+//! - [`address`]: the address grammar (nom) and the typed addresses it produces; one
+//!   table of address types feeds the parser, `--help` and the man page.
+//! - [`line`]: a sans-IO model of a serial line (pacing, latency, impairments),
+//!   shared by the deterministic simulations and the virtual serial cable.
+//! - [`link`]: the reliable link layer, a pure state machine (no I/O, no clock).
+//! - [`mux`]: the channel multiplexer on top of the link, a pure state machine.
+//! - [`sim`]: deterministic simulation of two link/mux endpoints over a [`line`].
+//! - [`endpoint`]: thin tokio drivers, one per address type.
+//! - [`cable`]: the virtual null-modem cable (two ptys joined through a [`line`]).
+//! - [`bridge`]: wires a listening endpoint to a dialing endpoint; the only place
+//!   that decides how connections are served.
+//! - [`testbed`]: runs real sfs processes over a virtual cable (tests, demo, bench).
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod address;
+pub mod bridge;
+pub mod cable;
+pub mod endpoint;
+pub mod error;
+pub mod line;
+pub mod link;
+pub mod mux;
+pub mod sim;
+pub mod testbed;
