@@ -1,1 +1,158 @@
-//! TODO: cable
+//! The virtual serial cable: `sfs PTY,link=/tmp/ttyA,... PTY,link=/tmp/ttyB,...`.
+//!
+//! Two pseudo-terminals joined like a null-modem cable: bytes a program writes to
+//! one come out of the other at the configured baud and character format (8N1 =
+//! 10 bits per byte), through a bounded device queue (default 4 KiB) that stops
+//! reading the writer's pty when full, so the writer blocks as on a real UART.
+//! Each end's options describe its transmitter: `b921600,ber=1e-5` on end A paces
+//! and impairs the bytes travelling A→B. Impairments (bit errors, drops, garbage
+//! insertion, noise bursts, outages, latency) come from [`crate::line`], seeded.
+//!
+//! Whatever the programs set with termios on their ends is accepted. Statistics go
+//! to stderr at exit and on SIGUSR1.
+
+use crate::address::Pty;
+use crate::endpoint::pty::PtyDevice;
+use crate::error::Result;
+use crate::line::{Line, LineConfig};
+use std::time::{Duration, Instant};
+use tokio::signal::unix::{signal, SignalKind};
+
+/// Bytes waiting to be written into a receiving pty before we call it an overrun.
+const RX_LIMIT: usize = 64 * 1024;
+
+/// The line model settings for bytes leaving the end described by `p`.
+pub fn line_config(p: &Pty) -> LineConfig {
+    let mut c = LineConfig::clean(p.line.byte_rate());
+    c.latency = p.impair.latency;
+    if let Some(f) = p.impair.fifo {
+        c.fifo = f;
+    }
+    c.ber = p.impair.ber;
+    c.drop = p.impair.drop;
+    c.insert = p.impair.insert;
+    c.burst = p.impair.burst;
+    c.outages = p.impair.outage.into_iter().collect();
+    c.seed = p.impair.seed;
+    c
+}
+
+/// One direction: the line and the bytes that arrived but are not yet written
+/// into the receiving pty.
+struct Direction {
+    name: &'static str,
+    line: Line,
+    rx: Vec<u8>,
+    overrun: u64,
+}
+
+impl Direction {
+    fn report(&self) -> String {
+        let s = self.line.stats();
+        format!(
+            "{}: {} bytes in, {} delivered, {} bits flipped, {} dropped, {} inserted, {} in bursts, {} lost in outages, {} overrun, queue high-water {} B",
+            self.name,
+            s.bytes_written,
+            s.bytes_delivered,
+            s.bits_flipped,
+            s.bytes_dropped,
+            s.bytes_inserted,
+            s.burst_bytes,
+            s.outage_bytes,
+            self.overrun,
+            s.queue_high_water
+        )
+    }
+}
+
+/// Both directions; prints the statistics when the cable stops, however it stops
+/// (the task is dropped on SIGINT/SIGTERM).
+struct Cable {
+    ab: Direction,
+    ba: Direction,
+}
+
+impl Cable {
+    fn report(&self) {
+        eprintln!("sfs cable: {}", self.ab.report());
+        eprintln!("sfs cable: {}", self.ba.report());
+    }
+}
+
+impl Drop for Cable {
+    fn drop(&mut self) {
+        self.report();
+    }
+}
+
+/// Runs the cable until the process is stopped.
+pub async fn run(p1: Pty, p2: Pty) -> Result<()> {
+    let a = PtyDevice::create(&p1)?;
+    let b = PtyDevice::create(&p2)?;
+    let now = Instant::now();
+    let mut cable = Cable {
+        ab: Direction { name: "A->B", line: Line::new(line_config(&p1), now), rx: Vec::new(), overrun: 0 },
+        ba: Direction { name: "B->A", line: Line::new(line_config(&p2), now), rx: Vec::new(), overrun: 0 },
+    };
+    let show = |p: &Pty, d: &PtyDevice| match &p.link {
+        Some(l) => format!("{} ({})", l.display(), d.slave_path().display()),
+        None => d.slave_path().display().to_string(),
+    };
+    eprintln!(
+        "sfs cable: A={} <-> B={}, A->B {} baud/{} bits, B->A {} baud/{} bits",
+        show(&p1, &a),
+        show(&p2, &b),
+        p1.line.baud,
+        p1.line.bits_per_char(),
+        p2.line.baud,
+        p2.line.bits_per_char()
+    );
+    let mut usr1 = signal(SignalKind::user_defined1()).ok();
+    let mut buf_a = vec![0u8; 4096];
+    let mut buf_b = vec![0u8; 4096];
+    loop {
+        let Cable { ab, ba } = &mut cable;
+        let now = Instant::now();
+        for d in [&mut *ab, &mut *ba] {
+            let before = d.rx.len();
+            d.line.read(now, &mut d.rx);
+            if d.rx.len() > RX_LIMIT {
+                // The receiving program is not reading: a real UART overruns.
+                d.overrun += (d.rx.len() - RX_LIMIT.max(before)) as u64;
+                d.rx.truncate(RX_LIMIT.max(before));
+            }
+        }
+        let space_ab = ab.line.space(now).min(buf_a.len());
+        let space_ba = ba.line.space(now).min(buf_b.len());
+        let wake = [ab.line.next_wakeup(), ba.line.next_wakeup()].into_iter().flatten().min();
+        let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(
+            wake.unwrap_or(now + Duration::from_secs(3600)),
+        ));
+        let report = async {
+            match usr1.as_mut() {
+                Some(s) => s.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = a.read(&mut buf_a[..space_ab]), if space_ab > 0 => {
+                let n = r.map_err(|e| crate::error::Error::io("cable: reading pty A", e))?;
+                ab.line.write(Instant::now(), &buf_a[..n]);
+            }
+            r = b.read(&mut buf_b[..space_ba]), if space_ba > 0 => {
+                let n = r.map_err(|e| crate::error::Error::io("cable: reading pty B", e))?;
+                ba.line.write(Instant::now(), &buf_b[..n]);
+            }
+            r = b.write(&ab.rx), if !ab.rx.is_empty() => {
+                let n = r.map_err(|e| crate::error::Error::io("cable: writing pty B", e))?;
+                ab.rx.drain(..n);
+            }
+            r = a.write(&ba.rx), if !ba.rx.is_empty() => {
+                let n = r.map_err(|e| crate::error::Error::io("cable: writing pty A", e))?;
+                ba.rx.drain(..n);
+            }
+            _ = sleep => {}
+            _ = report => cable.report(),
+        }
+    }
+}

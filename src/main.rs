@@ -1,1 +1,91 @@
-fn main() {}
+//! The `sfs` command: parses the command line and starts the bridge.
+
+use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
+use sfs::address::Address;
+use std::process::ExitCode;
+
+/// socket forward serial: carry many TCP connections over one serial line.
+#[derive(Parser, Debug)]
+#[command(name = "sfs", version, about, long_about = None)]
+struct Cli {
+    /// More logging (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, action = ArgAction::Count)]
+    verbose: u8,
+    /// Only errors.
+    #[arg(short, long, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Run the built-in demonstration: a virtual serial cable with a little noise,
+    /// sfs on both ends, several connections through it, and a short report.
+    #[arg(long, conflicts_with = "addresses")]
+    demo: bool,
+    /// Address pairs: ADDRESS1 ADDRESS2 [ADDRESS1 ADDRESS2 ...].
+    #[arg(value_name = "ADDRESS", required_unless_present = "demo")]
+    addresses: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    let matches = Cli::command().after_help(sfs::address::help_text()).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    init_logging(cli.verbose, cli.quiet);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => return fail(&sfs::error::Error::io("cannot start the runtime", e)),
+    };
+    if cli.demo {
+        return match runtime.block_on(sfs::testbed::demo()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&e),
+        };
+    }
+    if cli.addresses.len() % 2 != 0 {
+        eprintln!("sfs: addresses come in pairs (ADDRESS1 ADDRESS2 ...); got {}", cli.addresses.len());
+        return ExitCode::from(2);
+    }
+    let mut parsed = Vec::new();
+    for a in &cli.addresses {
+        match a.parse::<Address>() {
+            Ok(addr) => parsed.push(addr),
+            Err(e) => {
+                eprintln!("sfs: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let mut pairs = Vec::new();
+    let mut it = parsed.into_iter();
+    while let (Some(a), Some(b)) = (it.next(), it.next()) {
+        pairs.push((a, b));
+    }
+    let result = runtime.block_on(sfs::bridge::run(pairs));
+    // Do not wait for blocking stdin reads to finish.
+    runtime.shutdown_background();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(e: &sfs::error::Error) -> ExitCode {
+    eprintln!("sfs: {e}");
+    ExitCode::from(e.exit_code() as u8)
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    use tracing_subscriber::EnvFilter;
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (_, 0) => "warn",
+        (_, 1) => "info",
+        (_, 2) => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("sfs={level}")));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

@@ -1,0 +1,103 @@
+//! TCP endpoints: `TCP-LISTEN` (accepting) and `TCP` (dialing).
+
+use super::Conn;
+use crate::address::{Family, TcpConnect, TcpListen};
+use crate::error::{describe_io, Error, Result};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use tokio::net::{lookup_host, TcpSocket, TcpStream};
+
+/// A bound TCP listener.
+pub struct Listener {
+    inner: tokio::net::TcpListener,
+}
+
+impl Listener {
+    /// Binds as the address says; errors read like `cannot listen on 0.0.0.0:22: Address in use`.
+    pub async fn bind(addr: &TcpListen) -> Result<Self> {
+        let ip: IpAddr = match (&addr.bind, addr.family) {
+            (Some(b), _) => resolve(b, addr.port, addr.family)
+                .await
+                .map_err(|e| Error::Runtime(format!("cannot resolve bind address {b}: {e}")))?
+                .ip(),
+            (None, Family::V6) => Ipv6Addr::UNSPECIFIED.into(),
+            (None, _) => Ipv4Addr::UNSPECIFIED.into(),
+        };
+        let sa = SocketAddr::new(ip, addr.port);
+        let fail = |e: io::Error| Error::Runtime(format!("cannot listen on {sa}: {}", describe_io(&e)));
+        let socket = if sa.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.map_err(fail)?;
+        socket.set_reuseaddr(addr.reuseaddr).map_err(fail)?;
+        socket.bind(sa).map_err(fail)?;
+        let inner = socket.listen(addr.listen.backlog.max(1)).map_err(fail)?;
+        Ok(Listener { inner })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+
+    /// Waits for the next connection.
+    pub async fn accept(&self) -> io::Result<Conn> {
+        let (stream, peer) = self.inner.accept().await?;
+        Ok(from_stream(stream, format!("tcp {peer}")))
+    }
+}
+
+async fn resolve(host: &str, port: u16, family: Family) -> io::Result<SocketAddr> {
+    let addrs = lookup_host((host, port)).await?;
+    let mut first = None;
+    for a in addrs {
+        let ok = match family {
+            Family::Any => true,
+            Family::V4 => a.is_ipv4(),
+            Family::V6 => a.is_ipv6(),
+        };
+        if ok {
+            first = Some(a);
+            break;
+        }
+    }
+    first.ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address of the requested family"))
+}
+
+/// Dials `TCP:HOST:PORT`, trying each resolved address in turn.
+pub async fn connect(addr: &TcpConnect) -> io::Result<Conn> {
+    let attempt = async {
+        let mut last = io::Error::new(io::ErrorKind::NotFound, "host name resolved to no address");
+        for sa in lookup_host((addr.host.as_str(), addr.port)).await? {
+            let ok = match addr.family {
+                Family::Any => true,
+                Family::V4 => sa.is_ipv4(),
+                Family::V6 => sa.is_ipv6(),
+            };
+            if !ok {
+                continue;
+            }
+            match TcpStream::connect(sa).await {
+                Ok(s) => return Ok(from_stream(s, format!("tcp {sa}"))),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    };
+    match addr.connect_timeout {
+        Some(t) => tokio::time::timeout(t, attempt)
+            .await
+            .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))),
+        None => attempt.await,
+    }
+}
+
+/// Wraps a connected stream: TCP_NODELAY on, abort = close with RST.
+pub fn from_stream(stream: TcpStream, label: String) -> Conn {
+    let _ = stream.set_nodelay(true);
+    let dup = std::os::fd::AsFd::as_fd(&stream).try_clone_to_owned().ok();
+    let (r, w) = stream.into_split();
+    Conn::new(r, w, label).with_abort(move || {
+        if let Some(fd) = dup {
+            let linger = nix::libc::linger { l_onoff: 1, l_linger: 0 };
+            let _ = nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::Linger, &linger);
+        }
+    })
+}

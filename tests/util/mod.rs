@@ -1,0 +1,127 @@
+//! Shared helpers for the integration tests: running the real sfs binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::process::{Child, Command};
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_sfs"))
+}
+
+/// A running sfs process, killed on drop.
+pub struct Sfs {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Sfs {
+    pub fn start(args: &[String]) -> Sfs {
+        let log = std::env::temp_dir().join(format!(
+            "sfs-test-{}-{}.log",
+            std::process::id(),
+            COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let f = std::fs::File::create(&log).unwrap();
+        let child = Command::new(bin())
+            .arg("-v")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(f))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn sfs");
+        Sfs { child, log }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Sfs {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "sfs-it-{tag}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Connects, retrying until `limit` (the process may still be binding).
+pub async fn connect_retry(port: u16, limit: Duration) -> TcpStream {
+    let t0 = Instant::now();
+    loop {
+        match TcpStream::connect(("127.0.0.1", port)).await {
+            Ok(s) => return s,
+            Err(e) if t0.elapsed() > limit => panic!("cannot connect to {port}: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+/// An echo server on a free port; returns its port.
+pub async fn echo_server() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = l.accept().await.unwrap();
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+                let _ = w.shutdown().await;
+            });
+        }
+    });
+    port
+}
+
+pub async fn wait_path(p: &Path, limit: Duration) {
+    let t0 = Instant::now();
+    while !p.exists() {
+        assert!(t0.elapsed() < limit, "{} never appeared", p.display());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Writes `data` and reads everything back until EOF (after our half-close).
+pub async fn roundtrip_all(mut s: TcpStream, data: &[u8]) -> Vec<u8> {
+    let (mut r, mut w) = s.split();
+    let writer = async {
+        w.write_all(data).await.unwrap();
+        w.shutdown().await.unwrap();
+    };
+    let reader = async {
+        let mut got = Vec::new();
+        r.read_to_end(&mut got).await.unwrap();
+        got
+    };
+    let ((), got) = tokio::join!(writer, reader);
+    got
+}
+
+/// Deterministic test data.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut v = vec![0u8; len];
+    sfs::testbed::PatternGen::new(seed).fill(&mut v);
+    v
+}
