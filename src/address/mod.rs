@@ -1,7 +1,34 @@
 //! Address expressions: `TYPE[:PARAM[:PARAM]][,OPTION[=VALUE]]...`, parsed with nom
 //! into typed [`Address`] values (see `types.rs`); the table of address types feeds
 //! the parser, `--help` and the man page.
+//!
+//! - `types.rs`: the typed addresses.
+//! - [`table`]: the address type and option tables, [`help_text`] and
+//!   [`man_address_section`].
+//! - `parse.rs`: the nom lexer and the builders ([`parse_address`], `FromStr`).
+//! - `display.rs`: canonical printing; `parse(display(a)) == a`.
+//! - `error.rs`: [`AddressError`], pointing at the offending character.
+//!
+//! ```
+//! use sfs::address::{parse_address, Address};
+//! let a: Address = "tcp-l:2222,FORK".parse().unwrap();
+//! assert_eq!(a.to_string(), "TCP-LISTEN:2222,fork");
+//! assert!(parse_address("TPC:host:22").is_err());
+//! ```
 
+mod display;
+mod error;
+mod parse;
+pub mod table;
 mod types;
 
+#[cfg(test)]
+mod tests;
+
+pub use error::AddressError;
+pub use parse::parse_address;
+pub use table::{
+    help_text, man_address_section, AddressType, OptionGroup, OptionSpec, ValueKind, ADDRESS_TYPES,
+    OPTIONS,
+};
 pub use types::*;

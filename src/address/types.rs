@@ -216,7 +216,7 @@ pub struct SerialMux {
 
 /// Seeded impairments a PTY end applies to the bytes its program writes, on their
 /// way to the other end of a virtual cable.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Impairments {
     /// `ber=X`: independent bit error rate.
     pub ber: f64,
@@ -234,6 +234,23 @@ pub struct Impairments {
     pub seed: u64,
     /// `fifo=BYTES`: device queue size, default 4096.
     pub fifo: Option<usize>,
+}
+
+impl Default for Impairments {
+    /// A clean line: no errors, drops, bursts, outages or latency; seed 1 as
+    /// documented on [`Impairments::seed`].
+    fn default() -> Self {
+        Impairments {
+            ber: 0.0,
+            drop: 0.0,
+            insert: 0.0,
+            burst: None,
+            outage: None,
+            latency: Duration::ZERO,
+            seed: 1,
+            fifo: None,
+        }
+    }
 }
 
 /// `PTY[,link=PATH][,LINE OPTIONS][,IMPAIRMENTS]`.
