@@ -1,1 +1,233 @@
-fn main() {}
+//! End-to-end benchmark: real sfs processes on both ends of the virtual serial
+//! cable, measured per case. Prints a table; `--json FILE` also writes JSON.
+//!
+//! Run: `cargo bench --bench e2e` (all cases, a few minutes), or
+//! `cargo bench --bench e2e -- --case clean-115200` for one case, `--quick` for
+//! shorter transfers.
+//!
+//! Goodput = intact payload bytes per second ÷ line byte rate (baud/10, 8N1).
+
+use sfs::testbed::{download, upload, CableSpec, Echo, Testbed, TestbedOptions};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
+
+#[derive(Default, Clone)]
+struct Row {
+    case: String,
+    baud: u32,
+    goodput: Option<f64>,
+    intact: String,
+    p50_ms: Option<f64>,
+    p99_ms: Option<f64>,
+    cpu_a_per_mb: Option<f64>,
+    cpu_b_per_mb: Option<f64>,
+    cpu_a_frac: Option<f64>,
+    cpu_b_frac: Option<f64>,
+    note: String,
+}
+
+fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_sfs"))
+}
+
+async fn start(cable: CableSpec) -> Testbed {
+    Testbed::start(TestbedOptions::new(bin(), cable)).await.expect("testbed starts")
+}
+
+/// Uploads `conns` streams of about `secs` seconds of line time in total.
+async fn bulk(case: &str, cable: CableSpec, conns: u64, secs: f64) -> Row {
+    let bed = start(cable.clone()).await;
+    let total = (cable.byte_rate() * secs) as u64;
+    let per = total / conns;
+    let (ca, cb) = (bed.cpu_seconds(1).unwrap_or(0.0), bed.cpu_seconds(2).unwrap_or(0.0));
+    let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..conns {
+        tasks.push(tokio::spawn(upload(bed.entry, per, 100 + i)));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        if let Ok(Ok(tr)) = t.await {
+            ok += u64::from(tr.intact);
+        }
+    }
+    let wall = t0.elapsed().as_secs_f64();
+    let (ca2, cb2) = (bed.cpu_seconds(1).unwrap_or(0.0), bed.cpu_seconds(2).unwrap_or(0.0));
+    let mb = (per * conns) as f64 / 1e6;
+    let row = Row {
+        case: case.into(),
+        baud: cable.baud,
+        goodput: Some((per * conns) as f64 / wall / cable.byte_rate()),
+        intact: format!("{ok}/{conns}"),
+        cpu_a_per_mb: Some((ca2 - ca) / mb),
+        cpu_b_per_mb: Some((cb2 - cb) / mb),
+        cpu_a_frac: Some((ca2 - ca) / wall),
+        cpu_b_frac: Some((cb2 - cb) / wall),
+        ..Row::default()
+    };
+    bed.stop().await;
+    row
+}
+
+/// Upload with a line outage of `outage` seconds starting `at` seconds in.
+async fn outage(case: &str, baud: u32, at: f64, dur: f64, secs: f64) -> Row {
+    let cable = CableSpec::clean(baud).both(&format!("outage={at}:{dur}"));
+    let mut row = bulk(case, cable, 1, secs).await;
+    row.note = format!("line dead {dur} s (goodput counts the outage)");
+    row
+}
+
+async fn echo_latency(case: &str, cable: CableSpec, with_bulk: bool, samples: usize) -> Row {
+    let bed = start(cable.clone()).await;
+    let bulk = with_bulk.then(|| {
+        let e = bed.entry;
+        let len = (cable.byte_rate() * 60.0) as u64;
+        tokio::spawn(async move { upload(e, len, 7).await })
+    });
+    if with_bulk {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    let mut echo = Echo::connect(bed.entry).await.expect("echo");
+    let _ = echo.round_trip().await;
+    let mut v = Vec::new();
+    for _ in 0..samples {
+        if let Ok(Ok(d)) = tokio::time::timeout(Duration::from_secs(5), echo.round_trip()).await {
+            v.push(d.as_secs_f64() * 1000.0);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if let Some(b) = bulk {
+        b.abort();
+    }
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let q = |p: f64| v.get(((v.len() as f64 - 1.0) * p).round() as usize).copied();
+    let row = Row {
+        case: case.into(),
+        baud: cable.baud,
+        intact: format!("{}/{samples} echoes", v.len()),
+        p50_ms: q(0.5),
+        p99_ms: q(0.99),
+        note: if with_bulk { "bulk upload on another connection".into() } else { "idle line".into() },
+        ..Row::default()
+    };
+    bed.stop().await;
+    row
+}
+
+/// One client stops reading its download; another downloads meanwhile.
+async fn stalled(case: &str, baud: u32, secs: f64) -> Row {
+    let cable = CableSpec::clean(baud);
+    let bed = start(cable.clone()).await;
+    // The staller asks for far more than it will ever read.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let mut stall = sock.connect(bed.entry).await.unwrap();
+    let mut req = vec![b'G'];
+    req.extend_from_slice(&(1u64 << 32).to_be_bytes());
+    req.extend_from_slice(&1u64.to_be_bytes());
+    stall.write_all(&req).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await; // let it fill its window
+    let len = (cable.byte_rate() * secs) as u64;
+    let tr = download(bed.entry, len, 3).await.expect("download");
+    let row = Row {
+        case: case.into(),
+        baud,
+        goodput: Some(tr.bytes as f64 / tr.elapsed.as_secs_f64() / cable.byte_rate()),
+        intact: if tr.intact { "1/1".into() } else { "0/1".into() },
+        note: "goodput of the other download while one reader is stalled".into(),
+        ..Row::default()
+    };
+    drop(stall);
+    bed.stop().await;
+    row
+}
+
+fn fmt(v: Option<f64>, prec: usize) -> String {
+    v.map(|x| format!("{x:.prec$}")).unwrap_or_else(|| "-".into())
+}
+
+fn print_table(rows: &[Row]) {
+    println!(
+        "{:<22} {:>8} {:>8} {:>10} {:>8} {:>8} {:>10} {:>10} {:>7} {:>7}  note",
+        "case", "baud", "goodput", "intact", "p50 ms", "p99 ms", "cpuA s/MB", "cpuB s/MB", "cpuA %", "cpuB %"
+    );
+    for r in rows {
+        println!(
+            "{:<22} {:>8} {:>8} {:>10} {:>8} {:>8} {:>10} {:>10} {:>7} {:>7}  {}",
+            r.case,
+            r.baud,
+            fmt(r.goodput, 3),
+            r.intact,
+            fmt(r.p50_ms, 1),
+            fmt(r.p99_ms, 1),
+            fmt(r.cpu_a_per_mb, 2),
+            fmt(r.cpu_b_per_mb, 2),
+            fmt(r.cpu_a_frac.map(|x| x * 100.0), 1),
+            fmt(r.cpu_b_frac.map(|x| x * 100.0), 1),
+            r.note
+        );
+    }
+}
+
+fn json(rows: &[Row]) -> String {
+    let num = |v: Option<f64>| v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "null".into());
+    let items: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            format!(
+                "{{\"case\":\"{}\",\"baud\":{},\"goodput\":{},\"intact\":\"{}\",\"p50_ms\":{},\"p99_ms\":{},\"cpu_a_s_per_mb\":{},\"cpu_b_s_per_mb\":{},\"cpu_a_frac\":{},\"cpu_b_frac\":{},\"note\":\"{}\"}}",
+                r.case, r.baud, num(r.goodput), r.intact, num(r.p50_ms), num(r.p99_ms),
+                num(r.cpu_a_per_mb), num(r.cpu_b_per_mb), num(r.cpu_a_frac), num(r.cpu_b_frac), r.note
+            )
+        })
+        .collect();
+    format!("[\n  {}\n]\n", items.join(",\n  "))
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let json_path = args.iter().position(|a| a == "--json").and_then(|i| args.get(i + 1)).cloned();
+    let only: Vec<String> =
+        args.iter().enumerate().filter(|(i, _)| *i > 0 && args[i - 1] == "--case").map(|(_, a)| a.clone()).collect();
+    let want = |name: &str| only.is_empty() || only.iter().any(|o| name.starts_with(o.as_str()));
+    let secs = if quick { 4.0 } else { 10.0 };
+    let mut rows = Vec::new();
+    macro_rules! case {
+        ($name:expr, $e:expr) => {
+            if want($name) {
+                let r = $e;
+                print_table(std::slice::from_ref(&r));
+                rows.push(r);
+            }
+        };
+    }
+    case!("clean-115200", bulk("clean-115200", CableSpec::clean(115_200), 1, secs).await);
+    case!("clean-921600", bulk("clean-921600", CableSpec::clean(921_600), 1, secs).await);
+    case!("clean-3000000", bulk("clean-3000000", CableSpec::clean(3_000_000), 1, secs).await);
+    case!("8conn-115200", bulk("8conn-115200", CableSpec::clean(115_200), 8, secs).await);
+    case!("ber1e-5-115200", bulk("ber1e-5-115200", CableSpec::clean(115_200).both("ber=1e-5"), 1, secs).await);
+    case!("ber1e-4-115200", bulk("ber1e-4-115200", CableSpec::clean(115_200).both("ber=1e-4"), 1, secs).await);
+    case!(
+        "dropins1e-5-115200",
+        bulk("dropins1e-5-115200", CableSpec::clean(115_200).both("drop=1e-5,insert=1e-5"), 1, secs).await
+    );
+    case!("bursts-115200", bulk("bursts-115200", CableSpec::clean(115_200).both("burst=0.5:20"), 1, secs).await);
+    case!("outage3s-115200", outage("outage3s-115200", 115_200, 3.0, 3.0, secs + 3.0).await);
+    case!(
+        "latency20ms-921600",
+        bulk("latency20ms-921600", CableSpec::clean(921_600).both("latency=20"), 1, secs).await
+    );
+    case!("echo-idle-115200", echo_latency("echo-idle-115200", CableSpec::clean(115_200), false, 200).await);
+    case!("echo-bulk-115200", echo_latency("echo-bulk-115200", CableSpec::clean(115_200), true, 200).await);
+    case!("stalled-921600", stalled("stalled-921600", 921_600, secs).await);
+    println!();
+    println!("== sfs end-to-end benchmark ==");
+    print_table(&rows);
+    if let Some(p) = json_path {
+        std::fs::write(&p, json(&rows)).expect("write json");
+        println!("wrote {p}");
+    }
+}

@@ -81,6 +81,15 @@ pub struct TestbedOptions {
     pub mux_opts: String,
     /// Log level flag for the sfs processes (`-q`, `-v`, ...), or empty.
     pub log: String,
+    /// Side B's target; `None` starts the built-in test target.
+    pub target: Option<SocketAddr>,
+}
+
+impl TestbedOptions {
+    /// A clean or impaired cable with the built-in target and default options.
+    pub fn new(bin: PathBuf, cable: CableSpec) -> Self {
+        TestbedOptions { bin, cable, mux_opts: String::new(), log: String::new(), target: None }
+    }
 }
 
 fn free_port() -> io::Result<u16> {
@@ -120,9 +129,13 @@ impl Testbed {
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("sfs-testbed-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let target = listener.local_addr()?;
-        let target_task = tokio::spawn(serve_target(listener));
+        let (target, target_task) = match opts.target {
+            Some(t) => (t, tokio::spawn(async {})),
+            None => {
+                let listener = TcpListener::bind("127.0.0.1:0").await?;
+                (listener.local_addr()?, tokio::spawn(serve_target(listener)))
+            }
+        };
         let (ta, tb) = (dir.join("ttyA"), dir.join("ttyB"));
         let c = &opts.cable;
         let mut procs = Vec::new();
@@ -153,7 +166,9 @@ impl Testbed {
         procs.push(spawn(&opts.bin, &[mux(&tb), format!("TCP:127.0.0.1:{}", target.port())], &opts.log, &dir, "sideB")?);
         let entry: SocketAddr = ([127, 0, 0, 1], port).into();
         let bed = Testbed { dir, procs, entry, target, cable: opts.cable.clone(), target_task, bin: opts.bin.clone() };
-        bed.wait_ready(Duration::from_secs(20)).await?;
+        if opts.target.is_none() {
+            bed.wait_ready(Duration::from_secs(20)).await?;
+        }
         Ok(bed)
     }
 
@@ -439,7 +454,7 @@ pub async fn demo() -> Result<()> {
     let cable = CableSpec::clean(115_200).both("ber=1e-5");
     println!("sfs demo: virtual serial cable at 115200 baud 8N1 with bit error rate 1e-5 each way;");
     println!("          sfs A (TCP-LISTEN,fork → SERIAL-MUX) and sfs B (SERIAL-MUX → TCP target).");
-    let bed = Testbed::start(TestbedOptions { bin, cable: cable.clone(), mux_opts: String::new(), log: String::new() })
+    let bed = Testbed::start(TestbedOptions::new(bin, cable.clone()))
         .await
         .map_err(|e| Error::io("demo: cannot start the test bed", e))?;
     println!("          link up; entry point {} → target {}", bed.entry, bed.target);

@@ -9,7 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use util::*;
 
 async fn bed(cable: CableSpec) -> Testbed {
-    Testbed::start(TestbedOptions { bin: bin(), cable, mux_opts: String::new(), log: "-v".into() })
+    Testbed::start(TestbedOptions { log: "-v".into(), ..TestbedOptions::new(bin(), cable) })
         .await
         .expect("testbed starts")
 }
