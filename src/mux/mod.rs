@@ -1,1 +1,1285 @@
-//! TODO: mux
+//! The channel multiplexer: many byte-stream channels over one reliable,
+//! ordered link, as a pure state machine (no I/O, no clock, no tokio).
+//!
+//! # Model
+//! The link below carries *payloads* (up to `max` bytes, 64..~500) reliably and
+//! in order, and reports when the peer restarted. [`Mux`] turns payloads from
+//! the peer into [`MuxEvent`]s ([`Mux::handle_payload`], [`Mux::poll_event`]) and
+//! application calls ([`Mux::open`], [`Mux::send`], ...) into payloads for the
+//! peer ([`Mux::poll_payload`]). Both ends run the same code: either may open
+//! channels.
+//!
+//! # Wire format (summary; `docs/mux-protocol.md` is normative)
+//! A payload is a sequence of records, each starting with
+//! `[I rrr tttt] [id: u16 BE]`: `I` = "the sender of this record opened the
+//! channel" (so ids from the two sides' spaces never collide), `rrr` = 0,
+//! `tttt` = type. Bodies (integers big-endian, `s8` = `u8` length + UTF-8):
+//!
+//! | type | name    | body                                   | size      |
+//! |------|---------|----------------------------------------|-----------|
+//! | 0x1  | OPEN    | window u32, service s8 (≤ 32 B); I = 1  | 8 + n     |
+//! | 0x2  | OPEN_OK | window u32; I = 0                      | 7         |
+//! | 0x3  | REFUSE  | reason u8, detail s8 (≤ 48 B); I = 0   | 5 + n     |
+//! | 0x4  | DATA    | len u16 (≥ 1), bytes                   | 5 + n     |
+//! | 0x5  | CREDIT  | delta u32 (≥ 1)                        | 7         |
+//! | 0x6  | EOF     | —                                      | 3         |
+//! | 0x7  | CLOSE   | — (implies EOF)                        | 3         |
+//! | 0x8  | RESET   | reason s8 (≤ 48 B)                     | 4 + n     |
+//!
+//! Unknown types, reserved bits, empty DATA, zero CREDIT, over-long or
+//! non-UTF-8 text and truncated records are decode errors.
+//!
+//! # Channel life and id reuse
+//! OPEN → OPEN_OK or REFUSE; then DATA/CREDIT both ways; EOF ends a direction.
+//! A side's *final record* is the last one it sends on a channel: RESET,
+//! REFUSE, or CLOSE. CLOSE is sent once a side has both sent its EOF and
+//! received the peer's (it replaces the EOF when the peer's EOF came first),
+//! because until then it may still owe CREDIT for the peer's data. A RESET is
+//! answered by a RESET unless the receiver already sent its final record; the
+//! records that cross a RESET are ignored. A REFUSE is final for both sides
+//! (the opener sends nothing before OPEN_OK except possibly a RESET, which the
+//! acceptor ignores as it has already forgotten the id).
+//! **An id is released when a side has sent its final record and received the
+//! peer's**; the link being ordered, nothing for the old channel can follow,
+//! so a new OPEN with the same id is unambiguous. Local ids are reused lowest
+//! first.
+//!
+//! # Flow control
+//! Credit per channel (see [`credit`](self)): a sender never sends beyond
+//! credit; the receiver returns credit only for bytes the application reports
+//! with [`Mux::consumed`], in deltas of at least half the window (or an eighth
+//! when the sender is nearly blocked). A peer that exceeds credit gets its
+//! channel reset. Memory: at most `max_channels × (window + send_buffer)` of
+//! data plus a bounded control queue, whatever the peer sends.
+//!
+//! # Scheduling
+//! Control records first, then interactive channels (little queued, not
+//! recently bulk), then deficit round robin between bulk channels; several
+//! records are packed into one payload and DATA may be cut to fit. See
+//! `scheduler`.
+//!
+//! # Application contract
+//! - The opener may `send` only after [`MuxEvent::Accepted`] (before it `send`
+//!   returns 0). The acceptor may `send` right after [`Mux::accept`]; the data
+//!   follows the OPEN_OK.
+//! - [`MuxEvent::Readable`] is edge-triggered: after it, [`Mux::read`] until it
+//!   returns `None`; the next `Readable` comes with the next data.
+//! - [`MuxEvent::ReadClosed`] is emitted once the peer's EOF has arrived *and*
+//!   every byte before it has been read.
+//! - [`MuxEvent::SendSpace`] follows a `send` that did not take everything (or
+//!   filled the buffer), once some buffered bytes have gone into payloads.
+//! - [`MuxEvent::Closed`] comes after both directions ended cleanly, the id was
+//!   released and all data was read; [`MuxEvent::Reset`] and
+//!   [`MuxEvent::Refused`] are terminal too. No event follows a terminal one,
+//!   and none follows the application's own [`Mux::reset`] / [`Mux::refuse`];
+//!   the handle is dead afterwards (calls on it are ignored).
+
+mod credit;
+mod scheduler;
+pub mod wire;
+
+#[cfg(test)]
+mod sim_tests;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use credit::{RecvWindow, SendCredit};
+use scheduler::{Scheduler, MIN_CUT};
+use wire::{code, truncate_str, Record, DATA_HEADER_LEN, MAX_SERVICE_LEN, MAX_TEXT_LEN};
+
+/// Local handle of a channel.
+///
+/// Layout: bits 0..16 the wire id, bit 16 set when the peer opened the channel,
+/// bits 17..32 a local generation so that a stale handle never reaches a new
+/// channel that reuses the same wire id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChannelId(pub u32);
+
+impl ChannelId {
+    fn new(remote: bool, id: u16, gen: u16) -> Self {
+        ChannelId((u32::from(gen & 0x7fff) << 17) | (u32::from(remote) << 16) | u32::from(id))
+    }
+
+    /// The channel id on the wire.
+    pub fn wire_id(self) -> u16 {
+        self.0 as u16
+    }
+
+    /// True when the peer opened the channel.
+    pub fn opened_by_peer(self) -> bool {
+        self.0 & (1 << 16) != 0
+    }
+
+    /// Local generation (distinguishes reuses of a wire id).
+    pub fn generation(self) -> u16 {
+        (self.0 >> 17) as u16
+    }
+}
+
+impl fmt::Display for ChannelId {
+    /// `L3.7`: locally opened wire id 3, generation 7 (`R` = opened by the peer).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let side = if self.opened_by_peer() { 'R' } else { 'L' };
+        write!(f, "{side}{}.{}", self.wire_id(), self.generation())
+    }
+}
+
+/// Multiplexer configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MuxConfig {
+    /// Receive window granted to the peer per channel (bytes it may send
+    /// before we return credit); also the bound of received-but-unconsumed data.
+    pub window: u32,
+    /// Send buffer per channel: `send` accepts at most this much unsent data.
+    pub send_buffer: u32,
+    /// Channels in the table at once (both directions, including ones still
+    /// draining), bounding memory to `max_channels × (window + send_buffer)`.
+    pub max_channels: u32,
+    /// A channel with at most this many bytes queued and no recent bulk
+    /// traffic is interactive and goes ahead of bulk data.
+    pub interactive_bytes: u32,
+}
+
+impl MuxConfig {
+    /// Defaults for a line that moves `byte_rate` bytes per second: the window
+    /// is half a second of line time, clamped to 2 KiB..64 KiB (5.6 KiB at
+    /// 115200 baud); the send buffer equals the window.
+    pub fn for_byte_rate(byte_rate: u32) -> Self {
+        let window = (byte_rate / 2).clamp(2048, 65536);
+        MuxConfig {
+            window,
+            send_buffer: window,
+            max_channels: 64,
+            interactive_bytes: 128,
+        }
+    }
+
+    /// Check the values are usable.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(64..=16 << 20).contains(&self.window) {
+            return Err(format!("mux window {} not in 64..=16 MiB", self.window));
+        }
+        if !(1..=16 << 20).contains(&self.send_buffer) {
+            return Err(format!(
+                "mux send buffer {} not in 1..=16 MiB",
+                self.send_buffer
+            ));
+        }
+        if !(1..=32768).contains(&self.max_channels) {
+            return Err(format!(
+                "max channels {} not in 1..=32768",
+                self.max_channels
+            ));
+        }
+        if self.interactive_bytes > 4096 {
+            return Err(format!(
+                "interactive bytes {} > 4096",
+                self.interactive_bytes
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Default for MuxConfig {
+    /// [`MuxConfig::for_byte_rate`] at 115200 baud (11520 B/s).
+    fn default() -> Self {
+        MuxConfig::for_byte_rate(11_520)
+    }
+}
+
+/// Why a channel open was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RefuseReason {
+    /// The target refused the connection.
+    ConnectionRefused,
+    /// The target could not be reached.
+    NoRoute,
+    /// Policy forbids this service.
+    NotAllowed,
+    /// The far side has too many channels.
+    TooManyChannels,
+    /// Anything else (see the detail text).
+    Other,
+}
+
+impl fmt::Display for RefuseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RefuseReason::ConnectionRefused => "connection refused",
+            RefuseReason::NoRoute => "no route",
+            RefuseReason::NotAllowed => "not allowed",
+            RefuseReason::TooManyChannels => "too many channels",
+            RefuseReason::Other => "refused",
+        })
+    }
+}
+
+/// Something the application must know about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MuxEvent {
+    /// The peer opened a channel: call [`Mux::accept`] or [`Mux::refuse`].
+    Incoming {
+        /// The new channel.
+        ch: ChannelId,
+        /// Service the peer asked for.
+        service: String,
+    },
+    /// Our [`Mux::open`] was accepted; `send` works from now on.
+    Accepted {
+        /// The channel.
+        ch: ChannelId,
+    },
+    /// Our [`Mux::open`] was refused (terminal).
+    Refused {
+        /// The channel.
+        ch: ChannelId,
+        /// Why.
+        reason: RefuseReason,
+        /// Peer's detail text.
+        detail: String,
+    },
+    /// Data is available: [`Mux::read`] until it returns `None` (edge-triggered).
+    Readable {
+        /// The channel.
+        ch: ChannelId,
+    },
+    /// The peer sent EOF and all data before it has been read.
+    ReadClosed {
+        /// The channel.
+        ch: ChannelId,
+    },
+    /// Send buffer space was freed after a short `send`.
+    SendSpace {
+        /// The channel.
+        ch: ChannelId,
+    },
+    /// The channel was aborted: peer reset, protocol violation or session loss
+    /// (terminal; buffered data in both directions is discarded).
+    Reset {
+        /// The channel.
+        ch: ChannelId,
+        /// Human-readable reason.
+        reason: String,
+    },
+    /// Both directions finished cleanly and everything was read (terminal).
+    Closed {
+        /// The channel.
+        ch: ChannelId,
+    },
+}
+
+impl MuxEvent {
+    /// The channel the event is about.
+    pub fn channel(&self) -> ChannelId {
+        match self {
+            MuxEvent::Incoming { ch, .. }
+            | MuxEvent::Accepted { ch }
+            | MuxEvent::Refused { ch, .. }
+            | MuxEvent::Readable { ch }
+            | MuxEvent::ReadClosed { ch }
+            | MuxEvent::SendSpace { ch }
+            | MuxEvent::Reset { ch, .. }
+            | MuxEvent::Closed { ch } => *ch,
+        }
+    }
+}
+
+/// Errors of the multiplexer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MuxError {
+    /// `max_channels` reached (or the local id space is exhausted).
+    TooManyChannels,
+    /// Service name longer than 32 bytes.
+    ServiceTooLong,
+    /// The peer sent a payload that cannot be parsed. All channels were reset
+    /// locally; the caller should restart the link session so the peer does
+    /// the same.
+    Protocol(String),
+}
+
+impl fmt::Display for MuxError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MuxError::TooManyChannels => f.write_str("too many channels"),
+            MuxError::ServiceTooLong => {
+                write!(f, "service name longer than {MAX_SERVICE_LEN} bytes")
+            }
+            MuxError::Protocol(s) => write!(f, "mux protocol error: {s}"),
+        }
+    }
+}
+
+impl std::error::Error for MuxError {}
+
+/// Counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MuxStats {
+    /// Channels in the table now (including draining ones).
+    pub channels_open: usize,
+    /// Channels we opened.
+    pub opened_total: u64,
+    /// Channels the peer opened.
+    pub incoming_total: u64,
+    /// REFUSE records sent.
+    pub refused_total: u64,
+    /// Channels that ended with `Closed`.
+    pub closed_total: u64,
+    /// DATA bytes sent.
+    pub bytes_sent: u64,
+    /// DATA bytes received.
+    pub bytes_received: u64,
+    /// Payloads produced.
+    pub payloads_sent: u64,
+    /// Payloads handled.
+    pub payloads_received: u64,
+    /// RESET records sent.
+    pub resets_sent: u64,
+    /// RESET records received.
+    pub resets_received: u64,
+    /// Protocol violations seen (channel-level and payload-level).
+    pub protocol_errors: u64,
+    /// Session resets (link restarts and undecodable payloads).
+    pub session_resets: u64,
+}
+
+/// Most replies to records for unknown channels (and refusals of channels
+/// beyond `max_channels`) queued at once; more are dropped.
+const MAX_STRAY: usize = 256;
+
+/// (peer opened it, wire id)
+type WireKey = (bool, u16);
+
+#[derive(Debug)]
+enum CtlKind {
+    Open,
+    OpenOk,
+    Credit,
+    Eof,
+    Close,
+    Reset(String),
+}
+
+#[derive(Debug)]
+enum Ctl {
+    Chan(ChannelId, CtlKind),
+    Refuse {
+        id: u16,
+        reason: RefuseReason,
+        detail: String,
+        stray: bool,
+    },
+    StrayReset {
+        initiator: bool,
+        id: u16,
+        reason: &'static str,
+    },
+}
+
+#[derive(Debug)]
+struct Channel {
+    key: WireKey,
+    service: String,
+    /// The application may still use the handle (no terminal event yet).
+    app_live: bool,
+    /// Acceptor: the application called accept().
+    decided: bool,
+    /// Opener: OPEN emitted.
+    open_emitted: bool,
+    /// DATA may flow: opener got OPEN_OK / acceptor emitted OPEN_OK.
+    established: bool,
+    /// `send` allowed (opener: OPEN_OK received; acceptor: accepted).
+    can_send: bool,
+
+    tx: VecDeque<u8>,
+    credit: SendCredit,
+    want_space: bool,
+    eof_requested: bool,
+    eof_queued: bool,
+    eof_sent: bool,
+
+    rx: VecDeque<Bytes>,
+    rx_len: usize,
+    held: usize,
+    rxw: RecvWindow,
+    credit_queued: bool,
+    eof_received: bool,
+    read_closed_emitted: bool,
+    readable_notified: bool,
+
+    /// RESET queued or sent (or REFUSE received): ignore all but final records.
+    resetting: bool,
+    close_queued: bool,
+    sent_final: bool,
+    recv_final: bool,
+    wire_released: bool,
+}
+
+impl Channel {
+    fn new(key: WireKey, service: String, window: u32, peer_window: u32) -> Self {
+        Channel {
+            key,
+            service,
+            app_live: true,
+            decided: false,
+            open_emitted: false,
+            established: false,
+            can_send: false,
+            tx: VecDeque::new(),
+            credit: SendCredit::new(peer_window),
+            want_space: false,
+            eof_requested: false,
+            eof_queued: false,
+            eof_sent: false,
+            rx: VecDeque::new(),
+            rx_len: 0,
+            held: 0,
+            rxw: RecvWindow::new(window),
+            credit_queued: false,
+            eof_received: false,
+            read_closed_emitted: false,
+            readable_notified: false,
+            resetting: false,
+            close_queued: false,
+            sent_final: false,
+            recv_final: false,
+            wire_released: false,
+        }
+    }
+
+    fn ours(&self) -> bool {
+        !self.key.0
+    }
+
+    fn data_open(&self) -> bool {
+        self.established && !self.resetting && !self.sent_final && !self.eof_sent
+    }
+
+    fn sendable(&self) -> usize {
+        if self.data_open() {
+            self.tx.len().min(self.credit.available())
+        } else {
+            0
+        }
+    }
+
+    fn discard(&mut self) {
+        self.tx = VecDeque::new();
+        self.rx = VecDeque::new();
+        self.rx_len = 0;
+        self.held = 0;
+    }
+}
+
+/// The multiplexer state machine. See the [module docs](self).
+#[derive(Debug)]
+pub struct Mux {
+    cfg: MuxConfig,
+    channels: HashMap<ChannelId, Channel>,
+    wire: HashMap<WireKey, ChannelId>,
+    ctl: VecDeque<Ctl>,
+    strays: usize,
+    sched: Scheduler,
+    events: VecDeque<MuxEvent>,
+    gen: u16,
+    stats: MuxStats,
+}
+
+impl Mux {
+    /// A multiplexer with no channels. `cfg` should have passed
+    /// [`MuxConfig::validate`].
+    pub fn new(cfg: MuxConfig) -> Self {
+        debug_assert!(cfg.validate().is_ok(), "{:?}", cfg.validate());
+        Mux {
+            sched: Scheduler::new(cfg.interactive_bytes as usize),
+            cfg,
+            channels: HashMap::new(),
+            wire: HashMap::new(),
+            ctl: VecDeque::new(),
+            strays: 0,
+            events: VecDeque::new(),
+            gen: 0,
+            stats: MuxStats::default(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &MuxConfig {
+        &self.cfg
+    }
+
+    fn new_handle(&mut self, remote: bool, id: u16) -> ChannelId {
+        loop {
+            self.gen = (self.gen + 1) & 0x7fff;
+            let h = ChannelId::new(remote, id, self.gen);
+            if !self.channels.contains_key(&h) {
+                return h;
+            }
+        }
+    }
+
+    // ----- application calls -------------------------------------------------
+
+    /// Open a channel to `service` (≤ 32 bytes, may be empty). The peer answers
+    /// with [`MuxEvent::Accepted`] or [`MuxEvent::Refused`].
+    pub fn open(&mut self, service: &str) -> Result<ChannelId, MuxError> {
+        if service.len() > MAX_SERVICE_LEN {
+            return Err(MuxError::ServiceTooLong);
+        }
+        if self.channels.len() >= self.cfg.max_channels as usize {
+            return Err(MuxError::TooManyChannels);
+        }
+        let id = (0..=u16::MAX)
+            .find(|id| !self.wire.contains_key(&(false, *id)))
+            .ok_or(MuxError::TooManyChannels)?;
+        let h = self.new_handle(false, id);
+        let c = Channel::new((false, id), service.to_owned(), self.cfg.window, 0);
+        self.channels.insert(h, c);
+        self.wire.insert((false, id), h);
+        self.ctl.push_back(Ctl::Chan(h, CtlKind::Open));
+        self.stats.opened_total += 1;
+        Ok(h)
+    }
+
+    /// Accept an incoming channel (after [`MuxEvent::Incoming`]).
+    pub fn accept(&mut self, ch: ChannelId) {
+        let Some(c) = self.channels.get_mut(&ch) else {
+            return;
+        };
+        if !c.app_live || c.ours() || c.decided {
+            return;
+        }
+        c.decided = true;
+        c.can_send = true;
+        self.ctl.push_back(Ctl::Chan(ch, CtlKind::OpenOk));
+    }
+
+    /// Refuse an incoming channel (after [`MuxEvent::Incoming`]); `detail` is
+    /// cut to 48 bytes. The handle is dead afterwards.
+    pub fn refuse(&mut self, ch: ChannelId, reason: RefuseReason, detail: &str) {
+        let Some(c) = self.channels.get(&ch) else {
+            return;
+        };
+        if !c.app_live || c.ours() || c.decided {
+            return;
+        }
+        let id = c.key.1;
+        self.wire.remove(&c.key);
+        self.channels.remove(&ch);
+        self.ctl.push_back(Ctl::Refuse {
+            id,
+            reason,
+            detail: truncate_str(detail, MAX_TEXT_LEN).to_owned(),
+            stray: false,
+        });
+    }
+
+    /// Queue `data` for sending; returns how many bytes fit into the bounded
+    /// send buffer (0 if full, before [`MuxEvent::Accepted`], after
+    /// `close_write`, or on a dead handle). After a short write, wait for
+    /// [`MuxEvent::SendSpace`].
+    pub fn send(&mut self, ch: ChannelId, data: &[u8]) -> usize {
+        let limit = self.cfg.send_buffer as usize;
+        let Some(c) = self.channels.get_mut(&ch) else {
+            return 0;
+        };
+        if !c.app_live || !c.can_send || c.eof_requested || c.resetting || c.sent_final {
+            return 0;
+        }
+        let n = (limit - c.tx.len()).min(data.len());
+        c.tx.extend(&data[..n]);
+        if n < data.len() || c.tx.len() == limit {
+            c.want_space = true;
+        }
+        if n > 0 && c.established {
+            self.sched.wake(ch, c.tx.len());
+        }
+        n
+    }
+
+    /// Bytes `send` would accept now.
+    pub fn send_space(&self, ch: ChannelId) -> usize {
+        match self.channels.get(&ch) {
+            Some(c)
+                if c.app_live
+                    && c.can_send
+                    && !c.eof_requested
+                    && !c.resetting
+                    && !c.sent_final =>
+            {
+                self.cfg.send_buffer as usize - c.tx.len()
+            }
+            _ => 0,
+        }
+    }
+
+    /// Half-close: EOF is sent after all buffered data.
+    pub fn close_write(&mut self, ch: ChannelId) {
+        let Some(c) = self.channels.get_mut(&ch) else {
+            return;
+        };
+        if !c.app_live || c.eof_requested {
+            return;
+        }
+        c.eof_requested = true;
+        Self::maybe_queue_eof(&mut self.ctl, ch, c);
+    }
+
+    fn maybe_queue_eof(ctl: &mut VecDeque<Ctl>, ch: ChannelId, c: &mut Channel) {
+        if c.eof_requested
+            && !c.eof_queued
+            && c.established
+            && c.tx.is_empty()
+            && !c.resetting
+            && !c.sent_final
+        {
+            c.eof_queued = true;
+            ctl.push_back(Ctl::Chan(ch, CtlKind::Eof));
+        }
+    }
+
+    /// Abort the channel: buffered data in both directions is discarded and
+    /// the peer gets a RESET carrying `reason` (cut to 48 bytes). No event
+    /// follows; the handle is dead. On an incoming channel not yet accepted
+    /// this is a refusal with [`RefuseReason::Other`].
+    pub fn reset(&mut self, ch: ChannelId, reason: &str) {
+        let Some(c) = self.channels.get_mut(&ch) else {
+            return;
+        };
+        if !c.app_live {
+            return;
+        }
+        if !c.ours() && !c.decided {
+            self.refuse(ch, RefuseReason::Other, reason);
+            return;
+        }
+        c.app_live = false;
+        if c.ours() && !c.open_emitted {
+            // The OPEN never left: forget everything, the queued OPEN goes stale.
+            self.wire.remove(&c.key);
+            self.channels.remove(&ch);
+            return;
+        }
+        self.abort(ch, truncate_str(reason, MAX_TEXT_LEN).to_owned());
+    }
+
+    /// Take up to `max` received bytes out of the channel (possibly fewer even
+    /// when more is buffered; call until `None`). Reading does not return
+    /// credit: call [`Mux::consumed`] once the bytes were written onward.
+    pub fn read(&mut self, ch: ChannelId, max: usize) -> Option<Bytes> {
+        let c = self.channels.get_mut(&ch)?;
+        if !c.app_live || max == 0 {
+            return None;
+        }
+        let out = match c.rx.front_mut() {
+            Some(front) if front.len() > max => front.split_to(max),
+            Some(_) => c.rx.pop_front().expect("front exists"),
+            None => return None,
+        };
+        c.rx_len -= out.len();
+        c.held += out.len();
+        if c.rx_len == 0 {
+            c.readable_notified = false;
+            if c.eof_received && !c.read_closed_emitted {
+                c.read_closed_emitted = true;
+                self.events.push_back(MuxEvent::ReadClosed { ch });
+            }
+            self.maybe_finish(ch);
+        }
+        Some(out)
+    }
+
+    /// Received bytes waiting to be read.
+    pub fn buffered(&self, ch: ChannelId) -> usize {
+        self.channels.get(&ch).map_or(0, |c| c.rx_len)
+    }
+
+    /// The application consumed (wrote onward) `n` bytes it read: credit goes
+    /// back to the peer when worthwhile.
+    pub fn consumed(&mut self, ch: ChannelId, n: usize) {
+        let Some(c) = self.channels.get_mut(&ch) else {
+            return;
+        };
+        let n = n.min(c.held);
+        c.held -= n;
+        if !c.app_live || c.eof_received || c.resetting || c.sent_final {
+            return;
+        }
+        c.rxw.on_consumed(n);
+        if c.rxw.credit_due() && !c.credit_queued {
+            c.credit_queued = true;
+            self.ctl.push_back(Ctl::Chan(ch, CtlKind::Credit));
+        }
+    }
+
+    // ----- input ------------------------------------------------------------
+
+    /// Handle one link payload from the peer (any number of records).
+    /// Violations on a channel reset that channel. A payload that cannot be
+    /// decoded resets every channel (as [`Mux::handle_session_reset`]) and
+    /// returns `Err`: the caller should restart the link session.
+    pub fn handle_payload(&mut self, payload: &[u8]) -> Result<(), MuxError> {
+        self.stats.payloads_received += 1;
+        let recs = match wire::decode(payload) {
+            Ok(r) => r,
+            Err(e) => {
+                self.stats.protocol_errors += 1;
+                let msg = e.to_string();
+                self.handle_session_reset(&format!("mux protocol error: {msg}"));
+                return Err(MuxError::Protocol(msg));
+            }
+        };
+        for r in recs {
+            self.on_record(r);
+        }
+        Ok(())
+    }
+
+    fn stray_reset(&mut self, initiator: bool, id: u16, reason: &'static str) {
+        self.stats.protocol_errors += 1;
+        if self.strays < MAX_STRAY {
+            self.strays += 1;
+            self.ctl.push_back(Ctl::StrayReset {
+                initiator,
+                id,
+                reason,
+            });
+        }
+    }
+
+    fn on_record(&mut self, r: Record<'_>) {
+        if let Record::Open {
+            id,
+            window,
+            service,
+        } = r
+        {
+            let key = (true, id);
+            if let Some(&h) = self.wire.get(&key) {
+                self.violation(h, "OPEN for a channel id in use");
+                return;
+            }
+            if self.channels.len() >= self.cfg.max_channels as usize {
+                if self.strays < MAX_STRAY {
+                    self.strays += 1;
+                    self.ctl.push_back(Ctl::Refuse {
+                        id,
+                        reason: RefuseReason::TooManyChannels,
+                        detail: String::new(),
+                        stray: true,
+                    });
+                }
+                return;
+            }
+            let h = self.new_handle(true, id);
+            self.channels.insert(
+                h,
+                Channel::new(key, service.to_owned(), self.cfg.window, window),
+            );
+            self.wire.insert(key, h);
+            self.stats.incoming_total += 1;
+            self.events.push_back(MuxEvent::Incoming {
+                ch: h,
+                service: service.to_owned(),
+            });
+            return;
+        }
+        let (initiator, id) = r.channel();
+        let Some(&h) = self.wire.get(&(initiator, id)) else {
+            // Nothing can legitimately arrive for an unknown id except a RESET
+            // crossing our REFUSE (or answering a stray RESET): ignore those.
+            if !matches!(r, Record::Reset { .. }) {
+                self.stray_reset(!initiator, id, "unknown channel");
+            }
+            return;
+        };
+        let c = self
+            .channels
+            .get_mut(&h)
+            .expect("wire map points at a channel");
+        match r {
+            Record::Open { .. } => unreachable!("handled above"),
+            Record::Reset { reason, .. } => {
+                self.stats.resets_received += 1;
+                c.recv_final = true;
+                if !c.resetting && !c.sent_final {
+                    if c.app_live {
+                        c.app_live = false;
+                        self.events.push_back(MuxEvent::Reset {
+                            ch: h,
+                            reason: format!("reset by peer: {reason}"),
+                        });
+                    }
+                    self.abort(h, String::new());
+                } else {
+                    if c.app_live {
+                        // We sent CLOSE; the peer aborted anyway.
+                        c.app_live = false;
+                        c.discard();
+                        self.events.push_back(MuxEvent::Reset {
+                            ch: h,
+                            reason: format!("reset by peer: {reason}"),
+                        });
+                    }
+                    self.maybe_release(h);
+                }
+            }
+            Record::Refuse { reason, detail, .. } => {
+                if c.established || !c.open_emitted {
+                    self.violation(h, "REFUSE after OPEN_OK");
+                    return;
+                }
+                // Final for both directions: any RESET we queued goes stale.
+                c.recv_final = true;
+                c.sent_final = true;
+                c.resetting = true;
+                if c.app_live {
+                    c.app_live = false;
+                    self.events.push_back(MuxEvent::Refused {
+                        ch: h,
+                        reason,
+                        detail: detail.to_owned(),
+                    });
+                }
+                self.maybe_release(h);
+            }
+            Record::Close { .. } => {
+                if c.resetting {
+                    c.recv_final = true;
+                    self.maybe_release(h);
+                    return;
+                }
+                if !c.eof_sent {
+                    self.violation(h, "CLOSE before our EOF");
+                    return;
+                }
+                c.recv_final = true;
+                self.on_eof(h);
+                self.maybe_release(h);
+            }
+            // Records that crossed our RESET.
+            _ if c.resetting => {}
+            Record::OpenOk { window, .. } => {
+                if c.established {
+                    self.violation(h, "duplicate OPEN_OK");
+                    return;
+                }
+                c.established = true;
+                c.can_send = true;
+                c.credit = SendCredit::new(window);
+                if c.app_live {
+                    self.events.push_back(MuxEvent::Accepted { ch: h });
+                }
+                Self::maybe_queue_eof(&mut self.ctl, h, c);
+            }
+            Record::Data { data, .. } => {
+                if !c.established {
+                    self.violation(h, "DATA before OPEN_OK");
+                    return;
+                }
+                if c.eof_received {
+                    self.violation(h, "DATA after EOF");
+                    return;
+                }
+                if let Err(e) = c.rxw.on_data(data.len()) {
+                    self.violation(h, e);
+                    return;
+                }
+                self.stats.bytes_received += data.len() as u64;
+                c.rx.push_back(Bytes::copy_from_slice(data));
+                c.rx_len += data.len();
+                if !c.readable_notified {
+                    c.readable_notified = true;
+                    self.events.push_back(MuxEvent::Readable { ch: h });
+                }
+            }
+            Record::Credit { delta, .. } => {
+                if !c.established {
+                    self.violation(h, "CREDIT before OPEN_OK");
+                    return;
+                }
+                if c.eof_sent {
+                    return; // sent before the peer saw our EOF: harmless
+                }
+                if let Err(e) = c.credit.grant(delta) {
+                    self.violation(h, e);
+                    return;
+                }
+                if !c.tx.is_empty() {
+                    self.sched.wake(h, c.tx.len());
+                }
+            }
+            Record::Eof { .. } => {
+                if !c.established || c.eof_received {
+                    self.violation(h, "unexpected EOF");
+                    return;
+                }
+                self.on_eof(h);
+            }
+        }
+    }
+
+    /// The peer's EOF (or a CLOSE implying it) arrived.
+    fn on_eof(&mut self, h: ChannelId) {
+        let c = self.channels.get_mut(&h).expect("live channel");
+        if !c.eof_received {
+            c.eof_received = true;
+            if c.rx_len == 0 && c.app_live && !c.read_closed_emitted {
+                c.read_closed_emitted = true;
+                self.events.push_back(MuxEvent::ReadClosed { ch: h });
+            }
+        }
+        if c.eof_sent && !c.sent_final && !c.close_queued {
+            c.close_queued = true;
+            self.ctl.push_back(Ctl::Chan(h, CtlKind::Close));
+        }
+    }
+
+    fn violation(&mut self, h: ChannelId, what: &str) {
+        self.stats.protocol_errors += 1;
+        let reason = format!("protocol error: {what}");
+        let c = self.channels.get_mut(&h).expect("live channel");
+        if c.app_live {
+            c.app_live = false;
+            self.events.push_back(MuxEvent::Reset {
+                ch: h,
+                reason: reason.clone(),
+            });
+        }
+        self.abort(h, truncate_str(&reason, MAX_TEXT_LEN).to_owned());
+    }
+
+    /// Tear the channel down on our side and send RESET unless our final record
+    /// already left. The app side must already be dead (or notified).
+    fn abort(&mut self, h: ChannelId, reason: String) {
+        let c = self.channels.get_mut(&h).expect("live channel");
+        c.discard();
+        self.sched.forget(h);
+        if !c.resetting && !c.sent_final {
+            self.ctl.push_back(Ctl::Chan(h, CtlKind::Reset(reason)));
+        }
+        c.resetting = true;
+        self.maybe_release(h);
+    }
+
+    fn maybe_release(&mut self, h: ChannelId) {
+        let Some(c) = self.channels.get_mut(&h) else {
+            return;
+        };
+        if c.sent_final && c.recv_final && !c.wire_released {
+            c.wire_released = true;
+            self.wire.remove(&c.key);
+            self.sched.forget(h);
+        }
+        self.maybe_finish(h);
+    }
+
+    fn maybe_finish(&mut self, h: ChannelId) {
+        let Some(c) = self.channels.get_mut(&h) else {
+            return;
+        };
+        if !c.wire_released {
+            return;
+        }
+        if c.app_live {
+            if c.rx_len > 0 {
+                return; // wait until the application read everything
+            }
+            self.events.push_back(MuxEvent::Closed { ch: h });
+            self.stats.closed_total += 1;
+        }
+        self.channels.remove(&h);
+    }
+
+    /// The link lost the session (peer restarted): every channel is reset
+    /// (a [`MuxEvent::Reset`] for each the application knows of), all state and
+    /// queued output is dropped. Pending events of those channels are dropped
+    /// too, so nothing from before is delivered afterwards. New channels work
+    /// at once.
+    pub fn handle_session_reset(&mut self, reason: &str) {
+        self.stats.session_resets += 1;
+        let unannounced: HashSet<ChannelId> = self
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                MuxEvent::Incoming { ch, .. } => Some(*ch),
+                _ => None,
+            })
+            .collect();
+        let channels = &self.channels;
+        self.events.retain(|e| !channels.contains_key(&e.channel()));
+        let mut dead: Vec<ChannelId> = self
+            .channels
+            .iter()
+            .filter(|(h, c)| c.app_live && !unannounced.contains(h))
+            .map(|(h, _)| *h)
+            .collect();
+        dead.sort();
+        for ch in dead {
+            self.events.push_back(MuxEvent::Reset {
+                ch,
+                reason: reason.to_owned(),
+            });
+        }
+        self.channels.clear();
+        self.wire.clear();
+        self.ctl.clear();
+        self.strays = 0;
+        self.sched.clear();
+    }
+
+    // ----- output -----------------------------------------------------------
+
+    /// Is there anything to send (control records or data with credit)?
+    pub fn has_pending(&self) -> bool {
+        !self.ctl.is_empty() || self.channels.values().any(|c| c.sendable() > 0)
+    }
+
+    /// Build the next link payload of at most `max` bytes (`max` ≥ 64 keeps
+    /// every control record sendable), or `None` if there is nothing to send.
+    /// Control records come first, then data as the scheduler decides.
+    pub fn poll_payload(&mut self, max: usize) -> Option<Bytes> {
+        if !self.has_pending() {
+            return None;
+        }
+        self.sched.begin_payload();
+        let mut buf = BytesMut::with_capacity(max);
+        self.fill_control(&mut buf, max);
+        self.fill_data(&mut buf, max);
+        // EOFs and CLOSEs that became due once the data left.
+        self.fill_control(&mut buf, max);
+        if buf.is_empty() {
+            return None;
+        }
+        self.stats.payloads_sent += 1;
+        Some(buf.freeze())
+    }
+
+    fn fill_control(&mut self, buf: &mut BytesMut, max: usize) {
+        while let Some(item) = self.ctl.front() {
+            let room = max.saturating_sub(buf.len());
+            let emitted = match item {
+                Ctl::Refuse {
+                    id, reason, detail, ..
+                } => {
+                    let r = Record::Refuse {
+                        id: *id,
+                        reason: *reason,
+                        detail,
+                    };
+                    if r.len() > room {
+                        return;
+                    }
+                    r.encode(buf);
+                    None
+                }
+                Ctl::StrayReset {
+                    initiator,
+                    id,
+                    reason,
+                } => {
+                    let r = Record::Reset {
+                        initiator: *initiator,
+                        id: *id,
+                        reason,
+                    };
+                    if r.len() > room {
+                        return;
+                    }
+                    r.encode(buf);
+                    None
+                }
+                Ctl::Chan(h, kind) => {
+                    let h = *h;
+                    let Some(c) = self.channels.get(&h) else {
+                        self.ctl.pop_front();
+                        continue;
+                    };
+                    let (initiator, id) = (c.ours(), c.key.1);
+                    let rec = match kind {
+                        CtlKind::Open => Some(Record::Open {
+                            id,
+                            window: c.rxw.window(),
+                            service: &c.service,
+                        }),
+                        CtlKind::OpenOk if c.resetting => None,
+                        CtlKind::OpenOk => Some(Record::OpenOk {
+                            id,
+                            window: c.rxw.window(),
+                        }),
+                        CtlKind::Credit
+                            if c.eof_received
+                                || c.resetting
+                                || c.sent_final
+                                || c.rxw.unannounced() == 0 =>
+                        {
+                            None
+                        }
+                        CtlKind::Credit => Some(Record::Credit {
+                            initiator,
+                            id,
+                            delta: c.rxw.unannounced(),
+                        }),
+                        CtlKind::Eof if c.resetting || c.sent_final => None,
+                        // The peer's EOF is already here: this is our last record.
+                        CtlKind::Eof if c.eof_received => Some(Record::Close { initiator, id }),
+                        CtlKind::Eof => Some(Record::Eof { initiator, id }),
+                        CtlKind::Close if c.sent_final => None,
+                        CtlKind::Close => Some(Record::Close { initiator, id }),
+                        CtlKind::Reset(_) if c.sent_final => None,
+                        CtlKind::Reset(reason) => Some(Record::Reset {
+                            initiator,
+                            id,
+                            reason,
+                        }),
+                    };
+                    match rec {
+                        None => {
+                            if let CtlKind::Credit = kind {
+                                self.channels.get_mut(&h).expect("exists").credit_queued = false;
+                            }
+                            self.ctl.pop_front();
+                            continue;
+                        }
+                        Some(r) if r.len() > room => return,
+                        Some(r) => {
+                            r.encode(buf);
+                            Some((h, r.code()))
+                        }
+                    }
+                }
+            };
+            let item = self.ctl.pop_front().expect("front exists");
+            match item {
+                Ctl::Refuse { stray, .. } => {
+                    self.stats.refused_total += 1;
+                    if stray {
+                        self.strays -= 1;
+                    }
+                }
+                Ctl::StrayReset { .. } => {
+                    self.stats.resets_sent += 1;
+                    self.strays -= 1;
+                }
+                Ctl::Chan(..) => {
+                    let (h, ty) = emitted.expect("channel record emitted");
+                    self.after_emit(h, ty);
+                }
+            }
+        }
+    }
+
+    /// Side effects of having put a control record of type `ty` on the wire.
+    fn after_emit(&mut self, h: ChannelId, ty: u8) {
+        let c = self.channels.get_mut(&h).expect("exists");
+        match ty {
+            code::OPEN => c.open_emitted = true,
+            code::OPEN_OK => {
+                c.established = true;
+                if !c.tx.is_empty() {
+                    self.sched.wake(h, c.tx.len());
+                }
+                Self::maybe_queue_eof(&mut self.ctl, h, c);
+            }
+            code::CREDIT => {
+                c.credit_queued = false;
+                c.rxw.take_credit();
+            }
+            code::EOF => c.eof_sent = true,
+            code::CLOSE => {
+                c.eof_sent = true;
+                c.sent_final = true;
+                self.maybe_release(h);
+            }
+            code::RESET => {
+                self.stats.resets_sent += 1;
+                c.sent_final = true;
+                self.maybe_release(h);
+            }
+            _ => unreachable!("not a channel control record"),
+        }
+    }
+
+    fn fill_data(&mut self, buf: &mut BytesMut, max: usize) {
+        let quantum = max.saturating_sub(DATA_HEADER_LEN).max(MIN_CUT);
+        loop {
+            let room = max.saturating_sub(buf.len());
+            let channels = &self.channels;
+            let pick = self.sched.pick(room, quantum, |h| {
+                channels
+                    .get(&h)
+                    .map_or((0, 0), |c| (c.tx.len(), c.sendable()))
+            });
+            let Some(p) = pick else {
+                return;
+            };
+            let c = self.channels.get_mut(&p.ch).expect("picked a live channel");
+            debug_assert!(p.len >= 1 && p.len <= c.sendable());
+            buf.put_u8(code::DATA | if c.ours() { 0x80 } else { 0 });
+            buf.put_u16(c.key.1);
+            buf.put_u16(p.len as u16);
+            let (a, b) = c.tx.as_slices();
+            let from_a = a.len().min(p.len);
+            buf.put_slice(&a[..from_a]);
+            buf.put_slice(&b[..p.len - from_a]);
+            c.tx.drain(..p.len);
+            c.credit.spend(p.len);
+            self.stats.bytes_sent += p.len as u64;
+            if c.want_space {
+                c.want_space = false;
+                self.events.push_back(MuxEvent::SendSpace { ch: p.ch });
+            }
+            Self::maybe_queue_eof(&mut self.ctl, p.ch, c);
+        }
+    }
+
+    // ----- events and getters ---------------------------------------------------
+
+    /// Next event for the application.
+    pub fn poll_event(&mut self) -> Option<MuxEvent> {
+        self.events.pop_front()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> MuxStats {
+        MuxStats {
+            channels_open: self.channels.len(),
+            ..self.stats.clone()
+        }
+    }
+
+    /// Channels in the table (live, or draining after a reset/close; this is
+    /// what `max_channels` bounds).
+    pub fn channel_count(&self) -> usize {
+        self.channels.len()
+    }
+
+    /// Check internal bounds and invariants (tests).
+    #[cfg(test)]
+    fn check_invariants(&self) {
+        assert!(self.channels.len() <= self.cfg.max_channels as usize);
+        assert!(self.strays <= MAX_STRAY);
+        for (h, c) in &self.channels {
+            assert!(c.tx.len() <= self.cfg.send_buffer as usize, "{h}: tx");
+            assert!(c.rx_len <= self.cfg.window as usize, "{h}: rx {}", c.rx_len);
+            assert_eq!(c.rx_len, c.rx.iter().map(|b| b.len()).sum::<usize>());
+            if c.app_live && !c.eof_received && !c.resetting && !c.sent_final {
+                assert_eq!(
+                    c.rxw.remaining() as usize + c.rx_len + c.held + c.rxw.unannounced() as usize,
+                    self.cfg.window as usize,
+                    "{h}: credit invariant"
+                );
+            }
+            if !c.wire_released {
+                assert_eq!(self.wire.get(&c.key), Some(h));
+            }
+        }
+        assert!(self.wire.values().all(|h| self.channels.contains_key(h)));
+    }
+}
