@@ -59,7 +59,9 @@ impl MuxHub {
             if &same != addr {
                 return Err(Error::Usage(format!(
                     "SERIAL-MUX:{} is given with different options ({} vs {}); only service= may differ",
-                    addr.device, first, addr
+                    addr.device,
+                    crate::address::Address::SerialMux(first.clone()),
+                    crate::address::Address::SerialMux(addr.clone())
                 )));
             }
             return Ok(h.clone());
