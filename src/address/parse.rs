@@ -3,7 +3,7 @@
 //! Two stages. A nom lexer splits the text into a keyword, parameters and options,
 //! undoing quotes (`"..."` with `\"` and `\\` escapes) and IPv6 brackets
 //! (`[::1]`), and remembering where each piece starts. Then the tables
-//! ([`ADDRESS_TYPES`], [`OPTIONS`]) resolve the keyword and the options, reject
+//! ([`ADDRESS_TYPES`], [`OPTIONS`](super::OPTIONS)) resolve the keyword and the options, reject
 //! options outside the type's groups, repeats and conflicts, and a builder per type
 //! turns the pieces into a typed [`Address`].
 
