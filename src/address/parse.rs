@@ -3,7 +3,7 @@
 //! Two stages. A nom lexer splits the text into a keyword, parameters and options,
 //! undoing quotes (`"..."` with `\"` and `\\` escapes) and IPv6 brackets
 //! (`[::1]`), and remembering where each piece starts. Then the tables
-//! ([`ADDRESS_TYPES`], [`OPTIONS`]) resolve the keyword and the options, reject
+//! ([`ADDRESS_TYPES`], [`OPTIONS`](super::OPTIONS)) resolve the keyword and the options, reject
 //! options outside the type's groups, repeats and conflicts, and a builder per type
 //! turns the pieces into a typed [`Address`].
 
@@ -281,8 +281,8 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {
@@ -532,7 +532,7 @@ impl<'a> Ctx<'a> {
                     let given = v.as_ref().map_or("", |(v, _)| v.as_str());
                     if !allowed.contains(&given) {
                         return Err(err(
-                            v.map_or(opt.value_pos, |(_, at)| at),
+                            v.map_or(o.at, |(_, at)| at),
                             format!(
                                 "option '{}' is not supported; only '{}' is accepted \
                                  (and ignored, for socat compatibility)",
@@ -684,7 +684,7 @@ impl<'a> Ctx<'a> {
             }),
             "SERIAL-MUX" => self.serial_mux()?,
             "PTY" => Address::Pty(Pty {
-                link: self.value("link", |v| path_text(v))?,
+                link: self.value("link", path_text)?,
                 line: self.line()?,
                 impair: self.impairments()?,
             }),
