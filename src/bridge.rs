@@ -338,5 +338,8 @@ async fn bridge_logged(a: Conn, b: Conn) -> Result<()> {
 }
 
 fn dial_error(d: &Dialer, e: &io::Error) -> Error {
-    Error::Runtime(format!("cannot connect to {}: {}", d.describe(), describe_io(e)))
+    match d {
+        Dialer::Address(a) if !is_dialing(a) => Error::Runtime(describe_io(e)),
+        _ => Error::Runtime(format!("cannot connect to {}: {}", d.describe(), describe_io(e))),
+    }
 }
