@@ -89,15 +89,28 @@ pub async fn connect(addr: &TcpConnect) -> io::Result<Conn> {
     }
 }
 
-/// Wraps a connected stream: TCP_NODELAY on, abort = close with RST.
+/// Kernel send buffer for sockets sfs writes to. The far side of a serial line
+/// delivers a few KiB to a few hundred KiB per second; the default autotuned
+/// buffer (up to 4 MiB) would swallow seconds of a stalled reader's data before
+/// the channel's flow control noticed, and hold that much of a dead connection.
+const SEND_BUFFER: u32 = 64 * 1024;
+
+/// Wraps a connected stream: TCP_NODELAY on, a bounded send buffer, abort =
+/// close with RST.
 pub fn from_stream(stream: TcpStream, label: String) -> Conn {
     let _ = stream.set_nodelay(true);
+    let _ = set_send_buffer(&stream, SEND_BUFFER);
     let dup = std::os::fd::AsFd::as_fd(&stream).try_clone_to_owned().ok();
     let (r, w) = stream.into_split();
     Conn::new(r, w, label).with_abort(move || {
         if let Some(fd) = dup {
+            // SO_LINGER with a zero timeout: the close sends RST, not FIN.
             let linger = nix::libc::linger { l_onoff: 1, l_linger: 0 };
             let _ = nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::Linger, &linger);
         }
     })
+}
+
+fn set_send_buffer(stream: &TcpStream, bytes: u32) -> nix::Result<()> {
+    nix::sys::socket::setsockopt(stream, nix::sys::socket::sockopt::SndBuf, &(bytes as usize))
 }
