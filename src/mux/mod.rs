@@ -661,9 +661,11 @@ impl Mux {
         }
         c.app_live = false;
         if c.ours() && !c.open_emitted {
-            // The OPEN never left: forget everything, the queued OPEN goes stale.
+            // The OPEN never left: forget everything, including the queued OPEN.
             self.wire.remove(&c.key);
             self.channels.remove(&ch);
+            self.ctl
+                .retain(|x| !matches!(x, Ctl::Chan(h, _) if *h == ch));
             return;
         }
         self.abort(ch, truncate_str(reason, MAX_TEXT_LEN).to_owned());

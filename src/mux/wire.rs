@@ -49,7 +49,7 @@ const INITIATOR_BIT: u8 = 0x80;
 const RESERVED_BITS: u8 = 0x70;
 
 /// One mux record, borrowing its variable-length parts from the payload.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Record<'a> {
     /// Open channel `id` (always sent by its initiator) towards `service`;
     /// `window` is the opener's receive window (the acceptor's initial credit).
@@ -497,7 +497,7 @@ mod tests {
     fn every_record_round_trips() {
         for r in samples() {
             let b = enc(&r);
-            assert_eq!(decode(&b).unwrap(), vec![r.clone()]);
+            assert_eq!(decode(&b).unwrap(), vec![r]);
         }
         // And all of them packed into one payload.
         let mut all = Vec::new();
