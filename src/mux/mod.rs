@@ -570,6 +570,7 @@ impl Mux {
             return;
         }
         let id = c.key.1;
+        self.events.retain(|e| e.channel() != ch);
         self.wire.remove(&c.key);
         self.channels.remove(&ch);
         self.ctl.push_back(Ctl::Refuse {
@@ -660,6 +661,8 @@ impl Mux {
             return;
         }
         c.app_live = false;
+        // Nothing follows the application's own reset, not even queued events.
+        self.events.retain(|e| e.channel() != ch);
         if c.ours() && !c.open_emitted {
             // The OPEN never left: forget everything, including the queued OPEN.
             self.wire.remove(&c.key);
