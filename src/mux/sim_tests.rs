@@ -413,9 +413,10 @@ impl World {
         match &op.term {
             None => false,
             Some(Term::Refused(_)) => true,
-            Some(_) => self.ends[sp.opener.other().idx()]
-                .get(&i)
-                .is_none_or_term(self.cut.contains(&i)),
+            Some(_) => finished_or_cut(
+                self.ends[sp.opener.other().idx()].get(&i),
+                self.cut.contains(&i),
+            ),
         }
     }
 
@@ -453,17 +454,11 @@ impl World {
     }
 }
 
-trait EndExt {
-    fn is_none_or_term(self, cut: bool) -> bool;
-}
-
-impl EndExt for Option<&End> {
-    /// The acceptor end is finished (or never existed because the session was cut).
-    fn is_none_or_term(self, cut: bool) -> bool {
-        match self {
-            Some(e) => e.term.is_some(),
-            None => cut,
-        }
+/// The acceptor end is finished (or never existed because the session was cut).
+fn finished_or_cut(e: Option<&End>, cut: bool) -> bool {
+    match e {
+        Some(e) => e.term.is_some(),
+        None => cut,
     }
 }
 
@@ -472,7 +467,7 @@ fn random_len(rng: &mut Rng) -> usize {
         0 => 0,
         1..=3 => rng.range(1, 100),
         4..=7 => rng.range(100, 5000),
-        _ => rng.range(5000, 30000),
+        _ => rng.range(5000, 20000),
     }
 }
 
@@ -516,7 +511,7 @@ fn run_seed(seed: u64) -> (u64, usize) {
     specs[0] = Spec {
         opener: if seed % 2 == 0 { Side::A } else { Side::B },
         start: 0,
-        len: [30_000, 30_000],
+        len: [12_000, 12_000],
         plan: [Plan::Close; 2],
         refuse: false,
         stall: None,
@@ -526,7 +521,7 @@ fn run_seed(seed: u64) -> (u64, usize) {
     let cfg = [random_config(&mut rng, seed), random_config(&mut rng, seed)];
     let mut a = Mux::new(cfg[0].clone());
     let mut b = Mux::new(cfg[1].clone());
-    let rate = rng.range(100, 800) as i64;
+    let rate = rng.range(150, 800) as i64;
     let mut pipe = IdealPipe::new(seed ^ 0x9199, rate, rng.range(0, 4) as u64);
     let mut w = World::new(seed, specs);
 
