@@ -522,6 +522,36 @@ mod tests {
     }
 
     #[test]
+    fn examples_from_the_spec() {
+        // docs/mux-protocol.md §3
+        let open = [0x81, 0, 3, 0, 0, 0x16, 0x80, 3, b's', b's', b'h'];
+        assert_eq!(
+            decode(&open).unwrap(),
+            vec![Record::Open {
+                id: 3,
+                window: 5760,
+                service: "ssh"
+            }]
+        );
+        let data = [0x04, 0, 3, 0, 2, b'h', b'i'];
+        assert_eq!(
+            decode(&data).unwrap(),
+            vec![Record::Data {
+                initiator: false,
+                id: 3,
+                data: b"hi"
+            }]
+        );
+        assert_eq!(
+            decode(&[0x86, 0, 3]).unwrap(),
+            vec![Record::Eof {
+                initiator: true,
+                id: 3
+            }]
+        );
+    }
+
+    #[test]
     fn every_truncation_is_an_error() {
         for r in samples() {
             let b = enc(&r);
