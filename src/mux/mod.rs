@@ -45,7 +45,7 @@
 //! first.
 //!
 //! # Flow control
-//! Credit per channel (see [`credit`](self)): a sender never sends beyond
+//! Credit per channel (`credit.rs`): a sender never sends beyond
 //! credit; the receiver returns credit only for bytes the application reports
 //! with [`Mux::consumed`], in deltas of at least half the window (or an eighth
 //! when the sender is nearly blocked). A peer that exceeds credit gets its
