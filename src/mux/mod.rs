@@ -45,7 +45,7 @@
 //! first.
 //!
 //! # Flow control
-//! Credit per channel (see [`credit`](self)): a sender never sends beyond
+//! Credit per channel (`credit.rs`): a sender never sends beyond
 //! credit; the receiver returns credit only for bytes the application reports
 //! with [`Mux::consumed`], in deltas of at least half the window (or an eighth
 //! when the sender is nearly blocked). A peer that exceeds credit gets its
@@ -570,6 +570,7 @@ impl Mux {
             return;
         }
         let id = c.key.1;
+        self.events.retain(|e| e.channel() != ch);
         self.wire.remove(&c.key);
         self.channels.remove(&ch);
         self.ctl.push_back(Ctl::Refuse {
@@ -660,10 +661,14 @@ impl Mux {
             return;
         }
         c.app_live = false;
+        // Nothing follows the application's own reset, not even queued events.
+        self.events.retain(|e| e.channel() != ch);
         if c.ours() && !c.open_emitted {
-            // The OPEN never left: forget everything, the queued OPEN goes stale.
+            // The OPEN never left: forget everything, including the queued OPEN.
             self.wire.remove(&c.key);
             self.channels.remove(&ch);
+            self.ctl
+                .retain(|x| !matches!(x, Ctl::Chan(h, _) if *h == ch));
             return;
         }
         self.abort(ch, truncate_str(reason, MAX_TEXT_LEN).to_owned());

@@ -301,13 +301,14 @@ mod tests {
         let ch = ChannelId(1);
         s.wake(ch, 1000);
         s.begin_payload();
-        let p = s.pick(100, 100, |_| (1000, 1000)).unwrap();
+        let p = s.pick(100, 1000, |_| (1000, 1000)).unwrap();
         assert_eq!(p.len, 95);
-        assert_eq!(
-            s.pick(DATA_HEADER_LEN + MIN_CUT - 1, 100, |_| (905, 905)),
-            None
-        );
-        assert_eq!(s.pick(DATA_HEADER_LEN, 100, |_| (905, 905)), None);
+        let crumb = DATA_HEADER_LEN + MIN_CUT - 1;
+        assert_eq!(s.pick(crumb, 1000, |_| (905, 905)), None);
+        assert_eq!(s.pick(DATA_HEADER_LEN, 1000, |_| (905, 905)), None);
+        // The whole rest of a channel's data may be smaller than MIN_CUT.
+        let p = s.pick(DATA_HEADER_LEN + 3, 1000, |_| (3, 3)).unwrap();
+        assert_eq!(p.len, 3);
     }
 
     #[test]

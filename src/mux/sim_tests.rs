@@ -1,1 +1,688 @@
+//! Deterministic simulation of two multiplexers talking over a pipe.
+//!
+//! The pipe is a trait ([`Pipe`]) so that the same workload can later run over
+//! the link layer and an impaired line; [`IdealPipe`] is a reliable ordered
+//! pipe with a per-tick byte budget (bandwidth), latency in ticks and a random
+//! payload size limit (64..=512) per poll. Everything is driven by a seeded
+//! SplitMix64, so a failing seed replays exactly.
 
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use bytes::Bytes;
+
+use super::*;
+
+/// SplitMix64: tiny, seeded, good enough for test decisions.
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    pub(crate) fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+    pub(crate) fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in `lo..=hi`.
+    pub(crate) fn range(&mut self, lo: usize, hi: usize) -> usize {
+        lo + (self.next_u64() % (hi - lo + 1) as u64) as usize
+    }
+    /// True with probability `pct` percent.
+    pub(crate) fn chance(&mut self, pct: u64) -> bool {
+        self.next_u64() % 100 < pct
+    }
+}
+
+/// One of the two ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Side {
+    A,
+    B,
+}
+
+impl Side {
+    fn idx(self) -> usize {
+        self as usize
+    }
+    fn other(self) -> Side {
+        match self {
+            Side::A => Side::B,
+            Side::B => Side::A,
+        }
+    }
+}
+
+/// What carries payloads between the two muxes.
+pub(crate) trait Pipe {
+    /// Largest payload `from` may hand over now, or `None` if its direction of
+    /// the line is full for this tick.
+    fn offer(&mut self, from: Side) -> Option<usize>;
+    /// Hand a payload (≤ the offered size) to the line.
+    fn send(&mut self, from: Side, payload: Bytes);
+    /// Next payload delivered to `to` by now.
+    fn recv(&mut self, to: Side) -> Option<Bytes>;
+    /// Advance time by one tick.
+    fn tick(&mut self);
+    /// Nothing in flight.
+    fn is_idle(&self) -> bool;
+    /// Drop everything in flight (the session was lost).
+    fn clear(&mut self);
+}
+
+/// One tick: both muxes fill the line as far as it takes, then everything
+/// that arrived is handed over.
+pub(crate) fn drive(a: &mut Mux, b: &mut Mux, pipe: &mut impl Pipe) {
+    for side in [Side::A, Side::B] {
+        let m = if side == Side::A { &mut *a } else { &mut *b };
+        while let Some(max) = pipe.offer(side) {
+            match m.poll_payload(max) {
+                Some(p) => {
+                    assert!(p.len() <= max);
+                    pipe.send(side, p)
+                }
+                None => break,
+            }
+        }
+    }
+    for side in [Side::A, Side::B] {
+        let m = if side == Side::A { &mut *a } else { &mut *b };
+        while let Some(p) = pipe.recv(side) {
+            m.handle_payload(&p)
+                .expect("a correct peer never sends garbage");
+        }
+    }
+    pipe.tick();
+}
+
+/// Reliable, ordered, rate-limited pipe.
+pub(crate) struct IdealPipe {
+    rng: Rng,
+    /// Line bytes per tick per direction.
+    rate: i64,
+    budget: [i64; 2],
+    latency: u64,
+    now: u64,
+    q: [VecDeque<(u64, Bytes)>; 2],
+}
+
+impl IdealPipe {
+    pub(crate) fn new(seed: u64, rate: i64, latency: u64) -> Self {
+        IdealPipe {
+            rng: Rng::new(seed),
+            rate,
+            budget: [rate; 2],
+            latency,
+            now: 0,
+            q: [VecDeque::new(), VecDeque::new()],
+        }
+    }
+}
+
+impl Pipe for IdealPipe {
+    fn offer(&mut self, from: Side) -> Option<usize> {
+        (self.budget[from.idx()] > 0).then(|| self.rng.range(64, 512))
+    }
+    fn send(&mut self, from: Side, payload: Bytes) {
+        // ~8 bytes of link framing per payload.
+        self.budget[from.idx()] -= payload.len() as i64 + 8;
+        self.q[from.idx()].push_back((self.now + self.latency, payload));
+    }
+    fn recv(&mut self, to: Side) -> Option<Bytes> {
+        let q = &mut self.q[to.other().idx()];
+        match q.front() {
+            Some((t, _)) if *t <= self.now => q.pop_front().map(|(_, p)| p),
+            _ => None,
+        }
+    }
+    fn tick(&mut self) {
+        self.now += 1;
+        for b in &mut self.budget {
+            *b = (*b + self.rate).min(self.rate);
+        }
+    }
+    fn is_idle(&self) -> bool {
+        self.q.iter().all(|q| q.is_empty())
+    }
+    fn clear(&mut self) {
+        self.q.iter_mut().for_each(|q| q.clear());
+    }
+}
+
+// ----- the workload ------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plan {
+    /// Send everything, then half-close.
+    Close,
+    /// Reset after having sent this many bytes (less than the total).
+    ResetAfter(usize),
+}
+
+#[derive(Debug, Clone)]
+struct Spec {
+    opener: Side,
+    start: u64,
+    /// Bytes each side sends (indexed by `Side::idx`).
+    len: [usize; 2],
+    plan: [Plan; 2],
+    refuse: bool,
+    /// This side does not read until every other connection finished.
+    stall: Option<Side>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Term {
+    Closed,
+    Reset(String),
+    Refused(RefuseReason),
+    LocalReset,
+}
+
+#[derive(Debug)]
+struct End {
+    ch: ChannelId,
+    sent: usize,
+    recvd: usize,
+    held: usize,
+    can_send: bool,
+    closed_write: bool,
+    eof: bool,
+    term: Option<Term>,
+}
+
+impl End {
+    fn new(ch: ChannelId, can_send: bool) -> Self {
+        End {
+            ch,
+            sent: 0,
+            recvd: 0,
+            held: 0,
+            can_send,
+            closed_write: false,
+            eof: false,
+            term: None,
+        }
+    }
+}
+
+/// Byte `i` of what side `from` sends on connection `conn`.
+fn byte(conn: usize, from: Side, i: usize) -> u8 {
+    (i.wrapping_mul(131) ^ (i >> 9).wrapping_mul(7) ^ conn.wrapping_mul(37) ^ (from.idx() * 101))
+        as u8
+}
+
+const SESSION_LOST: &str = "session lost";
+
+struct World {
+    seed: u64,
+    rng: Rng,
+    specs: Vec<Spec>,
+    started: Vec<bool>,
+    ends: [HashMap<usize, End>; 2],
+    by_ch: [HashMap<ChannelId, usize>; 2],
+    stall_active: bool,
+    wire_ids_seen: [HashSet<u16>; 2],
+    reused_ids: usize,
+    /// Connections cut by a session reset (their checks are relaxed).
+    cut: HashSet<usize>,
+}
+
+impl World {
+    fn new(seed: u64, specs: Vec<Spec>) -> Self {
+        World {
+            seed,
+            rng: Rng::new(seed ^ 0x5eed),
+            started: vec![false; specs.len()],
+            specs,
+            ends: [HashMap::new(), HashMap::new()],
+            by_ch: [HashMap::new(), HashMap::new()],
+            stall_active: true,
+            wire_ids_seen: [HashSet::new(), HashSet::new()],
+            reused_ids: 0,
+            cut: HashSet::new(),
+        }
+    }
+
+    fn step(&mut self, s: Side, m: &mut Mux, now: u64) {
+        let seed = self.seed;
+        let si = s.idx();
+        // Open connections that are due.
+        for i in 0..self.specs.len() {
+            let sp = &self.specs[i];
+            if self.started[i] || sp.opener != s || sp.start > now {
+                continue;
+            }
+            match m.open(&format!("c{i}")) {
+                Ok(ch) => {
+                    self.started[i] = true;
+                    if !self.wire_ids_seen[si].insert(ch.wire_id()) {
+                        self.reused_ids += 1;
+                    }
+                    self.ends[si].insert(i, End::new(ch, false));
+                    self.by_ch[si].insert(ch, i);
+                }
+                Err(MuxError::TooManyChannels) => {} // retry next tick
+                Err(e) => panic!("seed {seed}: open: {e}"),
+            }
+        }
+        // Events.
+        while let Some(ev) = m.poll_event() {
+            if let MuxEvent::Incoming { ch, service } = &ev {
+                let i: usize = service[1..].parse().expect("service names a connection");
+                let sp = &self.specs[i];
+                assert_eq!(sp.opener, s.other(), "seed {seed}");
+                assert!(
+                    !self.ends[si].contains_key(&i),
+                    "seed {seed}: c{i} opened twice"
+                );
+                if sp.refuse {
+                    m.refuse(*ch, RefuseReason::NotAllowed, "nope");
+                } else {
+                    m.accept(*ch);
+                    self.ends[si].insert(i, End::new(*ch, true));
+                    self.by_ch[si].insert(*ch, i);
+                }
+                continue;
+            }
+            let ch = ev.channel();
+            let i = *self.by_ch[si]
+                .get(&ch)
+                .unwrap_or_else(|| panic!("seed {seed}: {s:?}: event for unknown {ch}: {ev:?}"));
+            let sp = &self.specs[i];
+            let e = self.ends[si].get_mut(&i).expect("end exists");
+            assert!(
+                e.term.is_none(),
+                "seed {seed}: {s:?} c{i}: {ev:?} after terminal {:?}",
+                e.term
+            );
+            match ev {
+                MuxEvent::Incoming { .. } => unreachable!(),
+                MuxEvent::Accepted { .. } => {
+                    assert_eq!(sp.opener, s);
+                    e.can_send = true;
+                }
+                MuxEvent::Refused { reason, .. } => {
+                    assert!(
+                        (sp.refuse && reason == RefuseReason::NotAllowed)
+                            || reason == RefuseReason::TooManyChannels,
+                        "seed {seed}: c{i} refused with {reason}"
+                    );
+                    e.term = Some(Term::Refused(reason));
+                }
+                MuxEvent::Readable { .. } | MuxEvent::SendSpace { .. } => {}
+                MuxEvent::ReadClosed { .. } => {
+                    assert!(!e.eof, "seed {seed}: c{i}: second ReadClosed");
+                    assert_eq!(
+                        e.recvd,
+                        sp.len[s.other().idx()],
+                        "seed {seed}: {s:?} c{i}: EOF before all data"
+                    );
+                    e.eof = true;
+                }
+                MuxEvent::Reset { reason, .. } => {
+                    assert!(
+                        reason == "reset by peer: planned" || reason == SESSION_LOST,
+                        "seed {seed}: {s:?} c{i}: unexpected reset: {reason}"
+                    );
+                    e.term = Some(Term::Reset(reason));
+                }
+                MuxEvent::Closed { .. } => {
+                    assert!(
+                        e.eof && e.closed_write && e.sent == sp.len[si],
+                        "seed {seed}: {s:?} c{i}: Closed early: {e:?}"
+                    );
+                    e.term = Some(Term::Closed);
+                }
+            }
+        }
+        // Application activity.
+        let mut ids: Vec<usize> = self.ends[si].keys().copied().collect();
+        ids.sort_unstable();
+        let mut buf = Vec::new();
+        for i in ids {
+            let sp = &self.specs[i];
+            let e = self.ends[si].get_mut(&i).expect("end");
+            if e.term.is_some() {
+                assert_eq!(m.read(e.ch, 100), None, "seed {seed}: data after terminal");
+                continue;
+            }
+            if !(self.stall_active && sp.stall == Some(s)) {
+                let from = s.other();
+                while let Some(b) = m.read(e.ch, self.rng.range(1, 2000)) {
+                    for (k, &x) in b.iter().enumerate() {
+                        assert_eq!(
+                            x,
+                            byte(i, from, e.recvd + k),
+                            "seed {seed}: {s:?} c{i}: byte {} corrupt",
+                            e.recvd + k
+                        );
+                    }
+                    e.recvd += b.len();
+                    e.held += b.len();
+                    assert!(e.recvd <= sp.len[from.idx()], "seed {seed}: too much data");
+                }
+                if e.held > 0 && self.rng.chance(70) {
+                    let n = self.rng.range(1, e.held);
+                    m.consumed(e.ch, n);
+                    e.held -= n;
+                }
+            }
+            if !e.can_send || e.closed_write {
+                continue;
+            }
+            if let Plan::ResetAfter(n) = sp.plan[si] {
+                if e.sent >= n {
+                    m.reset(e.ch, "planned");
+                    e.term = Some(Term::LocalReset);
+                    continue;
+                }
+            }
+            let total = sp.len[si];
+            if e.sent < total {
+                let want = self
+                    .rng
+                    .range(1, 1500)
+                    .min(total - e.sent)
+                    .min(m.send_space(e.ch));
+                if let Plan::ResetAfter(n) = sp.plan[si] {
+                    debug_assert!(n < total);
+                }
+                buf.clear();
+                buf.extend((e.sent..e.sent + want).map(|k| byte(i, s, k)));
+                let n = m.send(e.ch, &buf);
+                assert_eq!(n, want, "send_space was honest");
+                e.sent += n;
+            }
+            if e.sent == total && sp.plan[si] == Plan::Close {
+                m.close_write(e.ch);
+                e.closed_write = true;
+            }
+        }
+    }
+
+    /// Is connection `i` finished on both ends?
+    fn done(&self, i: usize) -> bool {
+        if !self.started[i] {
+            return false;
+        }
+        let sp = &self.specs[i];
+        let op = &self.ends[sp.opener.idx()][&i];
+        match &op.term {
+            None => false,
+            Some(Term::Refused(_)) => true,
+            Some(_) => finished_or_cut(
+                self.ends[sp.opener.other().idx()].get(&i),
+                self.cut.contains(&i),
+            ),
+        }
+    }
+
+    /// Check the outcome of a finished connection.
+    fn check(&self, i: usize) {
+        let seed = self.seed;
+        let sp = &self.specs[i];
+        let op = &self.ends[sp.opener.idx()][&i];
+        if let Some(Term::Refused(_)) = op.term {
+            return;
+        }
+        if self.cut.contains(&i) {
+            return;
+        }
+        let ac = &self.ends[sp.opener.other().idx()][&i];
+        let ends = [(sp.opener, op), (sp.opener.other(), ac)];
+        let resets = sp.plan.iter().any(|p| *p != Plan::Close);
+        for (s, e) in ends {
+            let t = e.term.clone().expect("finished");
+            if !resets {
+                assert_eq!(t, Term::Closed, "seed {seed}: {s:?} c{i}");
+                assert_eq!(e.recvd, sp.len[s.other().idx()], "seed {seed}: c{i}");
+            } else if sp.plan[s.idx()] == Plan::Close {
+                assert!(
+                    matches!(t, Term::Reset(_)),
+                    "seed {seed}: {s:?} c{i}: peer reset, got {t:?}"
+                );
+            } else {
+                assert!(
+                    matches!(t, Term::Reset(_) | Term::LocalReset),
+                    "seed {seed}: {s:?} c{i}: {t:?}"
+                );
+            }
+        }
+    }
+}
+
+/// The acceptor end is finished (or never existed because the session was cut).
+fn finished_or_cut(e: Option<&End>, cut: bool) -> bool {
+    match e {
+        Some(e) => e.term.is_some(),
+        None => cut,
+    }
+}
+
+fn random_len(rng: &mut Rng) -> usize {
+    match rng.range(0, 9) {
+        0 => 0,
+        1..=3 => rng.range(1, 100),
+        4..=7 => rng.range(100, 5000),
+        _ => rng.range(5000, 20000),
+    }
+}
+
+fn random_specs(rng: &mut Rng, n: usize, first_start: u64, spread: u64) -> Vec<Spec> {
+    (0..n)
+        .map(|_| {
+            let len = [random_len(rng), random_len(rng)];
+            let mut plan = [Plan::Close; 2];
+            for (k, p) in plan.iter_mut().enumerate() {
+                if len[k] > 0 && rng.chance(8) {
+                    *p = Plan::ResetAfter(rng.range(0, len[k] - 1));
+                }
+            }
+            Spec {
+                opener: if rng.chance(50) { Side::A } else { Side::B },
+                start: first_start + rng.range(0, spread as usize) as u64,
+                len,
+                plan,
+                refuse: rng.chance(5),
+                stall: None,
+            }
+        })
+        .collect()
+}
+
+fn random_config(rng: &mut Rng, seed: u64) -> MuxConfig {
+    MuxConfig {
+        window: [2048, 4096, 8192][rng.range(0, 2)],
+        send_buffer: [1024, 4096][rng.range(0, 1)],
+        max_channels: if seed % 4 == 0 { 6 } else { 32 },
+        interactive_bytes: 128,
+    }
+}
+
+/// Run one seed; returns (ticks, reused wire ids).
+fn run_seed(seed: u64) -> (u64, usize) {
+    let mut rng = Rng::new(seed);
+    let n = 20;
+    let mut specs = random_specs(&mut rng, n, 0, 400);
+    // Connection 0: a bulk transfer whose reader stalls until all others finish.
+    specs[0] = Spec {
+        opener: if seed % 2 == 0 { Side::A } else { Side::B },
+        start: 0,
+        len: [12_000, 12_000],
+        plan: [Plan::Close; 2],
+        refuse: false,
+        stall: None,
+    };
+    let stall_side = specs[0].opener.other();
+    specs[0].stall = Some(stall_side);
+    let cfg = [random_config(&mut rng, seed), random_config(&mut rng, seed)];
+    let mut a = Mux::new(cfg[0].clone());
+    let mut b = Mux::new(cfg[1].clone());
+    let rate = rng.range(150, 800) as i64;
+    let mut pipe = IdealPipe::new(seed ^ 0x9199, rate, rng.range(0, 4) as u64);
+    let mut w = World::new(seed, specs);
+
+    let mut now = 0;
+    let limit = 40_000;
+    loop {
+        w.step(Side::A, &mut a, now);
+        w.step(Side::B, &mut b, now);
+        drive(&mut a, &mut b, &mut pipe);
+        a.check_invariants();
+        b.check_invariants();
+        now += 1;
+        if w.stall_active && (1..n).all(|i| w.done(i)) {
+            // Everything else finished while connection 0's reader was stalled.
+            assert!(!w.done(0), "seed {seed}: stalled connection finished?");
+            let st = &w.ends[stall_side.idx()][&0];
+            let m = if stall_side == Side::A { &a } else { &b };
+            assert_eq!(
+                m.buffered(st.ch),
+                m.config().window as usize,
+                "seed {seed}: stalled channel holds exactly its window"
+            );
+            w.stall_active = false;
+        }
+        if !w.stall_active && w.done(0) && pipe.is_idle() && !a.has_pending() && !b.has_pending() {
+            break;
+        }
+        assert!(
+            now < limit,
+            "seed {seed}: stuck; unfinished: {:?}",
+            (0..n).filter(|&i| !w.done(i)).collect::<Vec<_>>()
+        );
+    }
+    for i in 0..n {
+        w.check(i);
+    }
+    assert_eq!(
+        (a.channel_count(), b.channel_count()),
+        (0, 0),
+        "seed {seed}: every id released"
+    );
+    assert_eq!(
+        a.stats().protocol_errors + b.stats().protocol_errors,
+        0,
+        "seed {seed}"
+    );
+    (now, w.reused_ids)
+}
+
+#[test]
+fn sim_many_channels_many_seeds() {
+    let mut reused = 0;
+    let mut ticks = 0;
+    for seed in 0..200 {
+        let (t, r) = run_seed(seed);
+        reused += r;
+        ticks += t;
+    }
+    assert!(reused > 100, "ids were reused: {reused}");
+    assert!(ticks > 0);
+}
+
+/// The link loses the session mid-run: every channel is reset on both sides,
+/// nothing from before is delivered afterwards, and new channels work.
+fn run_session_reset(seed: u64) {
+    let mut rng = Rng::new(seed ^ 0xabcd);
+    let cut_at = rng.range(20, 300) as u64;
+    let mut specs = random_specs(&mut rng, 12, 0, 300);
+    specs.extend(random_specs(&mut rng, 6, cut_at + 1, 100));
+    let cfg = random_config(&mut rng, 1);
+    let mut a = Mux::new(cfg.clone());
+    let mut b = Mux::new(cfg);
+    let mut pipe = IdealPipe::new(seed, rng.range(100, 600) as i64, rng.range(0, 3) as u64);
+    let n = specs.len();
+    let mut w = World::new(seed, specs);
+    w.stall_active = false;
+    let mut now = 0;
+    loop {
+        w.step(Side::A, &mut a, now);
+        w.step(Side::B, &mut b, now);
+        if now == cut_at {
+            a.handle_session_reset(SESSION_LOST);
+            b.handle_session_reset(SESSION_LOST);
+            pipe.clear();
+            for s in [Side::A, Side::B] {
+                for (&i, e) in &w.ends[s.idx()] {
+                    if e.term.is_none() {
+                        w.cut.insert(i);
+                    }
+                }
+            }
+            // Connections whose OPEN was lost never reach the acceptor.
+            for i in 0..n {
+                if w.started[i] && !w.done(i) {
+                    w.cut.insert(i);
+                }
+            }
+            // Every live end gets exactly its Reset, before anything else.
+            let (mut ea, mut eb) = (Vec::new(), Vec::new());
+            while let Some(e) = a.poll_event() {
+                ea.push(e);
+            }
+            while let Some(e) = b.poll_event() {
+                eb.push(e);
+            }
+            for (s, evs) in [(Side::A, ea), (Side::B, eb)] {
+                for ev in evs {
+                    let MuxEvent::Reset { ch, reason } = &ev else {
+                        // Incoming/Closed of already finished or never-seen
+                        // channels were dropped or are for dead handles.
+                        assert!(
+                            !matches!(ev, MuxEvent::Readable { .. }),
+                            "seed {seed}: {ev:?}"
+                        );
+                        continue;
+                    };
+                    assert_eq!(reason, SESSION_LOST);
+                    let i = w.by_ch[s.idx()][ch];
+                    let e = w.ends[s.idx()].get_mut(&i).unwrap();
+                    assert!(e.term.is_none(), "seed {seed}: reset of a finished end");
+                    e.term = Some(Term::Reset(reason.clone()));
+                }
+                for (i, e) in &w.ends[s.idx()] {
+                    assert!(
+                        e.term.is_some(),
+                        "seed {seed}: {s:?} c{i} got no Reset from the session loss"
+                    );
+                }
+            }
+        }
+        drive(&mut a, &mut b, &mut pipe);
+        a.check_invariants();
+        b.check_invariants();
+        now += 1;
+        if now > cut_at
+            && (0..n).all(|i| w.done(i))
+            && pipe.is_idle()
+            && !a.has_pending()
+            && !b.has_pending()
+        {
+            break;
+        }
+        assert!(now < 40_000, "seed {seed}: stuck");
+    }
+    for i in 0..n {
+        w.check(i);
+        if w.specs[i].start > cut_at {
+            assert!(!w.cut.contains(&i));
+        }
+    }
+    assert_eq!((a.channel_count(), b.channel_count()), (0, 0));
+}
+
+#[test]
+fn sim_session_reset_mid_run() {
+    for seed in 0..60 {
+        run_session_reset(seed);
+    }
+}
+
+#[test]
+fn sim_is_deterministic() {
+    assert_eq!(run_seed(7), run_seed(7));
+}

@@ -1,1 +1,783 @@
+//! Unit tests of the multiplexer state machine: two `Mux`es wired by hand.
 
+use super::wire::{decode, Record};
+use super::*;
+use proptest::prelude::*;
+
+fn cfg() -> MuxConfig {
+    MuxConfig {
+        window: 2048,
+        send_buffer: 4096,
+        max_channels: 8,
+        interactive_bytes: 128,
+    }
+}
+
+/// Move one payload from `from` to `to`; returns its records' debug form.
+fn xfer(from: &mut Mux, to: &mut Mux, max: usize) -> Option<Bytes> {
+    let p = from.poll_payload(max)?;
+    to.handle_payload(&p).expect("valid payload");
+    Some(p)
+}
+
+/// Exchange payloads until both sides are quiet.
+fn pump(a: &mut Mux, b: &mut Mux) {
+    for _ in 0..10_000 {
+        let x = xfer(a, b, 300).is_some();
+        let y = xfer(b, a, 300).is_some();
+        a.check_invariants();
+        b.check_invariants();
+        if !x && !y {
+            return;
+        }
+    }
+    panic!("pump did not settle");
+}
+
+fn events(m: &mut Mux) -> Vec<MuxEvent> {
+    std::iter::from_fn(|| m.poll_event()).collect()
+}
+
+fn read_all(m: &mut Mux, ch: ChannelId) -> Vec<u8> {
+    let mut v = Vec::new();
+    while let Some(b) = m.read(ch, 1000) {
+        v.extend_from_slice(&b);
+    }
+    m.consumed(ch, v.len());
+    v
+}
+
+/// Open from `a`, accept at `b`; returns (a's handle, b's handle).
+fn open_pair(a: &mut Mux, b: &mut Mux, service: &str) -> (ChannelId, ChannelId) {
+    let ca = a.open(service).unwrap();
+    pump(a, b);
+    let cb = match events(b).as_slice() {
+        [MuxEvent::Incoming { ch, service: s }] => {
+            assert_eq!(s, service);
+            *ch
+        }
+        e => panic!("expected Incoming, got {e:?}"),
+    };
+    b.accept(cb);
+    pump(a, b);
+    assert_eq!(events(a), vec![MuxEvent::Accepted { ch: ca }]);
+    (ca, cb)
+}
+
+fn pair() -> (Mux, Mux) {
+    (Mux::new(cfg()), Mux::new(cfg()))
+}
+
+fn payload(recs: &[Record<'_>]) -> Vec<u8> {
+    let mut v = Vec::new();
+    for r in recs {
+        r.encode(&mut v);
+    }
+    v
+}
+
+#[test]
+fn config_defaults_follow_line_rate() {
+    let c = MuxConfig::for_byte_rate(11_520);
+    assert_eq!(c.window, 5760);
+    assert_eq!(MuxConfig::for_byte_rate(100).window, 2048);
+    assert_eq!(MuxConfig::for_byte_rate(12_000_000).window, 65536);
+    assert!(c.validate().is_ok());
+    assert!(MuxConfig {
+        max_channels: 0,
+        ..c.clone()
+    }
+    .validate()
+    .is_err());
+    assert!(MuxConfig { window: 1, ..c }.validate().is_err());
+}
+
+#[test]
+fn channel_id_display_and_parts() {
+    let h = ChannelId::new(true, 513, 9);
+    assert_eq!(h.wire_id(), 513);
+    assert!(h.opened_by_peer());
+    assert_eq!(h.generation(), 9);
+    assert_eq!(h.to_string(), "R513.9");
+    assert_eq!(ChannelId::new(false, 0, 1).to_string(), "L0.1");
+}
+
+#[test]
+fn open_data_eof_close_both_ways() {
+    let (mut a, mut b) = pair();
+    let (ca, cb) = open_pair(&mut a, &mut b, "ssh");
+    assert_eq!(a.send(ca, b"hello"), 5);
+    assert_eq!(b.send(cb, b"world"), 5);
+    a.close_write(ca);
+    pump(&mut a, &mut b);
+    assert_eq!(
+        events(&mut b),
+        vec![MuxEvent::Readable { ch: cb }],
+        "EOF is not reported before the data is read"
+    );
+    assert_eq!(read_all(&mut b, cb), b"hello");
+    assert_eq!(events(&mut b), vec![MuxEvent::ReadClosed { ch: cb }]);
+    // b can still send after a's EOF (half-close).
+    assert_eq!(b.send(cb, b"!"), 1);
+    b.close_write(cb);
+    pump(&mut a, &mut b);
+    assert_eq!(read_all(&mut a, ca), b"world!");
+    let ev = events(&mut a);
+    assert!(
+        ev.ends_with(&[MuxEvent::ReadClosed { ch: ca }, MuxEvent::Closed { ch: ca }]),
+        "{ev:?}"
+    );
+    assert_eq!(events(&mut b), vec![MuxEvent::Closed { ch: cb }]);
+    assert_eq!(a.channel_count(), 0);
+    assert_eq!(b.channel_count(), 0);
+    // The id is free again: the next channel reuses wire id 0.
+    let (ca2, _) = open_pair(&mut a, &mut b, "");
+    assert_eq!(ca2.wire_id(), ca.wire_id());
+    assert_ne!(ca2, ca, "a stale handle never names the new channel");
+    assert_eq!(a.send(ca, b"x"), 0);
+}
+
+#[test]
+fn closed_waits_until_everything_is_read() {
+    let (mut a, mut b) = pair();
+    let (ca, cb) = open_pair(&mut a, &mut b, "x");
+    a.send(ca, b"data");
+    a.close_write(ca);
+    b.close_write(cb);
+    pump(&mut a, &mut b);
+    assert_eq!(
+        events(&mut a),
+        vec![MuxEvent::ReadClosed { ch: ca }, MuxEvent::Closed { ch: ca }]
+    );
+    assert_eq!(events(&mut b), vec![MuxEvent::Readable { ch: cb }]);
+    assert_eq!(b.read(cb, 2).unwrap(), &b"da"[..]);
+    assert_eq!(events(&mut b), vec![]);
+    assert_eq!(b.read(cb, 10).unwrap(), &b"ta"[..]);
+    assert_eq!(
+        events(&mut b),
+        vec![MuxEvent::ReadClosed { ch: cb }, MuxEvent::Closed { ch: cb }]
+    );
+    assert_eq!(b.channel_count(), 0);
+}
+
+#[test]
+fn refuse_carries_reason_and_frees_the_id() {
+    let (mut a, mut b) = pair();
+    let ca = a.open("web").unwrap();
+    assert_eq!(a.send(ca, b"early"), 0, "no data before Accepted");
+    pump(&mut a, &mut b);
+    let MuxEvent::Incoming { ch: cb, .. } = events(&mut b)[0].clone() else {
+        panic!()
+    };
+    b.refuse(cb, RefuseReason::ConnectionRefused, "port 80: refused");
+    pump(&mut a, &mut b);
+    assert_eq!(
+        events(&mut a),
+        vec![MuxEvent::Refused {
+            ch: ca,
+            reason: RefuseReason::ConnectionRefused,
+            detail: "port 80: refused".into()
+        }]
+    );
+    assert_eq!((a.channel_count(), b.channel_count()), (0, 0));
+    let (ca2, _) = open_pair(&mut a, &mut b, "web");
+    assert_eq!(ca2.wire_id(), ca.wire_id());
+}
+
+#[test]
+fn reset_discards_buffers_and_reaches_the_peer() {
+    let (mut a, mut b) = pair();
+    let (ca, cb) = open_pair(&mut a, &mut b, "x");
+    a.send(ca, &[1; 1000]);
+    xfer(&mut a, &mut b, 300);
+    a.reset(ca, "user abort");
+    assert_eq!(a.send(ca, b"more"), 0);
+    pump(&mut a, &mut b);
+    let ev = events(&mut b);
+    assert_eq!(
+        ev.last(),
+        Some(&MuxEvent::Reset {
+            ch: cb,
+            reason: "reset by peer: user abort".into()
+        })
+    );
+    assert_eq!(b.read(cb, 100), None, "no data after reset");
+    assert_eq!(events(&mut a), vec![], "no event for our own reset");
+    assert_eq!((a.channel_count(), b.channel_count()), (0, 0));
+    assert_eq!(a.stats().resets_sent, 1);
+    assert_eq!(b.stats().resets_sent, 1, "b answered the RESET");
+}
+
+#[test]
+fn simultaneous_resets_release_both_sides() {
+    let (mut a, mut b) = pair();
+    let (ca, cb) = open_pair(&mut a, &mut b, "x");
+    a.reset(ca, "a");
+    b.reset(cb, "b");
+    pump(&mut a, &mut b);
+    assert_eq!((events(&mut a), events(&mut b)), (vec![], vec![]));
+    assert_eq!((a.channel_count(), b.channel_count()), (0, 0));
+    assert_eq!(
+        a.stats().resets_sent + b.stats().resets_sent,
+        2,
+        "no reply to a crossing RESET"
+    );
+}
+
+#[test]
+fn reset_before_open_left_sends_nothing() {
+    let (mut a, mut b) = pair();
+    let ca = a.open("x").unwrap();
+    a.reset(ca, "changed my mind");
+    assert!(!a.has_pending());
+    assert_eq!(a.poll_payload(300), None);
+    pump(&mut a, &mut b);
+    assert_eq!(b.stats().incoming_total, 0);
+}
+
+#[test]
+fn reset_crossing_refuse() {
+    let (mut a, mut b) = pair();
+    let ca = a.open("x").unwrap();
+    pump(&mut a, &mut b);
+    let cb = events(&mut b)[0].channel();
+    a.reset(ca, "bye");
+    b.refuse(cb, RefuseReason::Other, "");
+    pump(&mut a, &mut b);
+    assert_eq!((events(&mut a), events(&mut b)), (vec![], vec![]));
+    assert_eq!((a.channel_count(), b.channel_count()), (0, 0));
+    assert_eq!(b.stats().protocol_errors, 0);
+}
+
+/// The hazard the CLOSE record exists for: b sends EOF before it has seen
+/// a's data, then returns credit for that data after its EOF. a must not reuse
+/// the id until b's CLOSE says nothing more is coming.
+#[test]
+fn late_credit_never_hits_a_reused_id() {
+    let (mut a, mut b) = pair();
+    let (ca, cb) = open_pair(&mut a, &mut b, "x");
+    a.send(ca, &[7; 1500]);
+    while let Some(p) = a.poll_payload(300) {
+        b.handle_payload(&p).unwrap();
+    }
+    // b's EOF travels before b has read anything.
+    b.close_write(cb);
+    let p = b.poll_payload(300).unwrap();
+    assert_eq!(
+        decode(&p).unwrap(),
+        vec![Record::Eof {
+            initiator: false,
+            id: 0
+        }]
+    );
+    a.handle_payload(&p).unwrap();
+    // a is done too: its EOF is a CLOSE (it has b's EOF) — still in flight.
+    a.close_write(ca);
+    let a_close = a.poll_payload(300).unwrap();
+    assert_eq!(
+        decode(&a_close).unwrap(),
+        vec![Record::Close {
+            initiator: true,
+            id: 0
+        }]
+    );
+    assert_eq!(
+        a.channel_count(),
+        1,
+        "a sent its final record but has not received b's"
+    );
+    let y = a.open("y").unwrap();
+    assert_eq!(y.wire_id(), 1, "id 0 is still reserved");
+    a.reset(y, "");
+    // b consumes a's data and returns credit after its own EOF.
+    assert_eq!(read_all(&mut b, cb).len(), 1500);
+    let p = b.poll_payload(300).unwrap();
+    assert!(matches!(decode(&p).unwrap()[0], Record::Credit { .. }));
+    a.handle_payload(&p).unwrap();
+    assert_eq!(a.stats().protocol_errors, 0, "late CREDIT is harmless");
+    // Now a's CLOSE arrives; b answers with its CLOSE and both release.
+    b.handle_payload(&a_close).unwrap();
+    pump(&mut a, &mut b);
+    assert_eq!(a.stats().protocol_errors + b.stats().protocol_errors, 0);
+    assert!(events(&mut a).contains(&MuxEvent::Closed { ch: ca }));
+    assert!(events(&mut b).contains(&MuxEvent::Closed { ch: cb }));
+    assert_eq!(a.open("z").unwrap().wire_id(), 0, "now id 0 is reused");
+}
+
+#[test]
+fn stalled_reader_stops_only_its_channel() {
+    let (mut a, mut b) = pair();
+    let (s_a, s_b) = open_pair(&mut a, &mut b, "stalled");
+    let (f_a, f_b) = open_pair(&mut a, &mut b, "flowing");
+    let (mut stalled_sent, mut flowing_recv) = (0, 0);
+    for _ in 0..300 {
+        stalled_sent += a.send(s_a, &[1; 500]);
+        a.send(f_a, &[2; 500]);
+        if let Some(p) = a.poll_payload(200) {
+            b.handle_payload(&p).unwrap();
+        }
+        while let Some(p) = b.poll_payload(200) {
+            a.handle_payload(&p).unwrap();
+        }
+        flowing_recv += read_all(&mut b, f_b).len();
+        a.check_invariants();
+        b.check_invariants();
+    }
+    assert_eq!(
+        b.buffered(s_b),
+        2048,
+        "stalled channel stops at exactly its window"
+    );
+    assert_eq!(
+        stalled_sent,
+        2048 + 4096,
+        "window + send buffer, then send() refuses"
+    );
+    assert_eq!(a.send_space(s_a), 0);
+    assert!(
+        flowing_recv > 40_000,
+        "the other channel kept flowing: {flowing_recv}"
+    );
+    events(&mut a);
+    // Unstall: the window reopens and SendSpace tells the writer.
+    read_all(&mut b, s_b);
+    pump(&mut a, &mut b);
+    assert!(events(&mut a).contains(&MuxEvent::SendSpace { ch: s_a }));
+}
+
+#[test]
+fn credit_returns_only_on_consumed() {
+    let (mut a, mut b) = pair();
+    let (ca, cb) = open_pair(&mut a, &mut b, "x");
+    a.send(ca, &[0; 4096]);
+    pump(&mut a, &mut b);
+    let mut got = 0;
+    while let Some(x) = b.read(cb, 4096) {
+        got += x.len();
+    }
+    assert_eq!(got, 2048);
+    pump(&mut a, &mut b);
+    assert_eq!(
+        b.buffered(cb),
+        0,
+        "read but not consumed: no credit, nothing new"
+    );
+    b.consumed(cb, 255);
+    assert!(
+        !b.has_pending(),
+        "255 < window/8 even though the sender is blocked"
+    );
+    b.consumed(cb, 1);
+    let p = b.poll_payload(300).unwrap();
+    assert_eq!(
+        decode(&p).unwrap(),
+        vec![Record::Credit {
+            initiator: false,
+            id: 0,
+            delta: 256
+        }]
+    );
+    a.handle_payload(&p).unwrap();
+    pump(&mut a, &mut b);
+    assert_eq!(b.buffered(cb), 256, "credit of 256 returned and used");
+    // Not blocked: half a window is needed.
+    events(&mut a);
+    events(&mut b);
+    let (ca, cb) = open_pair(&mut a, &mut b, "y");
+    a.send(ca, &[0; 1024]);
+    pump(&mut a, &mut b);
+    let mut n = 0;
+    while let Some(x) = b.read(cb, 4096) {
+        n += x.len();
+    }
+    assert_eq!(n, 1024);
+    b.consumed(cb, 1023);
+    assert!(!b.has_pending());
+    b.consumed(cb, 1);
+    assert!(b.has_pending());
+}
+
+#[test]
+fn credit_violation_resets_the_channel() {
+    let (mut a, mut b) = pair();
+    let (_ca, cb) = open_pair(&mut a, &mut b, "x");
+    let (_, other_b) = open_pair(&mut a, &mut b, "y");
+    events(&mut b);
+    // A rogue peer: 2049 bytes on a 2048-byte window.
+    let big = vec![0u8; 1200];
+    let p = payload(&[
+        Record::Data {
+            initiator: true,
+            id: cb.wire_id(),
+            data: &big,
+        },
+        Record::Data {
+            initiator: true,
+            id: cb.wire_id(),
+            data: &big[..849],
+        },
+    ]);
+    b.handle_payload(&p).unwrap();
+    let ev = events(&mut b);
+    assert!(
+        matches!(&ev[..], [MuxEvent::Readable { .. }, MuxEvent::Reset { ch, reason }]
+            if *ch == cb && reason.contains("credit")),
+        "{ev:?}"
+    );
+    assert_eq!(b.buffered(cb), 0, "buffer discarded");
+    let out = b.poll_payload(300).unwrap();
+    assert!(matches!(
+        decode(&out).unwrap()[0],
+        Record::Reset { id: 0, .. }
+    ));
+    assert_eq!(b.stats().protocol_errors, 1);
+    // The other channel is unaffected.
+    assert_eq!(b.send(other_b, b"fine"), 4);
+}
+
+#[test]
+fn records_for_unknown_channels_get_a_reset() {
+    let (_, mut b) = pair();
+    let p = payload(&[
+        Record::Data {
+            initiator: true,
+            id: 5,
+            data: b"x",
+        },
+        Record::Credit {
+            initiator: false,
+            id: 6,
+            delta: 9,
+        },
+        Record::Reset {
+            initiator: true,
+            id: 7,
+            reason: "",
+        },
+    ]);
+    b.handle_payload(&p).unwrap();
+    let raw = b.poll_payload(300).unwrap();
+    let out = decode(&raw).unwrap();
+    assert_eq!(
+        out,
+        vec![
+            Record::Reset {
+                initiator: false,
+                id: 5,
+                reason: "unknown channel"
+            },
+            Record::Reset {
+                initiator: true,
+                id: 6,
+                reason: "unknown channel"
+            },
+        ],
+        "a RESET for an unknown id is ignored (no reset ping-pong)"
+    );
+    // A flood of them stays bounded.
+    let junk = payload(
+        &[Record::Eof {
+            initiator: true,
+            id: 1,
+        }; 100],
+    );
+    for _ in 0..100 {
+        b.handle_payload(&junk).unwrap();
+    }
+    b.check_invariants();
+    assert!(b.ctl.len() <= MAX_STRAY);
+}
+
+#[test]
+fn too_many_channels() {
+    let (mut a, mut b) = (
+        Mux::new(cfg()),
+        Mux::new(MuxConfig {
+            max_channels: 2,
+            ..cfg()
+        }),
+    );
+    let _ = open_pair(&mut a, &mut b, "1");
+    let _ = open_pair(&mut a, &mut b, "2");
+    let c3 = a.open("3").unwrap();
+    pump(&mut a, &mut b);
+    assert_eq!(
+        events(&mut a),
+        vec![MuxEvent::Refused {
+            ch: c3,
+            reason: RefuseReason::TooManyChannels,
+            detail: String::new()
+        }]
+    );
+    assert!(events(&mut b).is_empty());
+    for i in 0..6 {
+        b.open(&i.to_string()).map(|_| ()).unwrap_or(());
+    }
+    assert_eq!(b.open("z"), Err(MuxError::TooManyChannels));
+    assert_eq!(a.open(&"s".repeat(33)), Err(MuxError::ServiceTooLong));
+}
+
+#[test]
+fn protocol_violations_reset_only_that_channel() {
+    let (mut a, mut b) = pair();
+    let (_ca, cb) = open_pair(&mut a, &mut b, "x");
+    let (_ca2, cb2) = open_pair(&mut a, &mut b, "y");
+    let bad = [
+        payload(&[Record::Open {
+            id: cb.wire_id(),
+            window: 1,
+            service: "",
+        }]),
+        payload(&[
+            Record::Eof {
+                initiator: true,
+                id: cb2.wire_id(),
+            },
+            Record::Eof {
+                initiator: true,
+                id: cb2.wire_id(),
+            },
+        ]),
+    ];
+    for p in &bad {
+        b.handle_payload(p).unwrap();
+    }
+    let resets: Vec<_> = events(&mut b)
+        .into_iter()
+        .filter(|e| matches!(e, MuxEvent::Reset { .. }))
+        .map(|e| e.channel())
+        .collect();
+    assert_eq!(resets, vec![cb, cb2]);
+    assert_eq!(b.stats().protocol_errors, 2);
+}
+
+#[test]
+fn garbage_payload_is_an_error_and_resets_everything() {
+    let (mut a, mut b) = pair();
+    let (_ca, cb) = open_pair(&mut a, &mut b, "x");
+    assert!(matches!(
+        b.handle_payload(&[0x0c, 0, 0]),
+        Err(MuxError::Protocol(_))
+    ));
+    assert!(matches!(&events(&mut b)[..], [MuxEvent::Reset { ch, .. }] if *ch == cb));
+    assert_eq!(b.channel_count(), 0);
+}
+
+#[test]
+fn session_reset_resets_all_and_new_channels_work() {
+    let (mut a, mut b) = pair();
+    let (ca, cb) = open_pair(&mut a, &mut b, "x");
+    let (ca2, cb2) = open_pair(&mut a, &mut b, "y");
+    a.send(ca, b"old data");
+    b.send(cb2, b"old too");
+    xfer(&mut a, &mut b, 300);
+    let pending = a.open("pending").unwrap();
+    // b has a Readable for cb pending; the session dies.
+    a.handle_session_reset("link restarted");
+    b.handle_session_reset("link restarted");
+    let mut ra: Vec<_> = events(&mut a).into_iter().map(|e| e.channel()).collect();
+    ra.sort();
+    let mut want = vec![ca, ca2, pending];
+    want.sort();
+    assert_eq!(ra, want);
+    let eb = events(&mut b);
+    assert!(
+        eb.iter().all(|e| matches!(e, MuxEvent::Reset { .. })),
+        "{eb:?}"
+    );
+    assert_eq!(eb.len(), 2);
+    assert_eq!(b.read(cb, 100), None);
+    assert!(!a.has_pending() && !b.has_pending());
+    let (na, nb) = open_pair(&mut a, &mut b, "new");
+    a.send(na, b"new");
+    pump(&mut a, &mut b);
+    assert_eq!(read_all(&mut b, nb), b"new");
+}
+
+// ----- scheduler through the mux ---------------------------------------------
+
+/// Count DATA bytes per wire id in a payload.
+fn data_by_id(p: &[u8]) -> Vec<(u16, usize)> {
+    decode(p)
+        .unwrap()
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Data { id, data, .. } => Some((id, data.len())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn big_cfg() -> MuxConfig {
+    MuxConfig {
+        window: 65536,
+        send_buffer: 65536,
+        ..cfg()
+    }
+}
+
+#[test]
+fn two_bulk_channels_get_equal_shares() {
+    let (mut a, mut b) = (Mux::new(big_cfg()), Mux::new(big_cfg()));
+    let (x, _) = open_pair(&mut a, &mut b, "x");
+    let (y, _) = open_pair(&mut a, &mut b, "y");
+    a.send(x, &[0; 65536]);
+    a.send(y, &[0; 65536]);
+    let mut per = [0usize; 2];
+    for i in 0..100 {
+        let p = a.poll_payload(64 + (i * 53) % 449).unwrap();
+        for (id, n) in data_by_id(&p) {
+            per[id as usize] += n;
+        }
+    }
+    let (p, q) = (per[0] as f64, per[1] as f64);
+    assert!(p / q < 1.15 && q / p < 1.15, "{per:?}");
+}
+
+#[test]
+fn keystroke_goes_into_the_very_next_payload() {
+    let (mut a, mut b) = (Mux::new(big_cfg()), Mux::new(big_cfg()));
+    let (x, _) = open_pair(&mut a, &mut b, "bulk1");
+    let (y, _) = open_pair(&mut a, &mut b, "bulk2");
+    let (k, kb) = open_pair(&mut a, &mut b, "ssh");
+    a.send(x, &[0; 65536]);
+    a.send(y, &[0; 65536]);
+    for _ in 0..10 {
+        let p = a.poll_payload(128).unwrap();
+        b.handle_payload(&p).unwrap();
+    }
+    assert_eq!(a.send(k, b"l"), 1);
+    let p = a.poll_payload(128).unwrap();
+    assert_eq!(data_by_id(&p)[0], (k.wire_id(), 1), "keystroke first");
+    b.handle_payload(&p).unwrap();
+    assert_eq!(b.read(kb, 10).unwrap(), &b"l"[..]);
+}
+
+#[test]
+fn control_records_go_first() {
+    let (mut a, mut b) = (Mux::new(big_cfg()), Mux::new(big_cfg()));
+    let (x, _) = open_pair(&mut a, &mut b, "bulk");
+    let (y, _) = open_pair(&mut a, &mut b, "victim");
+    a.send(x, &[0; 65536]);
+    a.poll_payload(64);
+    a.reset(y, "r");
+    let z = a.open("new").unwrap();
+    let p = a.poll_payload(64).unwrap();
+    let recs = decode(&p).unwrap();
+    assert!(matches!(recs[0], Record::Reset { .. }), "{recs:?}");
+    assert!(
+        matches!(recs[1], Record::Open { id, .. } if id == z.wire_id()),
+        "{recs:?}"
+    );
+    assert!(matches!(recs.get(2), Some(Record::Data { .. }) | None));
+}
+
+#[test]
+fn small_payload_limit_still_carries_everything() {
+    let (mut a, mut b) = pair();
+    let (ca, cb) = open_pair(&mut a, &mut b, &"s".repeat(32));
+    a.send(ca, &[9; 3000]);
+    a.close_write(ca);
+    let mut got = Vec::new();
+    for _ in 0..1000 {
+        if let Some(p) = a.poll_payload(64) {
+            assert!(p.len() <= 64);
+            b.handle_payload(&p).unwrap();
+        }
+        if let Some(p) = b.poll_payload(64) {
+            a.handle_payload(&p).unwrap();
+        }
+        got.extend(read_all(&mut b, cb));
+    }
+    assert_eq!(got, vec![9; 3000]);
+    assert!(events(&mut b).contains(&MuxEvent::ReadClosed { ch: cb }));
+}
+
+// ----- robustness ------------------------------------------------------------
+
+fn arb_small_record() -> impl Strategy<Value = Vec<u8>> {
+    (1u8..=8, any::<bool>(), 0u16..4, 0u32..5000, 1usize..300).prop_map(|(ty, i, id, n, len)| {
+        let data = vec![0xa5; len];
+        let r = match ty {
+            1 => Record::Open {
+                id,
+                window: n,
+                service: "s",
+            },
+            2 => Record::OpenOk { id, window: n },
+            3 => Record::Refuse {
+                id,
+                reason: RefuseReason::Other,
+                detail: "",
+            },
+            4 => Record::Data {
+                initiator: i,
+                id,
+                data: &data,
+            },
+            5 => Record::Credit {
+                initiator: i,
+                id,
+                delta: n.max(1),
+            },
+            6 => Record::Eof { initiator: i, id },
+            7 => Record::Close { initiator: i, id },
+            _ => Record::Reset {
+                initiator: i,
+                id,
+                reason: "r",
+            },
+        };
+        payload(&[r])
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    /// Random bytes never panic and never grow memory beyond the configured bounds.
+    #[test]
+    fn prop_random_payloads(ps in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 0..20)) {
+        let (mut a, mut b) = pair();
+        let (ca, cb) = open_pair(&mut a, &mut b, "x");
+        a.send(ca, &[1; 100]);
+        b.send(cb, &[1; 100]);
+        for p in ps {
+            let _ = b.handle_payload(&p);
+            b.check_invariants();
+            while b.poll_payload(64).is_some() {}
+            events(&mut b);
+        }
+    }
+
+    /// Well-formed but adversarial record sequences (small id space, so they
+    /// hit live channels) keep every invariant and never panic.
+    #[test]
+    fn prop_adversarial_records(recs in proptest::collection::vec(arb_small_record(), 0..60), acts in proptest::collection::vec(0u8..6, 0..60)) {
+        let (mut a, mut b) = pair();
+        let (ca, cb) = open_pair(&mut a, &mut b, "x");
+        let _ = open_pair(&mut b, &mut a, "y");
+        a.send(ca, &[1; 100]);
+        pump(&mut a, &mut b);
+        for (i, p) in recs.iter().enumerate() {
+            b.handle_payload(p).unwrap();
+            let chans: Vec<ChannelId> = b.channels.keys().copied().collect();
+            for ch in chans {
+                match acts.get(i).copied().unwrap_or(0) {
+                    0 => { b.send(ch, &[3; 50]); }
+                    1 => { let n = read_all(&mut b, ch).len(); b.consumed(ch, n); }
+                    2 => b.accept(ch),
+                    3 => b.close_write(ch),
+                    4 => b.reset(ch, "x"),
+                    _ => {}
+                }
+            }
+            b.check_invariants();
+            while let Some(p) = b.poll_payload(64 + i * 7) {
+                prop_assert!(decode(&p).is_ok());
+            }
+            events(&mut b);
+        }
+        let _ = cb;
+    }
+}

@@ -49,7 +49,7 @@ const INITIATOR_BIT: u8 = 0x80;
 const RESERVED_BITS: u8 = 0x70;
 
 /// One mux record, borrowing its variable-length parts from the payload.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Record<'a> {
     /// Open channel `id` (always sent by its initiator) towards `service`;
     /// `window` is the opener's receive window (the acceptor's initial credit).
@@ -497,7 +497,7 @@ mod tests {
     fn every_record_round_trips() {
         for r in samples() {
             let b = enc(&r);
-            assert_eq!(decode(&b).unwrap(), vec![r.clone()]);
+            assert_eq!(decode(&b).unwrap(), vec![r]);
         }
         // And all of them packed into one payload.
         let mut all = Vec::new();
@@ -519,6 +519,36 @@ mod tests {
             assert_eq!(RefuseReason::from_code(r.code()), r);
         }
         assert_eq!(RefuseReason::from_code(200), RefuseReason::Other);
+    }
+
+    #[test]
+    fn examples_from_the_spec() {
+        // docs/mux-protocol.md §3
+        let open = [0x81, 0, 3, 0, 0, 0x16, 0x80, 3, b's', b's', b'h'];
+        assert_eq!(
+            decode(&open).unwrap(),
+            vec![Record::Open {
+                id: 3,
+                window: 5760,
+                service: "ssh"
+            }]
+        );
+        let data = [0x04, 0, 3, 0, 2, b'h', b'i'];
+        assert_eq!(
+            decode(&data).unwrap(),
+            vec![Record::Data {
+                initiator: false,
+                id: 3,
+                data: b"hi"
+            }]
+        );
+        assert_eq!(
+            decode(&[0x86, 0, 3]).unwrap(),
+            vec![Record::Eof {
+                initiator: true,
+                id: 3
+            }]
+        );
     }
 
     #[test]
