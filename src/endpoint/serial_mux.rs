@@ -419,12 +419,14 @@ impl Driver {
             // Transmit as long as the pacer allows and the link has frames.
             let mut paced = false;
             loop {
-                self.feed_link();
                 let now = Instant::now();
                 if !self.pacer.writable(now) {
                     paced = true;
                     break;
                 }
+                // Choose what to send only now that it can go out at once: a
+                // payload loaded earlier would make a later keystroke wait for it.
+                self.feed_link();
                 out.clear();
                 let n = self.link.poll_transmit(now, &mut out);
                 if n == 0 {

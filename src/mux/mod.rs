@@ -1213,7 +1213,14 @@ impl Mux {
 
     fn fill_data(&mut self, buf: &mut BytesMut, max: usize) {
         let quantum = max.saturating_sub(DATA_HEADER_LEN).max(MIN_CUT);
+        // A payload carrying interactive data is not topped up with bulk: on a
+        // slow line a full frame is tens of milliseconds, and the keystroke
+        // would wait for all of it to be serialised.
+        let mut interactive = false;
         loop {
+            if interactive && !self.sched.has_interactive() {
+                return;
+            }
             let room = max.saturating_sub(buf.len());
             let channels = &self.channels;
             let pick = self.sched.pick(room, quantum, |h| {
@@ -1224,6 +1231,7 @@ impl Mux {
             let Some(p) = pick else {
                 return;
             };
+            interactive |= p.interactive;
             let c = self.channels.get_mut(&p.ch).expect("picked a live channel");
             debug_assert!(p.len >= 1 && p.len <= c.sendable());
             buf.put_u8(code::DATA | if c.ours() { 0x80 } else { 0 });

@@ -61,6 +61,8 @@ pub struct Pick {
     pub ch: ChannelId,
     /// Bytes to take (≥ 1, ≤ what the channel may send).
     pub len: usize,
+    /// Picked from the interactive fast lane.
+    pub interactive: bool,
 }
 
 /// Deficit round robin with an interactive fast lane.
@@ -137,6 +139,11 @@ impl Scheduler {
         f.recent_round = round;
     }
 
+    /// Whether a channel is waiting in the interactive fast lane.
+    pub fn has_interactive(&self) -> bool {
+        !self.urgent.is_empty()
+    }
+
     /// Choose the next data to put into a payload with `room` bytes left.
     /// `state(ch)` returns `(queued, sendable)` for a channel: bytes in its send
     /// buffer and bytes it may send now (queued, limited by credit and open
@@ -174,7 +181,7 @@ impl Scheduler {
                 self.urgent.pop_front();
             }
             Self::account(f, round, n);
-            return Some(Pick { ch, len: n });
+            return Some(Pick { ch, len: n, interactive: true });
         }
 
         // Tier 2: deficit round robin.
@@ -204,7 +211,7 @@ impl Scheduler {
                 self.active.pop_front();
                 self.active.push_back(ch);
             }
-            return Some(Pick { ch, len: n });
+            return Some(Pick { ch, len: n, interactive: false });
         }
         None
     }
