@@ -371,9 +371,9 @@ impl Link {
         if bytes.is_empty() {
             return;
         }
-        let gap = self
-            .last_rx_byte
-            .is_none_or(|t| now.saturating_duration_since(t) > Duration::from_secs(1));
+        let gap = self.last_rx_byte.map_or(true, |t| {
+            now.saturating_duration_since(t) > Duration::from_secs(1)
+        });
         if self.garbage_since.is_none() || gap {
             self.garbage_since = Some(now);
             self.garbage_bytes = 0;
