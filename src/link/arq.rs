@@ -107,7 +107,7 @@ impl SendWindow {
 
     /// Adds a new frame; returns its seq. Caller checks [`has_room`](Self::has_room).
     pub fn push(&mut self, payload: Bytes) -> Seq {
-        let seq = self.una.add(self.slots.len() as u16);
+        let seq = self.una.plus(self.slots.len() as u16);
         self.slots.push_back(Slot {
             payload,
             first_order: 0,
@@ -130,7 +130,7 @@ impl SendWindow {
             .position(|s| !s.acked && s.lost)
             .or_else(|| self.slots.iter().position(|s| s.tx_count == 0))?;
         let s = &self.slots[i];
-        Some((self.una.add(i as u16), s.payload.clone(), s.tx_count > 0))
+        Some((self.una.plus(i as u16), s.payload.clone(), s.tx_count > 0))
     }
 
     /// Records the transmission of `seq` at `now` taking `wire_len` line bytes.
@@ -168,7 +168,7 @@ impl SendWindow {
         let n = self.slots.len();
         for i in 0..n {
             let covered = i < cum || (i > cum && a.sack.get(i - cum - 1));
-            if i > cum && i - cum - 1 >= a.sack.span() {
+            if i > cum && i - cum > a.sack.span() {
                 break;
             }
             let s = &mut self.slots[i];
@@ -183,7 +183,7 @@ impl SendWindow {
             newest_last = newest_last.max(s.last_order);
             if s.tx_count == 1 {
                 if let Some(t) = s.sent_at {
-                    if sample.is_none_or(|(o, _)| s.last_order > o) {
+                    if sample.map_or(true, |(o, _)| s.last_order > o) {
                         sample = Some((s.last_order, now.saturating_duration_since(t)));
                     }
                 }
@@ -206,7 +206,7 @@ impl SendWindow {
         }
         while self.slots.front().is_some_and(|s| s.acked) {
             self.slots.pop_front();
-            self.una = self.una.add(1);
+            self.una = self.una.plus(1);
         }
         out
     }
@@ -298,7 +298,7 @@ impl RecvWindow {
     /// Next in-order payload ready for delivery.
     pub fn pop_ready(&mut self) -> Option<Bytes> {
         if self.buf.front().is_some_and(|s| s.is_some()) {
-            self.next = self.next.add(1);
+            self.next = self.next.plus(1);
             self.buf.pop_front().flatten()
         } else {
             None
@@ -406,13 +406,13 @@ mod tests {
             s.on_ack(&r.ack_info(), t0, false);
         }
         assert!(delivered >= 40_000 * 4 - 4);
-        assert_eq!(r.on_data(r.next().add(4), b"x"), RecvOutcome::OutOfWindow);
+        assert_eq!(r.on_data(r.next().plus(4), b"x"), RecvOutcome::OutOfWindow);
         // Bogus acks are ignored.
         s.push(p(1));
         let before = s.len();
         s.on_ack(
             &AckInfo {
-                ack: s.una().add(100),
+                ack: s.una().plus(100),
                 sack: Sack::new(),
             },
             t0,

@@ -63,6 +63,11 @@ pub use seq::Seq;
 
 /// Smallest adaptive payload.
 pub const MIN_PAYLOAD: usize = 64;
+/// Payload size used before the error rate is known; the estimate starts from the
+/// error rate for which this is optimal, weighted as 32 frames, so a clean line
+/// reaches the cap after ~100 frames while a very noisy one never sends big frames
+/// blind.
+pub const INITIAL_PAYLOAD: usize = 256;
 /// Per-frame overhead assumed by the frame-size rule: type 1 + seq 2 + CRC 4 + COBS
 /// code ~1–3 + delimiter 1, plus a piggy-backed ack some of the time.
 pub const FRAME_OVERHEAD: f64 = 11.0;
@@ -238,6 +243,7 @@ pub struct Link {
     last_rx_byte: Option<Instant>,
     garbage_since: Option<Instant>,
     garbage_bytes: u64,
+    rx_since_rto: bool,
     mismatch_reported: bool,
     decoder: cobs::Decoder,
     raw: Vec<u8>,
@@ -282,6 +288,7 @@ impl Link {
             last_rx_byte: None,
             garbage_since: None,
             garbage_bytes: 0,
+            rx_since_rto: false,
             mismatch_reported: false,
             decoder: cobs::Decoder::new(cobs::max_encoded_len(MAX_RAW_FRAME)),
             raw: Vec::with_capacity(cobs::max_encoded_len(MAX_RAW_FRAME) + 2),
@@ -290,8 +297,14 @@ impl Link {
                 max_payload: cfg.max_payload,
                 ..LinkStats::default()
             },
-            errors: ErrorRate::new(32.0, cfg.max_payload as f64, 256.0 * 1024.0),
-            cur_max_payload: cfg.max_payload,
+            errors: ErrorRate::with_prior(
+                INITIAL_PAYLOAD as f64,
+                FRAME_OVERHEAD,
+                32.0,
+                cfg.max_payload as f64,
+                256.0 * 1024.0,
+            ),
+            cur_max_payload: INITIAL_PAYLOAD.min(cfg.max_payload),
             cfg,
         }
     }
@@ -358,9 +371,9 @@ impl Link {
         if bytes.is_empty() {
             return;
         }
-        let gap = self
-            .last_rx_byte
-            .is_none_or(|t| now.saturating_duration_since(t) > Duration::from_secs(1));
+        let gap = self.last_rx_byte.map_or(true, |t| {
+            now.saturating_duration_since(t) > Duration::from_secs(1)
+        });
         if self.garbage_since.is_none() || gap {
             self.garbage_since = Some(now);
             self.garbage_bytes = 0;
@@ -372,7 +385,10 @@ impl Link {
         self.decoder = dec;
         if let Some(since) = self.garbage_since {
             let span = now.saturating_duration_since(since);
-            if !self.mismatch_reported
+            // Once a session was agreed the peer speaks sfs: silence is noise, not a
+            // mismatch.
+            if !self.established
+                && !self.mismatch_reported
                 && span >= self.cfg.mismatch_after
                 && self.garbage_bytes >= 64
             {
@@ -396,8 +412,17 @@ impl Link {
         };
         let key = frame::session_key(self.peer_epoch.unwrap_or(0), self.epoch);
         match frame::parse(raw, &key) {
-            Ok(repr) => self.on_frame(now, repr),
-            Err(ParseError::BadCrc) => self.stats.crc_failures += 1,
+            Ok(repr) => {
+                self.errors.record(1, 0, raw.len() as u64 + 2);
+                self.on_frame(now, repr)
+            }
+            Err(ParseError::BadCrc) => {
+                self.stats.crc_failures += 1;
+                // Lines are usually symmetric: what we lose says something about
+                // what our frames meet.
+                self.errors.record(1, 1, raw.len() as u64 + 2);
+                self.update_payload_size();
+            }
             Err(ParseError::Version(v)) => {
                 self.stats.malformed += 1;
                 if !self.mismatch_reported {
@@ -414,6 +439,7 @@ impl Link {
     fn on_frame(&mut self, now: Instant, repr: Repr<'_>) {
         self.stats.frames_received += 1;
         self.last_rx_valid = now;
+        self.rx_since_rto = true;
         self.garbage_since = None;
         self.garbage_bytes = 0;
         match repr {
@@ -549,12 +575,23 @@ impl Link {
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.rto_deadline.is_some_and(|t| now >= t) {
             self.stats.rto_expiries += 1;
-            let first = self.rtt.backoff() == 0;
+            // A peer we still hear from means a noisy line, not a dead one: resend
+            // everything stale and keep the timer short. Otherwise probe with one
+            // frame and back off exponentially.
+            let line_alive = std::mem::take(&mut self.rx_since_rto);
+            let first = self.rtt.backoff() == 0 || line_alive;
             let marked = self.snd.on_rto(now, self.rtt.base_rto(), first);
-            if first && marked > 0 {
+            if line_alive && marked > 0 {
+                let len = cobs::max_encoded_len(self.cur_max_payload + 4) as u64;
+                self.errors.record(marked, marked, marked as u64 * len);
+                self.update_payload_size();
+            } else if first && marked > 0 {
                 // One loss event per expiry: an outage is not a bit-error rate.
                 self.errors.record(1, 1, self.cur_max_payload as u64);
                 self.update_payload_size();
+            }
+            if line_alive {
+                self.rtt.on_progress();
             }
             self.rtt.on_expiry();
             self.rto_deadline = self.snd.outstanding().then(|| now + self.rtt.rto());

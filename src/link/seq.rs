@@ -11,7 +11,7 @@ pub struct Seq(pub u16);
 
 impl Seq {
     /// `self + n`, wrapping.
-    pub fn add(self, n: u16) -> Seq {
+    pub fn plus(self, n: u16) -> Seq {
         Seq(self.0.wrapping_add(n))
     }
 
@@ -39,7 +39,7 @@ mod tests {
     #[test]
     fn wrapping() {
         let a = Seq(65530);
-        let b = a.add(10);
+        let b = a.plus(10);
         assert_eq!(b, Seq(4));
         assert_eq!(b.diff(a), 10);
         assert_eq!(a.diff(b), -10);

@@ -61,6 +61,24 @@ impl ErrorRate {
         }
     }
 
+    /// Starts from the error rate for which `payload` is the optimal size given
+    /// overhead `h`, as if `prior_frames` frames of `prior_len` bytes had been seen.
+    pub fn with_prior(
+        payload: f64,
+        h: f64,
+        prior_frames: f64,
+        prior_len: f64,
+        memory_bytes: f64,
+    ) -> Self {
+        // optimal payload L ≈ √(h/q)  ⇒  q ≈ h/(L+h)²·(1+h/L)… use the exact inverse
+        // of the rule: total T = L + h satisfies T² − hT − h/q = 0 ⇒ q = h/(T² − hT).
+        let t = payload + h;
+        let q = h / (t * t - h * t);
+        let mut e = Self::new(prior_frames, prior_len, memory_bytes);
+        e.losses = prior_frames * (1.0 - (1.0 - q).powf(prior_len));
+        e
+    }
+
     /// Records `frames` transmissions totalling `bytes`, of which `losses` were lost.
     pub fn record(&mut self, frames: u32, losses: u32, bytes: u64) {
         if frames == 0 {
@@ -172,5 +190,8 @@ mod tests {
         }
         let q = e.q();
         assert!((0.9e-3..1.2e-3).contains(&q), "{q}");
+        let p = ErrorRate::with_prior(256.0, 11.0, 32.0, 512.0, 256.0 * 1024.0);
+        let l = optimal_payload(11.0, p.q(), 64, 512);
+        assert!((250..262).contains(&l), "{l}");
     }
 }
