@@ -32,7 +32,9 @@ fn bin() -> PathBuf {
 }
 
 async fn start(cable: CableSpec) -> Testbed {
-    Testbed::start(TestbedOptions::new(bin(), cable)).await.expect("testbed starts")
+    Testbed::start(TestbedOptions::new(bin(), cable))
+        .await
+        .expect("testbed starts")
 }
 
 /// Uploads `conns` streams of about `secs` seconds of line time in total.
@@ -40,7 +42,10 @@ async fn bulk(case: &str, cable: CableSpec, conns: u64, secs: f64) -> Row {
     let bed = start(cable.clone()).await;
     let total = (cable.byte_rate() * secs) as u64;
     let per = total / conns;
-    let (ca, cb) = (bed.cpu_seconds(1).unwrap_or(0.0), bed.cpu_seconds(2).unwrap_or(0.0));
+    let (ca, cb) = (
+        bed.cpu_seconds(1).unwrap_or(0.0),
+        bed.cpu_seconds(2).unwrap_or(0.0),
+    );
     let t0 = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..conns {
@@ -53,7 +58,10 @@ async fn bulk(case: &str, cable: CableSpec, conns: u64, secs: f64) -> Row {
         }
     }
     let wall = t0.elapsed().as_secs_f64();
-    let (ca2, cb2) = (bed.cpu_seconds(1).unwrap_or(0.0), bed.cpu_seconds(2).unwrap_or(0.0));
+    let (ca2, cb2) = (
+        bed.cpu_seconds(1).unwrap_or(0.0),
+        bed.cpu_seconds(2).unwrap_or(0.0),
+    );
     let mb = (per * conns) as f64 / 1e6;
     let row = Row {
         case: case.into(),
@@ -101,14 +109,21 @@ async fn echo_latency(case: &str, cable: CableSpec, with_bulk: bool, samples: us
         b.abort();
     }
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let q = |p: f64| v.get(((v.len() as f64 - 1.0) * p).round() as usize).copied();
+    let q = |p: f64| {
+        v.get(((v.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+    };
     let row = Row {
         case: case.into(),
         baud: cable.baud,
         intact: format!("{}/{samples} echoes", v.len()),
         p50_ms: q(0.5),
         p99_ms: q(0.99),
-        note: if with_bulk { "bulk upload on another connection".into() } else { "idle line".into() },
+        note: if with_bulk {
+            "bulk upload on another connection".into()
+        } else {
+            "idle line".into()
+        },
         ..Row::default()
     };
     bed.stop().await;
@@ -134,7 +149,11 @@ async fn stalled(case: &str, baud: u32, secs: f64) -> Row {
         case: case.into(),
         baud,
         goodput: Some(tr.bytes as f64 / tr.elapsed.as_secs_f64() / cable.byte_rate()),
-        intact: if tr.intact { "1/1".into() } else { "0/1".into() },
+        intact: if tr.intact {
+            "1/1".into()
+        } else {
+            "0/1".into()
+        },
         note: "goodput of the other download while one reader is stalled".into(),
         ..Row::default()
     };
@@ -144,13 +163,23 @@ async fn stalled(case: &str, baud: u32, secs: f64) -> Row {
 }
 
 fn fmt(v: Option<f64>, prec: usize) -> String {
-    v.map(|x| format!("{x:.prec$}")).unwrap_or_else(|| "-".into())
+    v.map(|x| format!("{x:.prec$}"))
+        .unwrap_or_else(|| "-".into())
 }
 
 fn print_table(rows: &[Row]) {
     println!(
         "{:<22} {:>8} {:>8} {:>10} {:>8} {:>8} {:>10} {:>10} {:>7} {:>7}  note",
-        "case", "baud", "goodput", "intact", "p50 ms", "p99 ms", "cpuA s/MB", "cpuB s/MB", "cpuA %", "cpuB %"
+        "case",
+        "baud",
+        "goodput",
+        "intact",
+        "p50 ms",
+        "p99 ms",
+        "cpuA s/MB",
+        "cpuB s/MB",
+        "cpuA %",
+        "cpuB %"
     );
     for r in rows {
         println!(
@@ -171,7 +200,10 @@ fn print_table(rows: &[Row]) {
 }
 
 fn json(rows: &[Row]) -> String {
-    let num = |v: Option<f64>| v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "null".into());
+    let num = |v: Option<f64>| {
+        v.map(|x| format!("{x:.4}"))
+            .unwrap_or_else(|| "null".into())
+    };
     let items: Vec<String> = rows
         .iter()
         .map(|r| {
@@ -189,9 +221,17 @@ fn json(rows: &[Row]) -> String {
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
-    let json_path = args.iter().position(|a| a == "--json").and_then(|i| args.get(i + 1)).cloned();
-    let only: Vec<String> =
-        args.iter().enumerate().filter(|(i, _)| *i > 0 && args[i - 1] == "--case").map(|(_, a)| a.clone()).collect();
+    let json_path = args
+        .iter()
+        .position(|a| a == "--json")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    let only: Vec<String> = args
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i > 0 && args[i - 1] == "--case")
+        .map(|(_, a)| a.clone())
+        .collect();
     let want = |name: &str| only.is_empty() || only.iter().any(|o| name.starts_with(o.as_str()));
     let secs = if quick { 4.0 } else { 10.0 };
     let mut rows = Vec::new();
@@ -204,25 +244,88 @@ async fn main() {
             }
         };
     }
-    case!("clean-115200", bulk("clean-115200", CableSpec::clean(115_200), 1, secs).await);
-    case!("clean-921600", bulk("clean-921600", CableSpec::clean(921_600), 1, secs).await);
-    case!("clean-3000000", bulk("clean-3000000", CableSpec::clean(3_000_000), 1, secs).await);
-    case!("8conn-115200", bulk("8conn-115200", CableSpec::clean(115_200), 8, secs).await);
-    case!("ber1e-5-115200", bulk("ber1e-5-115200", CableSpec::clean(115_200).both("ber=1e-5"), 1, secs).await);
-    case!("ber1e-4-115200", bulk("ber1e-4-115200", CableSpec::clean(115_200).both("ber=1e-4"), 1, secs).await);
+    case!(
+        "clean-115200",
+        bulk("clean-115200", CableSpec::clean(115_200), 1, secs).await
+    );
+    case!(
+        "clean-921600",
+        bulk("clean-921600", CableSpec::clean(921_600), 1, secs).await
+    );
+    case!(
+        "clean-3000000",
+        bulk("clean-3000000", CableSpec::clean(3_000_000), 1, secs).await
+    );
+    case!(
+        "8conn-115200",
+        bulk("8conn-115200", CableSpec::clean(115_200), 8, secs).await
+    );
+    case!(
+        "ber1e-5-115200",
+        bulk(
+            "ber1e-5-115200",
+            CableSpec::clean(115_200).both("ber=1e-5"),
+            1,
+            secs
+        )
+        .await
+    );
+    case!(
+        "ber1e-4-115200",
+        bulk(
+            "ber1e-4-115200",
+            CableSpec::clean(115_200).both("ber=1e-4"),
+            1,
+            secs
+        )
+        .await
+    );
     case!(
         "dropins1e-5-115200",
-        bulk("dropins1e-5-115200", CableSpec::clean(115_200).both("drop=1e-5,insert=1e-5"), 1, secs).await
+        bulk(
+            "dropins1e-5-115200",
+            CableSpec::clean(115_200).both("drop=1e-5,insert=1e-5"),
+            1,
+            secs
+        )
+        .await
     );
-    case!("bursts-115200", bulk("bursts-115200", CableSpec::clean(115_200).both("burst=0.5:20"), 1, secs).await);
-    case!("outage3s-115200", outage("outage3s-115200", 115_200, 3.0, 3.0, secs + 3.0).await);
+    case!(
+        "bursts-115200",
+        bulk(
+            "bursts-115200",
+            CableSpec::clean(115_200).both("burst=0.5:20"),
+            1,
+            secs
+        )
+        .await
+    );
+    case!(
+        "outage3s-115200",
+        outage("outage3s-115200", 115_200, 3.0, 3.0, secs + 3.0).await
+    );
     case!(
         "latency20ms-921600",
-        bulk("latency20ms-921600", CableSpec::clean(921_600).both("latency=20"), 1, secs).await
+        bulk(
+            "latency20ms-921600",
+            CableSpec::clean(921_600).both("latency=20"),
+            1,
+            secs
+        )
+        .await
     );
-    case!("echo-idle-115200", echo_latency("echo-idle-115200", CableSpec::clean(115_200), false, 200).await);
-    case!("echo-bulk-115200", echo_latency("echo-bulk-115200", CableSpec::clean(115_200), true, 200).await);
-    case!("stalled-921600", stalled("stalled-921600", 921_600, secs).await);
+    case!(
+        "echo-idle-115200",
+        echo_latency("echo-idle-115200", CableSpec::clean(115_200), false, 200).await
+    );
+    case!(
+        "echo-bulk-115200",
+        echo_latency("echo-bulk-115200", CableSpec::clean(115_200), true, 200).await
+    );
+    case!(
+        "stalled-921600",
+        stalled("stalled-921600", 921_600, secs).await
+    );
     println!();
     println!("== sfs end-to-end benchmark ==");
     print_table(&rows);

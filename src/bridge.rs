@@ -31,8 +31,18 @@ use tracing::{debug, info, warn};
 /// Copies both ways between two connections until both directions reach EOF.
 /// Returns the bytes carried a→b and b→a; on an error both are aborted.
 pub async fn splice(a: Conn, b: Conn) -> io::Result<(u64, u64)> {
-    let Conn { reader: mut ar, writer: mut aw, abort: a_abort, label: a_label } = a;
-    let Conn { reader: mut br, writer: mut bw, abort: b_abort, label: b_label } = b;
+    let Conn {
+        reader: mut ar,
+        writer: mut aw,
+        abort: a_abort,
+        label: a_label,
+    } = a;
+    let Conn {
+        reader: mut br,
+        writer: mut bw,
+        abort: b_abort,
+        label: b_label,
+    } = b;
     let ab = async {
         let n = tokio::io::copy(&mut ar, &mut bw).await?;
         bw.shutdown().await?;
@@ -76,13 +86,22 @@ pub async fn splice(a: Conn, b: Conn) -> io::Result<(u64, u64)> {
 #[derive(Clone)]
 enum Dialer {
     Address(Arc<Address>),
-    Mux { hub: MuxHub, addr: Arc<crate::address::SerialMux> },
+    Mux {
+        hub: MuxHub,
+        addr: Arc<crate::address::SerialMux>,
+    },
 }
 
 impl Dialer {
     async fn dial(&self) -> io::Result<Conn> {
         match self {
-            Dialer::Mux { hub, addr } => hub.get(addr).await.map_err(to_io)?.open_channel(&addr.service).await,
+            Dialer::Mux { hub, addr } => {
+                hub.get(addr)
+                    .await
+                    .map_err(to_io)?
+                    .open_channel(&addr.service)
+                    .await
+            }
             Dialer::Address(a) => match &**a {
                 Address::TcpConnect(t) => tcp::connect(t).await,
                 Address::UnixConnect(u) => unix::connect(u).await,
@@ -90,7 +109,10 @@ impl Dialer {
                 Address::Stdio => Ok(stdio::open()),
                 Address::Serial(s) => serial::open(s).map_err(to_io),
                 Address::Pty(p) => Ok(pty::PtyDevice::create(p).map_err(to_io)?.into_conn()),
-                other => Err(io::Error::other(format!("{} cannot be dialed", other.keyword()))),
+                other => Err(io::Error::other(format!(
+                    "{} cannot be dialed",
+                    other.keyword()
+                ))),
             },
         }
     }
@@ -147,12 +169,18 @@ enum Plan {
 
 /// True for addresses that make a fresh connection each time they are used.
 fn is_dialing(a: &Address) -> bool {
-    matches!(a, Address::TcpConnect(_) | Address::UnixConnect(_) | Address::Exec(_))
+    matches!(
+        a,
+        Address::TcpConnect(_) | Address::UnixConnect(_) | Address::Exec(_)
+    )
 }
 
 fn dialer(a: Address, hub: &MuxHub) -> Dialer {
     match a {
-        Address::SerialMux(m) => Dialer::Mux { hub: hub.clone(), addr: Arc::new(m) },
+        Address::SerialMux(m) => Dialer::Mux {
+            hub: hub.clone(),
+            addr: Arc::new(m),
+        },
         other => Dialer::Address(Arc::new(other)),
     }
 }
@@ -162,7 +190,12 @@ async fn source(a: &Address, hub: &MuxHub) -> Result<Source> {
         Address::TcpListen(t) => Source::Tcp(tcp::Listener::bind(t).await?, t.listen.clone()),
         Address::UnixListen(u) => Source::Unix(unix::Listener::bind(u)?, u.listen.clone()),
         Address::SerialMux(m) => Source::Mux(hub.get(m).await?.listen(&m.service)?),
-        other => return Err(Error::Usage(format!("{} cannot accept connections", other.keyword()))),
+        other => {
+            return Err(Error::Usage(format!(
+                "{} cannot accept connections",
+                other.keyword()
+            )))
+        }
     })
 }
 
@@ -267,10 +300,16 @@ async fn execute(plan: Plan) -> Result<()> {
         }
         Plan::Serve(mut src, dial) => {
             let (fork, max_children) = src.policy();
-            let limit = Arc::new(Semaphore::new(max_children.unwrap_or(Semaphore::MAX_PERMITS)));
+            let limit = Arc::new(Semaphore::new(
+                max_children.unwrap_or(Semaphore::MAX_PERMITS),
+            ));
             let mut running = tokio::task::JoinSet::new();
             loop {
-                let permit = limit.clone().acquire_owned().await.expect("semaphore never closed");
+                let permit = limit
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("semaphore never closed");
                 let arrival = tokio::select! {
                     a = src.next() => a,
                     // Reap finished connections while waiting.
@@ -340,6 +379,10 @@ async fn bridge_logged(a: Conn, b: Conn) -> Result<()> {
 fn dial_error(d: &Dialer, e: &io::Error) -> Error {
     match d {
         Dialer::Address(a) if !is_dialing(a) => Error::Runtime(describe_io(e)),
-        _ => Error::Runtime(format!("cannot connect to {}: {}", d.describe(), describe_io(e))),
+        _ => Error::Runtime(format!(
+            "cannot connect to {}: {}",
+            d.describe(),
+            describe_io(e)
+        )),
     }
 }

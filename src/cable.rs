@@ -91,8 +91,18 @@ pub async fn run(p1: Pty, p2: Pty) -> Result<()> {
     let b = PtyDevice::create(&p2)?;
     let now = Instant::now();
     let mut cable = Cable {
-        ab: Direction { name: "A->B", line: Line::new(line_config(&p1), now), rx: Vec::new(), overrun: 0 },
-        ba: Direction { name: "B->A", line: Line::new(line_config(&p2), now), rx: Vec::new(), overrun: 0 },
+        ab: Direction {
+            name: "A->B",
+            line: Line::new(line_config(&p1), now),
+            rx: Vec::new(),
+            overrun: 0,
+        },
+        ba: Direction {
+            name: "B->A",
+            line: Line::new(line_config(&p2), now),
+            rx: Vec::new(),
+            overrun: 0,
+        },
     };
     let show = |p: &Pty, d: &PtyDevice| match &p.link {
         Some(l) => format!("{} ({})", l.display(), d.slave_path().display()),
@@ -124,7 +134,10 @@ pub async fn run(p1: Pty, p2: Pty) -> Result<()> {
         }
         let space_ab = ab.line.space(now).min(buf_a.len());
         let space_ba = ba.line.space(now).min(buf_b.len());
-        let wake = [ab.line.next_wakeup(), ba.line.next_wakeup()].into_iter().flatten().min();
+        let wake = [ab.line.next_wakeup(), ba.line.next_wakeup()]
+            .into_iter()
+            .flatten()
+            .min();
         let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(
             wake.unwrap_or(now + Duration::from_secs(3600)),
         ));

@@ -24,7 +24,9 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let matches = Cli::command().after_help(sfs::address::help_text()).get_matches();
+    let matches = Cli::command()
+        .after_help(sfs::address::help_text())
+        .get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(c) => c,
         Err(e) => e.exit(),
@@ -41,7 +43,10 @@ fn main() -> ExitCode {
         };
     }
     if cli.addresses.len() % 2 != 0 {
-        eprintln!("sfs: addresses come in pairs (ADDRESS1 ADDRESS2 ...); got {}", cli.addresses.len());
+        eprintln!(
+            "sfs: addresses come in pairs (ADDRESS1 ADDRESS2 ...); got {}",
+            cli.addresses.len()
+        );
         return ExitCode::from(2);
     }
     let mut parsed = Vec::new();
@@ -82,7 +87,8 @@ fn init_logging(verbose: u8, quiet: bool) {
         (_, 2) => "debug",
         _ => "trace",
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("sfs={level}")));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("sfs={level}")));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -39,7 +39,11 @@ pub struct CableSpec {
 impl CableSpec {
     /// A clean cable at `baud`, 8N1.
     pub fn clean(baud: u32) -> Self {
-        CableSpec { a: format!("b{baud}"), b: format!("b{baud}"), baud }
+        CableSpec {
+            a: format!("b{baud}"),
+            b: format!("b{baud}"),
+            baud,
+        }
     }
 
     /// Adds the same extra options (impairments) to both ends, with different seeds.
@@ -88,12 +92,20 @@ pub struct TestbedOptions {
 impl TestbedOptions {
     /// A clean or impaired cable with the built-in target and default options.
     pub fn new(bin: PathBuf, cable: CableSpec) -> Self {
-        TestbedOptions { bin, cable, mux_opts: String::new(), log: String::new(), target: None }
+        TestbedOptions {
+            bin,
+            cable,
+            mux_opts: String::new(),
+            log: String::new(),
+            target: None,
+        }
     }
 }
 
 fn free_port() -> io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 fn spawn(bin: &Path, args: &[String], log: &str, dir: &Path, name: &str) -> io::Result<Child> {
@@ -114,7 +126,10 @@ async fn wait_for(path: &Path, limit: Duration) -> io::Result<()> {
     let t0 = Instant::now();
     while !path.exists() {
         if t0.elapsed() > limit {
-            return Err(io::Error::new(io::ErrorKind::TimedOut, format!("{} did not appear", path.display())));
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("{} did not appear", path.display()),
+            ));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -141,7 +156,10 @@ impl Testbed {
         let mut procs = Vec::new();
         procs.push(spawn(
             &opts.bin,
-            &[format!("PTY,link={},{}", ta.display(), c.a), format!("PTY,link={},{}", tb.display(), c.b)],
+            &[
+                format!("PTY,link={},{}", ta.display(), c.a),
+                format!("PTY,link={},{}", tb.display(), c.b),
+            ],
             "",
             &dir,
             "cable",
@@ -163,11 +181,38 @@ impl Testbed {
             &dir,
             "sideA",
         )?);
-        procs.push(spawn(&opts.bin, &[mux(&tb), format!("TCP:127.0.0.1:{}", target.port())], &opts.log, &dir, "sideB")?);
+        procs.push(spawn(
+            &opts.bin,
+            &[mux(&tb), format!("TCP:127.0.0.1:{}", target.port())],
+            &opts.log,
+            &dir,
+            "sideB",
+        )?);
         let entry: SocketAddr = ([127, 0, 0, 1], port).into();
-        let bed = Testbed { dir, procs, entry, target, cable: opts.cable.clone(), target_task, bin: opts.bin.clone() };
+        let bed = Testbed {
+            dir,
+            procs,
+            entry,
+            target,
+            cable: opts.cable.clone(),
+            target_task,
+            bin: opts.bin.clone(),
+        };
         if opts.target.is_none() {
             bed.wait_ready(Duration::from_secs(20)).await?;
+        } else {
+            // A foreign target cannot echo; wait until side A listens (the first
+            // real connection then waits for the link handshake by itself).
+            let t0 = Instant::now();
+            while TcpStream::connect(bed.entry).await.is_err() {
+                if t0.elapsed() > Duration::from_secs(10) {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "side A never listened",
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
         Ok(bed)
     }
@@ -229,7 +274,14 @@ impl Testbed {
     pub async fn restart_b(&mut self) -> io::Result<()> {
         let mut old = self.procs.remove(2);
         old.kill().await?;
-        let args = [format!("SERIAL-MUX:{},b{}", self.tty('B').display(), self.cable.baud), format!("TCP:127.0.0.1:{}", self.target.port())];
+        let args = [
+            format!(
+                "SERIAL-MUX:{},b{}",
+                self.tty('B').display(),
+                self.cable.baud
+            ),
+            format!("TCP:127.0.0.1:{}", self.target.port()),
+        ];
         let p = spawn(&self.bin, &args, "-v", &self.dir, "sideB2")?;
         self.procs.insert(2, p);
         Ok(())
@@ -240,7 +292,10 @@ impl Testbed {
     pub async fn stop(mut self) -> String {
         for p in &self.procs {
             if let Some(pid) = p.id() {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM);
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
             }
         }
         for p in &mut self.procs {
@@ -279,7 +334,9 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
 
 async fn serve_target(listener: TcpListener) {
     loop {
-        let Ok((s, _)) = listener.accept().await else { continue };
+        let Ok((s, _)) = listener.accept().await else {
+            continue;
+        };
         tokio::spawn(async move {
             let _ = target_conn(s).await;
         });
@@ -342,7 +399,11 @@ pub struct PatternGen {
 impl PatternGen {
     /// A generator for `seed`.
     pub fn new(seed: u64) -> Self {
-        PatternGen { state: seed, word: [0; 8], used: 8 }
+        PatternGen {
+            state: seed,
+            word: [0; 8],
+            used: 8,
+        }
     }
 
     /// Fills `buf` with the next bytes of the pattern.
@@ -381,7 +442,10 @@ impl Echo {
         let mut b = [0u8];
         self.0.read_exact(&mut b).await?;
         if b[0] != b'x' {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "echo returned a different byte"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "echo returned a different byte",
+            ));
         }
         Ok(t0.elapsed())
     }
@@ -418,7 +482,11 @@ pub async fn upload(entry: SocketAddr, len: u64, seed: u64) -> io::Result<Transf
     s.shutdown().await?;
     let n = s.read_u64().await?;
     let crc = s.read_u64().await?;
-    Ok(Transfer { bytes: len, elapsed: t0.elapsed(), intact: n == len && crc == digest.finalize() })
+    Ok(Transfer {
+        bytes: len,
+        elapsed: t0.elapsed(),
+        intact: n == len && crc == digest.finalize(),
+    })
 }
 
 /// Asks the generator for `len` bytes through the bed and checks them.
@@ -444,7 +512,11 @@ pub async fn download(entry: SocketAddr, len: u64, seed: u64) -> io::Result<Tran
         intact &= buf[..k] == expect[..k];
         got += k as u64;
     }
-    Ok(Transfer { bytes: got, elapsed: t0.elapsed(), intact: intact && got == len })
+    Ok(Transfer {
+        bytes: got,
+        elapsed: t0.elapsed(),
+        intact: intact && got == len,
+    })
 }
 
 /// The `--demo`: a virtual cable with a little noise, sfs on both ends, several
@@ -452,21 +524,31 @@ pub async fn download(entry: SocketAddr, len: u64, seed: u64) -> io::Result<Tran
 pub async fn demo() -> Result<()> {
     let bin = std::env::current_exe().map_err(|e| Error::io("cannot find the sfs binary", e))?;
     let cable = CableSpec::clean(115_200).both("ber=1e-5");
-    println!("sfs demo: virtual serial cable at 115200 baud 8N1 with bit error rate 1e-5 each way;");
+    println!(
+        "sfs demo: virtual serial cable at 115200 baud 8N1 with bit error rate 1e-5 each way;"
+    );
     println!("          sfs A (TCP-LISTEN,fork → SERIAL-MUX) and sfs B (SERIAL-MUX → TCP target).");
     let bed = Testbed::start(TestbedOptions::new(bin, cable.clone()))
         .await
         .map_err(|e| Error::io("demo: cannot start the test bed", e))?;
-    println!("          link up; entry point {} → target {}", bed.entry, bed.target);
+    println!(
+        "          link up; entry point {} → target {}",
+        bed.entry, bed.target
+    );
     let conns = 4u64;
     let per = 24 * 1024u64;
     let t0 = Instant::now();
-    let cpu0 = (bed.cpu_seconds(1).unwrap_or(0.0), bed.cpu_seconds(2).unwrap_or(0.0));
+    let cpu0 = (
+        bed.cpu_seconds(1).unwrap_or(0.0),
+        bed.cpu_seconds(2).unwrap_or(0.0),
+    );
     let mut tasks = Vec::new();
     for i in 0..conns {
         tasks.push(tokio::spawn(upload(bed.entry, per, 1000 + i)));
     }
-    let mut echo = Echo::connect(bed.entry).await.map_err(|e| Error::io("demo: echo", e))?;
+    let mut echo = Echo::connect(bed.entry)
+        .await
+        .map_err(|e| Error::io("demo: echo", e))?;
     let mut rtts = Vec::new();
     while tasks.iter().any(|t| !t.is_finished()) {
         if let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(5), echo.round_trip()).await {
@@ -483,8 +565,15 @@ pub async fn demo() -> Result<()> {
     let secs = t0.elapsed().as_secs_f64();
     let goodput = (conns * per) as f64 / secs / cable.byte_rate();
     rtts.sort();
-    let p = |q: f64| rtts.get(((rtts.len() as f64 - 1.0) * q) as usize).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(f64::NAN);
-    let cpu1 = (bed.cpu_seconds(1).unwrap_or(0.0), bed.cpu_seconds(2).unwrap_or(0.0));
+    let p = |q: f64| {
+        rtts.get(((rtts.len() as f64 - 1.0) * q) as usize)
+            .map(|d| d.as_secs_f64() * 1000.0)
+            .unwrap_or(f64::NAN)
+    };
+    let cpu1 = (
+        bed.cpu_seconds(1).unwrap_or(0.0),
+        bed.cpu_seconds(2).unwrap_or(0.0),
+    );
     println!(
         "sfs demo: {conns} uploads of {} KiB at once: {intact}/{conns} intact, {:.1} s, goodput {:.2} of the line's byte rate",
         per / 1024,
@@ -497,7 +586,11 @@ pub async fn demo() -> Result<()> {
         p(0.5),
         p(0.99)
     );
-    println!("          CPU: side A {:.2} s, side B {:.2} s", cpu1.0 - cpu0.0, cpu1.1 - cpu0.1);
+    println!(
+        "          CPU: side A {:.2} s, side B {:.2} s",
+        cpu1.0 - cpu0.0,
+        cpu1.1 - cpu0.1
+    );
     let report = bed.stop().await;
     for l in report.lines().filter(|l| l.contains("->")) {
         println!("          {}", l.trim_start_matches("sfs cable: "));
@@ -506,6 +599,8 @@ pub async fn demo() -> Result<()> {
         println!("sfs demo: all streams intact.");
         Ok(())
     } else {
-        Err(Error::Runtime(format!("demo: only {intact} of {conns} streams arrived intact")))
+        Err(Error::Runtime(format!(
+            "demo: only {intact} of {conns} streams arrived intact"
+        )))
     }
 }

@@ -11,7 +11,10 @@ use util::*;
 async fn forking_listener_serves_concurrent_clients_byte_exact() {
     let echo = echo_server().await;
     let port = free_port();
-    let _sfs = Sfs::start(&[format!("TCP-LISTEN:{port},fork,bind=127.0.0.1"), format!("TCP:127.0.0.1:{echo}")]);
+    let _sfs = Sfs::start(&[
+        format!("TCP-LISTEN:{port},fork,bind=127.0.0.1"),
+        format!("TCP:127.0.0.1:{echo}"),
+    ]);
     let mut tasks = Vec::new();
     for i in 0..6u64 {
         tasks.push(tokio::spawn(async move {
@@ -37,39 +40,69 @@ async fn half_close_keeps_the_other_direction_open() {
         let mut buf = Vec::new();
         s.read_to_end(&mut buf).await.unwrap();
         tokio::time::sleep(Duration::from_millis(200)).await;
-        s.write_all(format!("got {}", buf.len()).as_bytes()).await.unwrap();
+        s.write_all(format!("got {}", buf.len()).as_bytes())
+            .await
+            .unwrap();
         s.shutdown().await.unwrap();
     });
     let port = free_port();
-    let mut sfs = Sfs::start(&[format!("TCP-LISTEN:{port},bind=127.0.0.1"), format!("TCP:127.0.0.1:{target}")]);
+    let mut sfs = Sfs::start(&[
+        format!("TCP-LISTEN:{port},bind=127.0.0.1"),
+        format!("TCP:127.0.0.1:{target}"),
+    ]);
     let s = connect_retry(port, Duration::from_secs(5)).await;
     let got = roundtrip_all(s, &[7u8; 12345]).await;
     assert_eq!(String::from_utf8_lossy(&got), "got 12345");
     // Without fork, sfs exits after its one connection, successfully.
-    let status = tokio::time::timeout(Duration::from_secs(5), sfs.child.wait()).await.unwrap().unwrap();
-    assert!(status.success(), "exit status {status:?}; log:\n{}", sfs.log_text());
+    let status = tokio::time::timeout(Duration::from_secs(5), sfs.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        status.success(),
+        "exit status {status:?}; log:\n{}",
+        sfs.log_text()
+    );
 }
 
 #[tokio::test]
 async fn failed_dial_closes_only_that_connection() {
     let dead = free_port(); // nothing listens here
     let port = free_port();
-    let mut sfs = Sfs::start(&[format!("TCP-LISTEN:{port},fork,bind=127.0.0.1"), format!("TCP:127.0.0.1:{dead}")]);
+    let mut sfs = Sfs::start(&[
+        format!("TCP-LISTEN:{port},fork,bind=127.0.0.1"),
+        format!("TCP:127.0.0.1:{dead}"),
+    ]);
     for _ in 0..3 {
         let mut s = connect_retry(port, Duration::from_secs(5)).await;
         let mut buf = [0u8; 16];
-        let n = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await.expect("closed promptly");
-        assert!(matches!(n, Ok(0) | Err(_)), "connection should be closed, got {n:?}");
+        let n = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf))
+            .await
+            .expect("closed promptly");
+        assert!(
+            matches!(n, Ok(0) | Err(_)),
+            "connection should be closed, got {n:?}"
+        );
     }
-    assert!(sfs.child.try_wait().unwrap().is_none(), "listener must keep running");
-    assert!(sfs.log_text().contains("cannot connect to TCP:127.0.0.1"), "log:\n{}", sfs.log_text());
+    assert!(
+        sfs.child.try_wait().unwrap().is_none(),
+        "listener must keep running"
+    );
+    assert!(
+        sfs.log_text().contains("cannot connect to TCP:127.0.0.1"),
+        "log:\n{}",
+        sfs.log_text()
+    );
 }
 
 #[tokio::test]
 async fn one_megabyte_over_raw_serial_through_the_virtual_cable() {
     let dir = temp_dir("raw");
     let (a, b) = (dir.join("a"), dir.join("b"));
-    let _cable = Sfs::start(&[format!("PTY,link={},b3000000", a.display()), format!("PTY,link={},b3000000", b.display())]);
+    let _cable = Sfs::start(&[
+        format!("PTY,link={},b3000000", a.display()),
+        format!("PTY,link={},b3000000", b.display()),
+    ]);
     wait_path(&a, Duration::from_secs(5)).await;
     wait_path(&b, Duration::from_secs(5)).await;
     // Upload only: the far side counts and checks what arrives.
@@ -82,25 +115,44 @@ async fn one_megabyte_over_raw_serial_through_the_virtual_cable() {
         let mut got = Vec::new();
         while got.len() < expect.len() {
             let mut buf = vec![0u8; 65536];
-            let n = tokio::time::timeout(Duration::from_secs(20), s.read(&mut buf)).await.unwrap().unwrap();
+            let n = tokio::time::timeout(Duration::from_secs(20), s.read(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
             assert!(n > 0, "early EOF after {} bytes", got.len());
             got.extend_from_slice(&buf[..n]);
         }
         assert!(got == expect, "bytes differ");
     });
-    let _far = Sfs::start(&[format!("SERIAL:{},b3000000", b.display()), format!("TCP:127.0.0.1:{target}")]);
+    let _far = Sfs::start(&[
+        format!("SERIAL:{},b3000000", b.display()),
+        format!("TCP:127.0.0.1:{target}"),
+    ]);
     let port = free_port();
-    let _near = Sfs::start(&[format!("TCP-LISTEN:{port},bind=127.0.0.1"), format!("SERIAL:{},b3000000", a.display())]);
+    let _near = Sfs::start(&[
+        format!("TCP-LISTEN:{port},bind=127.0.0.1"),
+        format!("SERIAL:{},b3000000", a.display()),
+    ]);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut s = connect_retry(port, Duration::from_secs(5)).await;
     s.write_all(&data).await.unwrap();
-    tokio::time::timeout(Duration::from_secs(30), check).await.expect("transfer finished").unwrap();
+    tokio::time::timeout(Duration::from_secs(30), check)
+        .await
+        .expect("transfer finished")
+        .unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }
 
 async fn run_fail(args: &[&str]) -> (i32, String) {
-    let out = tokio::process::Command::new(bin()).args(args).output().await.unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = tokio::process::Command::new(bin())
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[tokio::test]
@@ -115,7 +167,10 @@ async fn bad_address_is_a_usage_error_with_a_caret() {
 async fn missing_device_is_a_runtime_error_on_one_line() {
     let (code, err) = run_fail(&["SERIAL:/dev/ttyUSB9", "TCP:localhost:22"]).await;
     assert_eq!(code, 1, "{err}");
-    assert_eq!(err.trim(), "sfs: cannot open /dev/ttyUSB9: No such file or directory");
+    assert_eq!(
+        err.trim(),
+        "sfs: cannot open /dev/ttyUSB9: No such file or directory"
+    );
 }
 
 #[tokio::test]

@@ -56,13 +56,25 @@ async fn curl_suite(cable: CableSpec) {
     for _ in 0..3 {
         let url = url.clone();
         tasks.push(tokio::task::spawn_blocking(move || {
-            Command::new("curl").args(["-sS", "--max-time", "60", &url]).output().unwrap()
+            Command::new("curl")
+                .args(["-sS", "--max-time", "60", &url])
+                .output()
+                .unwrap()
         }));
     }
     for t in tasks {
         let out = t.await.unwrap();
-        assert!(out.status.success(), "curl: {}\n{}", String::from_utf8_lossy(&out.stderr), bed.logs());
-        assert!(out.stdout == body, "curl body differs ({} bytes)", out.stdout.len());
+        assert!(
+            out.status.success(),
+            "curl: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            bed.logs()
+        );
+        assert!(
+            out.stdout == body,
+            "curl body differs ({} bytes)",
+            out.stdout.len()
+        );
     }
 }
 

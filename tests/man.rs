@@ -9,7 +9,10 @@ const END: &str = ".\\\" END GENERATED ADDRESS TYPES\n";
 fn man_page_address_section_matches_the_table() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/man/sfs.1");
     let page = std::fs::read_to_string(path).unwrap();
-    let (a, b) = (page.find(BEGIN).expect("begin marker"), page.find(END).expect("end marker"));
+    let (a, b) = (
+        page.find(BEGIN).expect("begin marker"),
+        page.find(END).expect("end marker"),
+    );
     let current = &page[a + BEGIN.len()..b];
     let generated = sfs::address::man_address_section();
     if current != generated {
@@ -25,10 +28,16 @@ fn man_page_address_section_matches_the_table() {
 #[test]
 fn man_page_renders_cleanly() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/man/sfs.1");
-    let Ok(out) = std::process::Command::new("groff").args(["-man", "-Tutf8", "-ww", "-z", path]).output() else {
+    let Ok(out) = std::process::Command::new("groff")
+        .args(["-man", "-Tutf8", "-ww", "-z", path])
+        .output()
+    else {
         eprintln!("groff not installed; render check skipped");
         return;
     };
     let warnings = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && warnings.trim().is_empty(), "groff warnings:\n{warnings}");
+    assert!(
+        out.status.success() && warnings.trim().is_empty(),
+        "groff warnings:\n{warnings}"
+    );
 }

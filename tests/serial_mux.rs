@@ -9,9 +9,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use util::*;
 
 async fn bed(cable: CableSpec) -> Testbed {
-    Testbed::start(TestbedOptions { log: "-v".into(), ..TestbedOptions::new(bin(), cable) })
-        .await
-        .expect("testbed starts")
+    Testbed::start(TestbedOptions {
+        log: "-v".into(),
+        ..TestbedOptions::new(bin(), cable)
+    })
+    .await
+    .expect("testbed starts")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -21,13 +24,21 @@ async fn eight_concurrent_connections_each_intact() {
     for i in 0..8u64 {
         let e = bed.entry;
         if i % 2 == 0 {
-            tasks.push(tokio::spawn(async move { upload(e, 40_000 + i * 1000, i).await }));
+            tasks.push(tokio::spawn(async move {
+                upload(e, 40_000 + i * 1000, i).await
+            }));
         } else {
-            tasks.push(tokio::spawn(async move { download(e, 40_000 + i * 1000, i).await }));
+            tasks.push(tokio::spawn(async move {
+                download(e, 40_000 + i * 1000, i).await
+            }));
         }
     }
     for (i, t) in tasks.into_iter().enumerate() {
-        let tr = tokio::time::timeout(Duration::from_secs(60), t).await.expect("in time").unwrap().unwrap();
+        let tr = tokio::time::timeout(Duration::from_secs(60), t)
+            .await
+            .expect("in time")
+            .unwrap()
+            .unwrap();
         assert!(tr.intact, "stream {i} corrupted: {tr:?}\n{}", bed.logs());
     }
 }
@@ -40,13 +51,22 @@ async fn keystrokes_get_through_while_a_bulk_transfer_runs() {
     let mut echo = Echo::connect(entry).await.unwrap();
     let mut worst = Duration::ZERO;
     for _ in 0..20 {
-        let rtt = tokio::time::timeout(Duration::from_secs(5), echo.round_trip()).await.expect("echo in time").unwrap();
+        let rtt = tokio::time::timeout(Duration::from_secs(5), echo.round_trip())
+            .await
+            .expect("echo in time")
+            .unwrap();
         worst = worst.max(rtt);
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
-    assert!(!bulk.is_finished(), "bulk should still be running while keystrokes were measured");
+    assert!(
+        !bulk.is_finished(),
+        "bulk should still be running while keystrokes were measured"
+    );
     // Generous bound (shared machine); the benchmark reports the real figures.
-    assert!(worst < Duration::from_secs(1), "a keystroke waited {worst:?} behind bulk");
+    assert!(
+        worst < Duration::from_secs(1),
+        "a keystroke waited {worst:?} behind bulk"
+    );
     let tr = bulk.await.unwrap().unwrap();
     assert!(tr.intact);
 }
@@ -55,21 +75,38 @@ async fn keystrokes_get_through_while_a_bulk_transfer_runs() {
 async fn refused_dial_closes_the_client_promptly() {
     let dir = temp_dir("refuse");
     let (ta, tb) = (dir.join("a"), dir.join("b"));
-    let _cable = Sfs::start(&[format!("PTY,link={},b115200", ta.display()), format!("PTY,link={},b115200", tb.display())]);
+    let _cable = Sfs::start(&[
+        format!("PTY,link={},b115200", ta.display()),
+        format!("PTY,link={},b115200", tb.display()),
+    ]);
     wait_path(&ta, Duration::from_secs(5)).await;
     wait_path(&tb, Duration::from_secs(5)).await;
     let dead = free_port();
     let port = free_port();
-    let _b = Sfs::start(&[format!("SERIAL-MUX:{},b115200", tb.display()), format!("TCP:127.0.0.1:{dead}")]);
-    let a = Sfs::start(&[format!("TCP-LISTEN:{port},fork,bind=127.0.0.1"), format!("SERIAL-MUX:{},b115200", ta.display())]);
+    let _b = Sfs::start(&[
+        format!("SERIAL-MUX:{},b115200", tb.display()),
+        format!("TCP:127.0.0.1:{dead}"),
+    ]);
+    let a = Sfs::start(&[
+        format!("TCP-LISTEN:{port},fork,bind=127.0.0.1"),
+        format!("SERIAL-MUX:{},b115200", ta.display()),
+    ]);
     // First connection may wait for the link handshake; later ones must be quick.
     for round in 0..3 {
         let mut s = connect_retry(port, Duration::from_secs(5)).await;
         let t0 = Instant::now();
         let mut buf = [0u8; 8];
-        let limit = if round == 0 { Duration::from_secs(8) } else { Duration::from_secs(1) };
+        let limit = if round == 0 {
+            Duration::from_secs(8)
+        } else {
+            Duration::from_secs(1)
+        };
         let r = tokio::time::timeout(limit, s.read(&mut buf)).await;
-        assert!(r.is_ok(), "round {round}: client not closed within {limit:?}; log:\n{}", a.log_text());
+        assert!(
+            r.is_ok(),
+            "round {round}: client not closed within {limit:?}; log:\n{}",
+            a.log_text()
+        );
         assert!(matches!(r.unwrap(), Ok(0) | Err(_)));
         if round > 0 {
             assert!(t0.elapsed() < Duration::from_secs(1));
@@ -86,12 +123,20 @@ async fn peer_restart_aborts_the_transfer_and_the_next_connection_works() {
     let t = tokio::spawn(async move { download(entry, 400_000, 9).await });
     tokio::time::sleep(Duration::from_millis(1500)).await;
     bed.restart_b().await.unwrap();
-    let r = tokio::time::timeout(Duration::from_secs(20), t).await.expect("transfer ended").unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(20), t)
+        .await
+        .expect("transfer ended")
+        .unwrap();
     match r {
         Err(_) => {}
-        Ok(tr) => assert!(!tr.intact && tr.bytes < 400_000, "a cut stream must not look complete: {tr:?}"),
+        Ok(tr) => assert!(
+            !tr.intact && tr.bytes < 400_000,
+            "a cut stream must not look complete: {tr:?}"
+        ),
     }
-    bed.wait_ready(Duration::from_secs(20)).await.expect("link comes back");
+    bed.wait_ready(Duration::from_secs(20))
+        .await
+        .expect("link comes back");
     let tr = upload(bed.entry, 20_000, 3).await.unwrap();
     assert!(tr.intact);
 }
@@ -100,7 +145,10 @@ async fn peer_restart_aborts_the_transfer_and_the_next_connection_works() {
 async fn two_services_over_one_line() {
     let dir = temp_dir("two");
     let (ta, tb) = (dir.join("a"), dir.join("b"));
-    let _cable = Sfs::start(&[format!("PTY,link={},b460800", ta.display()), format!("PTY,link={},b460800", tb.display())]);
+    let _cable = Sfs::start(&[
+        format!("PTY,link={},b460800", ta.display()),
+        format!("PTY,link={},b460800", tb.display()),
+    ]);
     wait_path(&ta, Duration::from_secs(5)).await;
     wait_path(&tb, Duration::from_secs(5)).await;
     let echo = echo_server().await;
@@ -131,16 +179,26 @@ async fn two_services_over_one_line() {
         format!("{mux_a},service=nope"),
     ]);
     let s = connect_retry(p1, Duration::from_secs(5)).await;
-    let got = tokio::time::timeout(Duration::from_secs(15), roundtrip_all(s, b"ping over ssh service")).await.unwrap();
+    let got = tokio::time::timeout(
+        Duration::from_secs(15),
+        roundtrip_all(s, b"ping over ssh service"),
+    )
+    .await
+    .unwrap();
     assert_eq!(got, b"ping over ssh service");
     let mut s = connect_retry(p2, Duration::from_secs(5)).await;
     let mut got = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut got)).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(got, b"hello from web\n");
     // A service B does not offer is refused: B never dials anything else.
     let mut s = connect_retry(p3, Duration::from_secs(5)).await;
     let mut buf = [0u8; 8];
-    let r = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf)).await.expect("closed promptly");
+    let r = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf))
+        .await
+        .expect("closed promptly");
     assert!(matches!(r, Ok(0) | Err(_)));
     assert!(a.log_text().contains("not allowed"), "{}", a.log_text());
     let _ = std::fs::remove_dir_all(dir);
@@ -150,22 +208,42 @@ async fn two_services_over_one_line() {
 async fn stdio_to_exec_is_a_remote_shell_with_eof_and_exit_code() {
     let dir = temp_dir("shell");
     let (ta, tb) = (dir.join("a"), dir.join("b"));
-    let _cable = Sfs::start(&[format!("PTY,link={},b230400", ta.display()), format!("PTY,link={},b230400", tb.display())]);
+    let _cable = Sfs::start(&[
+        format!("PTY,link={},b230400", ta.display()),
+        format!("PTY,link={},b230400", tb.display()),
+    ]);
     wait_path(&ta, Duration::from_secs(5)).await;
     wait_path(&tb, Duration::from_secs(5)).await;
-    let _b = Sfs::start(&[format!("SERIAL-MUX:{},b230400", tb.display()), "EXEC:\"sh\"".to_string()]);
+    let _b = Sfs::start(&[
+        format!("SERIAL-MUX:{},b230400", tb.display()),
+        "EXEC:\"sh\"".to_string(),
+    ]);
     let mut child = tokio::process::Command::new(bin())
-        .args(["STDIO".to_string(), format!("SERIAL-MUX:{},b230400", ta.display())])
+        .args([
+            "STDIO".to_string(),
+            format!("SERIAL-MUX:{},b230400", ta.display()),
+        ])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(b"echo remote-$((6*7))\nexit\n").await.unwrap();
+    stdin
+        .write_all(b"echo remote-$((6*7))\nexit\n")
+        .await
+        .unwrap();
     drop(stdin); // EOF must travel to the shell
-    let out = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output()).await.expect("shell finished").unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "remote-42\n", "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let out = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+        .await
+        .expect("shell finished")
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "remote-42\n",
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success());
     let _ = std::fs::remove_dir_all(dir);
 }

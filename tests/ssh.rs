@@ -11,7 +11,10 @@ use std::time::Duration;
 use util::*;
 
 fn sshd_path() -> Option<PathBuf> {
-    ["/usr/sbin/sshd", "/usr/local/sbin/sshd"].iter().map(PathBuf::from).find(|p| p.exists())
+    ["/usr/sbin/sshd", "/usr/local/sbin/sshd"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
 }
 
 struct Sshd {
@@ -69,7 +72,12 @@ fn start_sshd(sshd: &Path) -> Sshd {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    Sshd { child, dir, port, key }
+    Sshd {
+        child,
+        dir,
+        port,
+        key,
+    }
 }
 
 fn ssh_opts(key: &Path) -> Vec<String> {
@@ -90,9 +98,15 @@ fn ssh_opts(key: &Path) -> Vec<String> {
 }
 
 fn user() -> String {
-    std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| {
-        String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout).unwrap().trim().to_string()
-    })
+    std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| {
+            String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout)
+                .unwrap()
+                .trim()
+                .to_string()
+        })
 }
 
 async fn ssh_suite(cable: CableSpec) {
@@ -112,15 +126,20 @@ async fn ssh_suite(cable: CableSpec) {
     let opts = ssh_opts(&sshd.key);
     let dest = format!("{}@127.0.0.1", user());
     let work = temp_dir("sshwork");
-    let run = |mut cmd: Command| {
-        tokio::task::spawn_blocking(move || cmd.output().unwrap())
-    };
+    let run = |mut cmd: Command| tokio::task::spawn_blocking(move || cmd.output().unwrap());
 
     // ssh: a remote command, its output and exit status.
     let mut cmd = Command::new("ssh");
-    cmd.args(&opts).args(["-p", &port, &dest, "echo hello-$((40+2)); exit 3"]);
+    cmd.args(&opts)
+        .args(["-p", &port, &dest, "echo hello-$((40+2)); exit 3"]);
     let out = run(cmd).await.unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello-42\n", "ssh stderr: {}\n{}", String::from_utf8_lossy(&out.stderr), bed.logs());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hello-42\n",
+        "ssh stderr: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        bed.logs()
+    );
     assert_eq!(out.status.code(), Some(3));
 
     // scp up and back down, compared byte for byte.
@@ -128,25 +147,56 @@ async fn ssh_suite(cable: CableSpec) {
     std::fs::write(&src, pattern(150_000, 77)).unwrap();
     let remote = work.join("remote.bin");
     let mut cmd = Command::new("scp");
-    cmd.args(&opts).args(["-P", &port]).arg(&src).arg(format!("{dest}:{}", remote.display()));
+    cmd.args(&opts)
+        .args(["-P", &port])
+        .arg(&src)
+        .arg(format!("{dest}:{}", remote.display()));
     let out = run(cmd).await.unwrap();
-    assert!(out.status.success(), "scp up: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "scp up: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let back = work.join("back.bin");
     let mut cmd = Command::new("scp");
-    cmd.args(&opts).args(["-P", &port]).arg(format!("{dest}:{}", remote.display())).arg(&back);
+    cmd.args(&opts)
+        .args(["-P", &port])
+        .arg(format!("{dest}:{}", remote.display()))
+        .arg(&back);
     let out = run(cmd).await.unwrap();
-    assert!(out.status.success(), "scp down: {}", String::from_utf8_lossy(&out.stderr));
-    assert!(std::fs::read(&back).unwrap() == std::fs::read(&src).unwrap(), "scp round trip differs");
+    assert!(
+        out.status.success(),
+        "scp down: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        std::fs::read(&back).unwrap() == std::fs::read(&src).unwrap(),
+        "scp round trip differs"
+    );
 
     // sftp in batch mode.
     let batch = work.join("batch");
     let got = work.join("sftp.bin");
-    std::fs::write(&batch, format!("get {} {}\n", remote.display(), got.display())).unwrap();
+    std::fs::write(
+        &batch,
+        format!("get {} {}\n", remote.display(), got.display()),
+    )
+    .unwrap();
     let mut cmd = Command::new("sftp");
-    cmd.args(&opts).args(["-P", &port, "-b"]).arg(&batch).arg(&dest);
+    cmd.args(&opts)
+        .args(["-P", &port, "-b"])
+        .arg(&batch)
+        .arg(&dest);
     let out = run(cmd).await.unwrap();
-    assert!(out.status.success(), "sftp: {}", String::from_utf8_lossy(&out.stderr));
-    assert!(std::fs::read(&got).unwrap() == std::fs::read(&src).unwrap(), "sftp copy differs");
+    assert!(
+        out.status.success(),
+        "sftp: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        std::fs::read(&got).unwrap() == std::fs::read(&src).unwrap(),
+        "sftp copy differs"
+    );
     let _ = std::fs::remove_dir_all(work);
 }
 

@@ -67,7 +67,12 @@ pub fn spawn(command: &str) -> io::Result<Conn> {
         .stdout(Stdio::piped())
         .kill_on_drop(false)
         .spawn()
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot run {}: {}", words[0], crate::error::describe_io(&e))))?;
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot run {}: {}", words[0], crate::error::describe_io(&e)),
+            )
+        })?;
     let stdin = child.stdin.take().ok_or_else(|| bad("no stdin pipe"))?;
     let stdout = child.stdout.take().ok_or_else(|| bad("no stdout pipe"))?;
     let pid = child.id();
@@ -75,11 +80,16 @@ pub fn spawn(command: &str) -> io::Result<Conn> {
     tokio::spawn(async move {
         let _ = child.wait().await;
     });
-    Ok(Conn::new(stdout, stdin, format!("exec {}", words[0])).with_abort(move || {
-        if let Some(pid) = pid {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
-        }
-    }))
+    Ok(
+        Conn::new(stdout, stdin, format!("exec {}", words[0])).with_abort(move || {
+            if let Some(pid) = pid {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }),
+    )
 }
 
 #[cfg(test)]
@@ -88,7 +98,10 @@ mod tests {
 
     #[test]
     fn splits_like_a_shell() {
-        assert_eq!(split_words("sh -c 'echo a b'").unwrap(), ["sh", "-c", "echo a b"]);
+        assert_eq!(
+            split_words("sh -c 'echo a b'").unwrap(),
+            ["sh", "-c", "echo a b"]
+        );
         assert_eq!(split_words(r#"a "b c" d\ e"#).unwrap(), ["a", "b c", "d e"]);
         assert_eq!(split_words("  x  ").unwrap(), ["x"]);
         assert_eq!(split_words("''").unwrap(), [""]);

@@ -32,7 +32,9 @@ pub struct PtyDevice {
 impl PtyDevice {
     /// Creates the pty, sets the slave raw, and publishes the symlink.
     pub fn create(addr: &Pty) -> Result<Self> {
-        let fail = |what: &str, e: nix::Error| Error::Runtime(format!("cannot create pty: {what}: {}", e.desc()));
+        let fail = |what: &str, e: nix::Error| {
+            Error::Runtime(format!("cannot create pty: {what}: {}", e.desc()))
+        };
         let pair = nix::pty::openpty(None, None).map_err(|e| fail("openpty", e))?;
         let mut t = tcgetattr(&pair.slave).map_err(|e| fail("tcgetattr", e))?;
         cfmakeraw(&mut t);
@@ -48,7 +50,12 @@ impl PtyDevice {
         if let Some(link) = &addr.link {
             publish_link(&slave_path, link)?;
         }
-        Ok(PtyDevice { master: Arc::new(master), _slave: pair.slave, slave_path, link: addr.link.clone() })
+        Ok(PtyDevice {
+            master: Arc::new(master),
+            _slave: pair.slave,
+            slave_path,
+            link: addr.link.clone(),
+        })
     }
 
     /// The slave device path (`/dev/pts/N`).
@@ -101,11 +108,19 @@ fn publish_link(target: &Path, link: &Path) -> Result<()> {
         if md.file_type().is_symlink() {
             let _ = std::fs::remove_file(link);
         } else {
-            return Err(Error::Runtime(format!("cannot create link {}: a file is in the way", link.display())));
+            return Err(Error::Runtime(format!(
+                "cannot create link {}: a file is in the way",
+                link.display()
+            )));
         }
     }
-    std::os::unix::fs::symlink(target, link)
-        .map_err(|e| Error::Runtime(format!("cannot create link {}: {}", link.display(), describe_io(&e))))
+    std::os::unix::fs::symlink(target, link).map_err(|e| {
+        Error::Runtime(format!(
+            "cannot create link {}: {}",
+            link.display(),
+            describe_io(&e)
+        ))
+    })
 }
 
 struct Holder {
@@ -113,7 +128,11 @@ struct Holder {
 }
 
 impl AsyncRead for Holder {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         loop {
             let mut guard = ready!(self.dev.master.poll_read_ready(cx))?;
             let unfilled = buf.initialize_unfilled();
@@ -131,7 +150,11 @@ impl AsyncRead for Holder {
 }
 
 impl AsyncWrite for Holder {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         loop {
             let mut guard = ready!(self.dev.master.poll_write_ready(cx))?;
             match guard.try_io(|inner| inner.get_ref().write(buf)) {

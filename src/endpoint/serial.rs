@@ -22,14 +22,20 @@ pub fn open_port(device: &str, line: &LineSettings) -> Result<SerialStream> {
         Parity::Even => tokio_serial::Parity::Even,
         Parity::Odd => tokio_serial::Parity::Odd,
     };
-    let stop_bits = if line.stop_bits == 2 { StopBits::Two } else { StopBits::One };
+    let stop_bits = if line.stop_bits == 2 {
+        StopBits::Two
+    } else {
+        StopBits::One
+    };
     let flow = match line.flow {
         FlowControl::None => tokio_serial::FlowControl::None,
         FlowControl::Hardware => tokio_serial::FlowControl::Hardware,
         FlowControl::Software => tokio_serial::FlowControl::Software,
     };
     if !std::path::Path::new(device).exists() && cfg!(unix) {
-        return Err(Error::Runtime(format!("cannot open {device}: No such file or directory")));
+        return Err(Error::Runtime(format!(
+            "cannot open {device}: No such file or directory"
+        )));
     }
     tokio_serial::new(device, line.baud)
         .data_bits(data_bits)

@@ -55,7 +55,10 @@ impl MuxHub {
     pub async fn get(&self, addr: &SerialMux) -> Result<MuxHandle> {
         let mut map = self.inner.lock().await;
         if let Some((first, h)) = map.get(&addr.device) {
-            let same = SerialMux { service: addr.service.clone(), ..first.clone() };
+            let same = SerialMux {
+                service: addr.service.clone(),
+                ..first.clone()
+            };
             if &same != addr {
                 return Err(Error::Usage(format!(
                     "SERIAL-MUX:{} is given with different options ({} vs {}); only service= may differ",
@@ -73,7 +76,13 @@ impl MuxHub {
 
     /// Asks every driver to flush and stop, waiting briefly.
     pub async fn shutdown(&self) {
-        let handles: Vec<MuxHandle> = self.inner.lock().await.values().map(|(_, h)| h.clone()).collect();
+        let handles: Vec<MuxHandle> = self
+            .inner
+            .lock()
+            .await
+            .values()
+            .map(|(_, h)| h.clone())
+            .collect();
         for h in handles {
             let (tx, rx) = oneshot::channel();
             if h.cmd.send(Cmd::Shutdown { done: tx }).is_ok() {
@@ -96,7 +105,10 @@ impl MuxHandle {
     pub async fn open_channel(&self, service: &str) -> io::Result<Conn> {
         let (tx, rx) = oneshot::channel();
         self.cmd
-            .send(Cmd::Open { service: service.to_string(), reply: tx })
+            .send(Cmd::Open {
+                service: service.to_string(),
+                reply: tx,
+            })
             .map_err(|_| driver_gone())?;
         rx.await.map_err(|_| driver_gone())?
     }
@@ -106,7 +118,10 @@ impl MuxHandle {
     pub fn listen(&self, service: &str) -> Result<Incoming> {
         let (tx, rx) = mpsc::channel(64);
         self.cmd
-            .send(Cmd::Listen { service: service.to_string(), queue: tx })
+            .send(Cmd::Listen {
+                service: service.to_string(),
+                queue: tx,
+            })
             .map_err(|_| Error::Runtime(format!("SERIAL-MUX:{} stopped", self.device)))?;
         Ok(Incoming { rx })
     }
@@ -147,7 +162,10 @@ impl PendingChannel {
     /// Accepts the channel and returns it as a connection.
     pub fn accept(mut self) -> Conn {
         let _ = self.cmd.send(Cmd::Accept { ch: self.ch });
-        self.parts.take().expect("parts present until accept").into_conn()
+        self.parts
+            .take()
+            .expect("parts present until accept")
+            .into_conn()
     }
 
     /// Refuses the channel; the reason travels to the peer.
@@ -163,30 +181,64 @@ impl PendingChannel {
             _ => RefuseReason::Other,
         };
         let detail = crate::error::describe_io(why);
-        let _ = self.cmd.send(Cmd::Refuse { ch: self.ch, reason, detail });
+        let _ = self.cmd.send(Cmd::Refuse {
+            ch: self.ch,
+            reason,
+            detail,
+        });
     }
 }
 
 impl Drop for PendingChannel {
     fn drop(&mut self) {
         if self.parts.is_some() {
-            let _ = self.cmd.send(Cmd::Refuse { ch: self.ch, reason: RefuseReason::Other, detail: "dropped".into() });
+            let _ = self.cmd.send(Cmd::Refuse {
+                ch: self.ch,
+                reason: RefuseReason::Other,
+                detail: "dropped".into(),
+            });
         }
     }
 }
 
 /// Requests from channel halves and the bridge to the driver.
 enum Cmd {
-    Open { service: String, reply: oneshot::Sender<io::Result<Conn>> },
-    Listen { service: String, queue: mpsc::Sender<PendingChannel> },
-    Accept { ch: ChannelId },
-    Refuse { ch: ChannelId, reason: RefuseReason, detail: String },
-    Data { ch: ChannelId, data: Bytes },
-    Eof { ch: ChannelId },
-    Reset { ch: ChannelId },
-    Consumed { ch: ChannelId, n: usize },
-    Stats { reply: oneshot::Sender<String> },
-    Shutdown { done: oneshot::Sender<()> },
+    Open {
+        service: String,
+        reply: oneshot::Sender<io::Result<Conn>>,
+    },
+    Listen {
+        service: String,
+        queue: mpsc::Sender<PendingChannel>,
+    },
+    Accept {
+        ch: ChannelId,
+    },
+    Refuse {
+        ch: ChannelId,
+        reason: RefuseReason,
+        detail: String,
+    },
+    Data {
+        ch: ChannelId,
+        data: Bytes,
+    },
+    Eof {
+        ch: ChannelId,
+    },
+    Reset {
+        ch: ChannelId,
+    },
+    Consumed {
+        ch: ChannelId,
+        n: usize,
+    },
+    Stats {
+        reply: oneshot::Sender<String>,
+    },
+    Shutdown {
+        done: oneshot::Sender<()>,
+    },
 }
 
 /// What the driver tells a channel's reader.
@@ -214,8 +266,19 @@ struct ConnParts {
 
 impl ConnParts {
     fn into_conn(self) -> Conn {
-        let reader = ChannelReader { ch: self.ch, cmd: self.cmd.clone(), rx: self.rx, cur: Bytes::new(), eof: false };
-        let writer = ChannelWriter { ch: self.ch, cmd: self.cmd.clone(), shared: self.write, shut: false };
+        let reader = ChannelReader {
+            ch: self.ch,
+            cmd: self.cmd.clone(),
+            rx: self.rx,
+            cur: Bytes::new(),
+            eof: false,
+        };
+        let writer = ChannelWriter {
+            ch: self.ch,
+            cmd: self.cmd.clone(),
+            shared: self.write,
+            shut: false,
+        };
         let (ch, cmd) = (self.ch, self.cmd);
         Conn::new(reader, writer, self.label).with_abort(move || {
             let _ = cmd.send(Cmd::Reset { ch });
@@ -232,7 +295,11 @@ struct ChannelReader {
 }
 
 impl AsyncRead for ChannelReader {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         loop {
             if !self.cur.is_empty() {
                 let n = self.cur.len().min(buf.remaining());
@@ -265,13 +332,20 @@ struct ChannelWriter {
 }
 
 impl AsyncWrite for ChannelWriter {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
         let mut s = self.shared.lock().expect("writer state lock");
         if let Some(why) = &s.dead {
-            return Poll::Ready(Err(io::Error::new(io::ErrorKind::ConnectionReset, why.clone())));
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::ConnectionReset,
+                why.clone(),
+            )));
         }
         if s.budget == 0 {
             s.waker = Some(cx.waker().clone());
@@ -280,7 +354,14 @@ impl AsyncWrite for ChannelWriter {
         let n = s.budget.min(buf.len());
         s.budget -= n;
         drop(s);
-        if self.cmd.send(Cmd::Data { ch: self.ch, data: Bytes::copy_from_slice(&buf[..n]) }).is_err() {
+        if self
+            .cmd
+            .send(Cmd::Data {
+                ch: self.ch,
+                data: Bytes::copy_from_slice(&buf[..n]),
+            })
+            .is_err()
+        {
             return Poll::Ready(Err(driver_gone()));
         }
         Poll::Ready(Ok(n))
@@ -329,7 +410,12 @@ struct WaitingOpen {
 fn random_epoch() -> u32 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
     h.write_u32(std::process::id());
     (h.finish() as u32).max(1)
 }
@@ -344,7 +430,8 @@ fn start(addr: &SerialMux) -> Result<MuxHandle> {
     if let Some(d) = addr.dead_after {
         lcfg.dead_after = d;
     }
-    lcfg.validate().map_err(|e| Error::Usage(format!("SERIAL-MUX:{}: {e}", addr.device)))?;
+    lcfg.validate()
+        .map_err(|e| Error::Usage(format!("SERIAL-MUX:{}: {e}", addr.device)))?;
     let mut mcfg = MuxConfig::for_byte_rate(byte_rate);
     if let Some(w) = addr.window {
         mcfg.window = w;
@@ -352,7 +439,8 @@ fn start(addr: &SerialMux) -> Result<MuxHandle> {
     if let Some(m) = addr.max_channels {
         mcfg.max_channels = m;
     }
-    mcfg.validate().map_err(|e| Error::Usage(format!("SERIAL-MUX:{}: {e}", addr.device)))?;
+    mcfg.validate()
+        .map_err(|e| Error::Usage(format!("SERIAL-MUX:{}: {e}", addr.device)))?;
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let now = Instant::now();
     let epoch = random_epoch();
@@ -367,9 +455,15 @@ fn start(addr: &SerialMux) -> Result<MuxHandle> {
         cmd_tx: cmd_tx.clone(),
         was_up: false,
     };
-    info!("SERIAL-MUX:{} open at {} baud ({} bytes/s), link epoch {epoch:08x}", addr.device, addr.line.baud, byte_rate);
+    info!(
+        "SERIAL-MUX:{} open at {} baud ({} bytes/s), link epoch {epoch:08x}",
+        addr.device, addr.line.baud, byte_rate
+    );
     tokio::spawn(driver.run(port, cmd_rx));
-    Ok(MuxHandle { cmd: cmd_tx, device: addr.device.as_str().into() })
+    Ok(MuxHandle {
+        cmd: cmd_tx,
+        device: addr.device.as_str().into(),
+    })
 }
 
 struct Driver {
@@ -385,7 +479,11 @@ struct Driver {
 }
 
 impl Driver {
-    async fn run(mut self, port: tokio_serial::SerialStream, mut cmd_rx: mpsc::UnboundedReceiver<Cmd>) {
+    async fn run(
+        mut self,
+        port: tokio_serial::SerialStream,
+        mut cmd_rx: mpsc::UnboundedReceiver<Cmd>,
+    ) {
         let (mut rd, mut wr) = tokio::io::split(port);
         let (in_tx, mut in_rx) = mpsc::unbounded_channel::<io::Result<Bytes>>();
         let reader = tokio::spawn(async move {
@@ -393,7 +491,10 @@ impl Driver {
             loop {
                 match rd.read(&mut buf).await {
                     Ok(0) => {
-                        let _ = in_tx.send(Err(io::Error::new(io::ErrorKind::UnexpectedEof, "device closed")));
+                        let _ = in_tx.send(Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "device closed",
+                        )));
                         return;
                     }
                     Ok(n) => {
@@ -530,11 +631,17 @@ impl Driver {
                     }
                 }
                 LinkEvent::PeerRestarted => {
-                    warn!("SERIAL-MUX:{}: peer restarted; resetting its channels", self.device);
+                    warn!(
+                        "SERIAL-MUX:{}: peer restarted; resetting its channels",
+                        self.device
+                    );
                     self.mux.handle_session_reset("peer restarted");
                 }
                 LinkEvent::PeerLost => {
-                    warn!("SERIAL-MUX:{}: peer silent too long; resetting channels", self.device);
+                    warn!(
+                        "SERIAL-MUX:{}: peer silent too long; resetting channels",
+                        self.device
+                    );
                     self.was_up = false;
                     self.mux.handle_session_reset("serial link lost");
                 }
@@ -571,7 +678,8 @@ impl Driver {
                             } else {
                                 format!("refused by peer: {reason} ({detail})")
                             };
-                            let _ = reply.send(Err(io::Error::new(io::ErrorKind::ConnectionRefused, msg)));
+                            let _ = reply
+                                .send(Err(io::Error::new(io::ErrorKind::ConnectionRefused, msg)));
                         }
                     }
                 }
@@ -605,12 +713,23 @@ impl Driver {
 
     fn incoming(&mut self, ch: ChannelId, service: String) {
         let Some(queue) = self.services.get(&service) else {
-            info!("SERIAL-MUX:{}: peer asked for service '{service}', which this side does not offer", self.device);
-            self.mux.refuse(ch, RefuseReason::NotAllowed, &format!("no service '{service}' here"));
+            info!(
+                "SERIAL-MUX:{}: peer asked for service '{service}', which this side does not offer",
+                self.device
+            );
+            self.mux.refuse(
+                ch,
+                RefuseReason::NotAllowed,
+                &format!("no service '{service}' here"),
+            );
             return;
         };
         let (chan, parts) = self.new_chan(ch, format!("channel {ch} ({})", self.device));
-        let pending = PendingChannel { ch, cmd: self.cmd_tx.clone(), parts: Some(parts) };
+        let pending = PendingChannel {
+            ch,
+            cmd: self.cmd_tx.clone(),
+            parts: Some(parts),
+        };
         match queue.try_send(pending) {
             Ok(()) => {
                 self.chans.insert(ch, chan);
@@ -619,22 +738,43 @@ impl Driver {
                 // The parts go with the failed send; refuse explicitly.
                 let mut p = e.into_inner();
                 p.parts = None;
-                self.mux.refuse(ch, RefuseReason::TooManyChannels, "server busy");
+                self.mux
+                    .refuse(ch, RefuseReason::TooManyChannels, "server busy");
             }
         }
     }
 
     fn new_chan(&self, ch: ChannelId, label: String) -> (Chan, ConnParts) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let write = Arc::new(Mutex::new(WriteShared { budget: WRITER_BUDGET, waker: None, dead: None }));
-        let parts = ConnParts { ch, cmd: self.cmd_tx.clone(), rx, write: write.clone(), label };
-        (Chan { to_app: tx, write, pending: VecDeque::new(), eof_pending: false, opening: None }, parts)
+        let write = Arc::new(Mutex::new(WriteShared {
+            budget: WRITER_BUDGET,
+            waker: None,
+            dead: None,
+        }));
+        let parts = ConnParts {
+            ch,
+            cmd: self.cmd_tx.clone(),
+            rx,
+            write: write.clone(),
+            label,
+        };
+        (
+            Chan {
+                to_app: tx,
+                write,
+                pending: VecDeque::new(),
+                eof_pending: false,
+                opening: None,
+            },
+            parts,
+        )
     }
 
     fn open_now(&mut self, service: String, reply: oneshot::Sender<io::Result<Conn>>) {
         match self.mux.open(&service) {
             Ok(ch) => {
-                let (mut chan, parts) = self.new_chan(ch, format!("channel {ch} ({})", self.device));
+                let (mut chan, parts) =
+                    self.new_chan(ch, format!("channel {ch} ({})", self.device));
                 chan.opening = Some((reply, parts));
                 self.chans.insert(ch, chan);
             }
@@ -646,7 +786,9 @@ impl Driver {
 
     fn expire_waiting(&mut self, now: Instant) {
         let device = self.device.clone();
-        let (expired, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiting).into_iter().partition(|w| w.deadline <= now);
+        let (expired, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiting)
+            .into_iter()
+            .partition(|w| w.deadline <= now);
         self.waiting = keep;
         for w in expired {
             let _ = w.reply.send(Err(io::Error::new(
@@ -662,7 +804,11 @@ impl Driver {
                 if self.link.is_up() {
                     self.open_now(service, reply);
                 } else {
-                    self.waiting.push(WaitingOpen { service, reply, deadline: now + OPEN_WAIT });
+                    self.waiting.push(WaitingOpen {
+                        service,
+                        reply,
+                        deadline: now + OPEN_WAIT,
+                    });
                 }
             }
             Cmd::Listen { service, queue } => {
@@ -700,7 +846,9 @@ impl Driver {
     }
 
     fn flush_pending(&mut self, ch: ChannelId) {
-        let Some(c) = self.chans.get_mut(&ch) else { return };
+        let Some(c) = self.chans.get_mut(&ch) else {
+            return;
+        };
         let mut freed = 0;
         while let Some(front) = c.pending.front_mut() {
             let n = self.mux.send(ch, front);
@@ -754,7 +902,10 @@ fn kill(mut c: Chan, why: &str) {
     }
     drop(s);
     if let Some((reply, _)) = c.opening.take() {
-        let _ = reply.send(Err(io::Error::new(io::ErrorKind::ConnectionReset, why.to_string())));
+        let _ = reply.send(Err(io::Error::new(
+            io::ErrorKind::ConnectionReset,
+            why.to_string(),
+        )));
     }
 }
 

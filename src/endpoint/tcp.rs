@@ -24,8 +24,14 @@ impl Listener {
             (None, _) => Ipv4Addr::UNSPECIFIED.into(),
         };
         let sa = SocketAddr::new(ip, addr.port);
-        let fail = |e: io::Error| Error::Runtime(format!("cannot listen on {sa}: {}", describe_io(&e)));
-        let socket = if sa.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.map_err(fail)?;
+        let fail =
+            |e: io::Error| Error::Runtime(format!("cannot listen on {sa}: {}", describe_io(&e)));
+        let socket = if sa.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        }
+        .map_err(fail)?;
         socket.set_reuseaddr(addr.reuseaddr).map_err(fail)?;
         socket.bind(sa).map_err(fail)?;
         let inner = socket.listen(addr.listen.backlog.max(1)).map_err(fail)?;
@@ -58,7 +64,12 @@ async fn resolve(host: &str, port: u16, family: Family) -> io::Result<SocketAddr
             break;
         }
     }
-    first.ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address of the requested family"))
+    first.ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            "no address of the requested family",
+        )
+    })
 }
 
 /// Dials `TCP:HOST:PORT`, trying each resolved address in turn.
@@ -105,7 +116,10 @@ pub fn from_stream(stream: TcpStream, label: String) -> Conn {
     Conn::new(r, w, label).with_abort(move || {
         if let Some(fd) = dup {
             // SO_LINGER with a zero timeout: the close sends RST, not FIN.
-            let linger = nix::libc::linger { l_onoff: 1, l_linger: 0 };
+            let linger = nix::libc::linger {
+                l_onoff: 1,
+                l_linger: 0,
+            };
             let _ = nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::Linger, &linger);
         }
     })

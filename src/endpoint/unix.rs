@@ -19,9 +19,16 @@ impl Listener {
             let _ = std::fs::remove_file(&addr.path);
         }
         let inner = tokio::net::UnixListener::bind(&addr.path).map_err(|e| {
-            Error::Runtime(format!("cannot listen on {}: {}", addr.path.display(), describe_io(&e)))
+            Error::Runtime(format!(
+                "cannot listen on {}: {}",
+                addr.path.display(),
+                describe_io(&e)
+            ))
         })?;
-        Ok(Listener { inner, path: addr.path.clone() })
+        Ok(Listener {
+            inner,
+            path: addr.path.clone(),
+        })
     }
 
     /// Waits for the next connection.

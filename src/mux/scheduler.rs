@@ -181,7 +181,11 @@ impl Scheduler {
                 self.urgent.pop_front();
             }
             Self::account(f, round, n);
-            return Some(Pick { ch, len: n, interactive: true });
+            return Some(Pick {
+                ch,
+                len: n,
+                interactive: true,
+            });
         }
 
         // Tier 2: deficit round robin.
@@ -211,7 +215,11 @@ impl Scheduler {
                 self.active.pop_front();
                 self.active.push_back(ch);
             }
-            return Some(Pick { ch, len: n, interactive: false });
+            return Some(Pick {
+                ch,
+                len: n,
+                interactive: false,
+            });
         }
         None
     }
