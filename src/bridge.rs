@@ -19,7 +19,7 @@
 //! looks complete (TCP peers get a RST).
 
 use crate::address::{Address, ListenOptions};
-use crate::endpoint::serial_mux::{Incoming, MuxHub, PendingChannel};
+use crate::endpoint::serial_mux::{Incoming, MuxHandle, MuxHub, PendingChannel};
 use crate::endpoint::{exec, pty, serial, stdio, tcp, unix, Conn};
 use crate::error::{describe_io, Error, Result};
 use std::io;
@@ -87,7 +87,7 @@ pub async fn splice(a: Conn, b: Conn) -> io::Result<(u64, u64)> {
 enum Dialer {
     Address(Arc<Address>),
     Mux {
-        hub: MuxHub,
+        handle: MuxHandle,
         addr: Arc<crate::address::SerialMux>,
     },
 }
@@ -95,13 +95,7 @@ enum Dialer {
 impl Dialer {
     async fn dial(&self) -> io::Result<Conn> {
         match self {
-            Dialer::Mux { hub, addr } => {
-                hub.get(addr)
-                    .await
-                    .map_err(to_io)?
-                    .open_channel(&addr.service)
-                    .await
-            }
+            Dialer::Mux { handle, addr } => handle.open_channel(&addr.service).await,
             Dialer::Address(a) => match &**a {
                 Address::TcpConnect(t) => tcp::connect(t).await,
                 Address::UnixConnect(u) => unix::connect(u).await,
@@ -175,14 +169,17 @@ fn is_dialing(a: &Address) -> bool {
     )
 }
 
-fn dialer(a: Address, hub: &MuxHub) -> Dialer {
-    match a {
+/// A dialer for `a`. A SERIAL-MUX device is opened now, so that a missing
+/// device is reported at start and the link handshake runs before the first
+/// connection arrives.
+async fn dialer(a: Address, hub: &MuxHub) -> Result<Dialer> {
+    Ok(match a {
         Address::SerialMux(m) => Dialer::Mux {
-            hub: hub.clone(),
+            handle: hub.get(&m).await?,
             addr: Arc::new(m),
         },
         other => Dialer::Address(Arc::new(other)),
-    }
+    })
 }
 
 async fn source(a: &Address, hub: &MuxHub) -> Result<Source> {
@@ -215,11 +212,11 @@ async fn plan(a1: Address, a2: Address, hub: &MuxHub) -> Result<Plan> {
     let mux_serves_1 = matches!(a1, Address::SerialMux(_)) && !a2.is_listener();
     let mux_serves_2 = matches!(a2, Address::SerialMux(_)) && is_dialing(&a1);
     Ok(if a1.is_listener() || mux_serves_1 {
-        Plan::Serve(source(&a1, hub).await?, dialer(a2, hub))
+        Plan::Serve(source(&a1, hub).await?, dialer(a2, hub).await?)
     } else if a2.is_listener() || mux_serves_2 {
-        Plan::Serve(source(&a2, hub).await?, dialer(a1, hub))
+        Plan::Serve(source(&a2, hub).await?, dialer(a1, hub).await?)
     } else {
-        Plan::Once(dialer(a1, hub), dialer(a2, hub))
+        Plan::Once(dialer(a1, hub).await?, dialer(a2, hub).await?)
     })
 }
 
@@ -238,6 +235,7 @@ pub async fn run(pairs: Vec<(Address, Address)>) -> Result<()> {
     let mut first_err = None;
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
+    let mut usr1 = Usr1::new();
     loop {
         tokio::select! {
             r = tasks.join_next() => match r {
@@ -254,6 +252,12 @@ pub async fn run(pairs: Vec<(Address, Address)>) -> Result<()> {
                 info!("signal received, closing");
                 tasks.abort_all();
                 break;
+            }
+            _ = usr1.recv() => {
+                // Statistics on request, like dd(1): one line per serial link.
+                for line in hub.stats().await {
+                    eprintln!("sfs: {line}");
+                }
             }
         }
         if first_err.is_some() {
@@ -384,5 +388,23 @@ fn dial_error(d: &Dialer, e: &io::Error) -> Error {
             d.describe(),
             describe_io(e)
         )),
+    }
+}
+
+/// SIGUSR1, or nothing where the signal cannot be installed.
+struct Usr1(Option<tokio::signal::unix::Signal>);
+
+impl Usr1 {
+    fn new() -> Self {
+        Usr1(tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()).ok())
+    }
+
+    async fn recv(&mut self) {
+        match &mut self.0 {
+            Some(s) => {
+                s.recv().await;
+            }
+            None => std::future::pending().await,
+        }
     }
 }

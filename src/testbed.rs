@@ -270,6 +270,30 @@ impl Testbed {
         cpu_seconds(pid)
     }
 
+    /// Asks both sfs ends for their link statistics (SIGUSR1) and returns the
+    /// latest line of each: `[side A, side B]`.
+    pub async fn link_stats(&self) -> Vec<String> {
+        for i in [1, 2] {
+            if let Some(pid) = self.procs.get(i).and_then(|p| p.id()) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGUSR1,
+                );
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        ["sideA", "sideB"]
+            .iter()
+            .filter_map(|name| {
+                let log = std::fs::read_to_string(self.dir.join(format!("{name}.log"))).ok()?;
+                log.lines()
+                    .rev()
+                    .find(|l| l.starts_with("sfs: SERIAL-MUX"))
+                    .map(|l| l.trim_start_matches("sfs: ").to_string())
+            })
+            .collect()
+    }
+
     /// Kills side B's sfs (SIGKILL) and starts a new one on the same cable end.
     pub async fn restart_b(&mut self) -> io::Result<()> {
         let mut old = self.procs.remove(2);
@@ -591,6 +615,9 @@ pub async fn demo() -> Result<()> {
         cpu1.0 - cpu0.0,
         cpu1.1 - cpu0.1
     );
+    for (side, line) in ["A", "B"].iter().zip(bed.link_stats().await) {
+        println!("          side {side}: {line}");
+    }
     let report = bed.stop().await;
     for l in report.lines().filter(|l| l.contains("->")) {
         println!("          {}", l.trim_start_matches("sfs cable: "));

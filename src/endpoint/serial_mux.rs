@@ -74,6 +74,24 @@ impl MuxHub {
         Ok(h)
     }
 
+    /// One statistics line per running driver.
+    pub async fn stats(&self) -> Vec<String> {
+        let handles: Vec<MuxHandle> = self
+            .inner
+            .lock()
+            .await
+            .values()
+            .map(|(_, h)| h.clone())
+            .collect();
+        let mut out = Vec::new();
+        for h in handles {
+            if let Some(line) = h.stats().await {
+                out.push(line);
+            }
+        }
+        out
+    }
+
     /// Asks every driver to flush and stop, waiting briefly.
     pub async fn shutdown(&self) {
         let handles: Vec<MuxHandle> = self
@@ -543,6 +561,7 @@ impl Driver {
             }
             if let Some((done, until)) = shutdown.take() {
                 if !self.mux.has_pending() || Instant::now() >= until {
+                    info!("{}", self.stats_line());
                     let _ = done.send(());
                     reader.abort();
                     return;
@@ -888,7 +907,30 @@ impl Driver {
     fn stats_line(&self) -> String {
         let l = self.link.stats();
         let m = self.mux.stats();
-        format!("SERIAL-MUX:{} link {:?} mux {:?}", self.device, l, m)
+        format!(
+            "SERIAL-MUX:{}: link {}, {} sessions; sent {} frames ({} retransmitted, {} line bytes, {} payload), \
+             received {} frames ({} payload bytes, {} CRC failures, {} malformed); srtt {}, frame payload {} B, \
+             error rate {:.1e}/byte; channels {} open, {} opened, {} served, {} refused, {} reset",
+            self.device,
+            if self.link.is_up() { "up" } else { "down" },
+            l.sessions,
+            l.frames_sent,
+            l.frames_retransmitted,
+            l.bytes_sent,
+            l.payload_bytes_sent,
+            l.frames_received,
+            l.payload_bytes_delivered,
+            l.crc_failures,
+            l.malformed,
+            l.srtt.map(|d| format!("{:.1} ms", d.as_secs_f64() * 1000.0)).unwrap_or_else(|| "-".into()),
+            l.max_payload,
+            l.error_rate,
+            m.channels_open,
+            m.opened_total,
+            m.incoming_total,
+            m.refused_total,
+            m.resets_sent + m.resets_received,
+        )
     }
 }
 
