@@ -122,6 +122,21 @@ fn spawn(bin: &Path, args: &[String], log: &str, dir: &Path, name: &str) -> io::
     cmd.spawn()
 }
 
+/// Starts the virtual cable and waits for both of its links.
+async fn spawn_cable(bin: &Path, dir: &Path, c: &CableSpec, name: &str) -> io::Result<Child> {
+    let (ta, tb) = (dir.join("ttyA"), dir.join("ttyB"));
+    let child = spawn(
+        bin,
+        &[format!("PTY,link={},{}", ta.display(), c.a), format!("PTY,link={},{}", tb.display(), c.b)],
+        "",
+        dir,
+        name,
+    )?;
+    wait_for(&ta, Duration::from_secs(10)).await?;
+    wait_for(&tb, Duration::from_secs(10)).await?;
+    Ok(child)
+}
+
 async fn wait_for(path: &Path, limit: Duration) -> io::Result<()> {
     let t0 = Instant::now();
     while !path.exists() {
@@ -154,18 +169,7 @@ impl Testbed {
         let (ta, tb) = (dir.join("ttyA"), dir.join("ttyB"));
         let c = &opts.cable;
         let mut procs = Vec::new();
-        procs.push(spawn(
-            &opts.bin,
-            &[
-                format!("PTY,link={},{}", ta.display(), c.a),
-                format!("PTY,link={},{}", tb.display(), c.b),
-            ],
-            "",
-            &dir,
-            "cable",
-        )?);
-        wait_for(&ta, Duration::from_secs(10)).await?;
-        wait_for(&tb, Duration::from_secs(10)).await?;
+        procs.push(spawn_cable(&opts.bin, &dir, c, "cable").await?);
         let port = free_port()?;
         let mux = |t: &Path| {
             let mut s = format!("SERIAL-MUX:{},b{}", t.display(), c.baud);
@@ -256,7 +260,7 @@ impl Testbed {
     /// All process logs, for failure messages.
     pub fn logs(&self) -> String {
         let mut s = String::new();
-        for name in ["cable", "sideA", "sideB", "sideB2"] {
+        for name in ["cable", "cable2", "sideA", "sideB", "sideB2"] {
             if let Ok(t) = std::fs::read_to_string(self.dir.join(format!("{name}.log"))) {
                 s.push_str(&format!("--- {name}\n{}", tail(&t, 40)));
             }
@@ -292,6 +296,19 @@ impl Testbed {
                     .map(|l| l.trim_start_matches("sfs: ").to_string())
             })
             .collect()
+    }
+
+    /// Unplugs the cable (kills it, so both sfs ends lose their device), waits
+    /// `down`, and plugs a new one in at the same paths.
+    pub async fn replug_cable(&mut self, down: Duration) -> io::Result<()> {
+        let mut old = self.procs.remove(0);
+        old.kill().await?;
+        let _ = std::fs::remove_file(self.tty('A'));
+        let _ = std::fs::remove_file(self.tty('B'));
+        tokio::time::sleep(down).await;
+        let p = spawn_cable(&self.bin, &self.dir, &self.cable, "cable2").await?;
+        self.procs.insert(0, p);
+        Ok(())
     }
 
     /// Kills side B's sfs (SIGKILL) and starts a new one on the same cable end.

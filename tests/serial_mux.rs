@@ -247,3 +247,20 @@ async fn stdio_to_exec_is_a_remote_shell_with_eof_and_exit_code() {
     assert!(out.status.success());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unplugged_device_comes_back_and_connections_survive() {
+    let mut bed = bed(CableSpec::clean(230_400)).await;
+    let mut echo = Echo::connect(bed.entry).await.unwrap();
+    echo.round_trip().await.unwrap();
+    // Both ends lose their device for a second, as when a USB adapter is pulled.
+    bed.replug_cable(Duration::from_secs(1)).await.unwrap();
+    let rtt = tokio::time::timeout(Duration::from_secs(15), echo.round_trip())
+        .await
+        .unwrap_or_else(|_| panic!("echo after replug timed out\n{}", bed.logs()))
+        .expect("the same connection still works");
+    assert!(rtt < Duration::from_secs(15));
+    let tr = upload(bed.entry, 30_000, 8).await.unwrap();
+    assert!(tr.intact);
+    assert!(bed.logs().contains("device is back"), "{}", bed.logs());
+}

@@ -33,6 +33,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
+/// How often a lost device is opened again.
+const REOPEN_EVERY: Duration = Duration::from_millis(500);
 /// How long an open waits for the link to come up before it is refused.
 const OPEN_WAIT: Duration = Duration::from_secs(5);
 /// Bytes a channel's writer may hand to the driver beyond the mux's own buffer.
@@ -464,6 +466,7 @@ fn start(addr: &SerialMux) -> Result<MuxHandle> {
     let epoch = random_epoch();
     let driver = Driver {
         device: addr.device.clone(),
+        line: addr.line,
         link: Link::new(lcfg.clone(), epoch, now),
         mux: Mux::new(mcfg),
         pacer: Pacer::new(byte_rate, lcfg.pacing_target),
@@ -484,8 +487,48 @@ fn start(addr: &SerialMux) -> Result<MuxHandle> {
     })
 }
 
+/// An open device: its write half and the task that reads it.
+struct Port {
+    wr: tokio::io::WriteHalf<tokio_serial::SerialStream>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Port {
+    /// Splits the device and starts reading it continuously, so the device
+    /// never overruns; reads go to `tx` tagged with `generation`.
+    fn start(
+        port: tokio_serial::SerialStream,
+        generation: u64,
+        tx: mpsc::UnboundedSender<(u64, io::Result<Bytes>)>,
+    ) -> Port {
+        let (mut rd, wr) = tokio::io::split(port);
+        let reader = tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            loop {
+                let r = match rd.read(&mut buf).await {
+                    Ok(0) => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "device closed")),
+                    Ok(n) => Ok(Bytes::copy_from_slice(&buf[..n])),
+                    Err(e) => Err(e),
+                };
+                let failed = r.is_err();
+                if tx.send((generation, r)).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Port { wr, reader }
+    }
+}
+
+impl Drop for Port {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
 struct Driver {
     device: String,
+    line: crate::address::LineSettings,
     link: Link,
     mux: Mux,
     pacer: Pacer,
@@ -497,36 +540,14 @@ struct Driver {
 }
 
 impl Driver {
-    async fn run(
-        mut self,
-        port: tokio_serial::SerialStream,
-        mut cmd_rx: mpsc::UnboundedReceiver<Cmd>,
-    ) {
-        let (mut rd, mut wr) = tokio::io::split(port);
-        let (in_tx, mut in_rx) = mpsc::unbounded_channel::<io::Result<Bytes>>();
-        let reader = tokio::spawn(async move {
-            let mut buf = vec![0u8; 4096];
-            loop {
-                match rd.read(&mut buf).await {
-                    Ok(0) => {
-                        let _ = in_tx.send(Err(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            "device closed",
-                        )));
-                        return;
-                    }
-                    Ok(n) => {
-                        if in_tx.send(Ok(Bytes::copy_from_slice(&buf[..n]))).is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => {
-                        let _ = in_tx.send(Err(e));
-                        return;
-                    }
-                }
-            }
-        });
+    async fn run(mut self, port: tokio_serial::SerialStream, mut cmd_rx: mpsc::UnboundedReceiver<Cmd>) {
+        let (in_tx, mut in_rx) = mpsc::unbounded_channel::<(u64, io::Result<Bytes>)>();
+        let mut generation = 0u64;
+        let mut port = Some(Port::start(port, generation, in_tx.clone()));
+        // While the device is gone (a USB adapter unplugged), the link and every
+        // channel stay as they are, as during a line outage; sfs tries to open
+        // the device again every REOPEN_EVERY until it is back.
+        let mut reopen_at: Option<Instant> = None;
         let mut out = Vec::with_capacity(1024);
         let mut shutdown: Option<(oneshot::Sender<()>, Instant)> = None;
         loop {
@@ -535,9 +556,21 @@ impl Driver {
                 self.link.handle_timeout(now);
             }
             self.process_events(now);
+            if port.is_none() && reopen_at.is_some_and(|t| t <= now) {
+                match crate::endpoint::serial::open_port(&self.device, &self.line) {
+                    Ok(p) => {
+                        warn!("SERIAL-MUX:{}: device is back", self.device);
+                        generation += 1;
+                        port = Some(Port::start(p, generation, in_tx.clone()));
+                        self.pacer = Pacer::new(self.line.byte_rate(), self.link.config().pacing_target);
+                        reopen_at = None;
+                    }
+                    Err(_) => reopen_at = Some(now + REOPEN_EVERY),
+                }
+            }
             // Transmit as long as the pacer allows and the link has frames.
             let mut paced = false;
-            loop {
+            while let Some(p) = port.as_mut() {
                 let now = Instant::now();
                 if !self.pacer.writable(now) {
                     paced = true;
@@ -551,11 +584,11 @@ impl Driver {
                 if n == 0 {
                     break;
                 }
-                if let Err(e) = wr.write_all(&out).await {
-                    error!("SERIAL-MUX:{}: write failed: {e}", self.device);
-                    self.fail_all(&format!("serial device failed: {e}"));
-                    reader.abort();
-                    return;
+                if let Err(e) = p.wr.write_all(&out).await {
+                    self.device_lost(&e);
+                    port = None;
+                    reopen_at = Some(Instant::now() + REOPEN_EVERY);
+                    break;
                 }
                 self.pacer.on_written(Instant::now(), n);
             }
@@ -563,7 +596,6 @@ impl Driver {
                 if !self.mux.has_pending() || Instant::now() >= until {
                     info!("{}", self.stats_line());
                     let _ = done.send(());
-                    reader.abort();
                     return;
                 }
                 shutdown = Some((done, until));
@@ -573,24 +605,29 @@ impl Driver {
             if paced {
                 deadline = min_opt(deadline, self.pacer.next_writable(now));
             }
-            if let Some(w) = self.waiting.iter().map(|w| w.deadline).min() {
-                deadline = min_opt(deadline, Some(w));
+            deadline = min_opt(deadline, self.waiting.iter().map(|w| w.deadline).min());
+            deadline = min_opt(deadline, reopen_at);
+            if shutdown.is_some() {
+                deadline = min_opt(deadline, Some(now + Duration::from_millis(10)));
             }
             let sleep_until = deadline.unwrap_or(now + Duration::from_secs(3600));
             tokio::select! {
                 biased;
                 input = in_rx.recv() => match input {
-                    Some(Ok(bytes)) => {
+                    Some((g, Ok(bytes))) if g == generation => {
                         self.link.handle_input(Instant::now(), &bytes);
-                        while let Ok(Ok(more)) = in_rx.try_recv() {
-                            self.link.handle_input(Instant::now(), &more);
+                        while let Ok((g, Ok(more))) = in_rx.try_recv() {
+                            if g == generation {
+                                self.link.handle_input(Instant::now(), &more);
+                            }
                         }
                     }
-                    Some(Err(e)) => {
-                        error!("SERIAL-MUX:{}: read failed: {e}", self.device);
-                        self.fail_all(&format!("serial device failed: {e}"));
-                        return;
+                    Some((g, Err(e))) if g == generation && port.is_some() => {
+                        self.device_lost(&e);
+                        port = None;
+                        reopen_at = Some(Instant::now() + REOPEN_EVERY);
                     }
+                    Some(_) => {} // from a reader of a device we already closed
                     None => return,
                 },
                 cmd = cmd_rx.recv() => match cmd {
@@ -614,6 +651,14 @@ impl Driver {
                 }
             }
         }
+    }
+
+    fn device_lost(&mut self, e: &io::Error) {
+        warn!(
+            "SERIAL-MUX:{}: device failed ({}); channels are kept while sfs reopens it (up to dead-after)",
+            self.device,
+            crate::error::describe_io(e)
+        );
     }
 
     /// Moves mux payloads into the link while it has room, as late as possible.
@@ -890,17 +935,6 @@ impl Driver {
             if let Some(w) = s.waker.take() {
                 w.wake();
             }
-        }
-    }
-
-    fn fail_all(&mut self, why: &str) {
-        self.mux.handle_session_reset(why);
-        self.process_mux_events();
-        for (_, c) in self.chans.drain() {
-            kill(c, why);
-        }
-        for w in self.waiting.drain(..) {
-            let _ = w.reply.send(Err(io::Error::other(why.to_string())));
         }
     }
 
