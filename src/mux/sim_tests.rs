@@ -196,6 +196,8 @@ struct End {
     closed_write: bool,
     eof: bool,
     term: Option<Term>,
+    /// The handle belongs to a mux that no longer exists (process restart).
+    orphan: bool,
 }
 
 impl End {
@@ -209,6 +211,7 @@ impl End {
             closed_write: false,
             eof: false,
             term: None,
+            orphan: false,
         }
     }
 }
@@ -300,14 +303,15 @@ impl World {
     /// live ends die without an event, and the new mux must never mention an
     /// old handle.
     fn restart(&mut self, s: Side, now: u64) {
+        self.session_reset(s, now);
         let si = s.idx();
         for e in self.ends[si].values_mut() {
             if e.term.is_none() {
                 e.term = Some(Term::Reset(format!("{SESSION_LOST}: restarted")));
             }
+            e.orphan = true;
         }
         self.by_ch[si].clear();
-        self.session_reset(s, now);
         self.expect_term[si].clear();
     }
 
@@ -433,7 +437,10 @@ impl World {
             let sp = &self.specs[i];
             let e = self.ends[si].get_mut(&i).expect("end");
             if e.term.is_some() {
-                assert_eq!(m.read(e.ch, 100), None, "seed {seed}: data after terminal");
+                // (An orphan's handle may name a new channel of the new mux.)
+                if !e.orphan {
+                    assert_eq!(m.read(e.ch, 100), None, "seed {seed}: data after terminal");
+                }
                 continue;
             }
             if !(self.stall_active && sp.stall == Some(s)) {
@@ -513,9 +520,9 @@ impl World {
     }
 
     /// The stalled reader (connection 0, if any) holds at most its window at
-    /// all times; once every other connection finished while it was stalled,
-    /// it holds exactly its window (its writer has more), and from then on it
-    /// reads. `muxes` is indexed by `Side::idx`.
+    /// all times; every other connection finishes while it is stalled, and
+    /// then it fills up to exactly its window (its writer has more) — only then
+    /// does it start reading. `muxes` is indexed by `Side::idx`.
     fn check_stall(&mut self, muxes: [&Mux; 2]) {
         let seed = self.seed;
         let Some(s) = self.specs.first().and_then(|sp| sp.stall) else {
@@ -529,17 +536,18 @@ impl World {
         let Some(st) = self.ends[s.idx()].get(&0) else {
             return;
         };
-        assert!(m.buffered(st.ch) <= window, "seed {seed}: stalled over window");
+        assert!(
+            m.buffered(st.ch) <= window,
+            "seed {seed}: stalled over window"
+        );
         if (1..self.specs.len()).all(|i| self.done(i)) {
             // Everything else finished while connection 0's reader was stalled.
             assert!(!self.done(0), "seed {seed}: stalled connection finished?");
             assert!(self.specs[0].len[s.other().idx()] > window);
-            assert_eq!(
-                m.buffered(st.ch),
-                window,
-                "seed {seed}: stalled channel holds exactly its window"
-            );
-            self.stall_active = false;
+            // Over a real link the last of the window may still be on its way.
+            if m.buffered(st.ch) == window {
+                self.stall_active = false;
+            }
         }
     }
 
@@ -547,7 +555,10 @@ impl World {
     /// connection's outcome, every id released, no protocol error.
     fn finish(&self, muxes: [&Mux; 2]) {
         let seed = self.seed;
-        assert!(!self.stall_active, "seed {seed}: the stall was never released");
+        assert!(
+            !self.stall_active,
+            "seed {seed}: the stall was never released"
+        );
         for i in 0..self.specs.len() {
             self.check(i);
         }
@@ -575,7 +586,7 @@ impl World {
         for (s, e) in ends {
             let t = e.term.clone().expect("finished");
             if !resets {
-                assert_eq!(t, Term::Closed, "seed {seed}: {s:?} c{i}");
+                assert_eq!(t, Term::Closed, "seed {seed}: {s:?} c{i}: {e:?} {sp:?}");
                 assert_eq!(e.recvd, sp.len[s.other().idx()], "seed {seed}: c{i}");
             } else if sp.plan[s.idx()] == Plan::Close {
                 assert!(
