@@ -119,6 +119,10 @@ enum Case {
     Outage,
     /// One end restarts mid-run (lines with BER 1e-5).
     Restart,
+    /// 70 s of silence both ways: both links report `PeerLost` (and the muxes
+    /// are reset, as the serial-mux driver does), then the same link session
+    /// resumes. Channels opened after the outage must work.
+    LongOutage,
 }
 
 /// Figures of one run.
@@ -170,7 +174,11 @@ fn run(seed: u64, case: Case) -> Outcome {
     let mut specs = random_specs(&mut rng, n, 0, 1000, max_len);
     let mut restart = None;
     let mut second_batch = n..n;
-    if case == Case::Restart {
+    if case == Case::LongOutage {
+        // Channels opened once the line is back.
+        specs.extend(random_specs(&mut rng, n / 2, 75_000, 2000, max_len));
+        second_batch = n..specs.len();
+    } else if case == Case::Restart {
         let which = if rng.chance(50) { Which::A } else { Which::B };
         let at = rng.range(100, 800) as u64;
         restart = Some((which, at));
@@ -182,6 +190,10 @@ fn run(seed: u64, case: Case) -> Outcome {
         specs[0] = stalled_spec(opener, 12_000);
     }
     let outage = match case {
+        Case::LongOutage => Some((
+            Duration::from_millis(rng.range(100, 400) as u64),
+            Duration::from_secs(70),
+        )),
         Case::Outage => Some((
             Duration::from_millis(rng.range(100, 400) as u64),
             Duration::from_secs(35),
@@ -194,7 +206,7 @@ fn run(seed: u64, case: Case) -> Outcome {
         Case::Ber4 => ImpairmentKind::Ber(1e-4),
         Case::DropInsert => ImpairmentKind::DropInsert(1e-5),
         Case::Bursts => ImpairmentKind::Bursts(1.0, 200),
-        Case::Outage => {
+        Case::Outage | Case::LongOutage => {
             let (start, len) = outage.expect("outage case");
             ImpairmentKind::Outage(start, len)
         }
@@ -265,7 +277,17 @@ fn run(seed: u64, case: Case) -> Outcome {
     let (la, lb) = (p.a.link.stats(), p.b.link.stats());
     let (ua, ub) = (&p.a.upper, &p.b.upper);
     assert!(p.a.link.is_up() && p.b.link.is_up(), "seed {seed} {case:?}");
-    assert_eq!(ua.peer_lost + ub.peer_lost, 0, "seed {seed} {case:?}");
+    if case == Case::LongOutage {
+        assert_eq!((ua.peer_lost, ub.peer_lost), (1, 1), "seed {seed}");
+        for i in second_batch.clone() {
+            assert!(
+                !w.cut.contains(&i),
+                "seed {seed}: c{i} after the outage cut"
+            );
+        }
+    } else {
+        assert_eq!(ua.peer_lost + ub.peer_lost, 0, "seed {seed} {case:?}");
+    }
     if let Some((which, _)) = restart {
         let (restarted, peer) = match which {
             Which::A => (ua, ub),
@@ -286,7 +308,7 @@ fn run(seed: u64, case: Case) -> Outcome {
                 "seed {seed}: c{i} of the new session cut"
             );
         }
-    } else {
+    } else if case != Case::LongOutage {
         // Nothing lost, nothing reset, one session; every payload handed to a
         // link was delivered exactly once and acknowledged.
         assert!(w.cut.is_empty(), "seed {seed} {case:?}: {:?}", w.cut);
@@ -349,8 +371,12 @@ fn run_case(case: Case) -> Outcome {
     } else {
         assert!(sum.damage > 0 && sum.retransmitted > 0, "{case:?}: {sum:?}");
     }
-    // The restart hit live channels.
-    assert_eq!(sum.cut > 0, case == Case::Restart, "{case:?}: {sum:?}");
+    // The restart (or the loss) hit live channels.
+    assert_eq!(
+        sum.cut > 0,
+        matches!(case, Case::Restart | Case::LongOutage),
+        "{case:?}: {sum:?}"
+    );
     sum
 }
 
@@ -392,4 +418,19 @@ fn link_sim_restart_one_end() {
 #[test]
 fn link_sim_is_deterministic() {
     assert_eq!(run(3, Case::Ber4), run(3, Case::Ber4));
+}
+
+/// KNOWN FAILURE, kept as the reproducer of a driver/link bug: after
+/// `PeerLost` the link keeps its session and, once the line is back,
+/// retransmits the payloads that were in flight; the mux was reset on
+/// `PeerLost` (as `endpoint/serial_mux.rs` does), so those stale records reach
+/// a fresh mux: "unknown channel" RESETs kill new channels, a stale OPEN
+/// becomes a phantom channel ("OPEN for a channel id in use" when the id is
+/// reused), and stale DATA can land in a new channel with a reused id. Fix in
+/// the link/driver (e.g. end the session — new epoch, flushed queues — on
+/// `PeerLost`, or don't reset the mux then), then un-ignore.
+#[test]
+#[ignore = "stale payloads after PeerLost reach the reset mux (driver/link bug)"]
+fn link_sim_peer_lost_70s_outage() {
+    run_case(Case::LongOutage);
 }
