@@ -1,10 +1,15 @@
 //! Deterministic simulation of two multiplexers talking over a pipe.
 //!
-//! The pipe is a trait ([`Pipe`]) so that the same workload can later run over
-//! the link layer and an impaired line; [`IdealPipe`] is a reliable ordered
-//! pipe with a per-tick byte budget (bandwidth), latency in ticks and a random
-//! payload size limit (64..=512) per poll. Everything is driven by a seeded
-//! SplitMix64, so a failing seed replays exactly.
+//! The workload and its checker ([`World`]: random connections that open,
+//! write, half-close, reset, get refused or stall; every byte verified, EOF
+//! and terminal events checked) are shared by two drivers: the one here over
+//! [`IdealPipe`], a reliable ordered pipe with a per-tick byte budget
+//! (bandwidth), latency in ticks and a random payload size limit (64..=512)
+//! per poll, and `over_link` (two real links over impaired simulated lines,
+//! [`crate::sim::LinkPair`]). Everything is driven by seeded generators, so a
+//! failing seed replays exactly.
+
+mod over_link;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -191,6 +196,8 @@ struct End {
     closed_write: bool,
     eof: bool,
     term: Option<Term>,
+    /// The handle belongs to a mux that no longer exists (process restart).
+    orphan: bool,
 }
 
 impl End {
@@ -204,6 +211,7 @@ impl End {
             closed_write: false,
             eof: false,
             term: None,
+            orphan: false,
         }
     }
 }
@@ -214,8 +222,16 @@ fn byte(conn: usize, from: Side, i: usize) -> u8 {
         as u8
 }
 
+/// Every reason a driver gives to [`Mux::handle_session_reset`] starts with
+/// this, so the checker can tell session losses from channel resets.
 const SESSION_LOST: &str = "session lost";
 
+/// The application model of both ends and the checker of everything they see.
+///
+/// Drivers call [`World::step`] for each side regularly, [`World::session_reset`]
+/// right after a mux was told of a session loss, [`World::restart`] when a
+/// side's mux was replaced by a fresh one (process restart), and
+/// [`World::check_stall`] / [`World::finish`].
 struct World {
     seed: u64,
     rng: Rng,
@@ -228,10 +244,23 @@ struct World {
     reused_ids: usize,
     /// Connections cut by a session reset (their checks are relaxed).
     cut: HashSet<usize>,
+    /// Ends that were live when a session loss hit their side: the next event
+    /// for each must be terminal, and each must have had it by the end of the
+    /// next `step` of that side.
+    expect_term: [HashSet<usize>; 2],
+    /// Session losses seen per side (restarts included).
+    session_losses: [u32; 2],
+    /// Time of the last session loss on either side.
+    last_loss: Option<u64>,
 }
 
 impl World {
     fn new(seed: u64, specs: Vec<Spec>) -> Self {
+        assert!(
+            specs.iter().skip(1).all(|sp| sp.stall.is_none()),
+            "only connection 0 may stall"
+        );
+        let stall_active = specs.first().is_some_and(|sp| sp.stall.is_some());
         World {
             seed,
             rng: Rng::new(seed ^ 0x5eed),
@@ -239,11 +268,51 @@ impl World {
             specs,
             ends: [HashMap::new(), HashMap::new()],
             by_ch: [HashMap::new(), HashMap::new()],
-            stall_active: true,
+            stall_active,
             wire_ids_seen: [HashSet::new(), HashSet::new()],
             reused_ids: 0,
             cut: HashSet::new(),
+            expect_term: [HashSet::new(), HashSet::new()],
+            session_losses: [0, 0],
+            last_loss: None,
         }
+    }
+
+    /// Side `s`'s mux was just told the session is gone
+    /// ([`Mux::handle_session_reset`]): every live end must get its terminal
+    /// event (`Reset` with a [`SESSION_LOST`] reason, or a `Closed` that was
+    /// already queued) before anything else, and unfinished connections are
+    /// cut (their OPEN or final records may have been lost).
+    fn session_reset(&mut self, s: Side, now: u64) {
+        let si = s.idx();
+        self.session_losses[si] += 1;
+        self.last_loss = Some(now);
+        for (&i, e) in &self.ends[si] {
+            if e.term.is_none() {
+                self.expect_term[si].insert(i);
+            }
+        }
+        for i in 0..self.specs.len() {
+            if self.started[i] && !self.done(i) {
+                self.cut.insert(i);
+            }
+        }
+    }
+
+    /// Side `s`'s process restarted: its application and mux are new, so its
+    /// live ends die without an event, and the new mux must never mention an
+    /// old handle.
+    fn restart(&mut self, s: Side, now: u64) {
+        self.session_reset(s, now);
+        let si = s.idx();
+        for e in self.ends[si].values_mut() {
+            if e.term.is_none() {
+                e.term = Some(Term::Reset(format!("{SESSION_LOST}: restarted")));
+            }
+            e.orphan = true;
+        }
+        self.by_ch[si].clear();
+        self.expect_term[si].clear();
     }
 
     fn step(&mut self, s: Side, m: &mut Mux, now: u64) {
@@ -298,6 +367,15 @@ impl World {
                 "seed {seed}: {s:?} c{i}: {ev:?} after terminal {:?}",
                 e.term
             );
+            let after_loss = self.expect_term[si].remove(&i);
+            assert!(
+                !after_loss
+                    || matches!(
+                        ev,
+                        MuxEvent::Reset { .. } | MuxEvent::Closed { .. } | MuxEvent::Refused { .. }
+                    ),
+                "seed {seed}: {s:?} c{i}: {ev:?} after the session was lost"
+            );
             match ev {
                 MuxEvent::Incoming { .. } => unreachable!(),
                 MuxEvent::Accepted { .. } => {
@@ -323,10 +401,18 @@ impl World {
                     e.eof = true;
                 }
                 MuxEvent::Reset { reason, .. } => {
-                    assert!(
-                        reason == "reset by peer: planned" || reason == SESSION_LOST,
-                        "seed {seed}: {s:?} c{i}: unexpected reset: {reason}"
-                    );
+                    if reason.starts_with(SESSION_LOST) {
+                        assert!(
+                            after_loss,
+                            "seed {seed}: {s:?} c{i}: {reason} without a session loss"
+                        );
+                        self.cut.insert(i);
+                    } else {
+                        assert_eq!(
+                            reason, "reset by peer: planned",
+                            "seed {seed}: {s:?} c{i}: unexpected reset"
+                        );
+                    }
                     e.term = Some(Term::Reset(reason));
                 }
                 MuxEvent::Closed { .. } => {
@@ -338,6 +424,11 @@ impl World {
                 }
             }
         }
+        assert!(
+            self.expect_term[si].is_empty(),
+            "seed {seed}: {s:?}: {:?} got no Reset from the session loss",
+            self.expect_term[si]
+        );
         // Application activity.
         let mut ids: Vec<usize> = self.ends[si].keys().copied().collect();
         ids.sort_unstable();
@@ -346,7 +437,10 @@ impl World {
             let sp = &self.specs[i];
             let e = self.ends[si].get_mut(&i).expect("end");
             if e.term.is_some() {
-                assert_eq!(m.read(e.ch, 100), None, "seed {seed}: data after terminal");
+                // (An orphan's handle may name a new channel of the new mux.)
+                if !e.orphan {
+                    assert_eq!(m.read(e.ch, 100), None, "seed {seed}: data after terminal");
+                }
                 continue;
             }
             if !(self.stall_active && sp.stall == Some(s)) {
@@ -420,6 +514,61 @@ impl World {
         }
     }
 
+    /// Every connection finished on both ends.
+    fn all_done(&self) -> bool {
+        (0..self.specs.len()).all(|i| self.done(i))
+    }
+
+    /// The stalled reader (connection 0, if any) holds at most its window at
+    /// all times; every other connection finishes while it is stalled, and
+    /// then it fills up to exactly its window (its writer has more) — only then
+    /// does it start reading. `muxes` is indexed by `Side::idx`.
+    fn check_stall(&mut self, muxes: [&Mux; 2]) {
+        let seed = self.seed;
+        let Some(s) = self.specs.first().and_then(|sp| sp.stall) else {
+            return;
+        };
+        if !self.stall_active {
+            return;
+        }
+        let m = muxes[s.idx()];
+        let window = m.config().window as usize;
+        let Some(st) = self.ends[s.idx()].get(&0) else {
+            return;
+        };
+        assert!(
+            m.buffered(st.ch) <= window,
+            "seed {seed}: stalled over window"
+        );
+        if (1..self.specs.len()).all(|i| self.done(i)) {
+            // Everything else finished while connection 0's reader was stalled.
+            assert!(!self.done(0), "seed {seed}: stalled connection finished?");
+            assert!(self.specs[0].len[s.other().idx()] > window);
+            // Over a real link the last of the window may still be on its way.
+            if m.buffered(st.ch) == window {
+                self.stall_active = false;
+            }
+        }
+    }
+
+    /// Final checks once everything finished and the pipe is quiet: every
+    /// connection's outcome, every id released, no protocol error.
+    fn finish(&self, muxes: [&Mux; 2]) {
+        let seed = self.seed;
+        assert!(
+            !self.stall_active,
+            "seed {seed}: the stall was never released"
+        );
+        for i in 0..self.specs.len() {
+            self.check(i);
+        }
+        for m in muxes {
+            assert_eq!(m.channel_count(), 0, "seed {seed}: every id released");
+            assert!(!m.has_pending(), "seed {seed}: output left");
+            assert_eq!(m.stats().protocol_errors, 0, "seed {seed}");
+        }
+    }
+
     /// Check the outcome of a finished connection.
     fn check(&self, i: usize) {
         let seed = self.seed;
@@ -437,7 +586,7 @@ impl World {
         for (s, e) in ends {
             let t = e.term.clone().expect("finished");
             if !resets {
-                assert_eq!(t, Term::Closed, "seed {seed}: {s:?} c{i}");
+                assert_eq!(t, Term::Closed, "seed {seed}: {s:?} c{i}: {e:?} {sp:?}");
                 assert_eq!(e.recvd, sp.len[s.other().idx()], "seed {seed}: c{i}");
             } else if sp.plan[s.idx()] == Plan::Close {
                 assert!(
@@ -462,19 +611,28 @@ fn finished_or_cut(e: Option<&End>, cut: bool) -> bool {
     }
 }
 
-fn random_len(rng: &mut Rng) -> usize {
+/// A connection length: empty, tiny, medium (up to `max / 4`) or bulk (up to `max`).
+fn random_len(rng: &mut Rng, max: usize) -> usize {
     match rng.range(0, 9) {
         0 => 0,
         1..=3 => rng.range(1, 100),
-        4..=7 => rng.range(100, 5000),
-        _ => rng.range(5000, 20000),
+        4..=7 => rng.range(100, max / 4),
+        _ => rng.range(max / 4, max),
     }
 }
 
-fn random_specs(rng: &mut Rng, n: usize, first_start: u64, spread: u64) -> Vec<Spec> {
+/// `n` random connections starting in `first_start..=first_start + spread`,
+/// each direction at most `max_len` bytes.
+fn random_specs(
+    rng: &mut Rng,
+    n: usize,
+    first_start: u64,
+    spread: u64,
+    max_len: usize,
+) -> Vec<Spec> {
     (0..n)
         .map(|_| {
-            let len = [random_len(rng), random_len(rng)];
+            let len = [random_len(rng, max_len), random_len(rng, max_len)];
             let mut plan = [Plan::Close; 2];
             for (k, p) in plan.iter_mut().enumerate() {
                 if len[k] > 0 && rng.chance(8) {
@@ -502,22 +660,25 @@ fn random_config(rng: &mut Rng, seed: u64) -> MuxConfig {
     }
 }
 
+/// The stalled bulk connection every workload starts with (connection 0):
+/// its reader (the acceptor) does not read until all others finished.
+fn stalled_spec(opener: Side, len: usize) -> Spec {
+    Spec {
+        opener,
+        start: 0,
+        len: [len, len],
+        plan: [Plan::Close; 2],
+        refuse: false,
+        stall: Some(opener.other()),
+    }
+}
+
 /// Run one seed; returns (ticks, reused wire ids).
 fn run_seed(seed: u64) -> (u64, usize) {
     let mut rng = Rng::new(seed);
     let n = 20;
-    let mut specs = random_specs(&mut rng, n, 0, 400);
-    // Connection 0: a bulk transfer whose reader stalls until all others finish.
-    specs[0] = Spec {
-        opener: if seed % 2 == 0 { Side::A } else { Side::B },
-        start: 0,
-        len: [12_000, 12_000],
-        plan: [Plan::Close; 2],
-        refuse: false,
-        stall: None,
-    };
-    let stall_side = specs[0].opener.other();
-    specs[0].stall = Some(stall_side);
+    let mut specs = random_specs(&mut rng, n, 0, 400, 20_000);
+    specs[0] = stalled_spec(if seed % 2 == 0 { Side::A } else { Side::B }, 12_000);
     let cfg = [random_config(&mut rng, seed), random_config(&mut rng, seed)];
     let mut a = Mux::new(cfg[0].clone());
     let mut b = Mux::new(cfg[1].clone());
@@ -533,20 +694,10 @@ fn run_seed(seed: u64) -> (u64, usize) {
         drive(&mut a, &mut b, &mut pipe);
         a.check_invariants();
         b.check_invariants();
+        w.check_stall([&a, &b]);
         now += 1;
-        if w.stall_active && (1..n).all(|i| w.done(i)) {
-            // Everything else finished while connection 0's reader was stalled.
-            assert!(!w.done(0), "seed {seed}: stalled connection finished?");
-            let st = &w.ends[stall_side.idx()][&0];
-            let m = if stall_side == Side::A { &a } else { &b };
-            assert_eq!(
-                m.buffered(st.ch),
-                m.config().window as usize,
-                "seed {seed}: stalled channel holds exactly its window"
-            );
-            w.stall_active = false;
-        }
-        if !w.stall_active && w.done(0) && pipe.is_idle() && !a.has_pending() && !b.has_pending() {
+        if !w.stall_active && w.all_done() && pipe.is_idle() && !a.has_pending() && !b.has_pending()
+        {
             break;
         }
         assert!(
@@ -555,19 +706,8 @@ fn run_seed(seed: u64) -> (u64, usize) {
             (0..n).filter(|&i| !w.done(i)).collect::<Vec<_>>()
         );
     }
-    for i in 0..n {
-        w.check(i);
-    }
-    assert_eq!(
-        (a.channel_count(), b.channel_count()),
-        (0, 0),
-        "seed {seed}: every id released"
-    );
-    assert_eq!(
-        a.stats().protocol_errors + b.stats().protocol_errors,
-        0,
-        "seed {seed}"
-    );
+    w.finish([&a, &b]);
+    assert!(w.cut.is_empty());
     (now, w.reused_ids)
 }
 
@@ -589,15 +729,14 @@ fn sim_many_channels_many_seeds() {
 fn run_session_reset(seed: u64) {
     let mut rng = Rng::new(seed ^ 0xabcd);
     let cut_at = rng.range(20, 300) as u64;
-    let mut specs = random_specs(&mut rng, 12, 0, 300);
-    specs.extend(random_specs(&mut rng, 6, cut_at + 1, 100));
+    let mut specs = random_specs(&mut rng, 12, 0, 300, 20_000);
+    specs.extend(random_specs(&mut rng, 6, cut_at + 1, 100, 20_000));
     let cfg = random_config(&mut rng, 1);
     let mut a = Mux::new(cfg.clone());
     let mut b = Mux::new(cfg);
     let mut pipe = IdealPipe::new(seed, rng.range(100, 600) as i64, rng.range(0, 3) as u64);
     let n = specs.len();
     let mut w = World::new(seed, specs);
-    w.stall_active = false;
     let mut now = 0;
     loop {
         w.step(Side::A, &mut a, now);
@@ -606,73 +745,24 @@ fn run_session_reset(seed: u64) {
             a.handle_session_reset(SESSION_LOST);
             b.handle_session_reset(SESSION_LOST);
             pipe.clear();
-            for s in [Side::A, Side::B] {
-                for (&i, e) in &w.ends[s.idx()] {
-                    if e.term.is_none() {
-                        w.cut.insert(i);
-                    }
-                }
-            }
-            // Connections whose OPEN was lost never reach the acceptor.
-            for i in 0..n {
-                if w.started[i] && !w.done(i) {
-                    w.cut.insert(i);
-                }
-            }
-            // Every live end gets exactly its Reset, before anything else.
-            let (mut ea, mut eb) = (Vec::new(), Vec::new());
-            while let Some(e) = a.poll_event() {
-                ea.push(e);
-            }
-            while let Some(e) = b.poll_event() {
-                eb.push(e);
-            }
-            for (s, evs) in [(Side::A, ea), (Side::B, eb)] {
-                for ev in evs {
-                    let MuxEvent::Reset { ch, reason } = &ev else {
-                        // Incoming/Closed of already finished or never-seen
-                        // channels were dropped or are for dead handles.
-                        assert!(
-                            !matches!(ev, MuxEvent::Readable { .. }),
-                            "seed {seed}: {ev:?}"
-                        );
-                        continue;
-                    };
-                    assert_eq!(reason, SESSION_LOST);
-                    let i = w.by_ch[s.idx()][ch];
-                    let e = w.ends[s.idx()].get_mut(&i).unwrap();
-                    assert!(e.term.is_none(), "seed {seed}: reset of a finished end");
-                    e.term = Some(Term::Reset(reason.clone()));
-                }
-                for (i, e) in &w.ends[s.idx()] {
-                    assert!(
-                        e.term.is_some(),
-                        "seed {seed}: {s:?} c{i} got no Reset from the session loss"
-                    );
-                }
-            }
+            w.session_reset(Side::A, now);
+            w.session_reset(Side::B, now);
         }
         drive(&mut a, &mut b, &mut pipe);
         a.check_invariants();
         b.check_invariants();
         now += 1;
-        if now > cut_at
-            && (0..n).all(|i| w.done(i))
-            && pipe.is_idle()
-            && !a.has_pending()
-            && !b.has_pending()
-        {
+        if now > cut_at && w.all_done() && pipe.is_idle() && !a.has_pending() && !b.has_pending() {
             break;
         }
         assert!(now < 40_000, "seed {seed}: stuck");
     }
+    w.finish([&a, &b]);
     for i in 0..n {
-        w.check(i);
         if w.specs[i].start > cut_at {
             assert!(!w.cut.contains(&i));
         }
     }
-    assert_eq!((a.channel_count(), b.channel_count()), (0, 0));
 }
 
 #[test]
