@@ -474,7 +474,11 @@ impl Upper for StreamTester {
                 self.peer_restarts += 1;
                 self.reset_stream();
             }
-            LinkEvent::PeerLost => self.peer_lost += 1,
+            LinkEvent::PeerLost => {
+                // The session is over: what was in flight is gone both ways.
+                self.peer_lost += 1;
+                self.reset_stream();
+            }
             LinkEvent::ProtocolMismatch(_) => self.mismatches += 1,
         }
     }

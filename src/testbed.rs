@@ -127,7 +127,10 @@ async fn spawn_cable(bin: &Path, dir: &Path, c: &CableSpec, name: &str) -> io::R
     let (ta, tb) = (dir.join("ttyA"), dir.join("ttyB"));
     let child = spawn(
         bin,
-        &[format!("PTY,link={},{}", ta.display(), c.a), format!("PTY,link={},{}", tb.display(), c.b)],
+        &[
+            format!("PTY,link={},{}", ta.display(), c.a),
+            format!("PTY,link={},{}", tb.display(), c.b),
+        ],
         "",
         dir,
         name,

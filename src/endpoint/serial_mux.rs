@@ -506,7 +506,10 @@ impl Port {
             let mut buf = vec![0u8; 4096];
             loop {
                 let r = match rd.read(&mut buf).await {
-                    Ok(0) => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "device closed")),
+                    Ok(0) => Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "device closed",
+                    )),
                     Ok(n) => Ok(Bytes::copy_from_slice(&buf[..n])),
                     Err(e) => Err(e),
                 };
@@ -540,7 +543,11 @@ struct Driver {
 }
 
 impl Driver {
-    async fn run(mut self, port: tokio_serial::SerialStream, mut cmd_rx: mpsc::UnboundedReceiver<Cmd>) {
+    async fn run(
+        mut self,
+        port: tokio_serial::SerialStream,
+        mut cmd_rx: mpsc::UnboundedReceiver<Cmd>,
+    ) {
         let (in_tx, mut in_rx) = mpsc::unbounded_channel::<(u64, io::Result<Bytes>)>();
         let mut generation = 0u64;
         let mut port = Some(Port::start(port, generation, in_tx.clone()));
@@ -562,7 +569,8 @@ impl Driver {
                         warn!("SERIAL-MUX:{}: device is back", self.device);
                         generation += 1;
                         port = Some(Port::start(p, generation, in_tx.clone()));
-                        self.pacer = Pacer::new(self.line.byte_rate(), self.link.config().pacing_target);
+                        self.pacer =
+                            Pacer::new(self.line.byte_rate(), self.link.config().pacing_target);
                         reopen_at = None;
                     }
                     Err(_) => reopen_at = Some(now + REOPEN_EVERY),

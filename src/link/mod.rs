@@ -170,7 +170,9 @@ pub enum LinkEvent {
     Delivered(Bytes),
     /// The peer restarted: everything in flight in both directions is gone; reset.
     PeerRestarted,
-    /// No valid frame for `dead_after`; the session is kept and probed.
+    /// No valid frame for `dead_after`: the session is over (everything in flight
+    /// either way is dropped; a new session, under a new epoch, starts when the
+    /// peer answers the probes, and is reported with `Up`). Reset everything above.
     PeerLost,
     /// The peer does not speak this protocol (reported once).
     ProtocolMismatch(String),
@@ -254,6 +256,15 @@ pub struct Link {
 }
 
 const HELLO_INITIAL: Duration = Duration::from_millis(100);
+
+/// The epoch of the next session after a lost one: a bijective mix of the old
+/// one (SplitMix64 finaliser), never 0, so consecutive sessions never share keys.
+fn next_epoch(epoch: u32) -> u32 {
+    let mut z = u64::from(epoch).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    ((z ^ (z >> 31)) as u32).max(1)
+}
 
 impl Link {
     /// A link with our `epoch` (random, non-zero; 0 is replaced by 1) at `now`.
@@ -610,8 +621,12 @@ impl Link {
             }
         }
         if self.is_up() && now >= self.last_rx_valid + self.cfg.dead_after {
-            self.alive = false;
+            // The session ends here: whatever is in flight either way is dropped,
+            // and a new epoch makes sure none of it can be delivered later into a
+            // fresh session (the peer sees a restart when it hears from us again).
             self.events.push_back(LinkEvent::PeerLost);
+            self.reset_session();
+            self.epoch = next_epoch(self.epoch);
             self.hello_due = true;
             self.hello_interval = self.cfg.keepalive;
         }

@@ -420,17 +420,12 @@ fn link_sim_is_deterministic() {
     assert_eq!(run(3, Case::Ber4), run(3, Case::Ber4));
 }
 
-/// KNOWN FAILURE, kept as the reproducer of a driver/link bug: after
-/// `PeerLost` the link keeps its session and, once the line is back,
-/// retransmits the payloads that were in flight; the mux was reset on
-/// `PeerLost` (as `endpoint/serial_mux.rs` does), so those stale records reach
-/// a fresh mux: "unknown channel" RESETs kill new channels, a stale OPEN
-/// becomes a phantom channel ("OPEN for a channel id in use" when the id is
-/// reused), and stale DATA can land in a new channel with a reused id. Fix in
-/// the link/driver (e.g. end the session — new epoch, flushed queues — on
-/// `PeerLost`, or don't reset the mux then), then un-ignore.
+/// 70 s of silence both ways: both links report `PeerLost` and end their
+/// session (new epochs), the muxes are reset as the serial-mux driver does, and
+/// nothing of the old session reaches the fresh muxes: channels opened after the
+/// outage work. (This was a real bug: the link used to keep its session across
+/// `PeerLost` and retransmit stale records into the reset mux.)
 #[test]
-#[ignore = "stale payloads after PeerLost reach the reset mux (driver/link bug)"]
 fn link_sim_peer_lost_70s_outage() {
     run_case(Case::LongOutage);
 }
