@@ -6,6 +6,7 @@
 //! shorter transfers.
 //!
 //! Goodput = intact payload bytes per second ÷ line byte rate (baud/10, 8N1).
+#![allow(clippy::disallowed_methods)] // measurements and test set-up read the clock
 
 use sfs::testbed::{download, upload, CableSpec, Echo, Testbed, TestbedOptions};
 use std::path::PathBuf;

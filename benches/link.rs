@@ -4,6 +4,7 @@
 //! `(L/(L+h))·(1−q)^(L+h)` for the frame size the link settled on.
 //!
 //! Run with `cargo bench --bench link`.
+#![allow(clippy::disallowed_methods)] // measurements and test set-up read the clock
 
 use std::time::{Duration, Instant};
 

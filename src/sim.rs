@@ -489,6 +489,7 @@ impl Upper for StreamTester {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests pick a starting instant
 mod tests {
     use super::*;
 

@@ -327,6 +327,7 @@ fn secs_to_ns(s: f64) -> u64 {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests pick a starting instant
 mod tests {
     use super::*;
 

@@ -326,6 +326,7 @@ impl RecvWindow {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests pick a starting instant
 mod tests {
     use super::*;
 

@@ -1,4 +1,5 @@
 //! Shared helpers for the integration tests: running the real sfs binary.
+#![allow(clippy::disallowed_methods)] // measurements and test set-up read the clock
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};

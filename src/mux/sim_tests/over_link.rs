@@ -18,6 +18,7 @@
 //! the channels of the old session end on both sides (a `Reset`, or the end
 //! dies with its process), nothing of them is delivered afterwards, and the
 //! channels opened once both sides noticed work normally.
+#![allow(clippy::disallowed_methods)] // measurements and test set-up read the clock
 
 use std::time::{Duration, Instant};
 
