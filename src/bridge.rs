@@ -265,6 +265,9 @@ pub async fn run(pairs: Vec<(Address, Address)>) -> Result<()> {
             break;
         }
     }
+    // Wait for the aborted tasks to be dropped, so that what they own is torn down
+    // in order (the cable prints its statistics, pty links are removed).
+    while tasks.join_next().await.is_some() {}
     // Let the mux drivers flush what they were sending (EOFs, resets) briefly.
     hub.shutdown().await;
     match first_err {

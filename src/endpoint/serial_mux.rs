@@ -293,6 +293,7 @@ impl ConnParts {
             rx: self.rx,
             cur: Bytes::new(),
             eof: false,
+            reset: None,
         };
         let writer = ChannelWriter {
             ch: self.ch,
@@ -313,35 +314,61 @@ struct ChannelReader {
     rx: mpsc::UnboundedReceiver<Inbound>,
     cur: Bytes,
     eof: bool,
+    /// The channel was reset; reported once the data before it is read.
+    reset: Option<String>,
 }
 
 impl AsyncRead for ChannelReader {
+    /// Copies as many queued chunks as fit (one write downstream instead of one
+    /// per link frame) and returns their credit in one command.
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        loop {
+        let mut copied = 0;
+        let result = loop {
             if !self.cur.is_empty() {
                 let n = self.cur.len().min(buf.remaining());
                 buf.put_slice(&self.cur[..n]);
                 self.cur.advance(n);
-                let _ = self.cmd.send(Cmd::Consumed { ch: self.ch, n });
-                return Poll::Ready(Ok(()));
+                copied += n;
+                if buf.remaining() == 0 {
+                    break Poll::Ready(Ok(()));
+                }
+                continue;
             }
             if self.eof {
-                return Poll::Ready(Ok(()));
+                break Poll::Ready(Ok(()));
+            }
+            if let Some(why) = &self.reset {
+                // Data that arrived before the reset is handed over first.
+                break if copied > 0 {
+                    Poll::Ready(Ok(()))
+                } else {
+                    Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::ConnectionReset,
+                        why.clone(),
+                    )))
+                };
             }
             match self.rx.poll_recv(cx) {
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending if copied > 0 => break Poll::Ready(Ok(())),
+                Poll::Pending => break Poll::Pending,
                 Poll::Ready(Some(Inbound::Data(b))) => self.cur = b,
                 Poll::Ready(Some(Inbound::Eof)) => self.eof = true,
-                Poll::Ready(Some(Inbound::Reset(why))) => {
-                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::ConnectionReset, why)))
-                }
-                Poll::Ready(None) => return Poll::Ready(Err(driver_gone())),
+                Poll::Ready(Some(Inbound::Reset(why))) => self.reset = Some(why),
+                Poll::Ready(None) if copied > 0 => break Poll::Ready(Ok(())),
+                Poll::Ready(None) => break Poll::Ready(Err(driver_gone())),
             }
+        };
+        if copied > 0 {
+            let _ = self.cmd.send(Cmd::Consumed {
+                ch: self.ch,
+                n: copied,
+            });
         }
+        result
     }
 }
 

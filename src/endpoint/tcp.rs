@@ -5,6 +5,11 @@ use crate::address::{Family, TcpConnect, TcpListen};
 use crate::error::{describe_io, Error, Result};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{lookup_host, TcpSocket, TcpStream};
 
 /// A bound TCP listener.
@@ -108,21 +113,79 @@ const SEND_BUFFER: u32 = 64 * 1024;
 
 /// Wraps a connected stream: TCP_NODELAY on, a bounded send buffer, abort =
 /// close with RST.
+///
+/// The halves share the stream instead of using `into_split`, whose write half
+/// sends FIN when dropped: an aborted connection must reach its peer as a reset
+/// only, or the peer would read a clean end of file first.
 pub fn from_stream(stream: TcpStream, label: String) -> Conn {
     let _ = stream.set_nodelay(true);
     let _ = set_send_buffer(&stream, SEND_BUFFER);
-    let dup = std::os::fd::AsFd::as_fd(&stream).try_clone_to_owned().ok();
-    let (r, w) = stream.into_split();
-    Conn::new(r, w, label).with_abort(move || {
-        if let Some(fd) = dup {
-            // SO_LINGER with a zero timeout: the close sends RST, not FIN.
-            let linger = nix::libc::linger {
-                l_onoff: 1,
-                l_linger: 0,
-            };
-            let _ = nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::Linger, &linger);
-        }
+    let stream = Arc::new(stream);
+    let for_abort = stream.clone();
+    Conn::new(TcpRead(stream.clone()), TcpWrite(stream), label).with_abort(move || {
+        // SO_LINGER with a zero timeout: the last close sends RST, not FIN.
+        let linger = nix::libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        let _ =
+            nix::sys::socket::setsockopt(&*for_abort, nix::sys::socket::sockopt::Linger, &linger);
     })
+}
+
+/// The read half of a shared TCP stream.
+struct TcpRead(Arc<TcpStream>);
+
+impl AsyncRead for TcpRead {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            ready!(self.0.poll_read_ready(cx))?;
+            match self.0.try_read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+/// The write half of a shared TCP stream; `shutdown` sends FIN.
+struct TcpWrite(Arc<TcpStream>);
+
+impl AsyncWrite for TcpWrite {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.0.poll_write_ready(cx))?;
+            match self.0.try_write(buf) {
+                Ok(n) => return Poll::Ready(Ok(n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let r = nix::sys::socket::shutdown(self.0.as_raw_fd(), nix::sys::socket::Shutdown::Write);
+        Poll::Ready(match r {
+            Ok(()) | Err(nix::errno::Errno::ENOTCONN) => Ok(()),
+            Err(e) => Err(io::Error::from(e)),
+        })
+    }
 }
 
 fn set_send_buffer(stream: &TcpStream, bytes: u32) -> nix::Result<()> {
