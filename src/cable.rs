@@ -19,6 +19,8 @@ use crate::line::{Line, LineConfig};
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{signal, SignalKind};
 
+/// Bytes still to serialise below which the cable times deliveries finely.
+const FINE_QUEUE: usize = 64;
 /// Bytes waiting to be written into a receiving pty before we call it an overrun.
 const RX_LIMIT: usize = 64 * 1024;
 
@@ -139,9 +141,25 @@ pub async fn run(p1: Pty, p2: Pty) -> Result<()> {
             .into_iter()
             .flatten()
             .min();
-        let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(
-            wake.unwrap_or(now + Duration::from_secs(3600)),
-        ));
+        // tokio's timer ticks in whole milliseconds. When the next byte is due
+        // sooner and it ends a short burst (a keystroke's frame, an ack), sleep
+        // the exact remainder on this thread (the cable has no other work), so
+        // small frames are not delayed by up to a tick on each side. Bulk traffic
+        // keeps the coarse timer: its throughput does not depend on it.
+        let fine = wake.is_some_and(|w| {
+            w > now
+                && w - now < Duration::from_millis(1)
+                && ab.line.queued(now) + ba.line.queued(now) <= FINE_QUEUE
+        });
+        let until = tokio::time::Instant::from_std(wake.unwrap_or(now + Duration::from_secs(3600)));
+        let sleep = async move {
+            if fine {
+                // Let the other branches (pending reads and writes) go first.
+                tokio::task::yield_now().await;
+            } else {
+                tokio::time::sleep_until(until).await;
+            }
+        };
         let report = async {
             match usr1.as_mut() {
                 Some(s) => s.recv().await,
@@ -165,7 +183,11 @@ pub async fn run(p1: Pty, p2: Pty) -> Result<()> {
                 let n = r.map_err(|e| crate::error::Error::io("cable: writing pty A", e))?;
                 ba.rx.drain(..n);
             }
-            _ = sleep => {}
+            _ = sleep => {
+                if let Some(w) = wake.filter(|_| fine) {
+                    std::thread::sleep(w.saturating_duration_since(Instant::now()));
+                }
+            }
             _ = report => cable.report(),
         }
     }

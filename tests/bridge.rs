@@ -97,14 +97,8 @@ async fn failed_dial_closes_only_that_connection() {
 
 #[tokio::test]
 async fn one_megabyte_over_raw_serial_through_the_virtual_cable() {
-    let dir = temp_dir("raw");
-    let (a, b) = (dir.join("a"), dir.join("b"));
-    let _cable = Sfs::start(&[
-        format!("PTY,link={},b3000000", a.display()),
-        format!("PTY,link={},b3000000", b.display()),
-    ]);
-    wait_path(&a, Duration::from_secs(5)).await;
-    wait_path(&b, Duration::from_secs(5)).await;
+    let cable = Cable::start("raw", 3000000).await;
+    let (a, b) = (cable.a.clone(), cable.b.clone());
     // Upload only: the far side counts and checks what arrives.
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let target = l.local_addr().unwrap().port();
@@ -140,7 +134,6 @@ async fn one_megabyte_over_raw_serial_through_the_virtual_cable() {
         .await
         .expect("transfer finished")
         .unwrap();
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 async fn run_fail(args: &[&str]) -> (i32, String) {

@@ -74,14 +74,8 @@ async fn keystrokes_get_through_while_a_bulk_transfer_runs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_dial_closes_the_client_promptly() {
-    let dir = temp_dir("refuse");
-    let (ta, tb) = (dir.join("a"), dir.join("b"));
-    let _cable = Sfs::start(&[
-        format!("PTY,link={},b115200", ta.display()),
-        format!("PTY,link={},b115200", tb.display()),
-    ]);
-    wait_path(&ta, Duration::from_secs(5)).await;
-    wait_path(&tb, Duration::from_secs(5)).await;
+    let cable = Cable::start("refuse", 115200).await;
+    let (ta, tb) = (cable.a.clone(), cable.b.clone());
     let dead = free_port();
     let port = free_port();
     let _b = Sfs::start(&[
@@ -114,7 +108,6 @@ async fn refused_dial_closes_the_client_promptly() {
         }
     }
     assert!(a.log_text().contains("refused by peer"), "{}", a.log_text());
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,14 +135,8 @@ async fn peer_restart_aborts_the_transfer_and_the_next_connection_works() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_services_over_one_line() {
-    let dir = temp_dir("two");
-    let (ta, tb) = (dir.join("a"), dir.join("b"));
-    let _cable = Sfs::start(&[
-        format!("PTY,link={},b460800", ta.display()),
-        format!("PTY,link={},b460800", tb.display()),
-    ]);
-    wait_path(&ta, Duration::from_secs(5)).await;
-    wait_path(&tb, Duration::from_secs(5)).await;
+    let cable = Cable::start("two", 460800).await;
+    let (ta, tb) = (cable.a.clone(), cable.b.clone());
     let echo = echo_server().await;
     // A second target that says hello and closes.
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -200,19 +187,12 @@ async fn two_services_over_one_line() {
         .expect("closed promptly");
     assert!(matches!(r, Ok(0) | Err(_)));
     assert!(a.log_text().contains("not allowed"), "{}", a.log_text());
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stdio_to_exec_is_a_remote_shell_with_eof_and_exit_code() {
-    let dir = temp_dir("shell");
-    let (ta, tb) = (dir.join("a"), dir.join("b"));
-    let _cable = Sfs::start(&[
-        format!("PTY,link={},b230400", ta.display()),
-        format!("PTY,link={},b230400", tb.display()),
-    ]);
-    wait_path(&ta, Duration::from_secs(5)).await;
-    wait_path(&tb, Duration::from_secs(5)).await;
+    let cable = Cable::start("shell", 230400).await;
+    let (ta, tb) = (cable.a.clone(), cable.b.clone());
     let _b = Sfs::start(&[
         format!("SERIAL-MUX:{},b230400", tb.display()),
         "EXEC:\"sh\"".to_string(),
@@ -244,7 +224,6 @@ async fn stdio_to_exec_is_a_remote_shell_with_eof_and_exit_code() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success());
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -266,14 +245,8 @@ async fn unplugged_device_comes_back_and_connections_survive() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_speaks_something_else_is_reported() {
-    let dir = temp_dir("mismatch");
-    let (ta, tb) = (dir.join("a"), dir.join("b"));
-    let _cable = Sfs::start(&[
-        format!("PTY,link={},b115200", ta.display()),
-        format!("PTY,link={},b115200", tb.display()),
-    ]);
-    wait_path(&ta, Duration::from_secs(5)).await;
-    wait_path(&tb, Duration::from_secs(5)).await;
+    let cable = Cable::start("mismatch", 115200).await;
+    let (ta, tb) = (cable.a.clone(), cable.b.clone());
     let port = free_port();
     let a = Sfs::start(&[
         format!("TCP-LISTEN:{port},fork,bind=127.0.0.1"),
@@ -297,5 +270,4 @@ async fn a_peer_that_speaks_something_else_is_reported() {
     assert!(log.contains("does not speak sfs"), "log:\n{log}");
     // Survived: still running, still listening.
     let _s = connect_retry(port, Duration::from_secs(2)).await;
-    let _ = std::fs::remove_dir_all(dir);
 }

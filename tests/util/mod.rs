@@ -130,3 +130,37 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
     sfs::testbed::PatternGen::new(seed).fill(&mut v);
     v
 }
+
+/// A virtual serial cable (`sfs PTY PTY`) in a temporary directory; ends `a` and
+/// `b`. Killed and cleaned up on drop.
+pub struct Cable {
+    _proc: Sfs,
+    pub dir: PathBuf,
+    pub a: PathBuf,
+    pub b: PathBuf,
+}
+
+impl Cable {
+    pub async fn start(tag: &str, baud: u32) -> Cable {
+        let dir = temp_dir(tag);
+        let (a, b) = (dir.join("a"), dir.join("b"));
+        let proc = Sfs::start(&[
+            format!("PTY,link={},b{baud}", a.display()),
+            format!("PTY,link={},b{baud}", b.display()),
+        ]);
+        wait_path(&a, Duration::from_secs(5)).await;
+        wait_path(&b, Duration::from_secs(5)).await;
+        Cable {
+            _proc: proc,
+            dir,
+            a,
+            b,
+        }
+    }
+}
+
+impl Drop for Cable {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
