@@ -6,7 +6,7 @@
 #        (default: ../shared/tools/linesim.py relative to the repository root)
 #
 # A manual tool: never run by CI or tests. Needs bash, python3 and a release build
-# of sfs (SFS=path overrides /work/target-xcheck/release/sfs, then target/release/sfs;
+# of sfs (SFS=path overrides target/release/sfs;
 # the script does not build anything).
 #
 # For each case (clean 115200, BER 1e-4 115200, clean 921600, BER 1e-5 115200) and
@@ -41,7 +41,7 @@ LINESIM=${1:-$ROOT/../shared/tools/linesim.py}
 [[ -f $LINESIM ]] || { echo "crosscheck: $LINESIM not found" >&2; exit 2; }
 LINESIM=$(cd "$(dirname "$LINESIM")" && pwd)/$(basename "$LINESIM")
 if [[ -z ${SFS:-} ]]; then
-  for c in /work/target-xcheck/release/sfs "${CARGO_TARGET_DIR:-$ROOT/target}/release/sfs" "$ROOT/target/release/sfs"; do
+  for c in "${CARGO_TARGET_DIR:-$ROOT/target}/release/sfs" "$ROOT/target/release/sfs"; do
     [[ -x $c ]] && { SFS=$c; break; }
   done
 fi

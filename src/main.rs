@@ -23,9 +23,20 @@ struct Cli {
     addresses: Vec<String>,
 }
 
+const EXAMPLES: &str = "\
+Examples:
+  sfs TCP-LISTEN:2222,fork SERIAL-MUX:/dev/ttyUSB0,b500000      host A: port 2222 over the cable
+  sfs SERIAL-MUX:/dev/ttyUSB0,b500000 TCP:localhost:22           host B: each channel dials sshd
+  sfs STDIO SERIAL-MUX:COM3,b115200                              a terminal over the cable (B: EXEC:\"sh -i\")
+  sfs PTY,link=/tmp/ttyA,b115200,ber=1e-5 PTY,link=/tmp/ttyB,b115200   a virtual serial cable
+  sfs TCP-LISTEN:7000,fork TCP:[::1]:8080                        plain socat-style forwarding
+  sfs --demo                                                     try it all without hardware
+
+See man sfs (man -l man/sfs.1) for roles, options, the protocol and exit codes.";
+
 fn main() -> ExitCode {
     let matches = Cli::command()
-        .after_help(sfs::address::help_text())
+        .after_help(format!("{}\n{EXAMPLES}", sfs::address::help_text()))
         .get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(c) => c,

@@ -271,3 +271,24 @@ async fn a_peer_that_speaks_something_else_is_reported() {
     // Survived: still running, still listening.
     let _s = connect_retry(port, Duration::from_secs(2)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sfs_on_the_same_device_gets_a_clear_error() {
+    let cable = Cable::start("busy", 115_200).await;
+    let _first = Sfs::start(&[
+        format!("SERIAL-MUX:{}", cable.a.display()),
+        "TCP:127.0.0.1:9".to_string(),
+    ]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let out = tokio::process::Command::new(bin())
+        .args([
+            format!("SERIAL-MUX:{}", cable.a.display()),
+            "TCP:127.0.0.1:9".to_string(),
+        ])
+        .output()
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("device is busy"), "{err}");
+}
