@@ -43,6 +43,10 @@ pub async fn splice(a: Conn, b: Conn) -> io::Result<(u64, u64)> {
         abort: b_abort,
         label: b_label,
     } = b;
+    // Declared after the halves, so dropped before them: if this future is
+    // cancelled mid-copy (sfs stopped by a signal), both sides are aborted before
+    // any half is closed normally, and neither peer reads a clean end of file.
+    let mut guard = AbortGuard(vec![a_abort, b_abort]);
     let ab = async {
         let n = tokio::io::copy(&mut ar, &mut bw).await?;
         bw.shutdown().await?;
@@ -71,15 +75,37 @@ pub async fn splice(a: Conn, b: Conn) -> io::Result<(u64, u64)> {
         }
     };
     match &result {
-        Ok((x, y)) => debug!("{a_label} <-> {b_label}: done, {x} and {y} bytes"),
+        Ok((x, y)) => {
+            debug!("{a_label} <-> {b_label}: done, {x} and {y} bytes");
+            guard.disarm();
+        }
         Err(e) => {
             info!("{a_label} <-> {b_label}: aborted: {}", describe_io(e));
-            for f in [a_abort, b_abort].into_iter().flatten() {
-                f();
-            }
+            guard.fire();
         }
     }
     result
+}
+
+/// Abort actions that run when dropped unless disarmed.
+struct AbortGuard(Vec<Option<Box<dyn FnOnce() + Send>>>);
+
+impl AbortGuard {
+    fn fire(&mut self) {
+        for f in self.0.drain(..).flatten() {
+            f();
+        }
+    }
+
+    fn disarm(&mut self) {
+        self.0.clear();
+    }
+}
+
+impl Drop for AbortGuard {
+    fn drop(&mut self) {
+        self.fire();
+    }
 }
 
 /// A way to make a connection on demand.

@@ -302,6 +302,16 @@ impl Testbed {
             .collect()
     }
 
+    /// Sends SIGTERM to process `i` (0 cable, 1 side A, 2 side B).
+    pub fn terminate(&self, i: usize) {
+        if let Some(pid) = self.procs.get(i).and_then(|p| p.id()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+    }
+
     /// Unplugs the cable (kills it, so both sfs ends lose their device), waits
     /// `down`, and plugs a new one in at the same paths.
     pub async fn replug_cable(&mut self, down: Duration) -> io::Result<()> {

@@ -292,3 +292,20 @@ async fn a_second_sfs_on_the_same_device_gets_a_clear_error() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("device is busy"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_sfs_mid_transfer_resets_the_connection() {
+    let bed = bed(CableSpec::clean(230_400)).await;
+    let entry = bed.entry;
+    let t = tokio::spawn(async move { download(entry, 400_000, 4).await });
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    bed.terminate(1); // SIGTERM to side A while bytes are flowing
+    let r = tokio::time::timeout(Duration::from_secs(10), t)
+        .await
+        .expect("transfer ended")
+        .unwrap();
+    match r {
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+        Ok(tr) => panic!("a stream cut by stopping sfs must not look complete: {tr:?}"),
+    }
+}

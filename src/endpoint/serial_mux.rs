@@ -429,9 +429,11 @@ impl AsyncWrite for ChannelWriter {
 }
 
 impl Drop for ChannelWriter {
+    /// A writer dropped before `shutdown` did not finish its stream: the peer
+    /// must see a reset, not an end of file.
     fn drop(&mut self) {
         if !self.shut {
-            let _ = self.cmd.send(Cmd::Eof { ch: self.ch });
+            let _ = self.cmd.send(Cmd::Reset { ch: self.ch });
         }
     }
 }
