@@ -480,8 +480,8 @@ fn start(addr: &SerialMux) -> Result<MuxHandle> {
     if let Some(d) = addr.dead_after {
         lcfg.dead_after = d;
     }
-    lcfg.validate()
-        .map_err(|e| Error::Usage(format!("SERIAL-MUX:{}: {e}", addr.device)))?;
+    let usage = |e: String| Error::Usage(format!("SERIAL-MUX:{}: {e}", addr.device));
+    lcfg.validate().map_err(usage)?;
     let mut mcfg = MuxConfig::for_byte_rate(byte_rate);
     if let Some(w) = addr.window {
         mcfg.window = w;
@@ -489,8 +489,7 @@ fn start(addr: &SerialMux) -> Result<MuxHandle> {
     if let Some(m) = addr.max_channels {
         mcfg.max_channels = m;
     }
-    mcfg.validate()
-        .map_err(|e| Error::Usage(format!("SERIAL-MUX:{}: {e}", addr.device)))?;
+    mcfg.validate().map_err(usage)?;
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let now = Instant::now();
     let epoch = random_epoch();
