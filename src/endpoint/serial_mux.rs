@@ -592,6 +592,7 @@ impl Driver {
                 self.link.handle_timeout(now);
             }
             self.process_events(now);
+            self.expire_waiting(now);
             if port.is_none() && reopen_at.is_some_and(|t| t <= now) {
                 match crate::endpoint::serial::open_port(&self.device, &self.line) {
                     Ok(p) => {
