@@ -23,7 +23,7 @@
 //! - Integrity: CRC-32C, Hamming distance 6 while the covered length stays ≤ 655 B.
 //! - Reliability: selective repeat, 16-bit wrapping [`Seq`], window (default 64
 //!   frames, ≤ 256) negotiated in HELLO, cumulative + SACK acks piggy-backed on data or
-//!   sent within `ack_delay` (2 ms), immediately on a gap; RFC 6298 RTO with a floor
+//!   sent within `ack_delay` (4 ms), immediately on a gap; RFC 6298 RTO with a floor
 //!   derived from the frame time; fast retransmit when a frame sent later is acked;
 //!   back-off capped at 2 s while the line is dead.
 //! - Frame size: payload `(h+√(h²+4h/q))/2 − h` for the observed per-byte error
@@ -106,7 +106,7 @@ impl LinkConfig {
             window: 64,
             keepalive: Duration::from_secs(1),
             dead_after: Duration::from_secs(60),
-            ack_delay: Duration::from_millis(2),
+            ack_delay: Duration::from_millis(4),
             pacing_target: Duration::from_millis(3),
             max_rto: Duration::from_secs(2),
             mismatch_after: Duration::from_secs(3),
