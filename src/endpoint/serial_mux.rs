@@ -77,15 +77,19 @@ impl MuxHub {
         Ok(h)
     }
 
-    /// One statistics line per running driver.
-    pub async fn stats(&self) -> Vec<String> {
-        let handles: Vec<MuxHandle> = self
-            .inner
+    /// Handles of every running driver.
+    async fn handles(&self) -> Vec<MuxHandle> {
+        self.inner
             .lock()
             .await
             .values()
             .map(|(_, h)| h.clone())
-            .collect();
+            .collect()
+    }
+
+    /// One statistics line per running driver.
+    pub async fn stats(&self) -> Vec<String> {
+        let handles = self.handles().await;
         let mut out = Vec::new();
         for h in handles {
             if let Some(line) = h.stats().await {
@@ -97,13 +101,7 @@ impl MuxHub {
 
     /// Asks every driver to flush and stop, waiting briefly.
     pub async fn shutdown(&self) {
-        let handles: Vec<MuxHandle> = self
-            .inner
-            .lock()
-            .await
-            .values()
-            .map(|(_, h)| h.clone())
-            .collect();
+        let handles = self.handles().await;
         for h in handles {
             let (tx, rx) = oneshot::channel();
             if h.cmd.send(Cmd::Shutdown { done: tx }).is_ok() {
