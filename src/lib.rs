@@ -30,4 +30,5 @@ pub mod line;
 pub mod link;
 pub mod mux;
 pub mod sim;
+pub mod station;
 pub mod testbed;

@@ -363,6 +363,22 @@ impl Link {
         Ok(())
     }
 
+    /// Every frame handed to [`send`](Self::send) has been acknowledged by the
+    /// peer (nothing waits for a first transmission or a retransmission).
+    pub fn all_acked(&self) -> bool {
+        self.snd.is_empty()
+    }
+
+    /// Ends the current session on our own initiative — the layer above found the
+    /// peer's data unusable — exactly as a lost session ends: everything in flight
+    /// either way is dropped and a new epoch is taken, so the peer sees a restart
+    /// and resets its side too. No event is reported; the caller already knows.
+    pub fn restart_session(&mut self) {
+        self.reset_session();
+        self.epoch = next_epoch(self.epoch);
+        self.hello_due = true;
+    }
+
     /// Next event for the layer above.
     pub fn poll_event(&mut self) -> Option<LinkEvent> {
         self.events.pop_front()

@@ -1296,3 +1296,29 @@ impl Mux {
         assert!(self.wire.values().all(|h| self.channels.contains_key(h)));
     }
 }
+
+// TEMPORARY until the mux-state branch lands (it carries EXIT on the wire).
+/// How the program behind a stream ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ExitStatus {
+    /// Exited with this code.
+    Code(u32),
+    /// Killed by this signal.
+    Signal(u32),
+}
+
+impl fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitStatus::Code(c) => write!(f, "exit code {c}"),
+            ExitStatus::Signal(s) => write!(f, "killed by signal {s}"),
+        }
+    }
+}
+
+impl Mux {
+    /// Like [`Mux::close_write`]; the status travels once EXIT is on the wire.
+    pub fn close_write_with_status(&mut self, ch: ChannelId, _status: ExitStatus) {
+        self.close_write(ch);
+    }
+}
