@@ -20,71 +20,111 @@
 
 use crate::address::{Address, ListenOptions};
 use crate::endpoint::serial_mux::{Incoming, MuxHandle, MuxHub, PendingChannel};
-use crate::endpoint::{exec, pty, serial, stdio, tcp, unix, Conn};
+use crate::endpoint::{exec, pty, serial, stdio, tcp, unix, Conn, ExitStatus, Reader, StatusSlot, Writer};
 use crate::error::{describe_io, Error, Result};
 use std::io;
 use std::sync::Arc;
-use tokio::io::AsyncWriteExt;
-use tokio::sync::Semaphore;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{watch, Semaphore};
 use tracing::{debug, info, warn};
 
-/// Copies both ways between two connections until both directions reach EOF.
-/// Returns the bytes carried a→b and b→a; on an error both are aborted.
-pub async fn splice(a: Conn, b: Conn) -> io::Result<(u64, u64)> {
+/// What a finished bridge of two connections carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spliced {
+    /// Bytes carried a→b.
+    pub a_to_b: u64,
+    /// Bytes carried b→a.
+    pub b_to_a: u64,
+    /// The exit status either stream ended with (a program's, or one a
+    /// channel's peer sent).
+    pub status: Option<ExitStatus>,
+}
+
+/// Copies `from` into `to` until end of file, then passes on the exit status
+/// the stream ended with, if any, and shuts `to` down. The next read starts
+/// only once the previous bytes were written, so a reader that counts a read
+/// as consumed when it is asked for more (a channel) counts delivered bytes.
+async fn copy_stream(
+    from: &mut Reader,
+    to: &mut Writer,
+    ended_with: Option<&StatusSlot>,
+    pass_to: Option<&StatusSlot>,
+) -> io::Result<u64> {
+    let mut buf = vec![0u8; COPY_BUFFER];
+    let mut total = 0u64;
+    loop {
+        let n = from.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        to.write_all(&buf[..n]).await?;
+        total += n as u64;
+    }
+    if let (Some(src), Some(dst)) = (ended_with, pass_to) {
+        let status = *src.lock().expect("status lock");
+        *dst.lock().expect("status lock") = status;
+    }
+    to.shutdown().await?;
+    Ok(total)
+}
+
+/// Bytes one direction of a bridge reads at a time.
+const COPY_BUFFER: usize = 16 * 1024;
+
+/// Copies both ways between two connections until both directions reach EOF
+/// and each far end that confirms delivery (a channel) has confirmed it. On an
+/// error both are aborted, so neither peer reads a clean end of a cut stream.
+pub async fn splice(a: Conn, b: Conn) -> io::Result<Spliced> {
     let Conn {
         reader: mut ar,
         writer: mut aw,
         abort: a_abort,
         label: a_label,
+        exit_status: a_status,
+        pass_status: a_pass,
+        confirmed: a_confirmed,
     } = a;
     let Conn {
         reader: mut br,
         writer: mut bw,
         abort: b_abort,
         label: b_label,
+        exit_status: b_status,
+        pass_status: b_pass,
+        confirmed: b_confirmed,
     } = b;
     // Declared after the halves, so dropped before them: if this future is
     // cancelled mid-copy (sfs stopped by a signal), both sides are aborted before
     // any half is closed normally, and neither peer reads a clean end of file.
     let mut guard = AbortGuard(vec![a_abort, b_abort]);
-    let ab = async {
-        let n = tokio::io::copy(&mut ar, &mut bw).await?;
-        bw.shutdown().await?;
-        io::Result::Ok(n)
-    };
-    let ba = async {
-        let n = tokio::io::copy(&mut br, &mut aw).await?;
-        aw.shutdown().await?;
-        io::Result::Ok(n)
-    };
-    tokio::pin!(ab, ba);
-    let (mut n_ab, mut n_ba) = (None, None);
-    let result = loop {
-        tokio::select! {
-            r = &mut ab, if n_ab.is_none() => match r {
-                Ok(n) => n_ab = Some(n),
-                Err(e) => break Err(e),
-            },
-            r = &mut ba, if n_ba.is_none() => match r {
-                Ok(n) => n_ba = Some(n),
-                Err(e) => break Err(e),
-            },
+    let ab = copy_stream(&mut ar, &mut bw, a_status.as_ref(), b_pass.as_ref());
+    let ba = copy_stream(&mut br, &mut aw, b_status.as_ref(), a_pass.as_ref());
+    let result = async {
+        let (x, y) = tokio::try_join!(ab, ba)?;
+        for confirmation in [a_confirmed, b_confirmed].into_iter().flatten() {
+            confirmation.await?;
         }
-        if let (Some(x), Some(y)) = (n_ab, n_ba) {
-            break Ok((x, y));
-        }
-    };
-    match &result {
+        io::Result::Ok((x, y))
+    }
+    .await;
+    match result {
         Ok((x, y)) => {
             debug!("{a_label} <-> {b_label}: done, {x} and {y} bytes");
             guard.disarm();
+            let read = |s: &Option<StatusSlot>| s.as_ref().and_then(|s| *s.lock().expect("status lock"));
+            Ok(Spliced {
+                a_to_b: x,
+                b_to_a: y,
+                status: read(&a_status).or(read(&b_status)),
+            })
         }
         Err(e) => {
-            info!("{a_label} <-> {b_label}: aborted: {}", describe_io(e));
+            info!("{a_label} <-> {b_label}: aborted: {}", describe_io(&e));
             guard.fire();
+            Err(e)
         }
     }
-    result
 }
 
 /// Abort actions that run when dropped unless disarmed.
@@ -246,38 +286,56 @@ async fn plan(a1: Address, a2: Address, hub: &MuxHub) -> Result<Plan> {
     })
 }
 
+/// How long connections may go on finishing by themselves after SIGINT or
+/// SIGTERM before they are reset.
+pub const STOP_GRACE: Duration = Duration::from_secs(2);
+
 /// Runs every address pair of the command line until all are done (a forking
-/// listener or a serving SERIAL-MUX never is) or a signal arrives.
-pub async fn run(pairs: Vec<(Address, Address)>) -> Result<()> {
+/// listener or a serving SERIAL-MUX never is) or a signal stops them. Returns
+/// the exit status a one-shot stream ended with (a remote program's, carried
+/// over SERIAL-MUX), for sfs to exit with.
+///
+/// On SIGINT or SIGTERM, listeners stop accepting and every connection gets
+/// [`STOP_GRACE`] to finish by itself; what is still running then is reset,
+/// never closed as if complete. A second signal resets at once.
+pub async fn run(pairs: Vec<(Address, Address)>) -> Result<Option<ExitStatus>> {
     let hub = MuxHub::new();
     let mut plans = Vec::new();
     for (a1, a2) in pairs {
         plans.push(plan(a1, a2, &hub).await?);
     }
+    let (stop_tx, stop_rx) = watch::channel(Stop::Running);
     let mut tasks = tokio::task::JoinSet::new();
     for p in plans {
-        tasks.spawn(execute(p));
+        tasks.spawn(execute(p, stop_rx.clone()));
     }
     let mut first_err = None;
-    let shutdown = shutdown_signal();
-    tokio::pin!(shutdown);
+    let mut status = None;
+    let mut signals = 0;
     let mut usr1 = Usr1::new();
+    let mut stop_signals = StopSignals::new();
     loop {
         tokio::select! {
             r = tasks.join_next() => match r {
                 None => break,
-                Some(Ok(Ok(()))) => {}
+                Some(Ok(Ok(s))) => status = status.or(s),
                 Some(Ok(Err(e))) => {
                     first_err.get_or_insert(e);
                 }
+                Some(Err(join)) if join.is_cancelled() => {}
                 Some(Err(join)) => {
                     first_err.get_or_insert(Error::Runtime(format!("internal error: {join}")));
                 }
             },
-            _ = &mut shutdown => {
-                info!("signal received, closing");
-                tasks.abort_all();
-                break;
+            _ = stop_signals.recv() => {
+                signals += 1;
+                if signals == 1 {
+                    info!("signal received: finishing connections (up to {} s), then resetting the rest", STOP_GRACE.as_secs());
+                    let _ = stop_tx.send(Stop::Draining(tokio::time::Instant::now() + STOP_GRACE));
+                } else {
+                    info!("second signal: resetting every connection");
+                    tasks.abort_all();
+                }
             }
             _ = usr1.recv() => {
                 // Statistics on request, like dd(1): one line per serial link.
@@ -294,29 +352,83 @@ pub async fn run(pairs: Vec<(Address, Address)>) -> Result<()> {
     // Wait for the aborted tasks to be dropped, so that what they own is torn down
     // in order (the cable prints its statistics, pty links are removed).
     while tasks.join_next().await.is_some() {}
-    // Let the mux drivers flush what they were sending (EOFs, resets) briefly.
-    hub.shutdown().await;
+    // Every connection has ended: the drivers flush the last closes and resets.
+    hub.shutdown(Duration::ZERO).await;
     match first_err {
         Some(e) => Err(e),
-        None => Ok(()),
+        None => Ok(status),
     }
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+/// What the bridge asks of running plans.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stop {
+    Running,
+    /// Accept nothing new; finish by the deadline, then reset what is left.
+    Draining(tokio::time::Instant),
+}
+
+/// Resolves at the deadline of a stop request.
+async fn stop_deadline(mut stop: watch::Receiver<Stop>) {
+    loop {
+        let state = *stop.borrow_and_update();
+        if let Stop::Draining(deadline) = state {
+            tokio::time::sleep_until(deadline).await;
+            return;
+        }
+        if stop.changed().await.is_err() {
+            return std::future::pending().await;
+        }
     }
 }
 
-async fn execute(plan: Plan) -> Result<()> {
+/// Resolves when a stop is requested.
+async fn stop_requested(mut stop: watch::Receiver<Stop>) {
+    let requested = stop.wait_for(|s| *s != Stop::Running).await.is_ok();
+    if !requested {
+        std::future::pending::<()>().await
+    }
+}
+
+/// SIGINT and SIGTERM, or nothing where they cannot be installed.
+struct StopSignals {
+    interrupt: Option<tokio::signal::unix::Signal>,
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    fn new() -> Self {
+        use tokio::signal::unix::{signal, SignalKind};
+        StopSignals {
+            interrupt: signal(SignalKind::interrupt()).ok(),
+            terminate: signal(SignalKind::terminate()).ok(),
+        }
+    }
+
+    async fn recv(&mut self) {
+        async fn one(s: &mut Option<tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        tokio::select! {
+            _ = one(&mut self.interrupt) => {}
+            _ = one(&mut self.terminate) => {}
+        }
+    }
+}
+
+async fn execute(plan: Plan, stop: watch::Receiver<Stop>) -> Result<Option<ExitStatus>> {
     match plan {
-        Plan::Cable(p1, p2) => crate::cable::run(p1, p2).await,
+        Plan::Cable(p1, p2) => {
+            tokio::select! {
+                r = crate::cable::run(p1, p2) => r.map(|()| None),
+                _ = stop_requested(stop) => Ok(None),
+            }
+        }
         Plan::Once(d1, d2) => {
             let c1 = d1.dial().await.map_err(|e| dial_error(&d1, &e))?;
             let c2 = match d2.dial().await {
@@ -326,10 +438,14 @@ async fn execute(plan: Plan) -> Result<()> {
                     return Err(dial_error(&d2, &e));
                 }
             };
-            splice(c1, c2)
-                .await
-                .map(|_| ())
-                .map_err(|e| Error::Runtime(format!("connection aborted: {}", describe_io(&e))))
+            tokio::select! {
+                r = splice(c1, c2) => r
+                    .map(|s| s.status)
+                    .map_err(|e| Error::Runtime(format!("connection aborted: {}", describe_io(&e)))),
+                _ = stop_deadline(stop) => Err(Error::Runtime(
+                    "stopped by a signal before the transfer finished; the connection was reset".into(),
+                )),
+            }
         }
         Plan::Serve(mut src, dial) => {
             let (fork, max_children) = src.policy();
@@ -338,22 +454,22 @@ async fn execute(plan: Plan) -> Result<()> {
             ));
             let mut running = tokio::task::JoinSet::new();
             loop {
-                let permit = limit
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .expect("semaphore never closed");
+                let permit = tokio::select! {
+                    p = limit.clone().acquire_owned() => p.expect("semaphore never closed"),
+                    _ = stop_requested(stop.clone()) => break,
+                };
                 let arrival = tokio::select! {
                     a = src.next() => a,
                     // Reap finished connections while waiting.
                     Some(_) = running.join_next(), if !running.is_empty() => continue,
+                    _ = stop_requested(stop.clone()) => break,
                 };
                 let arrival = match arrival {
                     None => break,
                     Some(Ok(a)) => a,
                     Some(Err(e)) => {
                         warn!("accept failed: {}", describe_io(&e));
-                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
                     }
                 };
@@ -370,11 +486,24 @@ async fn execute(plan: Plan) -> Result<()> {
                         }
                     });
                 } else {
-                    return task.await;
+                    return tokio::select! {
+                        r = task => r.map(|()| None),
+                        _ = stop_deadline(stop) => Ok(None),
+                    };
                 }
             }
-            while running.join_next().await.is_some() {}
-            Ok(())
+            // Stopping (or the source ended): running connections finish, until
+            // the stop deadline resets them (dropping the set aborts them).
+            drop(src);
+            tokio::select! {
+                _ = async { while running.join_next().await.is_some() {} } => {}
+                _ = stop_deadline(stop) => {
+                    if !running.is_empty() {
+                        info!("resetting {} connection(s) still open", running.len());
+                    }
+                }
+            }
+            Ok(None)
         }
     }
 }

@@ -85,8 +85,19 @@ fn main() -> ExitCode {
     // Do not wait for blocking stdin reads to finish.
     runtime.shutdown_background();
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(None) => ExitCode::SUCCESS,
+        Ok(Some(status)) => ExitCode::from(status_code(status)),
         Err(e) => fail(&e),
+    }
+}
+
+/// The exit code for a remote program's status, as ssh and the shell report
+/// it: its own code, or 128 + the signal that killed it.
+fn status_code(status: sfs::endpoint::ExitStatus) -> u8 {
+    use sfs::endpoint::ExitStatus;
+    match status {
+        ExitStatus::Code(c) => (c & 0xff) as u8,
+        ExitStatus::Signal(s) => (128 + (s & 0x7f)) as u8,
     }
 }
 

@@ -10,13 +10,24 @@ pub mod stdio;
 pub mod tcp;
 pub mod unix;
 
+use std::future::Future;
+use std::io;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncRead, AsyncWrite};
+
+pub use crate::mux::ExitStatus;
 
 /// The read half of a connection.
 pub type Reader = Pin<Box<dyn AsyncRead + Send>>;
 /// The write half of a connection.
 pub type Writer = Pin<Box<dyn AsyncWrite + Send>>;
+
+/// Where an exit status is left for the other side of the bridge.
+pub type StatusSlot = Arc<Mutex<Option<ExitStatus>>>;
+
+/// Resolves once the far end confirmed it took the whole stream.
+pub type Confirmation = Pin<Box<dyn Future<Output = io::Result<()>> + Send>>;
 
 /// One bidirectional byte stream, ready to bridge.
 pub struct Conn {
@@ -29,6 +40,16 @@ pub struct Conn {
     pub abort: Option<Box<dyn FnOnce() + Send>>,
     /// Human-readable description for logs (`tcp 127.0.0.1:5000`).
     pub label: String,
+    /// Filled before the reader's end of file when the stream ended with a
+    /// program's exit status (EXEC's child; a channel whose peer sent one).
+    pub exit_status: Option<StatusSlot>,
+    /// Read by the writer at shutdown: a status to pass on with the end of
+    /// stream (a channel carries it to the peer).
+    pub pass_status: Option<StatusSlot>,
+    /// For endpoints whose writes are only final once the far end confirms them
+    /// (a channel: the peer took every byte and closed cleanly); the bridge
+    /// awaits it before calling the connection complete.
+    pub confirmed: Option<Confirmation>,
 }
 
 impl Conn {
@@ -43,6 +64,9 @@ impl Conn {
             writer: Box::pin(writer),
             abort: None,
             label: label.into(),
+            exit_status: None,
+            pass_status: None,
+            confirmed: None,
         }
     }
 

@@ -1,30 +1,31 @@
-//! `SERIAL-MUX:DEVICE`: the tokio driver that owns a serial port, a
-//! [`Link`](crate::link::Link) and a [`Mux`](crate::mux::Mux), and turns mux
-//! channels into [`Conn`]s for the bridge.
+//! `SERIAL-MUX:DEVICE`: the tokio driver of a [`Station`], the sans-IO end of a
+//! SERIAL-MUX line. It only moves bytes: between the device and the station,
+//! and between the station's channels and the bridge's [`Conn`]s. Every
+//! decision about the line (what to send when, which opens wait, what a
+//! service refusal says, how a close drains) is the station's.
 //!
-//! One driver task per device (several address pairs naming the same device share
-//! it, see [`MuxHub`]). The task:
-//! - reads the port continuously (a helper task), so the device never overruns;
-//! - paces its writes with a [`Pacer`](crate::link::pacer::Pacer): at most a few
-//!   milliseconds of bytes sit below it in the OS and device queues, so that the
-//!   mux scheduler's priorities (a keystroke ahead of bulk) stay effective;
-//! - re-arms one timer from `Link::poll_timeout`.
+//! One driver task per device (several address pairs naming the same device
+//! share it, see [`MuxHub`]). The task:
+//! - reads the device continuously (a reader task with a bounded queue);
+//! - writes through a writer task, so a device that stops taking bytes (a line
+//!   held by CTS, a full adapter) pauses the line but never the driver: timers,
+//!   `dead-after`, input and commands go on;
+//! - reopens a lost device every [`REOPEN_EVERY`], keeping the link and channels.
 //!
-//! Channels reach the bridge as [`Conn`]s whose reader yields the peer's bytes
-//! (returning credit as the bridge consumes them) and whose writer is bounded, so
-//! a stalled connection stops only its own channel. A reset channel (peer reset,
-//! peer restarted, link lost) makes both halves fail with `ConnectionReset`, which
-//! the bridge turns into a TCP RST.
+//! A channel reaches the bridge as a [`Conn`]: its reader yields the peer's
+//! bytes and reports them consumed only when the bridge comes back for more
+//! (so they were written on), its writer has a small byte budget, and its
+//! `confirmed` future resolves when the station reports the channel closed
+//! (the peer took every byte) or fails when it was cut.
 #![allow(clippy::disallowed_methods)] // a driver: it reads the clock and hands time to the sans-IO core
 
-use super::Conn;
+use super::{Conn, StatusSlot};
 use crate::address::SerialMux;
 use crate::error::{Error, Result};
-use crate::link::pacer::Pacer;
-use crate::link::{Link, LinkConfig, LinkEvent};
-use crate::mux::{ChannelId, Mux, MuxConfig, MuxEvent, RefuseReason};
-use bytes::{Buf, Bytes};
-use std::collections::{HashMap, VecDeque};
+use crate::mux::{ChannelId, ExitStatus, RefuseReason};
+use crate::station::{OpenError, OpenId, Station, StationConfig, StationEvent};
+use bytes::{Bytes, BytesMut};
+use std::collections::HashMap;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -32,14 +33,17 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, error, info, warn};
+use tracing::{debug, info, warn};
 
 /// How often a lost device is opened again.
 const REOPEN_EVERY: Duration = Duration::from_millis(500);
-/// How long an open waits for the link to come up before it is refused.
-const OPEN_WAIT: Duration = Duration::from_secs(5);
-/// Bytes a channel's writer may hand to the driver beyond the mux's own buffer.
+/// Bytes a channel's writer may hand to the driver beyond what the station
+/// passed on to the mux: enough to keep the mux's buffer topped up.
 const WRITER_BUDGET: usize = 4096;
+/// Chunks of device input queued for the driver before the reader waits.
+const INPUT_QUEUE: usize = 64;
+/// Most bytes handed to the device writer at once.
+const WRITE_BATCH: usize = 8192;
 
 /// Process-wide registry of mux drivers, one per device.
 #[derive(Clone, Default)]
@@ -89,9 +93,8 @@ impl MuxHub {
 
     /// One statistics line per running driver.
     pub async fn stats(&self) -> Vec<String> {
-        let handles = self.handles().await;
         let mut out = Vec::new();
-        for h in handles {
+        for h in self.handles().await {
             if let Some(line) = h.stats().await {
                 out.push(line);
             }
@@ -99,13 +102,13 @@ impl MuxHub {
         out
     }
 
-    /// Asks every driver to flush and stop, waiting briefly.
-    pub async fn shutdown(&self) {
-        let handles = self.handles().await;
-        for h in handles {
+    /// Closes every driver: channels still open get `grace` to finish cleanly,
+    /// then are reset; returns once the resets were flushed to the peer.
+    pub async fn shutdown(&self, grace: Duration) {
+        for h in self.handles().await {
             let (tx, rx) = oneshot::channel();
-            if h.cmd.send(Cmd::Shutdown { done: tx }).is_ok() {
-                let _ = tokio::time::timeout(Duration::from_millis(500), rx).await;
+            if h.cmd.send(Cmd::Close { grace, done: tx }).is_ok() {
+                let _ = rx.await;
             }
         }
     }
@@ -119,8 +122,9 @@ pub struct MuxHandle {
 }
 
 impl MuxHandle {
-    /// Opens a channel to the peer's `service` and waits until it is accepted.
-    /// A refusal is an error of kind `ConnectionRefused` carrying the reason.
+    /// Opens a channel to the peer's `service` and waits until it is accepted
+    /// (while the link is down or every channel is busy, the station makes it
+    /// wait). A refusal is an error of kind `ConnectionRefused`.
     pub async fn open_channel(&self, service: &str) -> io::Result<Conn> {
         let (tx, rx) = oneshot::channel();
         self.cmd
@@ -132,10 +136,10 @@ impl MuxHandle {
         rx.await.map_err(|_| driver_gone())?
     }
 
-    /// Registers this process as the server of `service`: channels the peer opens
-    /// for it arrive on the returned [`Incoming`].
+    /// Offers `service`: channels the peer opens for it arrive on the returned
+    /// [`Incoming`].
     pub fn listen(&self, service: &str) -> Result<Incoming> {
-        let (tx, rx) = mpsc::channel(64);
+        let (tx, rx) = mpsc::unbounded_channel();
         self.cmd
             .send(Cmd::Listen {
                 service: service.to_string(),
@@ -157,9 +161,10 @@ fn driver_gone() -> io::Error {
     io::Error::new(io::ErrorKind::BrokenPipe, "serial mux driver stopped")
 }
 
-/// Channels opened by the peer for one service.
+/// Channels opened by the peer for one service. Unbounded, because the
+/// station's channel limit already bounds how many can be pending.
 pub struct Incoming {
-    rx: mpsc::Receiver<PendingChannel>,
+    rx: mpsc::UnboundedReceiver<PendingChannel>,
 }
 
 impl Incoming {
@@ -228,7 +233,7 @@ enum Cmd {
     },
     Listen {
         service: String,
-        queue: mpsc::Sender<PendingChannel>,
+        queue: mpsc::UnboundedSender<PendingChannel>,
     },
     Accept {
         ch: ChannelId,
@@ -244,6 +249,7 @@ enum Cmd {
     },
     Eof {
         ch: ChannelId,
+        status: Option<ExitStatus>,
     },
     Reset {
         ch: ChannelId,
@@ -255,7 +261,8 @@ enum Cmd {
     Stats {
         reply: oneshot::Sender<String>,
     },
-    Shutdown {
+    Close {
+        grace: Duration,
         done: oneshot::Sender<()>,
     },
 }
@@ -263,7 +270,7 @@ enum Cmd {
 /// What the driver tells a channel's reader.
 enum Inbound {
     Data(Bytes),
-    Eof,
+    Eof(Option<ExitStatus>),
     Reset(String),
 }
 
@@ -280,30 +287,49 @@ struct ConnParts {
     cmd: mpsc::UnboundedSender<Cmd>,
     rx: mpsc::UnboundedReceiver<Inbound>,
     write: Arc<Mutex<WriteShared>>,
+    confirmed: oneshot::Receiver<io::Result<()>>,
     label: String,
 }
 
 impl ConnParts {
     fn into_conn(self) -> Conn {
+        let received_status = StatusSlot::default();
+        let pass_status = StatusSlot::default();
         let reader = ChannelReader {
             ch: self.ch,
             cmd: self.cmd.clone(),
             rx: self.rx,
             cur: Bytes::new(),
-            eof: false,
-            reset: None,
+            unreported: 0,
+            end: ReadEnd::Open,
+            status: received_status.clone(),
         };
         let writer = ChannelWriter {
             ch: self.ch,
             cmd: self.cmd.clone(),
             shared: self.write,
+            status: pass_status.clone(),
             shut: false,
         };
         let (ch, cmd) = (self.ch, self.cmd);
-        Conn::new(reader, writer, self.label).with_abort(move || {
+        let confirmed = self.confirmed;
+        let mut conn = Conn::new(reader, writer, self.label).with_abort(move || {
             let _ = cmd.send(Cmd::Reset { ch });
-        })
+        });
+        conn.exit_status = Some(received_status);
+        conn.pass_status = Some(pass_status);
+        conn.confirmed = Some(Box::pin(async move {
+            confirmed.await.unwrap_or_else(|_| Err(driver_gone()))
+        }));
+        conn
     }
+}
+
+/// How far a channel reader has come.
+enum ReadEnd {
+    Open,
+    Eof,
+    Reset(String),
 }
 
 struct ChannelReader {
@@ -311,62 +337,78 @@ struct ChannelReader {
     cmd: mpsc::UnboundedSender<Cmd>,
     rx: mpsc::UnboundedReceiver<Inbound>,
     cur: Bytes,
-    eof: bool,
-    /// The channel was reset; reported once the data before it is read.
-    reset: Option<String>,
+    /// Bytes handed out whose consumption is not reported yet: they count as
+    /// consumed when the bridge comes back for more (it wrote them on) or
+    /// drops the reader.
+    unreported: usize,
+    end: ReadEnd,
+    status: StatusSlot,
+}
+
+impl ChannelReader {
+    fn report_consumed(&mut self) {
+        if self.unreported > 0 {
+            let _ = self.cmd.send(Cmd::Consumed {
+                ch: self.ch,
+                n: std::mem::take(&mut self.unreported),
+            });
+        }
+    }
 }
 
 impl AsyncRead for ChannelReader {
-    /// Copies as many queued chunks as fit (one write downstream instead of one
-    /// per link frame) and returns their credit in one command.
+    /// Copies as many queued chunks as fit: one write downstream instead of
+    /// one per link frame.
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        self.report_consumed();
         let mut copied = 0;
         let result = loop {
             if !self.cur.is_empty() {
                 let n = self.cur.len().min(buf.remaining());
-                buf.put_slice(&self.cur[..n]);
-                self.cur.advance(n);
+                buf.put_slice(&self.cur.split_to(n));
                 copied += n;
                 if buf.remaining() == 0 {
                     break Poll::Ready(Ok(()));
                 }
                 continue;
             }
-            if self.eof {
-                break Poll::Ready(Ok(()));
-            }
-            if let Some(why) = &self.reset {
+            match &self.end {
+                ReadEnd::Eof => break Poll::Ready(Ok(())),
                 // Data that arrived before the reset is handed over first.
-                break if copied > 0 {
-                    Poll::Ready(Ok(()))
-                } else {
-                    Poll::Ready(Err(io::Error::new(
+                ReadEnd::Reset(_) if copied > 0 => break Poll::Ready(Ok(())),
+                ReadEnd::Reset(why) => {
+                    break Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::ConnectionReset,
                         why.clone(),
                     )))
-                };
+                }
+                ReadEnd::Open => {}
             }
             match self.rx.poll_recv(cx) {
                 Poll::Pending if copied > 0 => break Poll::Ready(Ok(())),
                 Poll::Pending => break Poll::Pending,
                 Poll::Ready(Some(Inbound::Data(b))) => self.cur = b,
-                Poll::Ready(Some(Inbound::Eof)) => self.eof = true,
-                Poll::Ready(Some(Inbound::Reset(why))) => self.reset = Some(why),
+                Poll::Ready(Some(Inbound::Eof(status))) => {
+                    *self.status.lock().expect("status lock") = status;
+                    self.end = ReadEnd::Eof;
+                }
+                Poll::Ready(Some(Inbound::Reset(why))) => self.end = ReadEnd::Reset(why),
                 Poll::Ready(None) if copied > 0 => break Poll::Ready(Ok(())),
                 Poll::Ready(None) => break Poll::Ready(Err(driver_gone())),
             }
         };
-        if copied > 0 {
-            let _ = self.cmd.send(Cmd::Consumed {
-                ch: self.ch,
-                n: copied,
-            });
-        }
+        self.unreported += copied;
         result
+    }
+}
+
+impl Drop for ChannelReader {
+    fn drop(&mut self) {
+        self.report_consumed();
     }
 }
 
@@ -374,6 +416,8 @@ struct ChannelWriter {
     ch: ChannelId,
     cmd: mpsc::UnboundedSender<Cmd>,
     shared: Arc<Mutex<WriteShared>>,
+    /// An exit status to send with the end of stream (set by the bridge).
+    status: StatusSlot,
     shut: bool,
 }
 
@@ -420,7 +464,11 @@ impl AsyncWrite for ChannelWriter {
     fn poll_shutdown(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if !self.shut {
             self.shut = true;
-            let _ = self.cmd.send(Cmd::Eof { ch: self.ch });
+            let status = self.status.lock().expect("status lock").take();
+            let _ = self.cmd.send(Cmd::Eof {
+                ch: self.ch,
+                status,
+            });
         }
         Poll::Ready(Ok(()))
     }
@@ -436,23 +484,32 @@ impl Drop for ChannelWriter {
     }
 }
 
-/// The driver's view of one channel.
-struct Chan {
+/// The driver's side of one channel's [`Conn`].
+struct ChanLink {
     to_app: mpsc::UnboundedSender<Inbound>,
     write: Arc<Mutex<WriteShared>>,
-    /// Bytes the writer handed over that the mux has not taken yet.
-    pending: VecDeque<Bytes>,
-    /// The writer shut down: send EOF once `pending` is drained.
-    eof_pending: bool,
-    /// Our open, waiting for Accepted/Refused, with the conn to hand out.
-    opening: Option<(oneshot::Sender<io::Result<Conn>>, ConnParts)>,
+    confirmed: oneshot::Sender<io::Result<()>>,
 }
 
-/// An open waiting for the link to come up.
-struct WaitingOpen {
-    service: String,
-    reply: oneshot::Sender<io::Result<Conn>>,
-    deadline: Instant,
+impl ChanLink {
+    /// The channel is gone: both halves fail, and `confirmed` says why.
+    fn cut(self, why: &str, unconfirmed: u64) {
+        let _ = self.to_app.send(Inbound::Reset(why.to_string()));
+        let mut s = self.write.lock().expect("writer state lock");
+        s.dead = Some(why.to_string());
+        if let Some(w) = s.waker.take() {
+            w.wake();
+        }
+        drop(s);
+        let msg = if unconfirmed > 0 {
+            format!("{why}; {unconfirmed} bytes not confirmed by the peer")
+        } else {
+            why.to_string()
+        };
+        let _ = self
+            .confirmed
+            .send(Err(io::Error::new(io::ErrorKind::ConnectionReset, msg)));
+    }
 }
 
 fn random_epoch() -> u32 {
@@ -468,45 +525,46 @@ fn random_epoch() -> u32 {
     (h.finish() as u32).max(1)
 }
 
-fn start(addr: &SerialMux) -> Result<MuxHandle> {
-    let port = crate::endpoint::serial::open_port(&addr.device, &addr.line)?;
-    let byte_rate = addr.line.byte_rate();
-    let mut lcfg = LinkConfig::for_byte_rate(byte_rate);
+/// The station's settings from the address's options.
+fn station_config(addr: &SerialMux) -> Result<StationConfig> {
+    let mut cfg = StationConfig::for_byte_rate(addr.line.byte_rate(), addr.device.clone());
     if let Some(k) = addr.keepalive {
-        lcfg.keepalive = k;
+        cfg.link.keepalive = k;
     }
     if let Some(d) = addr.dead_after {
-        lcfg.dead_after = d;
+        cfg.link.dead_after = d;
     }
-    let usage = |e: String| Error::Usage(format!("SERIAL-MUX:{}: {e}", addr.device));
-    lcfg.validate().map_err(usage)?;
-    let mut mcfg = MuxConfig::for_byte_rate(byte_rate);
     if let Some(w) = addr.window {
-        mcfg.window = w;
+        cfg.mux.window = w;
     }
     if let Some(m) = addr.max_channels {
-        mcfg.max_channels = m;
+        cfg.mux.max_channels = m;
     }
-    mcfg.validate().map_err(usage)?;
+    cfg.validate()
+        .map_err(|e| Error::Usage(format!("SERIAL-MUX:{}: {e}", addr.device)))?;
+    Ok(cfg)
+}
+
+fn start(addr: &SerialMux) -> Result<MuxHandle> {
+    let cfg = station_config(addr)?;
+    let port = crate::endpoint::serial::open_port(&addr.device, &addr.line)?;
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
-    let now = Instant::now();
     let epoch = random_epoch();
-    let driver = Driver {
-        device: addr.device.clone(),
-        line: addr.line,
-        link: Link::new(lcfg.clone(), epoch, now),
-        mux: Mux::new(mcfg),
-        pacer: Pacer::new(byte_rate, lcfg.pacing_target),
-        chans: HashMap::new(),
-        services: HashMap::new(),
-        waiting: Vec::new(),
-        cmd_tx: cmd_tx.clone(),
-        was_up: false,
-    };
     info!(
         "SERIAL-MUX:{} open at {} baud ({} bytes/s), link epoch {epoch:08x}",
-        addr.device, addr.line.baud, byte_rate
+        addr.device,
+        addr.line.baud,
+        addr.line.byte_rate()
     );
+    let driver = Driver {
+        station: Station::new(cfg, epoch, Instant::now()),
+        device: addr.device.clone(),
+        line: addr.line,
+        opens: HashMap::new(),
+        chans: HashMap::new(),
+        services: HashMap::new(),
+        cmd_tx: cmd_tx.clone(),
+    };
     tokio::spawn(driver.run(port, cmd_rx));
     Ok(MuxHandle {
         cmd: cmd_tx,
@@ -514,59 +572,89 @@ fn start(addr: &SerialMux) -> Result<MuxHandle> {
     })
 }
 
-/// An open device: its write half and the task that reads it.
+/// Device input for the driver, tagged with the generation of the device it
+/// came from (a reopened device is a new generation).
+type Input = (u64, io::Result<Bytes>);
+/// A finished write (the batch's buffer comes back for reuse), tagged likewise.
+type Written = (u64, io::Result<Vec<u8>>);
+
+/// An open device: the tasks that read and write it.
 struct Port {
-    wr: tokio::io::WriteHalf<tokio_serial::SerialStream>,
+    generation: u64,
+    batches: mpsc::Sender<Vec<u8>>,
+    /// The writer task has a batch; the next one waits for it to finish.
+    writing: bool,
     reader: tokio::task::JoinHandle<()>,
+    writer: tokio::task::JoinHandle<()>,
 }
 
 impl Port {
-    /// Splits the device and starts reading it continuously, so the device
-    /// never overruns; reads go to `tx` tagged with `generation`.
     fn start(
         port: tokio_serial::SerialStream,
         generation: u64,
-        tx: mpsc::UnboundedSender<(u64, io::Result<Bytes>)>,
+        input: mpsc::Sender<Input>,
+        written: mpsc::UnboundedSender<Written>,
     ) -> Port {
-        let (mut rd, wr) = tokio::io::split(port);
+        let (mut rd, mut wr) = tokio::io::split(port);
         let reader = tokio::spawn(async move {
-            let mut buf = vec![0u8; 4096];
+            let mut buf = BytesMut::with_capacity(4096);
             loop {
-                let r = match rd.read(&mut buf).await {
+                buf.reserve(4096);
+                let r = match rd.read_buf(&mut buf).await {
                     Ok(0) => Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
                         "device closed",
                     )),
-                    Ok(n) => Ok(Bytes::copy_from_slice(&buf[..n])),
+                    Ok(_) => Ok(buf.split().freeze()),
                     Err(e) => Err(e),
                 };
                 let failed = r.is_err();
-                if tx.send((generation, r)).is_err() || failed {
+                if input.send((generation, r)).await.is_err() || failed {
                     return;
                 }
             }
         });
-        Port { wr, reader }
+        let (batches, mut batch_rx) = mpsc::channel::<Vec<u8>>(1);
+        let writer = tokio::spawn(async move {
+            while let Some(batch) = batch_rx.recv().await {
+                let r = wr.write_all(&batch).await.map(|()| batch);
+                let failed = r.is_err();
+                if written.send((generation, r)).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Port {
+            generation,
+            batches,
+            writing: false,
+            reader,
+            writer,
+        }
     }
 }
 
 impl Drop for Port {
     fn drop(&mut self) {
         self.reader.abort();
+        self.writer.abort();
     }
 }
 
+/// The device: open, or lost and waiting to be reopened.
+enum Device {
+    Open(Port),
+    Lost { reopen_at: Instant },
+}
+
 struct Driver {
+    station: Station,
     device: String,
     line: crate::address::LineSettings,
-    link: Link,
-    mux: Mux,
-    pacer: Pacer,
-    chans: HashMap<ChannelId, Chan>,
-    services: HashMap<String, mpsc::Sender<PendingChannel>>,
-    waiting: Vec<WaitingOpen>,
+    opens: HashMap<OpenId, (oneshot::Sender<io::Result<Conn>>, String)>,
+    chans: HashMap<ChannelId, ChanLink>,
+    services: HashMap<String, mpsc::UnboundedSender<PendingChannel>>,
     cmd_tx: mpsc::UnboundedSender<Cmd>,
-    was_up: bool,
 }
 
 impl Driver {
@@ -575,414 +663,274 @@ impl Driver {
         port: tokio_serial::SerialStream,
         mut cmd_rx: mpsc::UnboundedReceiver<Cmd>,
     ) {
-        let (in_tx, mut in_rx) = mpsc::unbounded_channel::<(u64, io::Result<Bytes>)>();
-        let mut generation = 0u64;
-        let mut port = Some(Port::start(port, generation, in_tx.clone()));
-        // While the device is gone (a USB adapter unplugged), the link and every
-        // channel stay as they are, as during a line outage; sfs tries to open
-        // the device again every REOPEN_EVERY until it is back.
-        let mut reopen_at: Option<Instant> = None;
-        let mut out = Vec::with_capacity(1024);
-        let mut shutdown: Option<(oneshot::Sender<()>, Instant)> = None;
+        let (input_tx, mut input_rx) = mpsc::channel::<Input>(INPUT_QUEUE);
+        let (written_tx, mut written_rx) = mpsc::unbounded_channel::<Written>();
+        let mut generation = 0;
+        let mut device = Device::Open(Port::start(port, generation, input_tx.clone(), written_tx.clone()));
+        let mut closing: Option<oneshot::Sender<()>> = None;
+        let mut batch = Vec::with_capacity(WRITE_BATCH);
         loop {
             let now = Instant::now();
-            if self.link.poll_timeout().is_some_and(|t| t <= now) {
-                self.link.handle_timeout(now);
+            if self.station.poll_timeout().is_some_and(|t| t <= now) {
+                self.station.handle_timeout(now);
             }
-            self.process_events(now);
-            self.expire_waiting(now);
-            if port.is_none() && reopen_at.is_some_and(|t| t <= now) {
-                match crate::endpoint::serial::open_port(&self.device, &self.line) {
-                    Ok(p) => {
-                        warn!("SERIAL-MUX:{}: device is back", self.device);
-                        generation += 1;
-                        port = Some(Port::start(p, generation, in_tx.clone()));
-                        self.pacer =
-                            Pacer::new(self.line.byte_rate(), self.link.config().pacing_target);
-                        reopen_at = None;
+            if let Device::Lost { reopen_at } = device {
+                if reopen_at <= now {
+                    device = match crate::endpoint::serial::open_port(&self.device, &self.line) {
+                        Ok(p) => {
+                            warn!("SERIAL-MUX:{}: device is back", self.device);
+                            generation += 1;
+                            self.station.device_reopened();
+                            Device::Open(Port::start(p, generation, input_tx.clone(), written_tx.clone()))
+                        }
+                        Err(_) => Device::Lost {
+                            reopen_at: now + REOPEN_EVERY,
+                        },
+                    };
+                }
+            }
+            // Hand the writer a batch of frames when it is idle; the station's
+            // pacer keeps a batch to a few milliseconds of line time.
+            if let Device::Open(port) = &mut device {
+                if !port.writing {
+                    batch.clear();
+                    while batch.len() < WRITE_BATCH
+                        && self.station.poll_transmit(Instant::now(), &mut batch) > 0
+                    {}
+                    if !batch.is_empty() {
+                        port.writing = port.batches.try_send(std::mem::take(&mut batch)).is_ok();
                     }
-                    Err(_) => reopen_at = Some(now + REOPEN_EVERY),
                 }
             }
-            // Transmit as long as the pacer allows and the link has frames.
-            let mut paced = false;
-            while let Some(p) = port.as_mut() {
-                let now = Instant::now();
-                if !self.pacer.writable(now) {
-                    paced = true;
-                    break;
-                }
-                // Choose what to send only now that it can go out at once: a
-                // payload loaded earlier would make a later keystroke wait for it.
-                self.feed_link();
-                out.clear();
-                let n = self.link.poll_transmit(now, &mut out);
-                if n == 0 {
-                    break;
-                }
-                if let Err(e) = p.wr.write_all(&out).await {
-                    self.device_lost(&e);
-                    port = None;
-                    reopen_at = Some(Instant::now() + REOPEN_EVERY);
-                    break;
-                }
-                self.pacer.on_written(Instant::now(), n);
-            }
-            if let Some((done, until)) = shutdown.take() {
-                if !self.mux.has_pending() || Instant::now() >= until {
-                    info!("{}", self.stats_line());
+            self.dispatch_events();
+            if self.station.is_closed() {
+                info!("{}", self.stats_line());
+                if let Some(done) = closing.take() {
                     let _ = done.send(());
-                    return;
                 }
-                shutdown = Some((done, until));
+                return;
             }
-            let now = Instant::now();
-            let mut deadline = self.link.poll_timeout();
-            if paced {
-                deadline = min_opt(deadline, self.pacer.next_writable(now));
-            }
-            deadline = min_opt(deadline, self.waiting.iter().map(|w| w.deadline).min());
-            deadline = min_opt(deadline, reopen_at);
-            if shutdown.is_some() {
-                deadline = min_opt(deadline, Some(now + Duration::from_millis(10)));
-            }
-            let sleep_until = deadline.unwrap_or(now + Duration::from_secs(3600));
+            let reopen_at = match device {
+                Device::Lost { reopen_at } => Some(reopen_at),
+                Device::Open(_) => None,
+            };
+            let wake = self
+                .station
+                .poll_timeout()
+                .into_iter()
+                .chain(reopen_at)
+                .min()
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 biased;
-                input = in_rx.recv() => match input {
-                    Some((g, Ok(bytes))) if g == generation => {
-                        self.link.handle_input(Instant::now(), &bytes);
-                        while let Ok((g, Ok(more))) = in_rx.try_recv() {
-                            if g == generation {
-                                self.link.handle_input(Instant::now(), &more);
+                Some((g, r)) = written_rx.recv() => {
+                    if let Device::Open(port) = &mut device {
+                        if port.generation == g {
+                            match r {
+                                Ok(buf) => {
+                                    batch = buf;
+                                    port.writing = false;
+                                }
+                                Err(e) => device = self.device_lost(&e),
                             }
                         }
                     }
-                    Some((g, Err(e))) if g == generation && port.is_some() => {
-                        self.device_lost(&e);
-                        port = None;
-                        reopen_at = Some(Instant::now() + REOPEN_EVERY);
-                    }
-                    Some(_) => {} // from a reader of a device we already closed
-                    None => return,
-                },
-                cmd = cmd_rx.recv() => match cmd {
-                    Some(Cmd::Shutdown { done }) => {
-                        shutdown = Some((done, Instant::now() + Duration::from_millis(300)));
-                    }
-                    Some(c) => {
-                        self.command(c, Instant::now());
-                        while let Ok(c) = cmd_rx.try_recv() {
-                            if let Cmd::Shutdown { done } = c {
-                                shutdown = Some((done, Instant::now() + Duration::from_millis(300)));
-                            } else {
-                                self.command(c, Instant::now());
-                            }
-                        }
-                    }
-                    None => return,
-                },
-                _ = tokio::time::sleep_until(tokio::time::Instant::from_std(sleep_until)) => {
-                    self.expire_waiting(Instant::now());
                 }
+                Some((g, r)) = input_rx.recv() => {
+                    if let Device::Open(port) = &device {
+                        if port.generation == g {
+                            match r {
+                                Ok(bytes) => self.station.handle_input(Instant::now(), &bytes),
+                                Err(e) => device = self.device_lost(&e),
+                            }
+                        }
+                    }
+                }
+                cmd = cmd_rx.recv() => match cmd {
+                    Some(c) => {
+                        self.command(c, &mut closing);
+                        while let Ok(c) = cmd_rx.try_recv() {
+                            self.command(c, &mut closing);
+                        }
+                    }
+                    None => return,
+                },
+                _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {}
             }
         }
     }
 
-    fn device_lost(&mut self, e: &io::Error) {
+    fn device_lost(&self, e: &io::Error) -> Device {
         warn!(
             "SERIAL-MUX:{}: device failed ({}); channels are kept while sfs reopens it (up to dead-after)",
             self.device,
             crate::error::describe_io(e)
         );
-    }
-
-    /// Moves mux payloads into the link while it has room, as late as possible.
-    fn feed_link(&mut self) {
-        while self.link.can_send() {
-            match self.mux.poll_payload(self.link.max_payload()) {
-                Some(p) => {
-                    if self.link.send(p).is_err() {
-                        break;
-                    }
-                }
-                None => break,
-            }
+        Device::Lost {
+            reopen_at: Instant::now() + REOPEN_EVERY,
         }
-        // The mux may have taken queued writer bytes; hand budget back.
-        self.process_mux_events();
     }
 
-    fn process_events(&mut self, now: Instant) {
-        while let Some(ev) = self.link.poll_event() {
-            match ev {
-                LinkEvent::Up { .. } => {
-                    if !self.was_up {
-                        info!("SERIAL-MUX:{}: link up", self.device);
-                    }
-                    self.was_up = true;
-                    for w in std::mem::take(&mut self.waiting) {
-                        self.open_now(w.service, w.reply);
-                    }
-                }
-                LinkEvent::Delivered(p) => {
-                    if let Err(e) = self.mux.handle_payload(&p) {
-                        warn!("SERIAL-MUX:{}: bad mux data from peer: {e}", self.device);
-                    }
-                }
-                LinkEvent::PeerRestarted => {
-                    warn!(
-                        "SERIAL-MUX:{}: peer restarted; resetting its channels",
-                        self.device
-                    );
-                    self.mux.handle_session_reset("peer restarted");
-                }
-                LinkEvent::PeerLost => {
-                    warn!(
-                        "SERIAL-MUX:{}: peer silent too long; resetting channels",
-                        self.device
-                    );
-                    self.was_up = false;
-                    self.mux.handle_session_reset("serial link lost");
-                }
-                LinkEvent::ProtocolMismatch(why) => {
-                    error!("SERIAL-MUX:{}: {why}", self.device);
-                }
-                #[allow(unreachable_patterns)]
-                _ => {}
+    fn command(&mut self, cmd: Cmd, closing: &mut Option<oneshot::Sender<()>>) {
+        let now = Instant::now();
+        match cmd {
+            Cmd::Open { service, reply } => {
+                let open = self.station.open(now, &service);
+                self.opens.insert(open, (reply, service));
             }
-        }
-        let _ = now;
-        self.process_mux_events();
-    }
-
-    fn process_mux_events(&mut self) {
-        while let Some(ev) = self.mux.poll_event() {
-            match ev {
-                MuxEvent::Incoming { ch, service } => self.incoming(ch, service),
-                MuxEvent::Accepted { ch } => {
-                    if let Some(c) = self.chans.get_mut(&ch) {
-                        if let Some((reply, parts)) = c.opening.take() {
-                            if let Err(Ok(conn)) = reply.send(Ok(parts.into_conn())) {
-                                // The opener went away meanwhile.
-                                conn.abort();
-                            }
-                        }
-                    }
+            Cmd::Listen { service, queue } => {
+                self.station.listen(&service);
+                self.services.insert(service, queue);
+            }
+            Cmd::Accept { ch } => self.station.accept(ch),
+            Cmd::Refuse { ch, reason, detail } => {
+                self.chans.remove(&ch);
+                self.station.refuse(ch, reason, &detail);
+            }
+            Cmd::Data { ch, data } => self.station.write(ch, data),
+            Cmd::Eof { ch, status } => self.station.shutdown_write(ch, status),
+            Cmd::Reset { ch } => {
+                if let Some(link) = self.chans.remove(&ch) {
+                    self.station.reset(ch, "reset by application");
+                    link.cut("reset locally", 0);
                 }
-                MuxEvent::Refused { ch, reason, detail } => {
-                    if let Some(mut c) = self.chans.remove(&ch) {
-                        if let Some((reply, _)) = c.opening.take() {
-                            let msg = if detail.is_empty() {
-                                format!("refused by peer: {reason}")
-                            } else {
-                                format!("refused by peer: {reason} ({detail})")
-                            };
-                            let _ = reply
-                                .send(Err(io::Error::new(io::ErrorKind::ConnectionRefused, msg)));
-                        }
-                    }
-                }
-                MuxEvent::Readable { ch } => {
-                    while let Some(b) = self.mux.read(ch, 16 * 1024) {
-                        if let Some(c) = self.chans.get(&ch) {
-                            let _ = c.to_app.send(Inbound::Data(b));
-                        }
-                    }
-                }
-                MuxEvent::ReadClosed { ch } => {
-                    if let Some(c) = self.chans.get(&ch) {
-                        let _ = c.to_app.send(Inbound::Eof);
-                    }
-                }
-                MuxEvent::SendSpace { ch } => self.flush_pending(ch),
-                MuxEvent::Reset { ch, reason } => {
-                    if let Some(c) = self.chans.remove(&ch) {
-                        debug!("channel {ch} reset: {reason}");
-                        kill(c, &reason);
-                    }
-                }
-                MuxEvent::Closed { ch } => {
-                    self.chans.remove(&ch);
-                }
-                #[allow(unreachable_patterns)]
-                _ => {}
+            }
+            Cmd::Consumed { ch, n } => self.station.consumed(ch, n),
+            Cmd::Stats { reply } => {
+                let _ = reply.send(self.stats_line());
+            }
+            Cmd::Close { grace, done } => {
+                self.station.close(now, grace);
+                *closing = Some(done);
             }
         }
     }
 
-    fn incoming(&mut self, ch: ChannelId, service: String) {
-        let Some(queue) = self.services.get(&service) else {
-            info!(
-                "SERIAL-MUX:{}: peer asked for service '{service}', which this side does not offer",
-                self.device
-            );
-            self.mux.refuse(
-                ch,
-                RefuseReason::NotAllowed,
-                &format!("no service '{service}' here"),
-            );
-            return;
-        };
-        let (chan, parts) = self.new_chan(ch, format!("channel {ch} ({})", self.device));
-        let pending = PendingChannel {
-            ch,
-            cmd: self.cmd_tx.clone(),
-            parts: Some(parts),
-        };
-        match queue.try_send(pending) {
-            Ok(()) => {
-                self.chans.insert(ch, chan);
-            }
-            Err(e) => {
-                // The parts go with the failed send; refuse explicitly.
-                let mut p = e.into_inner();
-                p.parts = None;
-                self.mux
-                    .refuse(ch, RefuseReason::TooManyChannels, "server busy");
-            }
-        }
-    }
-
-    fn new_chan(&self, ch: ChannelId, label: String) -> (Chan, ConnParts) {
-        let (tx, rx) = mpsc::unbounded_channel();
+    /// Makes the channel's [`Conn`] parts and remembers the driver's side.
+    fn new_chan(&mut self, ch: ChannelId) -> ConnParts {
+        let (to_app, rx) = mpsc::unbounded_channel();
+        let (confirmed_tx, confirmed_rx) = oneshot::channel();
         let write = Arc::new(Mutex::new(WriteShared {
             budget: WRITER_BUDGET,
             waker: None,
             dead: None,
         }));
-        let parts = ConnParts {
+        self.chans.insert(
+            ch,
+            ChanLink {
+                to_app,
+                write: write.clone(),
+                confirmed: confirmed_tx,
+            },
+        );
+        ConnParts {
             ch,
             cmd: self.cmd_tx.clone(),
             rx,
-            write: write.clone(),
-            label,
-        };
-        (
-            Chan {
-                to_app: tx,
-                write,
-                pending: VecDeque::new(),
-                eof_pending: false,
-                opening: None,
-            },
-            parts,
-        )
-    }
-
-    fn open_now(&mut self, service: String, reply: oneshot::Sender<io::Result<Conn>>) {
-        match self.mux.open(&service) {
-            Ok(ch) => {
-                let (mut chan, parts) =
-                    self.new_chan(ch, format!("channel {ch} ({})", self.device));
-                chan.opening = Some((reply, parts));
-                self.chans.insert(ch, chan);
-            }
-            Err(e) => {
-                let _ = reply.send(Err(io::Error::other(format!("cannot open a channel: {e}"))));
-            }
+            write,
+            confirmed: confirmed_rx,
+            label: format!("channel {ch} ({})", self.device),
         }
     }
 
-    fn expire_waiting(&mut self, now: Instant) {
-        let device = self.device.clone();
-        let (expired, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiting)
-            .into_iter()
-            .partition(|w| w.deadline <= now);
-        self.waiting = keep;
-        for w in expired {
-            let _ = w.reply.send(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("no sfs peer answering on {device} (link down)"),
-            )));
-        }
-    }
-
-    fn command(&mut self, cmd: Cmd, now: Instant) {
-        match cmd {
-            Cmd::Open { service, reply } => {
-                if self.link.is_up() {
-                    self.open_now(service, reply);
-                } else {
-                    self.waiting.push(WaitingOpen {
-                        service,
-                        reply,
-                        deadline: now + OPEN_WAIT,
-                    });
+    fn dispatch_events(&mut self) {
+        while let Some(ev) = self.station.poll_event() {
+            match ev {
+                StationEvent::LinkUp { peer_epoch } => {
+                    info!(
+                        "SERIAL-MUX:{}: link up (peer epoch {peer_epoch:08x})",
+                        self.device
+                    );
                 }
-            }
-            Cmd::Listen { service, queue } => {
-                self.services.insert(service, queue);
-            }
-            Cmd::Accept { ch } => self.mux.accept(ch),
-            Cmd::Refuse { ch, reason, detail } => {
-                self.chans.remove(&ch);
-                self.mux.refuse(ch, reason, &detail);
-            }
-            Cmd::Data { ch, data } => {
-                if let Some(c) = self.chans.get_mut(&ch) {
-                    c.pending.push_back(data);
-                    self.flush_pending(ch);
+                StationEvent::LinkDown { reason } => {
+                    warn!(
+                        "SERIAL-MUX:{}: session ended ({reason}); its channels were reset",
+                        self.device
+                    );
                 }
-            }
-            Cmd::Eof { ch } => {
-                if let Some(c) = self.chans.get_mut(&ch) {
-                    c.eof_pending = true;
-                    self.flush_pending(ch);
+                StationEvent::Opened { open, ch } => {
+                    let Some((reply, _)) = self.opens.remove(&open) else {
+                        self.station.reset(ch, "opener gone");
+                        continue;
+                    };
+                    let conn = self.new_chan(ch).into_conn();
+                    if let Err(Ok(conn)) = reply.send(Ok(conn)) {
+                        // The opener went away meanwhile.
+                        conn.abort();
+                    }
                 }
-            }
-            Cmd::Reset { ch } => {
-                if let Some(c) = self.chans.remove(&ch) {
-                    self.mux.reset(ch, "reset by application");
-                    kill(c, "reset locally");
+                StationEvent::OpenFailed { open, error } => {
+                    if let Some((reply, service)) = self.opens.remove(&open) {
+                        debug!("open of '{service}' failed: {error}");
+                        let _ = reply.send(Err(open_error(&error)));
+                    }
                 }
-            }
-            Cmd::Consumed { ch, n } => self.mux.consumed(ch, n),
-            Cmd::Stats { reply } => {
-                let _ = reply.send(self.stats_line());
-            }
-            Cmd::Shutdown { .. } => {}
-        }
-    }
-
-    fn flush_pending(&mut self, ch: ChannelId) {
-        let Some(c) = self.chans.get_mut(&ch) else {
-            return;
-        };
-        let mut freed = 0;
-        while let Some(front) = c.pending.front_mut() {
-            let n = self.mux.send(ch, front);
-            if n == 0 {
-                break;
-            }
-            freed += n;
-            front.advance(n);
-            if front.is_empty() {
-                c.pending.pop_front();
-            }
-        }
-        if c.pending.is_empty() && c.eof_pending {
-            c.eof_pending = false;
-            self.mux.close_write(ch);
-        }
-        if freed > 0 {
-            let mut s = c.write.lock().expect("writer state lock");
-            s.budget += freed;
-            if let Some(w) = s.waker.take() {
-                w.wake();
+                StationEvent::Incoming { ch, service } => {
+                    let parts = self.new_chan(ch);
+                    let pending = PendingChannel {
+                        ch,
+                        cmd: self.cmd_tx.clone(),
+                        parts: Some(parts),
+                    };
+                    let delivered = self
+                        .services
+                        .get(&service)
+                        .is_some_and(|q| q.send(pending).is_ok());
+                    if !delivered {
+                        // The server stopped; the dropped PendingChannel refuses it.
+                        self.chans.remove(&ch);
+                    }
+                }
+                StationEvent::Readable { ch } => {
+                    while let Some(b) = self.station.read(ch, 16 * 1024) {
+                        if let Some(c) = self.chans.get(&ch) {
+                            let _ = c.to_app.send(Inbound::Data(b));
+                        }
+                    }
+                }
+                StationEvent::ReadClosed { ch, status } => {
+                    if let Some(c) = self.chans.get(&ch) {
+                        let _ = c.to_app.send(Inbound::Eof(status));
+                    }
+                }
+                StationEvent::Sent { ch, bytes } => {
+                    if let Some(c) = self.chans.get(&ch) {
+                        let mut s = c.write.lock().expect("writer state lock");
+                        s.budget += bytes;
+                        if let Some(w) = s.waker.take() {
+                            w.wake();
+                        }
+                    }
+                }
+                StationEvent::Closed { ch } => {
+                    if let Some(c) = self.chans.remove(&ch) {
+                        let _ = c.confirmed.send(Ok(()));
+                    }
+                }
+                StationEvent::Reset {
+                    ch,
+                    reason,
+                    unconfirmed,
+                } => {
+                    if let Some(c) = self.chans.remove(&ch) {
+                        debug!("channel {ch} reset: {reason}");
+                        c.cut(&reason, unconfirmed);
+                    }
+                }
             }
         }
     }
 
     fn stats_line(&self) -> String {
-        let l = self.link.stats();
-        let m = self.mux.stats();
+        let l = self.station.link_stats();
+        let m = self.station.mux_stats();
+        let s = self.station.stats();
         format!(
             "SERIAL-MUX:{}: link {}, {} sessions; sent {} frames ({} retransmitted, {} line bytes, {} payload), \
              received {} frames ({} payload bytes, {} CRC failures, {} malformed); srtt {}, frame payload {} B, \
-             error rate {:.1e}/byte; channels {} open, {} opened, {} served, {} refused, {} reset",
+             error rate {:.1e}/byte; channels {} open, {} opened, {} served, {} refused, {} reset, {} waiting",
             self.device,
-            if self.link.is_up() { "up" } else { "down" },
+            if self.station.is_up() { "up" } else { "down" },
             l.sessions,
             l.frames_sent,
             l.frames_retransmitted,
@@ -1000,31 +948,20 @@ impl Driver {
             m.incoming_total,
             m.refused_total,
             m.resets_sent + m.resets_received,
+            s.waiting,
         )
     }
 }
 
-/// Tells both halves of a channel's connection that it is gone.
-fn kill(mut c: Chan, why: &str) {
-    let _ = c.to_app.send(Inbound::Reset(why.to_string()));
-    let mut s = c.write.lock().expect("writer state lock");
-    s.dead = Some(why.to_string());
-    if let Some(w) = s.waker.take() {
-        w.wake();
-    }
-    drop(s);
-    if let Some((reply, _)) = c.opening.take() {
-        let _ = reply.send(Err(io::Error::new(
-            io::ErrorKind::ConnectionReset,
-            why.to_string(),
-        )));
-    }
-}
-
-fn min_opt(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(x), Some(y)) => Some(x.min(y)),
-        (x, None) => x,
-        (None, y) => y,
-    }
+/// An open's failure as the error the dialer reports.
+fn open_error(e: &OpenError) -> io::Error {
+    let kind = match e {
+        OpenError::Refused { .. } => io::ErrorKind::ConnectionRefused,
+        OpenError::LinkDown(_) | OpenError::ChannelsBusy(_) => io::ErrorKind::TimedOut,
+        OpenError::Reset(_) => io::ErrorKind::ConnectionReset,
+        OpenError::QueueFull(_) | OpenError::Closing | OpenError::Invalid(_) => {
+            io::ErrorKind::Other
+        }
+    };
+    io::Error::new(kind, e.to_string())
 }
