@@ -517,3 +517,134 @@ mod tests {
         assert_eq!(p.a.link.stats().frames_retransmitted, 0);
     }
 }
+
+/// One end of a [`StationPair`]: a [`Station`](crate::station::Station) and the
+/// driver's unwritten bytes, as the tokio driver holds them.
+#[derive(Debug)]
+pub struct StationSide {
+    /// The station under test.
+    pub station: crate::station::Station,
+    /// Its configuration (reused on restart).
+    pub cfg: crate::station::StationConfig,
+    /// Times this side was restarted.
+    pub restarts: u32,
+    backlog: VecDeque<u8>,
+    rx: Vec<u8>,
+    tx: Vec<u8>,
+}
+
+impl StationSide {
+    fn new(cfg: crate::station::StationConfig, epoch: u32, now: Instant) -> Self {
+        StationSide {
+            station: crate::station::Station::new(cfg.clone(), epoch, now),
+            cfg,
+            restarts: 0,
+            backlog: VecDeque::new(),
+            rx: Vec::new(),
+            tx: Vec::new(),
+        }
+    }
+
+    /// What the tokio driver does on one turn: input, timers, then frames while
+    /// the pacer and the device queue take them.
+    fn service(&mut self, now: Instant, out_line: &mut Line, in_line: &mut Line) {
+        self.rx.clear();
+        in_line.read(now, &mut self.rx);
+        if !self.rx.is_empty() {
+            self.station.handle_input(now, &self.rx);
+        }
+        if self.station.poll_timeout().is_some_and(|t| t <= now) {
+            self.station.handle_timeout(now);
+        }
+        if !self.backlog.is_empty() {
+            let (a, _) = self.backlog.as_slices();
+            let n = out_line.write(now, a);
+            self.backlog.drain(..n);
+        }
+        while self.backlog.is_empty() {
+            self.tx.clear();
+            if self.station.poll_transmit(now, &mut self.tx) == 0 {
+                break;
+            }
+            let w = out_line.write(now, &self.tx);
+            self.backlog.extend(&self.tx[w..]);
+        }
+    }
+
+    fn wakeup(&self, now: Instant) -> Option<Instant> {
+        let blocked = (!self.backlog.is_empty()).then(|| now + Duration::from_micros(100));
+        min_opt(self.station.poll_timeout(), blocked)
+    }
+}
+
+/// Two [`Station`](crate::station::Station)s — whole SERIAL-MUX ends, exactly
+/// the code the tokio driver runs — joined by two [`Line`]s on simulated time.
+/// The application model lives in the test: between steps it takes each
+/// station's events and gives it commands.
+#[derive(Debug)]
+pub struct StationPair {
+    /// Side A (writes to line A→B).
+    pub a: StationSide,
+    /// Side B.
+    pub b: StationSide,
+    /// Line carrying A's bytes to B.
+    pub ab: Line,
+    /// Line carrying B's bytes to A.
+    pub ba: Line,
+    /// Current simulated time.
+    pub now: Instant,
+    /// The time the simulation started.
+    pub start: Instant,
+}
+
+impl StationPair {
+    /// Builds a pair at `now` with the given station settings and lines.
+    pub fn new(
+        cfg: crate::station::StationConfig,
+        ab: LineConfig,
+        ba: LineConfig,
+        epochs: (u32, u32),
+        now: Instant,
+    ) -> Self {
+        StationPair {
+            a: StationSide::new(cfg.clone(), epochs.0, now),
+            b: StationSide::new(cfg, epochs.1, now),
+            ab: Line::new(ab, now),
+            ba: Line::new(ba, now),
+            now,
+            start: now,
+        }
+    }
+
+    /// Simulated time elapsed since the start.
+    pub fn elapsed(&self) -> Duration {
+        self.now - self.start
+    }
+
+    /// Services both sides at the current time, then advances time by at least
+    /// `quantum` (the drivers read the line in chunks) to the next wake-up, but
+    /// not beyond `limit`.
+    pub fn step(&mut self, quantum: Duration, limit: Instant) {
+        let now = self.now;
+        self.a.service(now, &mut self.ab, &mut self.ba);
+        self.b.service(now, &mut self.ba, &mut self.ab);
+        let mut next = min_opt(self.a.wakeup(now), self.b.wakeup(now));
+        next = min_opt(next, self.ab.next_wakeup());
+        next = min_opt(next, self.ba.next_wakeup());
+        let next = next.unwrap_or(limit).min(limit);
+        self.now = next.max(now + quantum).min(limit.max(now));
+    }
+
+    /// Restarts one side, as a new process: a new station with `epoch`, an
+    /// empty driver buffer. The lines keep what they carry.
+    pub fn restart(&mut self, which: Which, epoch: u32) {
+        let now = self.now;
+        let side = match which {
+            Which::A => &mut self.a,
+            Which::B => &mut self.b,
+        };
+        side.station = crate::station::Station::new(side.cfg.clone(), epoch, now);
+        side.backlog.clear();
+        side.restarts += 1;
+    }
+}

@@ -840,3 +840,14 @@ impl Station {
         !self.mux.has_pending() && (self.link.all_acked() || !self.link.is_up())
     }
 }
+
+#[cfg(test)]
+mod tests;
+
+#[cfg(test)]
+impl Station {
+    /// The link, for tests that play a misbehaving peer.
+    pub(crate) fn link_mut(&mut self) -> &mut Link {
+        &mut self.link
+    }
+}

