@@ -411,8 +411,8 @@ fn one_shot_survives_a_35_s_outage() {
 #[test]
 fn one_shot_cut_by_a_70_s_outage_is_reported_not_completed() {
     let (confirmed, cut, _) = run_case(Case::LongOutage);
-    // Most transfers are still running when the line goes silent.
-    assert!(cut > confirmed, "{confirmed} confirmed, {cut} cut");
+    // Transfers still running when the line goes silent are cut, never closed.
+    assert!(cut > seeds() / 4, "{confirmed} confirmed, {cut} cut");
 }
 
 #[test]
