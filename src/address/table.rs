@@ -252,7 +252,7 @@ pub static OPTIONS: &[OptionSpec] = &[
         aliases: &[],
         group: OptionGroup::Listen,
         value: ValueKind::Value("N"),
-        help: "listen(2) backlog (default 5).",
+        help: "listen(2) backlog (default 1024, not socat's 5: a browser opens dozens of connections at once).",
     },
     OptionSpec {
         name: "unlink-early",

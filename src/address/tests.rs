@@ -218,7 +218,7 @@ fn tcp_listen_defaults() {
             listen: ListenOptions {
                 fork: false,
                 max_children: None,
-                backlog: 5
+                backlog: 1024
             }
         }
     );
@@ -878,7 +878,7 @@ fn pty_invalid() {
 fn canonical_forms() {
     canonical("tcp-l:2222,FORK", "TCP-LISTEN:2222,fork");
     canonical(
-        "TCP-LISTEN:2222,fork,reuseaddr=1,backlog=5",
+        "TCP-LISTEN:2222,fork,reuseaddr=1,backlog=1024",
         "TCP-LISTEN:2222,fork",
     );
     canonical(

@@ -50,7 +50,8 @@ pub struct ListenOptions {
     pub fork: bool,
     /// `max-children=N`: with `fork`, at most N connections at once (others wait).
     pub max_children: Option<usize>,
-    /// `backlog=N`: listen(2) backlog, default 5 as in socat.
+    /// `backlog=N`: listen(2) backlog. Default 1024, not socat's 5: a burst of
+    /// connections (a browser loading a page) must queue, not be dropped.
     pub backlog: u32,
 }
 
@@ -59,7 +60,7 @@ impl Default for ListenOptions {
         ListenOptions {
             fork: false,
             max_children: None,
-            backlog: 5,
+            backlog: 1024,
         }
     }
 }

@@ -494,21 +494,21 @@ struct ChanLink {
 impl ChanLink {
     /// The channel is gone: both halves fail, and `confirmed` says why.
     fn cut(self, why: &str, unconfirmed: u64) {
-        let _ = self.to_app.send(Inbound::Reset(why.to_string()));
-        let mut s = self.write.lock().expect("writer state lock");
-        s.dead = Some(why.to_string());
-        if let Some(w) = s.waker.take() {
-            w.wake();
-        }
-        drop(s);
-        let msg = if unconfirmed > 0 {
+        let why = if unconfirmed > 0 {
             format!("{why}; {unconfirmed} bytes not confirmed by the peer")
         } else {
             why.to_string()
         };
+        let _ = self.to_app.send(Inbound::Reset(why.clone()));
+        let mut s = self.write.lock().expect("writer state lock");
+        s.dead = Some(why.clone());
+        if let Some(w) = s.waker.take() {
+            w.wake();
+        }
+        drop(s);
         let _ = self
             .confirmed
-            .send(Err(io::Error::new(io::ErrorKind::ConnectionReset, msg)));
+            .send(Err(io::Error::new(io::ErrorKind::ConnectionReset, why)));
     }
 }
 

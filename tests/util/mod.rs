@@ -124,6 +124,22 @@ pub async fn roundtrip_all(mut s: TcpStream, data: &[u8]) -> Vec<u8> {
     got
 }
 
+/// Like [`roundtrip_all`], with errors returned.
+pub async fn try_roundtrip_all(mut s: TcpStream, data: &[u8]) -> std::io::Result<Vec<u8>> {
+    let (mut r, mut w) = s.split();
+    let writer = async {
+        w.write_all(data).await?;
+        w.shutdown().await
+    };
+    let reader = async {
+        let mut got = Vec::new();
+        r.read_to_end(&mut got).await?;
+        Ok(got)
+    };
+    let ((), got) = tokio::try_join!(writer, reader)?;
+    Ok(got)
+}
+
 /// Deterministic test data.
 pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
     let mut v = vec![0u8; len];
@@ -134,7 +150,7 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
 /// A virtual serial cable (`sfs PTY PTY`) in a temporary directory; ends `a` and
 /// `b`. Killed and cleaned up on drop.
 pub struct Cable {
-    _proc: Sfs,
+    proc: Sfs,
     pub dir: PathBuf,
     pub a: PathBuf,
     pub b: PathBuf,
@@ -150,12 +166,12 @@ impl Cable {
         ]);
         wait_path(&a, Duration::from_secs(5)).await;
         wait_path(&b, Duration::from_secs(5)).await;
-        Cable {
-            _proc: proc,
-            dir,
-            a,
-            b,
-        }
+        Cable { proc, dir, a, b }
+    }
+
+    /// The cable process (to freeze it, for example).
+    pub fn pid(&self) -> u32 {
+        self.proc.child.id().expect("cable running")
     }
 }
 

@@ -1,0 +1,318 @@
+//! Every byte, every path: one-shot transfers (`sfs STDIO SERIAL-MUX:… < file`
+//! against `EXEC:…`), half-close, exit status, bursts of connections and a
+//! stalled line — real sfs processes over the project's virtual cable.
+#![allow(clippy::disallowed_methods)] // measurements and test set-up read the clock
+
+mod util;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncReadExt;
+use util::*;
+
+const BAUD: u32 = 115_200;
+
+/// The far end: `sfs SERIAL-MUX:b EXEC:"…"`.
+fn remote_exec(cable: &Cable, baud: u32, command: &str) -> Sfs {
+    Sfs::start(&[
+        format!("SERIAL-MUX:{},b{baud}", cable.b.display()),
+        format!("EXEC:\"{command}\""),
+    ])
+}
+
+/// What a one-shot local sfs did.
+struct Local {
+    code: Option<i32>,
+    stdout: Vec<u8>,
+    stderr: String,
+}
+
+/// Runs `sfs STDIO SERIAL-MUX:a` with `stdin` as its input, to completion.
+async fn local_stdio(cable: &Cable, baud: u32, extra: &str, stdin: &Path) -> Local {
+    let out = tokio::process::Command::new(bin())
+        .args([
+            "STDIO".to_string(),
+            format!("SERIAL-MUX:{},b{baud}{extra}", cable.a.display()),
+        ])
+        .stdin(Stdio::from(std::fs::File::open(stdin).unwrap()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(90), out)
+        .await
+        .expect("the one-shot sfs finished")
+        .unwrap();
+    Local {
+        code: out.status.code(),
+        stdout: out.stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn write_file(dir: &Path, name: &str, data: &[u8]) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, data).unwrap();
+    p
+}
+
+
+/// The far program closes its output at once (`exec cat > out`): sfs must
+/// still deliver every byte of the upload before exiting 0.
+async fn upload_with_early_remote_close(len: usize, tag: &str) {
+    let cable = Cable::start(tag, BAUD).await;
+    let out = cable.dir.join("out");
+    let _b = remote_exec(&cable, BAUD, &format!("sh -c 'exec cat > {}'", out.display()));
+    let data = pattern(len, len as u64);
+    let input = write_file(&cable.dir, "in", &data);
+    let local = local_stdio(&cable, BAUD, "", &input).await;
+    assert_eq!(local.code, Some(0), "{}", local.stderr);
+    // Exit 0 means the far program took every byte: the file is complete now.
+    let got = std::fs::read(&out).unwrap();
+    assert_eq!(got.len(), data.len(), "bytes delivered");
+    assert!(got == data, "content differs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_60000_bytes_with_early_remote_close() {
+    upload_with_early_remote_close(60_000, "early60").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_100000_bytes_with_early_remote_close() {
+    upload_with_early_remote_close(100_000, "early100").await;
+}
+
+/// `cat > out` reads until end of file: EXEC's stdin must be closed when the
+/// upload ends, and both sides must then finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_sees_end_of_file_and_both_sides_finish() {
+    let cable = Cable::start("execeof", BAUD).await;
+    let out = cable.dir.join("out");
+    let _b = remote_exec(&cable, BAUD, &format!("sh -c 'cat > {}'", out.display()));
+    let data = pattern(30_000, 9);
+    let input = write_file(&cable.dir, "in", &data);
+    let local = local_stdio(&cable, BAUD, "", &input).await;
+    assert_eq!(local.code, Some(0), "{}", local.stderr);
+    assert!(std::fs::read(&out).unwrap() == data);
+}
+
+/// A download: the far program's output arrives whole on stdout, and the
+/// local sfs closes stdout at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn download_arrives_whole() {
+    let cable = Cable::start("download", BAUD).await;
+    let data = pattern(80_000, 3);
+    let file = write_file(&cable.dir, "served", &data);
+    let _b = remote_exec(&cable, BAUD, &format!("cat {}", file.display()));
+    let empty = write_file(&cable.dir, "empty", b"");
+    let local = local_stdio(&cable, BAUD, "", &empty).await;
+    assert_eq!(local.code, Some(0), "{}", local.stderr);
+    assert_eq!(local.stdout.len(), data.len());
+    assert!(local.stdout == data);
+}
+
+/// The far program's exit status becomes the local sfs's, as with ssh; a
+/// signal becomes 128 + its number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_status_travels() {
+    let cable = Cable::start("status", BAUD).await;
+    let input = write_file(&cable.dir, "in", &pattern(5_000, 1));
+    let empty = write_file(&cable.dir, "empty", b"");
+    for (command, stdin, want) in [
+        ("sh -c 'exit 3'", &empty, 3),
+        ("sh -c 'exit 3'", &input, 3),
+        ("sh -c 'cat > /dev/null; exit 42'", &input, 42),
+        ("sh -c 'kill -TERM $$'", &empty, 128 + 15),
+        ("true", &input, 0),
+    ] {
+        let b = remote_exec(&cable, BAUD, command);
+        let local = local_stdio(&cable, BAUD, "", stdin).await;
+        assert_eq!(local.code, Some(want), "{command}: {}", local.stderr);
+        drop(b);
+        // The next remote sfs needs the device.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// A far end that dies for good mid-transfer: the local sfs gives up after
+/// dead-after, exits 1 and says how many bytes were not confirmed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_peer_makes_the_one_shot_fail_with_the_unconfirmed_count() {
+    let cable = Cable::start("deadpeer", BAUD).await;
+    let b = remote_exec(&cable, BAUD, "sh -c 'cat > /dev/null'");
+    let input = write_file(&cable.dir, "in", &pattern(200_000, 5));
+    let killer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        drop(b); // SIGKILL: no reset reaches us, the line just goes silent
+    });
+    let t0 = Instant::now();
+    let local = local_stdio(&cable, BAUD, ",dead-after=3", &input).await;
+    killer.await.unwrap();
+    assert_eq!(local.code, Some(1), "{}", local.stderr);
+    assert!(
+        local.stderr.contains("bytes not confirmed"),
+        "{}",
+        local.stderr
+    );
+    assert!(t0.elapsed() < Duration::from_secs(20));
+}
+
+/// A browser-like burst: 200 connections at once through a forking listener,
+/// each echoing 1,000 bytes; none is reset or closed empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_connections_all_succeed() {
+    let baud = 921_600;
+    let cable = Cable::start("burst", baud).await;
+    let echo = echo_server().await;
+    let port = free_port();
+    let _b = Sfs::start(&[
+        format!("SERIAL-MUX:{},b{baud}", cable.b.display()),
+        format!("TCP:127.0.0.1:{echo}"),
+    ]);
+    let a = Sfs::start(&[
+        format!("TCP-LISTEN:{port},fork"),
+        format!("SERIAL-MUX:{},b{baud}", cable.a.display()),
+    ]);
+    drop(connect_retry(port, Duration::from_secs(5)).await);
+    let mut tasks = Vec::new();
+    for i in 0..200u64 {
+        tasks.push(tokio::spawn(async move {
+            let data = pattern(1000, i);
+            let s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+            let got = try_roundtrip_all(s, &data).await?;
+            std::io::Result::Ok(got == data)
+        }));
+    }
+    let mut ok = 0;
+    let mut failures = Vec::new();
+    for t in tasks {
+        match tokio::time::timeout(Duration::from_secs(90), t)
+            .await
+            .expect("connection finished")
+            .unwrap()
+        {
+            Ok(true) => ok += 1,
+            Ok(false) => failures.push("wrong bytes".to_string()),
+            Err(e) => failures.push(e.to_string()),
+        }
+    }
+    assert_eq!(ok, 200, "{failures:?}\n{}", a.log_text());
+}
+
+/// A line that stops taking bytes (the cable process frozen, as a line held
+/// by CTS) pauses the link but not sfs: statistics still answer at once, and
+/// dead-after still ends the session.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_line_does_not_stall_sfs() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let cable = Cable::start("stall", BAUD).await;
+    let echo = echo_server().await;
+    let port = free_port();
+    let _b = Sfs::start(&[
+        format!("SERIAL-MUX:{},b{BAUD}", cable.b.display()),
+        format!("TCP:127.0.0.1:{echo}"),
+    ]);
+    let a = Sfs::start(&[
+        format!("TCP-LISTEN:{port},fork"),
+        format!("SERIAL-MUX:{},b{BAUD},dead-after=3", cable.a.display()),
+    ]);
+    let mut s = connect_retry(port, Duration::from_secs(5)).await;
+    // Keep bytes flowing so that sfs A has writes pending when the line stops.
+    let writer = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let chunk = vec![0x55u8; 4096];
+        let mut buf = vec![0u8; 65536];
+        for _ in 0..2000 {
+            if s.write_all(&chunk).await.is_err() {
+                break;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(1), s.read(&mut buf)).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let cable_pid = Pid::from_raw(cable.pid() as i32);
+    kill(cable_pid, Signal::SIGSTOP).unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let a_pid = Pid::from_raw(a.child.id().unwrap() as i32);
+    let asked = Instant::now();
+    kill(a_pid, Signal::SIGUSR1).unwrap();
+    let mut answered = None;
+    while asked.elapsed() < Duration::from_secs(2) {
+        if a.log_text().contains("link up,") || a.log_text().contains("link down,") {
+            answered = Some(asked.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stats_after = answered;
+    // dead-after=3 ends the session while the line is still held.
+    let t0 = Instant::now();
+    while !a.log_text().contains("session ended") && t0.elapsed() < Duration::from_secs(8) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    kill(cable_pid, Signal::SIGCONT).unwrap();
+    writer.abort();
+    let log = a.log_text();
+    assert!(stats_after.is_some(), "no statistics while the line was held:\n{log}");
+    assert!(log.contains("session ended"), "dead-after did not fire:\n{log}");
+}
+
+/// 10,000 connections one after another: memory and descriptors stay flat.
+/// Slow (minutes); run with `cargo test --release -- --ignored sequential`.
+#[ignore]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_sequential_connections_leak_nothing() {
+    let baud = 921_600;
+    let cable = Cable::start("seq", baud).await;
+    let echo = echo_server().await;
+    let port = free_port();
+    let _b = Sfs::start(&[
+        format!("SERIAL-MUX:{},b{baud}", cable.b.display()),
+        format!("TCP:127.0.0.1:{echo}"),
+    ]);
+    let a = Sfs::start(&[
+        format!("TCP-LISTEN:{port},fork"),
+        format!("SERIAL-MUX:{},b{baud}", cable.a.display()),
+    ]);
+    let pid = a.child.id().unwrap();
+    let one = |i: u64| async move {
+        let data = pattern(100, i);
+        let s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        assert!(roundtrip_all(s, &data).await == data);
+    };
+    for i in 0..100 {
+        one(i).await;
+    }
+    let (rss0, fds0) = (rss_kib(pid), fd_count(pid));
+    let t0 = Instant::now();
+    for i in 0..10_000 {
+        one(i).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (rss1, fds1) = (rss_kib(pid), fd_count(pid));
+    eprintln!(
+        "10000 sequential connections in {:.1} s: RSS {rss0} -> {rss1} KiB, fds {fds0} -> {fds1}",
+        t0.elapsed().as_secs_f64()
+    );
+    assert!(fds1 <= fds0, "descriptors leaked: {fds0} -> {fds1}");
+    assert!(rss1 < rss0 + 2048, "memory grew: {rss0} -> {rss1} KiB");
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
+}
