@@ -18,9 +18,13 @@
 //! error on either side (reset, broken pipe) aborts both, so a cut stream never
 //! looks complete (TCP peers get a RST).
 
+#![allow(clippy::disallowed_methods)] // a driver: it reads the clock for the stop deadline
+
 use crate::address::{Address, ListenOptions};
 use crate::endpoint::serial_mux::{Incoming, MuxHandle, MuxHub, PendingChannel};
-use crate::endpoint::{exec, pty, serial, stdio, tcp, unix, Conn, ExitStatus, Reader, StatusSlot, Writer};
+use crate::endpoint::{
+    exec, pty, serial, stdio, tcp, unix, Conn, ExitStatus, Reader, StatusSlot, Writer,
+};
 use crate::error::{describe_io, Error, Result};
 use std::io;
 use std::sync::Arc;
@@ -112,7 +116,8 @@ pub async fn splice(a: Conn, b: Conn) -> io::Result<Spliced> {
         Ok((x, y)) => {
             debug!("{a_label} <-> {b_label}: done, {x} and {y} bytes");
             guard.disarm();
-            let read = |s: &Option<StatusSlot>| s.as_ref().and_then(|s| *s.lock().expect("status lock"));
+            let read =
+                |s: &Option<StatusSlot>| s.as_ref().and_then(|s| *s.lock().expect("status lock"));
             Ok(Spliced {
                 a_to_b: x,
                 b_to_a: y,

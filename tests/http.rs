@@ -40,7 +40,7 @@ async fn http_server(body: Vec<u8>) -> u16 {
 
 async fn curl_suite(cable: CableSpec) {
     if Command::new("curl").arg("--version").output().is_err() {
-        eprintln!("curl test skipped: curl is not installed");
+        missing_tool("curl", "apt-get install curl");
         return;
     }
     let body = pattern(120_000, 5);

@@ -57,13 +57,16 @@ fn write_file(dir: &Path, name: &str, data: &[u8]) -> std::path::PathBuf {
     p
 }
 
-
 /// The far program closes its output at once (`exec cat > out`): sfs must
 /// still deliver every byte of the upload before exiting 0.
 async fn upload_with_early_remote_close(len: usize, tag: &str) {
     let cable = Cable::start(tag, BAUD).await;
     let out = cable.dir.join("out");
-    let _b = remote_exec(&cable, BAUD, &format!("sh -c 'exec cat > {}'", out.display()));
+    let _b = remote_exec(
+        &cable,
+        BAUD,
+        &format!("sh -c 'exec cat > {}'", out.display()),
+    );
     let data = pattern(len, len as u64);
     let input = write_file(&cable.dir, "in", &data);
     let local = local_stdio(&cable, BAUD, "", &input).await;
@@ -257,8 +260,14 @@ async fn a_stalled_line_does_not_stall_sfs() {
     kill(cable_pid, Signal::SIGCONT).unwrap();
     writer.abort();
     let log = a.log_text();
-    assert!(stats_after.is_some(), "no statistics while the line was held:\n{log}");
-    assert!(log.contains("session ended"), "dead-after did not fire:\n{log}");
+    assert!(
+        stats_after.is_some(),
+        "no statistics while the line was held:\n{log}"
+    );
+    assert!(
+        log.contains("session ended"),
+        "dead-after did not fire:\n{log}"
+    );
 }
 
 /// 10,000 connections one after another: memory and descriptors stay flat.
@@ -314,5 +323,7 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 fn fd_count(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
 }

@@ -111,7 +111,7 @@ fn user() -> String {
 
 async fn ssh_suite(cable: CableSpec) {
     let Some(sshd_bin) = sshd_path() else {
-        eprintln!("ssh test skipped: no sshd installed (apt-get install openssh-server)");
+        missing_tool("sshd", "apt-get install openssh-server");
         return;
     };
     let sshd = start_sshd(&sshd_bin);

@@ -666,7 +666,12 @@ impl Driver {
         let (input_tx, mut input_rx) = mpsc::channel::<Input>(INPUT_QUEUE);
         let (written_tx, mut written_rx) = mpsc::unbounded_channel::<Written>();
         let mut generation = 0;
-        let mut device = Device::Open(Port::start(port, generation, input_tx.clone(), written_tx.clone()));
+        let mut device = Device::Open(Port::start(
+            port,
+            generation,
+            input_tx.clone(),
+            written_tx.clone(),
+        ));
         let mut closing: Option<oneshot::Sender<()>> = None;
         let mut batch = Vec::with_capacity(WRITE_BATCH);
         loop {
@@ -681,7 +686,12 @@ impl Driver {
                             warn!("SERIAL-MUX:{}: device is back", self.device);
                             generation += 1;
                             self.station.device_reopened();
-                            Device::Open(Port::start(p, generation, input_tx.clone(), written_tx.clone()))
+                            Device::Open(Port::start(
+                                p,
+                                generation,
+                                input_tx.clone(),
+                                written_tx.clone(),
+                            ))
                         }
                         Err(_) => Device::Lost {
                             reopen_at: now + REOPEN_EVERY,
@@ -696,7 +706,8 @@ impl Driver {
                     batch.clear();
                     while batch.len() < WRITE_BATCH
                         && self.station.poll_transmit(Instant::now(), &mut batch) > 0
-                    {}
+                    {
+                    }
                     if !batch.is_empty() {
                         port.writing = port.batches.try_send(std::mem::take(&mut batch)).is_ok();
                     }

@@ -34,7 +34,9 @@ use bytes::Bytes;
 use tracing::{info, warn};
 
 use crate::link::{Link, LinkConfig, LinkEvent, LinkStats, Pacer};
-use crate::mux::{ChannelId, ExitStatus, Mux, MuxConfig, MuxError, MuxEvent, MuxStats, RefuseReason};
+use crate::mux::{
+    ChannelId, ExitStatus, Mux, MuxConfig, MuxError, MuxEvent, MuxStats, RefuseReason,
+};
 
 /// Everything a station needs to know before it starts.
 #[derive(Clone, Debug)]
@@ -205,9 +207,13 @@ pub enum StationEvent {
 enum Phase {
     Running,
     /// Closing: channels may still finish cleanly until `deadline`.
-    Draining { deadline: Instant },
+    Draining {
+        deadline: Instant,
+    },
     /// Remaining channels were reset; their resets are flushed until `deadline`.
-    Flushing { deadline: Instant },
+    Flushing {
+        deadline: Instant,
+    },
     /// Nothing more to do.
     Closed,
 }
@@ -581,7 +587,8 @@ impl Station {
 
     fn fail_open(&mut self, open: OpenId, error: OpenError) {
         self.stats.opens_failed += 1;
-        self.events.push_back(StationEvent::OpenFailed { open, error });
+        self.events
+            .push_back(StationEvent::OpenFailed { open, error });
     }
 
     /// Turns waiting opens into channels, first come first served, while the
@@ -744,10 +751,12 @@ impl Station {
                     self.mux.refuse(ch, RefuseReason::Other, "sfs is stopping");
                 } else if self.services.contains(&service) {
                     self.chans.insert(ch, Chan::new(ChanRole::Offered));
-                    self.events.push_back(StationEvent::Incoming { ch, service });
+                    self.events
+                        .push_back(StationEvent::Incoming { ch, service });
                 } else {
                     self.stats.unknown_service += 1;
-                    self.mux.refuse(ch, RefuseReason::NotAllowed, "no such service here");
+                    self.mux
+                        .refuse(ch, RefuseReason::NotAllowed, "no such service here");
                 }
             }
             MuxEvent::Accepted { ch } => {

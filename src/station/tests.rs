@@ -69,7 +69,10 @@ impl Stream {
     ) {
         while self.sent < self.out.len() && self.budget > 0 {
             let n = piece.min(self.budget).min(self.out.len() - self.sent);
-            st.write(ch, Bytes::copy_from_slice(&self.out[self.sent..self.sent + n]));
+            st.write(
+                ch,
+                Bytes::copy_from_slice(&self.out[self.sent..self.sent + n]),
+            );
             self.sent += n;
             self.budget -= n;
         }
@@ -184,7 +187,9 @@ impl App {
                     assert_eq!(Some(ch), self.ch);
                     self.end = Some(End::Confirmed);
                 }
-                StationEvent::Reset { ch, unconfirmed, .. } => {
+                StationEvent::Reset {
+                    ch, unconfirmed, ..
+                } => {
                     assert_eq!(Some(ch), self.ch);
                     self.end = Some(End::Cut { unconfirmed });
                 }
@@ -334,28 +339,53 @@ fn check(seed: u64, case: Case, r: &Run) {
     let ctx = format!("seed {seed} {case:?}");
     // The applications that held the channel: a restarted end's new
     // application may never have seen it.
-    let a = if r.a.ch.is_some() { &r.a } else { r.a_before_restart.as_ref().unwrap_or(&r.a) };
-    let b = if r.b.ch.is_some() { &r.b } else { r.b_before_restart.as_ref().unwrap_or(&r.b) };
+    let a = if r.a.ch.is_some() {
+        &r.a
+    } else {
+        r.a_before_restart.as_ref().unwrap_or(&r.a)
+    };
+    let b = if r.b.ch.is_some() {
+        &r.b
+    } else {
+        r.b_before_restart.as_ref().unwrap_or(&r.b)
+    };
     // A clean close on A means B's application took exactly A's upload, and A
     // holds B's whole reply and exit status.
     if a.end == Some(End::Confirmed) {
-        assert_eq!(b.stream.consumed as usize, a.stream.out.len(), "{ctx}: A closed cleanly but B did not take every byte");
+        assert_eq!(
+            b.stream.consumed as usize,
+            a.stream.out.len(),
+            "{ctx}: A closed cleanly but B did not take every byte"
+        );
         assert_eq!(b.stream.got, a.stream.out, "{ctx}");
-        assert_eq!(a.stream.got, b.stream.out, "{ctx}: A closed cleanly without B's whole reply");
-        assert_eq!(a.stream.peer_status, b.status.filter(|_| false), "{ctx}: exit status"); // MERGE: EXIT on the wire
+        assert_eq!(
+            a.stream.got, b.stream.out,
+            "{ctx}: A closed cleanly without B's whole reply"
+        );
+        assert_eq!(
+            a.stream.peer_status,
+            b.status.filter(|_| false),
+            "{ctx}: exit status"
+        ); // MERGE: EXIT on the wire
     }
     // And symmetrically for B (its application is the one that was A's peer).
     if b.end == Some(End::Confirmed) {
-        assert_eq!(a.stream.consumed as usize, b.stream.out.len(), "{ctx}: B closed cleanly but A did not take every byte");
+        assert_eq!(
+            a.stream.consumed as usize,
+            b.stream.out.len(),
+            "{ctx}: B closed cleanly but A did not take every byte"
+        );
         assert_eq!(b.stream.got, a.stream.out, "{ctx}");
     }
     if let Some(End::Cut { unconfirmed }) = r.a.end {
         if r.a_before_restart.is_none() && MUX_COUNTS_UNCONFIRMED {
             // Every byte B's application never took is counted as unconfirmed.
-            let taken = r.b_before_restart.as_ref().map_or(0, |p| p.stream.consumed) + b.stream.consumed;
-            let not_taken = (a.stream.out.len() as u64).saturating_sub(taken.min(a.stream.out.len() as u64));
+            let taken =
+                r.b_before_restart.as_ref().map_or(0, |p| p.stream.consumed) + b.stream.consumed;
+            let not_taken =
+                (a.stream.out.len() as u64).saturating_sub(taken.min(a.stream.out.len() as u64));
             assert!(
-                unconfirmed >= not_taken.min(a.stream.sent as u64) ,
+                unconfirmed >= not_taken.min(a.stream.sent as u64),
                 "{ctx}: cut with {unconfirmed} unconfirmed, but B never took {not_taken}"
             );
         }
@@ -476,7 +506,13 @@ fn a_burst_beyond_the_channel_limit_waits() {
                     // Which client this is shows in its first byte; the
                     // server answers once it has read it all.
                     let mut s = App::server(Vec::new(), Vec::new(), false, ExitStatus::Code(0));
-                    s.handle(&mut pair.b.station, StationEvent::Incoming { ch, service: SERVICE.into() });
+                    s.handle(
+                        &mut pair.b.station,
+                        StationEvent::Incoming {
+                            ch,
+                            service: SERVICE.into(),
+                        },
+                    );
                     servers.insert(ch, s);
                 }
                 StationEvent::LinkUp { .. } | StationEvent::LinkDown { .. } => {}
@@ -505,8 +541,19 @@ fn a_burst_beyond_the_channel_limit_waits() {
             s.pump(&mut pair.b.station);
         }
     }
-    let confirmed = clients.iter().filter(|c| c.end == Some(End::Confirmed)).count();
-    assert_eq!(confirmed, 300, "{:?}", clients.iter().find(|c| c.end != Some(End::Confirmed)).map(|c| &c.end));
+    let confirmed = clients
+        .iter()
+        .filter(|c| c.end == Some(End::Confirmed))
+        .count();
+    assert_eq!(
+        confirmed,
+        300,
+        "{:?}",
+        clients
+            .iter()
+            .find(|c| c.end != Some(End::Confirmed))
+            .map(|c| &c.end)
+    );
     assert!(pair.a.station.stats().opens_queued >= 300 - 32);
     assert_eq!(pair.a.station.stats().opens_failed, 0);
 }
@@ -520,7 +567,9 @@ fn channel_of(ev: &StationEvent) -> ChannelId {
         | StationEvent::Reset { ch, .. }
         | StationEvent::Opened { ch, .. }
         | StationEvent::Incoming { ch, .. } => *ch,
-        StationEvent::OpenFailed { .. } | StationEvent::LinkUp { .. } | StationEvent::LinkDown { .. } => {
+        StationEvent::OpenFailed { .. }
+        | StationEvent::LinkUp { .. }
+        | StationEvent::LinkDown { .. } => {
             unreachable!("not a channel event")
         }
     }
@@ -542,12 +591,21 @@ fn undecodable_mux_data_restarts_the_session() {
         server.turn(&mut pair.b.station);
         if !injected && first.stream.sent > 10_000 {
             // Unknown record type 0xf: not a mux payload.
-            assert!(pair.a.station.link_mut().send(Bytes::from_static(&[0x0f, 0, 1, 2])).is_ok());
+            assert!(pair
+                .a
+                .station
+                .link_mut()
+                .send(Bytes::from_static(&[0x0f, 0, 1, 2]))
+                .is_ok());
             injected = true;
         }
     }
     assert!(injected);
-    assert!(matches!(first.end, Some(End::Cut { .. })), "{:?}", first.end);
+    assert!(
+        matches!(first.end, Some(End::Cut { .. })),
+        "{:?}",
+        first.end
+    );
     assert_eq!(pair.b.station.stats().decode_restarts, 1);
     // The next connection works.
     let mut again = App::uploader(vec![9; 3000], vec![8; 100], 500);
@@ -610,7 +668,11 @@ fn close_resets_what_did_not_finish_in_the_grace_period() {
     }
     assert!(pair.a.station.is_closed());
     assert!(pair.now - closing_at >= grace);
-    assert!(matches!(a.end, Some(End::Cut { unconfirmed }) if unconfirmed > 0), "{:?}", a.end);
+    assert!(
+        matches!(a.end, Some(End::Cut { unconfirmed }) if unconfirmed > 0),
+        "{:?}",
+        a.end
+    );
     // The peer hears of it: its channel is reset too, never closed.
     while pair.now < limit && b.end.is_none() {
         pair.step(QUANTUM, limit);
@@ -621,6 +683,9 @@ fn close_resets_what_did_not_finish_in_the_grace_period() {
     let open = pair.a.station.open(pair.now, SERVICE);
     assert_eq!(
         pair.a.station.poll_event(),
-        Some(StationEvent::OpenFailed { open, error: OpenError::Closing })
+        Some(StationEvent::OpenFailed {
+            open,
+            error: OpenError::Closing
+        })
     );
 }

@@ -9,6 +9,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
 
+/// A test that needs `tool` found it missing: a failure under CI (`CI=true`,
+/// where .ci/run installs it), a loud skip elsewhere.
+pub fn missing_tool(tool: &str, install: &str) {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{tool} is required under CI=true ({install})");
+    }
+    eprintln!("SKIPPED: {tool} is not installed ({install})");
+}
+
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_sfs"))
 }
