@@ -12,8 +12,14 @@
 //!   shared by the deterministic simulations and the virtual serial cable.
 //! - [`link`]: the reliable link layer, a pure state machine (no I/O, no clock).
 //! - [`mux`]: the channel multiplexer on top of the link, a pure state machine.
-//! - [`sim`]: deterministic simulation of two link/mux endpoints over a [`line`].
-//! - [`endpoint`]: thin tokio drivers, one per address type.
+//! - `sim`: deterministic simulation of two links, or two whole [`station`]s,
+//!   over a [`line`] on simulated time; built for tests and with the `sim`
+//!   feature (the link benchmark), not shipped otherwise.
+//! - [`station`]: one end of a SERIAL-MUX line (link + mux + pacer + services +
+//!   waiting opens + close) as one sans-IO state machine; the driver and the
+//!   simulations run this same code.
+//! - [`endpoint`]: thin tokio drivers, one per address type (`serial_mux`
+//!   drives a [`station`]).
 //! - [`cable`]: the virtual null-modem cable (two ptys joined through a [`line`]).
 //! - [`bridge`]: wires a listening endpoint to a dialing endpoint; the only place
 //!   that decides how connections are served.
@@ -29,6 +35,7 @@ pub mod error;
 pub mod line;
 pub mod link;
 pub mod mux;
+#[cfg(any(test, feature = "sim"))]
 pub mod sim;
 pub mod station;
 pub mod testbed;

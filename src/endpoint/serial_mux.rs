@@ -10,7 +10,7 @@
 //! - writes through a writer task, so a device that stops taking bytes (a line
 //!   held by CTS, a full adapter) pauses the line but never the driver: timers,
 //!   `dead-after`, input and commands go on;
-//! - reopens a lost device every [`REOPEN_EVERY`], keeping the link and channels.
+//! - reopens a lost device every 500 ms, keeping the link and channels.
 //!
 //! A channel reaches the bridge as a [`Conn`]: its reader yields the peer's
 //! bytes and reports them consumed only when the bridge comes back for more
@@ -747,14 +747,21 @@ impl Driver {
                         }
                     }
                 }
-                Some((g, r)) = input_rx.recv() => {
-                    if let Device::Open(port) = &device {
+                Some(first) = input_rx.recv() => {
+                    // Everything that arrived meanwhile, in one turn.
+                    let mut next = Some(first);
+                    while let Some((g, r)) = next.take() {
+                        let Device::Open(port) = &device else { break };
                         if port.generation == g {
                             match r {
                                 Ok(bytes) => self.station.handle_input(Instant::now(), &bytes),
-                                Err(e) => device = self.device_lost(&e),
+                                Err(e) => {
+                                    device = self.device_lost(&e);
+                                    break;
+                                }
                             }
                         }
+                        next = input_rx.try_recv().ok();
                     }
                 }
                 cmd = cmd_rx.recv() => match cmd {
