@@ -7,7 +7,7 @@
 //! never reads a clock, and everything random comes from a [`rng::Rng`] seeded by
 //! [`LineConfig::seed`], so a run is reproducible.
 //!
-//! Used by the deterministic simulations ([`crate::sim`]) and by the virtual serial
+//! Used by the deterministic simulations (`sim`) and by the virtual serial
 //! cable driver.
 
 pub mod rng;
