@@ -327,3 +327,93 @@ fn fd_count(pid: u32) -> usize {
         .unwrap()
         .count()
 }
+
+/// STDIO closes standard output when the far stream ends, even while sfs
+/// still reads standard input: a reader of sfs's output is not left hanging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdio_closes_stdout_at_the_end_of_the_far_stream() {
+    use tokio::io::AsyncWriteExt;
+    let cable = Cable::start("stdoutclose", BAUD).await;
+    let _b = remote_exec(&cable, BAUD, "sh -c 'echo hi; cat > /dev/null'");
+    let mut child = tokio::process::Command::new(bin())
+        .args([
+            "STDIO".to_string(),
+            format!("SERIAL-MUX:{},b{BAUD}", cable.a.display()),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut got = Vec::new();
+    // The remote shell prints, then reads until our end of file: its output
+    // has not ended yet, so stdout stays open.
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(10), stdout.read(&mut buf))
+        .await
+        .expect("output arrives")
+        .unwrap();
+    got.extend_from_slice(&buf[..n]);
+    stdin.write_all(b"some input\n").await.unwrap();
+    drop(stdin); // the remote cat ends, the shell exits, its stream ends
+    tokio::time::timeout(Duration::from_secs(10), stdout.read_to_end(&mut got))
+        .await
+        .expect("stdout closed")
+        .unwrap();
+    assert_eq!(got, b"hi\n");
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("sfs exits")
+        .unwrap();
+    assert!(status.success());
+}
+
+/// SIGTERM during a one-shot transfer: one that finishes within the grace
+/// period completes (exit 0, every byte there); one that cannot is reset and
+/// reported (exit 1), never closed as if complete.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_transfer_finish_within_the_grace_period() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let cable = Cable::start("sigterm", BAUD).await;
+    let out = cable.dir.join("out");
+    for (len, want_code) in [(8_000usize, 0), (300_000, 1)] {
+        let _ = std::fs::remove_file(&out);
+        let b = remote_exec(&cable, BAUD, &format!("sh -c 'cat > {}'", out.display()));
+        let data = pattern(len, len as u64);
+        let input = write_file(&cable.dir, "in", &data);
+        let child = tokio::process::Command::new(bin())
+            .args([
+                "STDIO".to_string(),
+                format!("SERIAL-MUX:{},b{BAUD}", cable.a.display()),
+            ])
+            .stdin(Stdio::from(std::fs::File::open(&input).unwrap()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        kill(Pid::from_raw(child.id().unwrap() as i32), Signal::SIGTERM).unwrap();
+        let done = tokio::time::timeout(Duration::from_secs(15), child.wait_with_output())
+            .await
+            .expect("sfs stops within the grace period")
+            .unwrap();
+        let err = String::from_utf8_lossy(&done.stderr);
+        assert_eq!(done.status.code(), Some(want_code), "{len} bytes: {err}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let got = std::fs::read(&out).unwrap_or_default();
+        if want_code == 0 {
+            assert!(got == data, "completed transfer differs");
+        } else {
+            assert!(got.len() < data.len());
+            assert!(err.contains("stopped by a signal"), "{err}");
+        }
+        drop(b);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
