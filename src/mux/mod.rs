@@ -382,74 +382,113 @@ enum Ctl {
     },
 }
 
+/// Where a channel is between its OPEN and the end of the application's
+/// interest in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// We opened it and wait for OPEN_OK or REFUSE. Until `open_sent` the peer
+    /// does not know the channel, so aborting it simply forgets it.
+    Opening { open_sent: bool },
+    /// The peer opened it; the application has not accepted it yet.
+    Undecided,
+    /// The application accepted it; our OPEN_OK is queued (`send` already
+    /// buffers).
+    Accepted,
+    /// OPEN_OK crossed: DATA, CREDIT and EOF may flow.
+    Established,
+    /// The application's handle is dead: it reset the channel, or was told of
+    /// a reset or refusal. Buffers are gone, records other than the peer's
+    /// final one are ignored, and the channel stays only until the final
+    /// records crossed.
+    Aborted,
+}
+
+/// Our direction of the channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SendHalf {
+    /// `send` takes data.
+    Open,
+    /// `close_write` was called: EOF is queued once the buffer drained and
+    /// the channel is established.
+    EofPending,
+    /// EOF is in the control queue.
+    EofQueued,
+    /// EOF (or a CLOSE standing for it) is on the wire.
+    EofSent,
+}
+
+/// The peer's direction of the channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RecvHalf {
+    /// DATA may arrive.
+    Open,
+    /// The peer's EOF arrived; `ReadClosed` waits until the data before it
+    /// was read.
+    EofReceived,
+    /// `ReadClosed` was reported.
+    ReadClosed,
+}
+
+/// Our final record on the channel (rule 3 of the protocol).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OwnFinal {
+    /// Not due yet.
+    NotYet,
+    /// CLOSE is in the control queue.
+    CloseQueued,
+    /// RESET is in the control queue (the reason travels with the entry). It
+    /// replaces a queued CLOSE: an abort overrides a clean end not yet sent.
+    ResetQueued,
+    /// On the wire, or owed no more (the peer's REFUSE ended it for both).
+    Sent,
+}
+
 #[derive(Debug)]
 struct Channel {
     key: WireKey,
     service: String,
-    /// The application may still use the handle (no terminal event yet).
-    app_live: bool,
-    /// Acceptor: the application called accept().
-    decided: bool,
-    /// Opener: OPEN emitted.
-    open_emitted: bool,
-    /// DATA may flow: opener got OPEN_OK / acceptor emitted OPEN_OK.
-    established: bool,
-    /// `send` allowed (opener: OPEN_OK received; acceptor: accepted).
-    can_send: bool,
+    phase: Phase,
+    send: SendHalf,
+    recv: RecvHalf,
+    own_final: OwnFinal,
+    /// The peer's final record (CLOSE, RESET or REFUSE) arrived.
+    peer_final_received: bool,
 
     tx: VecDeque<u8>,
     credit: SendCredit,
+    /// A `send` came up short: report `SendSpace` once data leaves.
     want_space: bool,
-    eof_requested: bool,
-    eof_queued: bool,
-    eof_sent: bool,
 
     rx: VecDeque<Bytes>,
     rx_len: usize,
+    /// Read by the application but not yet reported consumed.
     held: usize,
     rxw: RecvWindow,
+    /// A CREDIT entry is in the control queue.
     credit_queued: bool,
-    eof_received: bool,
-    read_closed_emitted: bool,
+    /// `Readable` was reported and `read` has not drained the buffer since.
     readable_notified: bool,
-
-    /// RESET queued or sent (or REFUSE received): ignore all but final records.
-    resetting: bool,
-    close_queued: bool,
-    sent_final: bool,
-    recv_final: bool,
-    wire_released: bool,
 }
 
 impl Channel {
-    fn new(key: WireKey, service: String, window: u32, peer_window: u32) -> Self {
+    fn new(key: WireKey, service: String, phase: Phase, window: u32, peer_window: u32) -> Self {
         Channel {
             key,
             service,
-            app_live: true,
-            decided: false,
-            open_emitted: false,
-            established: false,
-            can_send: false,
+            phase,
+            send: SendHalf::Open,
+            recv: RecvHalf::Open,
+            own_final: OwnFinal::NotYet,
+            peer_final_received: false,
             tx: VecDeque::new(),
             credit: SendCredit::new(peer_window),
             want_space: false,
-            eof_requested: false,
-            eof_queued: false,
-            eof_sent: false,
             rx: VecDeque::new(),
             rx_len: 0,
             held: 0,
             rxw: RecvWindow::new(window),
             credit_queued: false,
-            eof_received: false,
-            read_closed_emitted: false,
             readable_notified: false,
-            resetting: false,
-            close_queued: false,
-            sent_final: false,
-            recv_final: false,
-            wire_released: false,
         }
     }
 
@@ -457,16 +496,39 @@ impl Channel {
         !self.key.0
     }
 
-    fn data_open(&self) -> bool {
-        self.established && !self.resetting && !self.sent_final && !self.eof_sent
+    /// The application may still use the handle (no terminal event yet).
+    fn app_live(&self) -> bool {
+        self.phase != Phase::Aborted
     }
 
+    /// `send` takes data (the opener only after OPEN_OK; the acceptor right
+    /// after accepting, its data follows the OPEN_OK).
+    fn takes_data(&self) -> bool {
+        matches!(self.phase, Phase::Accepted | Phase::Established) && self.send == SendHalf::Open
+    }
+
+    /// Bytes that may go on the wire now.
     fn sendable(&self) -> usize {
-        if self.data_open() {
+        let data_flows = self.phase == Phase::Established
+            && matches!(self.send, SendHalf::Open | SendHalf::EofPending);
+        if data_flows {
             self.tx.len().min(self.credit.available())
         } else {
             0
         }
+    }
+
+    /// CREDIT may still be sent: never after the peer's EOF (rule 2) nor
+    /// after our final record.
+    fn may_return_credit(&self) -> bool {
+        self.phase == Phase::Established
+            && self.recv == RecvHalf::Open
+            && self.own_final == OwnFinal::NotYet
+    }
+
+    /// Both final records crossed: the wire id is free (rule 6).
+    fn released(&self) -> bool {
+        self.own_final == OwnFinal::Sent && self.peer_final_received
     }
 
     fn discard(&mut self) {
@@ -539,7 +601,13 @@ impl Mux {
             .find(|id| !self.wire.contains_key(&(false, *id)))
             .ok_or(MuxError::TooManyChannels)?;
         let h = self.new_handle(false, id);
-        let c = Channel::new((false, id), service.to_owned(), self.cfg.window, 0);
+        let c = Channel::new(
+            (false, id),
+            service.to_owned(),
+            Phase::Opening { open_sent: false },
+            self.cfg.window,
+            0,
+        );
         self.channels.insert(h, c);
         self.wire.insert((false, id), h);
         self.ctl.push_back(Ctl::Chan(h, CtlKind::Open));
@@ -552,11 +620,10 @@ impl Mux {
         let Some(c) = self.channels.get_mut(&ch) else {
             return;
         };
-        if !c.app_live || c.ours() || c.decided {
+        if c.phase != Phase::Undecided {
             return;
         }
-        c.decided = true;
-        c.can_send = true;
+        c.phase = Phase::Accepted;
         self.ctl.push_back(Ctl::Chan(ch, CtlKind::OpenOk));
     }
 
@@ -566,7 +633,7 @@ impl Mux {
         let Some(c) = self.channels.get(&ch) else {
             return;
         };
-        if !c.app_live || c.ours() || c.decided {
+        if c.phase != Phase::Undecided {
             return;
         }
         let id = c.key.1;
@@ -590,7 +657,7 @@ impl Mux {
         let Some(c) = self.channels.get_mut(&ch) else {
             return 0;
         };
-        if !c.app_live || !c.can_send || c.eof_requested || c.resetting || c.sent_final {
+        if !c.takes_data() {
             return 0;
         }
         let n = (limit - c.tx.len()).min(data.len());
@@ -598,7 +665,7 @@ impl Mux {
         if n < data.len() || c.tx.len() == limit {
             c.want_space = true;
         }
-        if n > 0 && c.established {
+        if n > 0 && c.phase == Phase::Established {
             self.sched.wake(ch, c.tx.len());
         }
         n
@@ -607,15 +674,7 @@ impl Mux {
     /// Bytes `send` would accept now.
     pub fn send_space(&self, ch: ChannelId) -> usize {
         match self.channels.get(&ch) {
-            Some(c)
-                if c.app_live
-                    && c.can_send
-                    && !c.eof_requested
-                    && !c.resetting
-                    && !c.sent_final =>
-            {
-                self.cfg.send_buffer as usize - c.tx.len()
-            }
+            Some(c) if c.takes_data() => self.cfg.send_buffer as usize - c.tx.len(),
             _ => 0,
         }
     }
@@ -625,22 +684,18 @@ impl Mux {
         let Some(c) = self.channels.get_mut(&ch) else {
             return;
         };
-        if !c.app_live || c.eof_requested {
+        if !c.app_live() || c.send != SendHalf::Open {
             return;
         }
-        c.eof_requested = true;
+        c.send = SendHalf::EofPending;
         Self::maybe_queue_eof(&mut self.ctl, ch, c);
     }
 
+    /// EOF goes into the control queue once the data before it left (so it
+    /// always follows the data) and the channel is established.
     fn maybe_queue_eof(ctl: &mut VecDeque<Ctl>, ch: ChannelId, c: &mut Channel) {
-        if c.eof_requested
-            && !c.eof_queued
-            && c.established
-            && c.tx.is_empty()
-            && !c.resetting
-            && !c.sent_final
-        {
-            c.eof_queued = true;
+        if c.send == SendHalf::EofPending && c.phase == Phase::Established && c.tx.is_empty() {
+            c.send = SendHalf::EofQueued;
             ctl.push_back(Ctl::Chan(ch, CtlKind::Eof));
         }
     }
@@ -650,27 +705,16 @@ impl Mux {
     /// follows; the handle is dead. On an incoming channel not yet accepted
     /// this is a refusal with [`RefuseReason::Other`].
     pub fn reset(&mut self, ch: ChannelId, reason: &str) {
-        let Some(c) = self.channels.get_mut(&ch) else {
+        let Some(c) = self.channels.get(&ch) else {
             return;
         };
-        if !c.app_live {
-            return;
+        match c.phase {
+            Phase::Aborted => return,
+            Phase::Undecided => return self.refuse(ch, RefuseReason::Other, reason),
+            _ => {}
         }
-        if !c.ours() && !c.decided {
-            self.refuse(ch, RefuseReason::Other, reason);
-            return;
-        }
-        c.app_live = false;
         // Nothing follows the application's own reset, not even queued events.
         self.events.retain(|e| e.channel() != ch);
-        if c.ours() && !c.open_emitted {
-            // The OPEN never left: forget everything, including the queued OPEN.
-            self.wire.remove(&c.key);
-            self.channels.remove(&ch);
-            self.ctl
-                .retain(|x| !matches!(x, Ctl::Chan(h, _) if *h == ch));
-            return;
-        }
         self.abort(ch, truncate_str(reason, MAX_TEXT_LEN).to_owned());
     }
 
@@ -679,7 +723,7 @@ impl Mux {
     /// credit: call [`Mux::consumed`] once the bytes were written onward.
     pub fn read(&mut self, ch: ChannelId, max: usize) -> Option<Bytes> {
         let c = self.channels.get_mut(&ch)?;
-        if !c.app_live || max == 0 {
+        if !c.app_live() || max == 0 {
             return None;
         }
         let out = match c.rx.front_mut() {
@@ -691,10 +735,7 @@ impl Mux {
         c.held += out.len();
         if c.rx_len == 0 {
             c.readable_notified = false;
-            if c.eof_received && !c.read_closed_emitted {
-                c.read_closed_emitted = true;
-                self.events.push_back(MuxEvent::ReadClosed { ch });
-            }
+            Self::report_read_closed_if_due(&mut self.events, ch, c);
             self.maybe_finish(ch);
         }
         Some(out)
@@ -713,7 +754,7 @@ impl Mux {
         };
         let n = n.min(c.held);
         c.held -= n;
-        if !c.app_live || c.eof_received || c.resetting || c.sent_final {
+        if !c.may_return_credit() {
             return;
         }
         c.rxw.on_consumed(n);
@@ -785,7 +826,13 @@ impl Mux {
             let h = self.new_handle(true, id);
             self.channels.insert(
                 h,
-                Channel::new(key, service.to_owned(), self.cfg.window, window),
+                Channel::new(
+                    key,
+                    service.to_owned(),
+                    Phase::Undecided,
+                    self.cfg.window,
+                    window,
+                ),
             );
             self.wire.insert(key, h);
             self.stats.incoming_total += 1;
@@ -812,83 +859,68 @@ impl Mux {
             Record::Open { .. } => unreachable!("handled above"),
             Record::Reset { reason, .. } => {
                 self.stats.resets_received += 1;
-                c.recv_final = true;
-                if !c.resetting && !c.sent_final {
-                    if c.app_live {
-                        c.app_live = false;
-                        self.events.push_back(MuxEvent::Reset {
-                            ch: h,
-                            reason: format!("reset by peer: {reason}"),
-                        });
-                    }
-                    self.abort(h, String::new());
-                } else {
-                    if c.app_live {
-                        // We sent CLOSE; the peer aborted anyway.
-                        c.app_live = false;
-                        c.discard();
-                        self.events.push_back(MuxEvent::Reset {
-                            ch: h,
-                            reason: format!("reset by peer: {reason}"),
-                        });
-                    }
-                    self.maybe_release(h);
+                c.peer_final_received = true;
+                if c.app_live() {
+                    self.events.push_back(MuxEvent::Reset {
+                        ch: h,
+                        reason: format!("reset by peer: {reason}"),
+                    });
                 }
+                // Answered by a RESET unless our final record is already out.
+                self.abort(h, String::new());
             }
             Record::Refuse { reason, detail, .. } => {
-                if c.established || !c.open_emitted {
+                // Legal only as the answer to our OPEN (possibly crossing our
+                // RESET of it).
+                if !matches!(c.phase, Phase::Opening { open_sent: true } | Phase::Aborted) {
                     self.violation(h, "REFUSE after OPEN_OK");
                     return;
                 }
                 // Final for both directions: any RESET we queued goes stale.
-                c.recv_final = true;
-                c.sent_final = true;
-                c.resetting = true;
-                if c.app_live {
-                    c.app_live = false;
+                c.peer_final_received = true;
+                c.own_final = OwnFinal::Sent;
+                if c.app_live() {
                     self.events.push_back(MuxEvent::Refused {
                         ch: h,
                         reason,
                         detail: detail.to_owned(),
                     });
                 }
+                c.phase = Phase::Aborted;
                 self.maybe_release(h);
             }
             Record::Close { .. } => {
-                if c.resetting {
-                    c.recv_final = true;
+                if c.phase == Phase::Aborted {
+                    c.peer_final_received = true;
                     self.maybe_release(h);
                     return;
                 }
-                if !c.eof_sent {
+                if c.send != SendHalf::EofSent {
                     self.violation(h, "CLOSE before our EOF");
                     return;
                 }
-                c.recv_final = true;
+                c.peer_final_received = true;
                 self.on_eof(h);
                 self.maybe_release(h);
             }
             // Records that crossed our RESET.
-            _ if c.resetting => {}
+            _ if c.phase == Phase::Aborted => {}
             Record::OpenOk { window, .. } => {
-                if c.established {
-                    self.violation(h, "duplicate OPEN_OK");
+                if c.phase != (Phase::Opening { open_sent: true }) {
+                    self.violation(h, "unexpected OPEN_OK");
                     return;
                 }
-                c.established = true;
-                c.can_send = true;
+                c.phase = Phase::Established;
                 c.credit = SendCredit::new(window);
-                if c.app_live {
-                    self.events.push_back(MuxEvent::Accepted { ch: h });
-                }
+                self.events.push_back(MuxEvent::Accepted { ch: h });
                 Self::maybe_queue_eof(&mut self.ctl, h, c);
             }
             Record::Data { data, .. } => {
-                if !c.established {
+                if c.phase != Phase::Established {
                     self.violation(h, "DATA before OPEN_OK");
                     return;
                 }
-                if c.eof_received {
+                if c.recv != RecvHalf::Open {
                     self.violation(h, "DATA after EOF");
                     return;
                 }
@@ -905,11 +937,11 @@ impl Mux {
                 }
             }
             Record::Credit { delta, .. } => {
-                if !c.established {
+                if c.phase != Phase::Established {
                     self.violation(h, "CREDIT before OPEN_OK");
                     return;
                 }
-                if c.eof_sent {
+                if c.send == SendHalf::EofSent {
                     return; // sent before the peer saw our EOF: harmless
                 }
                 if let Err(e) = c.credit.grant(delta) {
@@ -921,7 +953,7 @@ impl Mux {
                 }
             }
             Record::Eof { .. } => {
-                if !c.established || c.eof_received {
+                if c.phase != Phase::Established || c.recv != RecvHalf::Open {
                     self.violation(h, "unexpected EOF");
                     return;
                 }
@@ -933,16 +965,22 @@ impl Mux {
     /// The peer's EOF (or a CLOSE implying it) arrived.
     fn on_eof(&mut self, h: ChannelId) {
         let c = self.channels.get_mut(&h).expect("live channel");
-        if !c.eof_received {
-            c.eof_received = true;
-            if c.rx_len == 0 && c.app_live && !c.read_closed_emitted {
-                c.read_closed_emitted = true;
-                self.events.push_back(MuxEvent::ReadClosed { ch: h });
-            }
+        if c.recv == RecvHalf::Open {
+            c.recv = RecvHalf::EofReceived;
+            Self::report_read_closed_if_due(&mut self.events, h, c);
         }
-        if c.eof_sent && !c.sent_final && !c.close_queued {
-            c.close_queued = true;
+        if c.send == SendHalf::EofSent && c.own_final == OwnFinal::NotYet {
+            c.own_final = OwnFinal::CloseQueued;
             self.ctl.push_back(Ctl::Chan(h, CtlKind::Close));
+        }
+    }
+
+    /// `ReadClosed` is reported once the peer's EOF is here and every byte
+    /// before it was read.
+    fn report_read_closed_if_due(events: &mut VecDeque<MuxEvent>, h: ChannelId, c: &mut Channel) {
+        if c.recv == RecvHalf::EofReceived && c.rx_len == 0 && c.app_live() {
+            c.recv = RecvHalf::ReadClosed;
+            events.push_back(MuxEvent::ReadClosed { ch: h });
         }
     }
 
@@ -950,8 +988,7 @@ impl Mux {
         self.stats.protocol_errors += 1;
         let reason = format!("protocol error: {what}");
         let c = self.channels.get_mut(&h).expect("live channel");
-        if c.app_live {
-            c.app_live = false;
+        if c.app_live() {
             self.events.push_back(MuxEvent::Reset {
                 ch: h,
                 reason: reason.clone(),
@@ -960,39 +997,54 @@ impl Mux {
         self.abort(h, truncate_str(&reason, MAX_TEXT_LEN).to_owned());
     }
 
-    /// Tear the channel down on our side and send RESET unless our final record
-    /// already left. The app side must already be dead (or notified).
+    /// Tear the channel down on our side (the application's handle dies; it
+    /// must already have been told, or have asked for it) and send RESET
+    /// unless our final record already left.
     fn abort(&mut self, h: ChannelId, reason: String) {
         let c = self.channels.get_mut(&h).expect("live channel");
-        c.discard();
         self.sched.forget(h);
-        if !c.resetting && !c.sent_final {
+        if c.phase == (Phase::Opening { open_sent: false }) {
+            // The OPEN never left: the peer knows nothing, forget everything
+            // (the queued OPEN included).
+            self.wire.remove(&c.key);
+            self.channels.remove(&h);
+            self.ctl
+                .retain(|x| !matches!(x, Ctl::Chan(q, _) if *q == h));
+            return;
+        }
+        c.phase = Phase::Aborted;
+        c.discard();
+        if matches!(c.own_final, OwnFinal::NotYet | OwnFinal::CloseQueued) {
+            c.own_final = OwnFinal::ResetQueued;
             self.ctl.push_back(Ctl::Chan(h, CtlKind::Reset(reason)));
         }
-        c.resetting = true;
         self.maybe_release(h);
     }
 
+    /// Free the wire id once both final records crossed; the channel itself
+    /// may linger until the application has read everything.
     fn maybe_release(&mut self, h: ChannelId) {
-        let Some(c) = self.channels.get_mut(&h) else {
+        let Some(c) = self.channels.get(&h) else {
             return;
         };
-        if c.sent_final && c.recv_final && !c.wire_released {
-            c.wire_released = true;
-            self.wire.remove(&c.key);
+        if c.released() {
+            // A lingering channel's id may already serve a new channel.
+            if self.wire.get(&c.key) == Some(&h) {
+                self.wire.remove(&c.key);
+            }
             self.sched.forget(h);
         }
         self.maybe_finish(h);
     }
 
     fn maybe_finish(&mut self, h: ChannelId) {
-        let Some(c) = self.channels.get_mut(&h) else {
+        let Some(c) = self.channels.get(&h) else {
             return;
         };
-        if !c.wire_released {
+        if !c.released() {
             return;
         }
-        if c.app_live {
+        if c.app_live() {
             if c.rx_len > 0 {
                 return; // wait until the application read everything
             }
@@ -1022,7 +1074,7 @@ impl Mux {
         let mut dead: Vec<ChannelId> = self
             .channels
             .iter()
-            .filter(|(h, c)| c.app_live && !unannounced.contains(h))
+            .filter(|(h, c)| c.app_live() && !unannounced.contains(h))
             .map(|(h, _)| *h)
             .collect();
         dead.sort();
@@ -1107,42 +1159,48 @@ impl Mux {
                         continue;
                     };
                     let (initiator, id) = (c.ours(), c.key.1);
+                    // Each entry is checked against the channel's state when
+                    // it reaches the front: a later event may have made it stale.
                     let rec = match kind {
-                        CtlKind::Open => Some(Record::Open {
-                            id,
-                            window: c.rxw.window(),
-                            service: &c.service,
-                        }),
-                        CtlKind::OpenOk if c.resetting => None,
-                        CtlKind::OpenOk => Some(Record::OpenOk {
-                            id,
-                            window: c.rxw.window(),
-                        }),
-                        CtlKind::Credit
-                            if c.eof_received
-                                || c.resetting
-                                || c.sent_final
-                                || c.rxw.unannounced() == 0 =>
-                        {
-                            None
+                        CtlKind::Open if c.phase == (Phase::Opening { open_sent: false }) => {
+                            Some(Record::Open {
+                                id,
+                                window: c.rxw.window(),
+                                service: &c.service,
+                            })
                         }
-                        CtlKind::Credit => Some(Record::Credit {
-                            initiator,
+                        CtlKind::OpenOk if c.phase == Phase::Accepted => Some(Record::OpenOk {
                             id,
-                            delta: c.rxw.unannounced(),
+                            window: c.rxw.window(),
                         }),
-                        CtlKind::Eof if c.resetting || c.sent_final => None,
-                        // The peer's EOF is already here: this is our last record.
-                        CtlKind::Eof if c.eof_received => Some(Record::Close { initiator, id }),
-                        CtlKind::Eof => Some(Record::Eof { initiator, id }),
-                        CtlKind::Close if c.sent_final => None,
-                        CtlKind::Close => Some(Record::Close { initiator, id }),
-                        CtlKind::Reset(_) if c.sent_final => None,
-                        CtlKind::Reset(reason) => Some(Record::Reset {
-                            initiator,
-                            id,
-                            reason,
-                        }),
+                        CtlKind::Credit if c.may_return_credit() && c.rxw.unannounced() > 0 => {
+                            Some(Record::Credit {
+                                initiator,
+                                id,
+                                delta: c.rxw.unannounced(),
+                            })
+                        }
+                        CtlKind::Eof
+                            if c.send == SendHalf::EofQueued && c.phase == Phase::Established =>
+                        {
+                            if c.recv == RecvHalf::Open {
+                                Some(Record::Eof { initiator, id })
+                            } else {
+                                // The peer's EOF is already here: this is our last record.
+                                Some(Record::Close { initiator, id })
+                            }
+                        }
+                        CtlKind::Close if c.own_final == OwnFinal::CloseQueued => {
+                            Some(Record::Close { initiator, id })
+                        }
+                        CtlKind::Reset(reason) if c.own_final == OwnFinal::ResetQueued => {
+                            Some(Record::Reset {
+                                initiator,
+                                id,
+                                reason,
+                            })
+                        }
+                        _ => None,
                     };
                     match rec {
                         None => {
@@ -1184,9 +1242,9 @@ impl Mux {
     fn after_emit(&mut self, h: ChannelId, ty: u8) {
         let c = self.channels.get_mut(&h).expect("exists");
         match ty {
-            code::OPEN => c.open_emitted = true,
+            code::OPEN => c.phase = Phase::Opening { open_sent: true },
             code::OPEN_OK => {
-                c.established = true;
+                c.phase = Phase::Established;
                 if !c.tx.is_empty() {
                     self.sched.wake(h, c.tx.len());
                 }
@@ -1196,15 +1254,15 @@ impl Mux {
                 c.credit_queued = false;
                 c.rxw.take_credit();
             }
-            code::EOF => c.eof_sent = true,
+            code::EOF => c.send = SendHalf::EofSent,
             code::CLOSE => {
-                c.eof_sent = true;
-                c.sent_final = true;
+                c.send = SendHalf::EofSent;
+                c.own_final = OwnFinal::Sent;
                 self.maybe_release(h);
             }
             code::RESET => {
                 self.stats.resets_sent += 1;
-                c.sent_final = true;
+                c.own_final = OwnFinal::Sent;
                 self.maybe_release(h);
             }
             _ => unreachable!("not a channel control record"),
@@ -1282,14 +1340,24 @@ impl Mux {
             assert!(c.tx.len() <= self.cfg.send_buffer as usize, "{h}: tx");
             assert!(c.rx_len <= self.cfg.window as usize, "{h}: rx {}", c.rx_len);
             assert_eq!(c.rx_len, c.rx.iter().map(|b| b.len()).sum::<usize>());
-            if c.app_live && !c.eof_received && !c.resetting && !c.sent_final {
+            if c.phase == Phase::Aborted {
+                assert!(c.tx.is_empty() && c.rx_len == 0 && c.held == 0, "{h}");
+                assert_ne!(c.own_final, OwnFinal::NotYet, "{h}: an abort owes RESET");
+            }
+            if c.own_final == OwnFinal::CloseQueued {
+                assert_eq!(c.send, SendHalf::EofSent, "{h}: CLOSE before EOF");
+            }
+            if matches!(c.send, SendHalf::EofQueued | SendHalf::EofSent) {
+                assert!(c.tx.is_empty(), "{h}: EOF before the data");
+            }
+            if c.app_live() && c.recv == RecvHalf::Open && c.own_final == OwnFinal::NotYet {
                 assert_eq!(
                     c.rxw.remaining() as usize + c.rx_len + c.held + c.rxw.unannounced() as usize,
                     self.cfg.window as usize,
                     "{h}: credit invariant"
                 );
             }
-            if !c.wire_released {
+            if !c.released() {
                 assert_eq!(self.wire.get(&c.key), Some(h));
             }
         }
