@@ -454,13 +454,16 @@ struct Channel {
     /// The peer's final record (CLOSE, RESET or REFUSE) arrived.
     peer_final_received: bool,
 
+    /// Bytes `send` took that are not on the wire yet (≤ `send_buffer`).
     tx: VecDeque<u8>,
     credit: SendCredit,
     /// A `send` came up short: report `SendSpace` once data leaves.
     want_space: bool,
 
-    rx: VecDeque<Bytes>,
-    rx_len: usize,
+    /// Received bytes not yet read (≤ `window`). One contiguous ring, not a
+    /// `Bytes` per record: a peer sending 1-byte records would otherwise make
+    /// the heap cost tens of times the window.
+    rx: VecDeque<u8>,
     /// Read by the application but not yet reported consumed.
     held: usize,
     rxw: RecvWindow,
@@ -484,7 +487,6 @@ impl Channel {
             credit: SendCredit::new(peer_window),
             want_space: false,
             rx: VecDeque::new(),
-            rx_len: 0,
             held: 0,
             rxw: RecvWindow::new(window),
             credit_queued: false,
@@ -534,9 +536,21 @@ impl Channel {
     fn discard(&mut self) {
         self.tx = VecDeque::new();
         self.rx = VecDeque::new();
-        self.rx_len = 0;
         self.held = 0;
     }
+}
+
+/// Append `data` to a buffer whose length never exceeds `limit`, growing its
+/// allocation by doubling (amortised O(1) per byte) but never beyond `limit`,
+/// so the heap a channel holds is bounded by its configured sizes.
+fn append_bounded(buf: &mut VecDeque<u8>, data: &[u8], limit: usize) {
+    let need = buf.len() + data.len();
+    debug_assert!(need <= limit);
+    if need > buf.capacity() {
+        let target = (buf.capacity() * 2).max(64).clamp(need, limit.max(need));
+        buf.reserve_exact(target - buf.len());
+    }
+    buf.extend(data);
 }
 
 /// The multiplexer state machine. See the [module docs](self).
@@ -661,7 +675,7 @@ impl Mux {
             return 0;
         }
         let n = (limit - c.tx.len()).min(data.len());
-        c.tx.extend(&data[..n]);
+        append_bounded(&mut c.tx, &data[..n], limit);
         if n < data.len() || c.tx.len() == limit {
             c.want_space = true;
         }
@@ -726,14 +740,19 @@ impl Mux {
         if !c.app_live() || max == 0 {
             return None;
         }
-        let out = match c.rx.front_mut() {
-            Some(front) if front.len() > max => front.split_to(max),
-            Some(_) => c.rx.pop_front().expect("front exists"),
-            None => return None,
-        };
-        c.rx_len -= out.len();
-        c.held += out.len();
-        if c.rx_len == 0 {
+        if c.rx.is_empty() {
+            return None;
+        }
+        let n = c.rx.len().min(max);
+        let (front, back) = c.rx.as_slices();
+        let from_front = front.len().min(n);
+        let mut out = Vec::with_capacity(n);
+        out.extend_from_slice(&front[..from_front]);
+        out.extend_from_slice(&back[..n - from_front]);
+        c.rx.drain(..n);
+        let out = Bytes::from(out);
+        c.held += n;
+        if c.rx.is_empty() {
             c.readable_notified = false;
             Self::report_read_closed_if_due(&mut self.events, ch, c);
             self.maybe_finish(ch);
@@ -743,7 +762,7 @@ impl Mux {
 
     /// Received bytes waiting to be read.
     pub fn buffered(&self, ch: ChannelId) -> usize {
-        self.channels.get(&ch).map_or(0, |c| c.rx_len)
+        self.channels.get(&ch).map_or(0, |c| c.rx.len())
     }
 
     /// The application consumed (wrote onward) `n` bytes it read: credit goes
@@ -929,8 +948,7 @@ impl Mux {
                     return;
                 }
                 self.stats.bytes_received += data.len() as u64;
-                c.rx.push_back(Bytes::copy_from_slice(data));
-                c.rx_len += data.len();
+                append_bounded(&mut c.rx, data, self.cfg.window as usize);
                 if !c.readable_notified {
                     c.readable_notified = true;
                     self.events.push_back(MuxEvent::Readable { ch: h });
@@ -978,7 +996,7 @@ impl Mux {
     /// `ReadClosed` is reported once the peer's EOF is here and every byte
     /// before it was read.
     fn report_read_closed_if_due(events: &mut VecDeque<MuxEvent>, h: ChannelId, c: &mut Channel) {
-        if c.recv == RecvHalf::EofReceived && c.rx_len == 0 && c.app_live() {
+        if c.recv == RecvHalf::EofReceived && c.rx.is_empty() && c.app_live() {
             c.recv = RecvHalf::ReadClosed;
             events.push_back(MuxEvent::ReadClosed { ch: h });
         }
@@ -1045,7 +1063,7 @@ impl Mux {
             return;
         }
         if c.app_live() {
-            if c.rx_len > 0 {
+            if !c.rx.is_empty() {
                 return; // wait until the application read everything
             }
             self.events.push_back(MuxEvent::Closed { ch: h });
@@ -1325,6 +1343,16 @@ impl Mux {
         }
     }
 
+    /// Bytes of heap held by the channels' data buffers (receive and send, by
+    /// capacity): at most `channels × (window + send_buffer)` whatever the
+    /// record sizes the peer chooses.
+    pub fn heap_bytes(&self) -> usize {
+        self.channels
+            .values()
+            .map(|c| c.rx.capacity() + c.tx.capacity())
+            .sum()
+    }
+
     /// Channels in the table (live, or draining after a reset/close; this is
     /// what `max_channels` bounds).
     pub fn channel_count(&self) -> usize {
@@ -1338,10 +1366,18 @@ impl Mux {
         assert!(self.strays <= MAX_STRAY);
         for (h, c) in &self.channels {
             assert!(c.tx.len() <= self.cfg.send_buffer as usize, "{h}: tx");
-            assert!(c.rx_len <= self.cfg.window as usize, "{h}: rx {}", c.rx_len);
-            assert_eq!(c.rx_len, c.rx.iter().map(|b| b.len()).sum::<usize>());
+            assert!(
+                c.rx.len() <= self.cfg.window as usize,
+                "{h}: rx {}",
+                c.rx.len()
+            );
+            assert!(c.rx.capacity() <= self.cfg.window as usize, "{h}: rx heap");
+            assert!(
+                c.tx.capacity() <= self.cfg.send_buffer as usize,
+                "{h}: tx heap"
+            );
             if c.phase == Phase::Aborted {
-                assert!(c.tx.is_empty() && c.rx_len == 0 && c.held == 0, "{h}");
+                assert!(c.tx.is_empty() && c.rx.is_empty() && c.held == 0, "{h}");
                 assert_ne!(c.own_final, OwnFinal::NotYet, "{h}: an abort owes RESET");
             }
             if c.own_final == OwnFinal::CloseQueued {
@@ -1352,7 +1388,7 @@ impl Mux {
             }
             if c.app_live() && c.recv == RecvHalf::Open && c.own_final == OwnFinal::NotYet {
                 assert_eq!(
-                    c.rxw.remaining() as usize + c.rx_len + c.held + c.rxw.unannounced() as usize,
+                    c.rxw.remaining() as usize + c.rx.len() + c.held + c.rxw.unannounced() as usize,
                     self.cfg.window as usize,
                     "{h}: credit invariant"
                 );

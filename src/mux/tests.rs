@@ -781,3 +781,51 @@ proptest! {
         let _ = cb;
     }
 }
+
+/// A hostile peer sends 1-byte DATA records until every channel's window is
+/// full: the heap kept for them stays within twice `window × channels` (a
+/// buffer per record would cost tens of times the window).
+#[test]
+fn one_byte_records_cost_no_more_than_the_window() {
+    let window = 4096u32;
+    let channels = 16usize;
+    let c = MuxConfig {
+        window,
+        send_buffer: 1024,
+        max_channels: channels as u32,
+        interactive_bytes: 128,
+    };
+    let (mut a, mut b) = (Mux::new(c.clone()), Mux::new(c));
+    let handles: Vec<ChannelId> = (0..channels)
+        .map(|i| open_pair(&mut a, &mut b, &i.to_string()).1)
+        .collect();
+    for h in &handles {
+        for _ in 0..window / 256 {
+            let recs: Vec<Record<'_>> = (0..256)
+                .map(|k| Record::Data {
+                    initiator: true,
+                    id: h.wire_id(),
+                    data: if k % 2 == 0 { b"x" } else { b"y" },
+                })
+                .collect();
+            b.handle_payload(&payload(&recs)).unwrap();
+        }
+        assert_eq!(b.buffered(*h), window as usize);
+    }
+    b.check_invariants();
+    assert_eq!(b.stats().protocol_errors, 0);
+    let bound = 2 * window as usize * channels;
+    assert!(
+        b.heap_bytes() <= bound,
+        "{} bytes of buffers for {} bytes of window",
+        b.heap_bytes(),
+        window as usize * channels
+    );
+    // The data is intact and in order.
+    let got = read_all(&mut b, handles[3]);
+    assert_eq!(got.len(), window as usize);
+    assert!(got
+        .iter()
+        .enumerate()
+        .all(|(i, &x)| x == [b'x', b'y'][i % 2]));
+}
