@@ -347,11 +347,27 @@ pub struct MuxStats {
     pub protocol_errors: u64,
     /// Session resets (link restarts and undecodable payloads).
     pub session_resets: u64,
+    /// Refusals not sent because too many were queued already (a flood of
+    /// OPENs): the application's refusals beyond 4096 queued, and refusals of
+    /// channels beyond `max_channels` beyond 256 queued replies.
+    pub refusals_dropped: u64,
 }
 
 /// Most replies to records for unknown channels (and refusals of channels
 /// beyond `max_channels`) queued at once; more are dropped.
 const MAX_STRAY: usize = 256;
+
+/// Refusals by the application queued at once beyond which more are dropped
+/// (counted in [`MuxStats::refusals_dropped`]; the peer's open then waits
+/// until its session ends). A peer that keeps within its own channel limit
+/// has at most that many opens awaiting an answer, so only a peer flooding
+/// OPENs far beyond any sane limit while our output is stalled reaches it.
+const MAX_QUEUED_REFUSALS: usize = 4096;
+
+/// From this many queued refusals on, new ones go without their detail text:
+/// a 5-byte REFUSE is shorter than the 8-byte OPEN it answers, so a flood of
+/// OPENs cannot make this side's answers outgrow the flood.
+const TERSE_REFUSALS_FROM: usize = 32;
 
 /// (peer opened it, wire id)
 type WireKey = (bool, u16);
@@ -366,15 +382,22 @@ enum CtlKind {
     Reset(String),
 }
 
+/// A control record owed on a channel in the table.
 #[derive(Debug)]
-enum Ctl {
-    Chan(ChannelId, CtlKind),
+struct Ctl(ChannelId, CtlKind);
+
+/// A record answering an id that is not (or no longer) in the table.
+#[derive(Debug)]
+enum Reply {
+    /// REFUSE of an incoming channel: by the application (`stray` false), or
+    /// beyond `max_channels` before any state was created (`stray` true).
     Refuse {
         id: u16,
         reason: RefuseReason,
         detail: String,
         stray: bool,
     },
+    /// RESET answering a record for an unknown channel.
     StrayReset {
         initiator: bool,
         id: u16,
@@ -560,6 +583,12 @@ pub struct Mux {
     channels: HashMap<ChannelId, Channel>,
     wire: HashMap<WireKey, ChannelId>,
     ctl: VecDeque<Ctl>,
+    /// Sent after `ctl`, so that a flood of refusals never delays the
+    /// channels' own records (CREDIT in particular).
+    replies: VecDeque<Reply>,
+    /// `Reply::Refuse { stray: false }` entries in `replies`.
+    refusals_queued: usize,
+    /// Other entries in `replies`.
     strays: usize,
     sched: Scheduler,
     events: VecDeque<MuxEvent>,
@@ -578,6 +607,8 @@ impl Mux {
             channels: HashMap::new(),
             wire: HashMap::new(),
             ctl: VecDeque::new(),
+            replies: VecDeque::new(),
+            refusals_queued: 0,
             strays: 0,
             events: VecDeque::new(),
             gen: 0,
@@ -624,7 +655,7 @@ impl Mux {
         );
         self.channels.insert(h, c);
         self.wire.insert((false, id), h);
-        self.ctl.push_back(Ctl::Chan(h, CtlKind::Open));
+        self.ctl.push_back(Ctl(h, CtlKind::Open));
         self.stats.opened_total += 1;
         Ok(h)
     }
@@ -638,7 +669,7 @@ impl Mux {
             return;
         }
         c.phase = Phase::Accepted;
-        self.ctl.push_back(Ctl::Chan(ch, CtlKind::OpenOk));
+        self.ctl.push_back(Ctl(ch, CtlKind::OpenOk));
     }
 
     /// Refuse an incoming channel (after [`MuxEvent::Incoming`]); `detail` is
@@ -654,10 +685,20 @@ impl Mux {
         self.events.retain(|e| e.channel() != ch);
         self.wire.remove(&c.key);
         self.channels.remove(&ch);
-        self.ctl.push_back(Ctl::Refuse {
+        if self.refusals_queued >= MAX_QUEUED_REFUSALS {
+            self.stats.refusals_dropped += 1;
+            return;
+        }
+        let detail = if self.refusals_queued >= TERSE_REFUSALS_FROM {
+            String::new()
+        } else {
+            truncate_str(detail, MAX_TEXT_LEN).to_owned()
+        };
+        self.refusals_queued += 1;
+        self.replies.push_back(Reply::Refuse {
             id,
             reason,
-            detail: truncate_str(detail, MAX_TEXT_LEN).to_owned(),
+            detail,
             stray: false,
         });
     }
@@ -710,7 +751,7 @@ impl Mux {
     fn maybe_queue_eof(ctl: &mut VecDeque<Ctl>, ch: ChannelId, c: &mut Channel) {
         if c.send == SendHalf::EofPending && c.phase == Phase::Established && c.tx.is_empty() {
             c.send = SendHalf::EofQueued;
-            ctl.push_back(Ctl::Chan(ch, CtlKind::Eof));
+            ctl.push_back(Ctl(ch, CtlKind::Eof));
         }
     }
 
@@ -779,7 +820,7 @@ impl Mux {
         c.rxw.on_consumed(n);
         if c.rxw.credit_due() && !c.credit_queued {
             c.credit_queued = true;
-            self.ctl.push_back(Ctl::Chan(ch, CtlKind::Credit));
+            self.ctl.push_back(Ctl(ch, CtlKind::Credit));
         }
     }
 
@@ -810,7 +851,7 @@ impl Mux {
         self.stats.protocol_errors += 1;
         if self.strays < MAX_STRAY {
             self.strays += 1;
-            self.ctl.push_back(Ctl::StrayReset {
+            self.replies.push_back(Reply::StrayReset {
                 initiator,
                 id,
                 reason,
@@ -833,12 +874,14 @@ impl Mux {
             if self.channels.len() >= self.cfg.max_channels as usize {
                 if self.strays < MAX_STRAY {
                     self.strays += 1;
-                    self.ctl.push_back(Ctl::Refuse {
+                    self.replies.push_back(Reply::Refuse {
                         id,
                         reason: RefuseReason::TooManyChannels,
                         detail: String::new(),
                         stray: true,
                     });
+                } else {
+                    self.stats.refusals_dropped += 1;
                 }
                 return;
             }
@@ -989,7 +1032,7 @@ impl Mux {
         }
         if c.send == SendHalf::EofSent && c.own_final == OwnFinal::NotYet {
             c.own_final = OwnFinal::CloseQueued;
-            self.ctl.push_back(Ctl::Chan(h, CtlKind::Close));
+            self.ctl.push_back(Ctl(h, CtlKind::Close));
         }
     }
 
@@ -1026,15 +1069,14 @@ impl Mux {
             // (the queued OPEN included).
             self.wire.remove(&c.key);
             self.channels.remove(&h);
-            self.ctl
-                .retain(|x| !matches!(x, Ctl::Chan(q, _) if *q == h));
+            self.ctl.retain(|x| !matches!(x, Ctl(q, _) if *q == h));
             return;
         }
         c.phase = Phase::Aborted;
         c.discard();
         if matches!(c.own_final, OwnFinal::NotYet | OwnFinal::CloseQueued) {
             c.own_final = OwnFinal::ResetQueued;
-            self.ctl.push_back(Ctl::Chan(h, CtlKind::Reset(reason)));
+            self.ctl.push_back(Ctl(h, CtlKind::Reset(reason)));
         }
         self.maybe_release(h);
     }
@@ -1105,6 +1147,8 @@ impl Mux {
         self.channels.clear();
         self.wire.clear();
         self.ctl.clear();
+        self.replies.clear();
+        self.refusals_queued = 0;
         self.strays = 0;
         self.sched.clear();
     }
@@ -1113,7 +1157,9 @@ impl Mux {
 
     /// Is there anything to send (control records or data with credit)?
     pub fn has_pending(&self) -> bool {
-        !self.ctl.is_empty() || self.channels.values().any(|c| c.sendable() > 0)
+        !self.ctl.is_empty()
+            || !self.replies.is_empty()
+            || self.channels.values().any(|c| c.sendable() > 0)
     }
 
     /// Build the next link payload of at most `max` bytes (`max` ≥ 64 keeps
@@ -1136,121 +1182,109 @@ impl Mux {
         Some(buf.freeze())
     }
 
+    /// Channel control records first (FIFO), then replies to ids not in the
+    /// table, as many as fit.
     fn fill_control(&mut self, buf: &mut BytesMut, max: usize) {
-        while let Some(item) = self.ctl.front() {
+        while let Some(Ctl(h, kind)) = self.ctl.front() {
             let room = max.saturating_sub(buf.len());
-            let emitted = match item {
-                Ctl::Refuse {
-                    id, reason, detail, ..
-                } => {
-                    let r = Record::Refuse {
-                        id: *id,
-                        reason: *reason,
-                        detail,
-                    };
-                    if r.len() > room {
-                        return;
-                    }
-                    r.encode(buf);
-                    None
+            let h = *h;
+            let Some(c) = self.channels.get(&h) else {
+                self.ctl.pop_front();
+                continue;
+            };
+            let (initiator, id) = (c.ours(), c.key.1);
+            // Each entry is checked against the channel's state when it
+            // reaches the front: a later event may have made it stale.
+            let rec = match kind {
+                CtlKind::Open if c.phase == (Phase::Opening { open_sent: false }) => {
+                    Some(Record::Open {
+                        id,
+                        window: c.rxw.window(),
+                        service: &c.service,
+                    })
                 }
-                Ctl::StrayReset {
+                CtlKind::OpenOk if c.phase == Phase::Accepted => Some(Record::OpenOk {
+                    id,
+                    window: c.rxw.window(),
+                }),
+                CtlKind::Credit if c.may_return_credit() && c.rxw.unannounced() > 0 => {
+                    Some(Record::Credit {
+                        initiator,
+                        id,
+                        delta: c.rxw.unannounced(),
+                    })
+                }
+                CtlKind::Eof if c.send == SendHalf::EofQueued && c.phase == Phase::Established => {
+                    if c.recv == RecvHalf::Open {
+                        Some(Record::Eof { initiator, id })
+                    } else {
+                        // The peer's EOF is already here: this is our last record.
+                        Some(Record::Close { initiator, id })
+                    }
+                }
+                CtlKind::Close if c.own_final == OwnFinal::CloseQueued => {
+                    Some(Record::Close { initiator, id })
+                }
+                CtlKind::Reset(reason) if c.own_final == OwnFinal::ResetQueued => {
+                    Some(Record::Reset {
+                        initiator,
+                        id,
+                        reason,
+                    })
+                }
+                _ => None,
+            };
+            match rec {
+                None => {
+                    if let CtlKind::Credit = kind {
+                        self.channels.get_mut(&h).expect("exists").credit_queued = false;
+                    }
+                }
+                Some(r) if r.len() > room => return,
+                Some(r) => {
+                    r.encode(buf);
+                    let ty = r.code();
+                    self.after_emit(h, ty);
+                }
+            }
+            self.ctl.pop_front();
+        }
+        while let Some(reply) = self.replies.front() {
+            let room = max.saturating_sub(buf.len());
+            let r = match reply {
+                Reply::Refuse {
+                    id, reason, detail, ..
+                } => Record::Refuse {
+                    id: *id,
+                    reason: *reason,
+                    detail,
+                },
+                Reply::StrayReset {
                     initiator,
                     id,
                     reason,
-                } => {
-                    let r = Record::Reset {
-                        initiator: *initiator,
-                        id: *id,
-                        reason,
-                    };
-                    if r.len() > room {
-                        return;
-                    }
-                    r.encode(buf);
-                    None
-                }
-                Ctl::Chan(h, kind) => {
-                    let h = *h;
-                    let Some(c) = self.channels.get(&h) else {
-                        self.ctl.pop_front();
-                        continue;
-                    };
-                    let (initiator, id) = (c.ours(), c.key.1);
-                    // Each entry is checked against the channel's state when
-                    // it reaches the front: a later event may have made it stale.
-                    let rec = match kind {
-                        CtlKind::Open if c.phase == (Phase::Opening { open_sent: false }) => {
-                            Some(Record::Open {
-                                id,
-                                window: c.rxw.window(),
-                                service: &c.service,
-                            })
-                        }
-                        CtlKind::OpenOk if c.phase == Phase::Accepted => Some(Record::OpenOk {
-                            id,
-                            window: c.rxw.window(),
-                        }),
-                        CtlKind::Credit if c.may_return_credit() && c.rxw.unannounced() > 0 => {
-                            Some(Record::Credit {
-                                initiator,
-                                id,
-                                delta: c.rxw.unannounced(),
-                            })
-                        }
-                        CtlKind::Eof
-                            if c.send == SendHalf::EofQueued && c.phase == Phase::Established =>
-                        {
-                            if c.recv == RecvHalf::Open {
-                                Some(Record::Eof { initiator, id })
-                            } else {
-                                // The peer's EOF is already here: this is our last record.
-                                Some(Record::Close { initiator, id })
-                            }
-                        }
-                        CtlKind::Close if c.own_final == OwnFinal::CloseQueued => {
-                            Some(Record::Close { initiator, id })
-                        }
-                        CtlKind::Reset(reason) if c.own_final == OwnFinal::ResetQueued => {
-                            Some(Record::Reset {
-                                initiator,
-                                id,
-                                reason,
-                            })
-                        }
-                        _ => None,
-                    };
-                    match rec {
-                        None => {
-                            if let CtlKind::Credit = kind {
-                                self.channels.get_mut(&h).expect("exists").credit_queued = false;
-                            }
-                            self.ctl.pop_front();
-                            continue;
-                        }
-                        Some(r) if r.len() > room => return,
-                        Some(r) => {
-                            r.encode(buf);
-                            Some((h, r.code()))
-                        }
-                    }
-                }
+                } => Record::Reset {
+                    initiator: *initiator,
+                    id: *id,
+                    reason,
+                },
             };
-            let item = self.ctl.pop_front().expect("front exists");
-            match item {
-                Ctl::Refuse { stray, .. } => {
+            if r.len() > room {
+                return;
+            }
+            r.encode(buf);
+            match self.replies.pop_front().expect("front exists") {
+                Reply::Refuse { stray: false, .. } => {
                     self.stats.refused_total += 1;
-                    if stray {
-                        self.strays -= 1;
-                    }
+                    self.refusals_queued -= 1;
                 }
-                Ctl::StrayReset { .. } => {
-                    self.stats.resets_sent += 1;
+                Reply::Refuse { stray: true, .. } => {
+                    self.stats.refused_total += 1;
                     self.strays -= 1;
                 }
-                Ctl::Chan(..) => {
-                    let (h, ty) = emitted.expect("channel record emitted");
-                    self.after_emit(h, ty);
+                Reply::StrayReset { .. } => {
+                    self.stats.resets_sent += 1;
+                    self.strays -= 1;
                 }
             }
         }
@@ -1364,6 +1398,8 @@ impl Mux {
     fn check_invariants(&self) {
         assert!(self.channels.len() <= self.cfg.max_channels as usize);
         assert!(self.strays <= MAX_STRAY);
+        assert!(self.refusals_queued <= MAX_QUEUED_REFUSALS);
+        assert_eq!(self.refusals_queued + self.strays, self.replies.len());
         for (h, c) in &self.channels {
             assert!(c.tx.len() <= self.cfg.send_buffer as usize, "{h}: tx");
             assert!(

@@ -485,7 +485,7 @@ fn records_for_unknown_channels_get_a_reset() {
         b.handle_payload(&junk).unwrap();
     }
     b.check_invariants();
-    assert!(b.ctl.len() <= MAX_STRAY);
+    assert!(b.replies.len() <= MAX_STRAY);
 }
 
 #[test]
@@ -828,4 +828,84 @@ fn one_byte_records_cost_no_more_than_the_window() {
         .iter()
         .enumerate()
         .all(|(i, &x)| x == [b'x', b'y'][i % 2]));
+}
+
+/// A peer floods OPENs for a service this side does not offer (100 000 of
+/// them, faster than our output drains the refusals) while a data channel
+/// keeps moving: the queued refusals stay bounded (detail dropped, then
+/// refusals dropped and counted), and the data channel completes undisturbed.
+#[test]
+fn refusal_flood_stays_bounded_and_data_flows() {
+    let c = MuxConfig {
+        max_channels: 64,
+        ..cfg()
+    };
+    let (mut a, mut b) = (Mux::new(c.clone()), Mux::new(c));
+    let (ca, cb) = open_pair(&mut a, &mut b, "data");
+    let total = 100_000;
+    let (mut sent, mut received) = (0, 0);
+    let mut opens = 0u32;
+    let mut done_at = None;
+    let mut round = 0;
+    while opens < 100_000 || received < total {
+        round += 1;
+        assert!(round < 10_000, "stuck: {received} of {total}");
+        // The flood: 50 OPENs (400 bytes) per round, from the peer's id space
+        // above the data channel's id.
+        if opens < 100_000 {
+            let recs: Vec<Record<'_>> = (0..50)
+                .map(|k| Record::Open {
+                    id: 1 + ((opens + k) % 60_000) as u16,
+                    window: 2048,
+                    service: "nope",
+                })
+                .collect();
+            opens += 50;
+            b.handle_payload(&payload(&recs)).unwrap();
+        }
+        for ev in events(&mut b) {
+            match ev {
+                MuxEvent::Incoming { ch, .. } => b.refuse(
+                    ch,
+                    RefuseReason::NotAllowed,
+                    "no service 'nope' here, sorry, try another one",
+                ),
+                MuxEvent::Readable { .. } => {}
+                e => panic!("{e:?}"),
+            }
+        }
+        received += read_all(&mut b, cb).len();
+        if sent < total {
+            let chunk = vec![5u8; (total - sent).min(1000)];
+            sent += a.send(ca, &chunk);
+        }
+        // b's output is slower than the flood: 150 bytes per round.
+        if let Some(p) = a.poll_payload(300) {
+            b.handle_payload(&p).unwrap();
+        }
+        // The flood's refusals go to the attacker; the rest to a.
+        if let Some(p) = b.poll_payload(150) {
+            let to_a: Vec<Record<'_>> = decode(&p)
+                .unwrap()
+                .into_iter()
+                .filter(|r| !matches!(r, Record::Refuse { .. }))
+                .collect();
+            a.handle_payload(&payload(&to_a)).unwrap();
+        }
+        events(&mut a);
+        b.check_invariants();
+        assert!(b.replies.len() <= MAX_QUEUED_REFUSALS + MAX_STRAY);
+        assert!(b.ctl.len() <= 4, "channel control is not held up");
+        if received == total && done_at.is_none() {
+            done_at = Some(opens);
+        }
+    }
+    assert!(
+        done_at.unwrap() < 100_000,
+        "the data completed during the flood"
+    );
+    let st = b.stats();
+    assert!(st.refusals_dropped > 0, "{st:?}");
+    assert_eq!(st.incoming_total, 100_001, "the flood and the data channel");
+    assert!(st.refused_total + st.refusals_dropped + b.replies.len() as u64 >= 100_000);
 }
