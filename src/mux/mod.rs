@@ -25,9 +25,14 @@
 //! | 0x6  | EOF     | —                                      | 3         |
 //! | 0x7  | CLOSE   | — (implies EOF)                        | 3         |
 //! | 0x8  | RESET   | reason s8 (≤ 48 B)                     | 4 + n     |
+//! | 0x9  | EXIT    | kind u8 (0 code, 1 signal), value u32  | 8         |
 //!
-//! Unknown types, reserved bits, empty DATA, zero CREDIT, over-long or
-//! non-UTF-8 text and truncated records are decode errors.
+//! EXIT is an EOF that carries the exit status of the program behind the
+//! sender's stream ([`Mux::close_write_with_status`]); the receiving
+//! application gets [`MuxEvent::PeerExited`] just before
+//! [`MuxEvent::ReadClosed`]. Unknown types, reserved bits, empty DATA, zero
+//! CREDIT, an EXIT kind other than 0/1, over-long or non-UTF-8 text and
+//! truncated records are decode errors.
 //!
 //! # Channel life and id reuse
 //! OPEN → OPEN_OK or REFUSE; then DATA/CREDIT both ways; EOF ends a direction.
@@ -65,7 +70,8 @@
 //! - [`MuxEvent::Readable`] is edge-triggered: after it, [`Mux::read`] until it
 //!   returns `None`; the next `Readable` comes with the next data.
 //! - [`MuxEvent::ReadClosed`] is emitted once the peer's EOF has arrived *and*
-//!   every byte before it has been read.
+//!   every byte before it has been read; if the peer ended with an EXIT,
+//!   [`MuxEvent::PeerExited`] comes immediately before it.
 //! - [`MuxEvent::SendSpace`] follows a `send` that did not take everything (or
 //!   filled the buffer), once some buffered bytes have gone into payloads.
 //! - [`MuxEvent::Closed`] comes after both directions ended cleanly, the id was
@@ -220,6 +226,24 @@ impl fmt::Display for RefuseReason {
     }
 }
 
+/// How the program behind a channel ended (carried by an EXIT record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ExitStatus {
+    /// It exited with this code.
+    Code(u32),
+    /// It was killed by this signal.
+    Signal(u32),
+}
+
+impl fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitStatus::Code(c) => write!(f, "exited with code {c}"),
+            ExitStatus::Signal(s) => write!(f, "killed by signal {s}"),
+        }
+    }
+}
+
 /// Something the application must know about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MuxEvent {
@@ -248,6 +272,15 @@ pub enum MuxEvent {
     Readable {
         /// The channel.
         ch: ChannelId,
+    },
+    /// The peer's program exited (its side used
+    /// [`Mux::close_write_with_status`]); comes immediately before the
+    /// channel's [`MuxEvent::ReadClosed`].
+    PeerExited {
+        /// The channel.
+        ch: ChannelId,
+        /// How the peer's program ended.
+        status: ExitStatus,
     },
     /// The peer sent EOF and all data before it has been read.
     ReadClosed {
@@ -282,6 +315,7 @@ impl MuxEvent {
             | MuxEvent::Accepted { ch }
             | MuxEvent::Refused { ch, .. }
             | MuxEvent::Readable { ch }
+            | MuxEvent::PeerExited { ch, .. }
             | MuxEvent::ReadClosed { ch }
             | MuxEvent::SendSpace { ch }
             | MuxEvent::Reset { ch, .. }
@@ -431,12 +465,12 @@ enum Phase {
 enum SendHalf {
     /// `send` takes data.
     Open,
-    /// `close_write` was called: EOF is queued once the buffer drained and
-    /// the channel is established.
-    EofPending,
-    /// EOF is in the control queue.
-    EofQueued,
-    /// EOF (or a CLOSE standing for it) is on the wire.
+    /// `close_write` was called: EOF (EXIT when `exit` is known) is queued
+    /// once the buffer drained and the channel is established.
+    EofPending { exit: Option<ExitStatus> },
+    /// EOF (or EXIT) is in the control queue.
+    EofQueued { exit: Option<ExitStatus> },
+    /// EOF (or EXIT, or a CLOSE standing for the EOF) is on the wire.
     EofSent,
 }
 
@@ -445,9 +479,9 @@ enum SendHalf {
 enum RecvHalf {
     /// DATA may arrive.
     Open,
-    /// The peer's EOF arrived; `ReadClosed` waits until the data before it
-    /// was read.
-    EofReceived,
+    /// The peer's EOF (or EXIT with `exit`) arrived; `ReadClosed` (preceded
+    /// by `PeerExited`) waits until the data before it was read.
+    EofReceived { exit: Option<ExitStatus> },
     /// `ReadClosed` was reported.
     ReadClosed,
 }
@@ -535,7 +569,7 @@ impl Channel {
     /// Bytes that may go on the wire now.
     fn sendable(&self) -> usize {
         let data_flows = self.phase == Phase::Established
-            && matches!(self.send, SendHalf::Open | SendHalf::EofPending);
+            && matches!(self.send, SendHalf::Open | SendHalf::EofPending { .. });
         if data_flows {
             self.tx.len().min(self.credit.available())
         } else {
@@ -736,22 +770,48 @@ impl Mux {
 
     /// Half-close: EOF is sent after all buffered data.
     pub fn close_write(&mut self, ch: ChannelId) {
+        self.end_write(ch, None);
+    }
+
+    /// Half-close because the program feeding the channel ended with
+    /// `status`: like [`Mux::close_write`], but the EOF travels as an EXIT
+    /// record and the peer application sees [`MuxEvent::PeerExited`] just
+    /// before its [`MuxEvent::ReadClosed`].
+    pub fn close_write_with_status(&mut self, ch: ChannelId, status: ExitStatus) {
+        self.end_write(ch, Some(status));
+    }
+
+    fn end_write(&mut self, ch: ChannelId, exit: Option<ExitStatus>) {
         let Some(c) = self.channels.get_mut(&ch) else {
             return;
         };
         if !c.app_live() || c.send != SendHalf::Open {
             return;
         }
-        c.send = SendHalf::EofPending;
+        c.send = SendHalf::EofPending { exit };
         Self::maybe_queue_eof(&mut self.ctl, ch, c);
     }
 
     /// EOF goes into the control queue once the data before it left (so it
     /// always follows the data) and the channel is established.
     fn maybe_queue_eof(ctl: &mut VecDeque<Ctl>, ch: ChannelId, c: &mut Channel) {
-        if c.send == SendHalf::EofPending && c.phase == Phase::Established && c.tx.is_empty() {
-            c.send = SendHalf::EofQueued;
-            ctl.push_back(Ctl(ch, CtlKind::Eof));
+        if let SendHalf::EofPending { exit } = c.send {
+            if c.phase == Phase::Established && c.tx.is_empty() {
+                c.send = SendHalf::EofQueued { exit };
+                ctl.push_back(Ctl(ch, CtlKind::Eof));
+            }
+        }
+    }
+
+    /// Our CLOSE is due once we sent EOF and received the peer's (rule 3).
+    fn maybe_queue_close(ctl: &mut VecDeque<Ctl>, ch: ChannelId, c: &mut Channel) {
+        if c.send == SendHalf::EofSent
+            && c.recv != RecvHalf::Open
+            && c.own_final == OwnFinal::NotYet
+            && c.phase == Phase::Established
+        {
+            c.own_final = OwnFinal::CloseQueued;
+            ctl.push_back(Ctl(ch, CtlKind::Close));
         }
     }
 
@@ -962,7 +1022,7 @@ impl Mux {
                     return;
                 }
                 c.peer_final_received = true;
-                self.on_eof(h);
+                self.on_eof(h, None);
                 self.maybe_release(h);
             }
             // Records that crossed our RESET.
@@ -1013,35 +1073,41 @@ impl Mux {
                     self.sched.wake(h, c.tx.len());
                 }
             }
-            Record::Eof { .. } => {
+            Record::Eof { .. } | Record::Exit { .. } => {
                 if c.phase != Phase::Established || c.recv != RecvHalf::Open {
                     self.violation(h, "unexpected EOF");
                     return;
                 }
-                self.on_eof(h);
+                let exit = match r {
+                    Record::Exit { status, .. } => Some(status),
+                    _ => None,
+                };
+                self.on_eof(h, exit);
             }
         }
     }
 
-    /// The peer's EOF (or a CLOSE implying it) arrived.
-    fn on_eof(&mut self, h: ChannelId) {
+    /// The peer's EOF (or EXIT with `exit`, or a CLOSE implying EOF) arrived.
+    fn on_eof(&mut self, h: ChannelId, exit: Option<ExitStatus>) {
         let c = self.channels.get_mut(&h).expect("live channel");
         if c.recv == RecvHalf::Open {
-            c.recv = RecvHalf::EofReceived;
+            c.recv = RecvHalf::EofReceived { exit };
             Self::report_read_closed_if_due(&mut self.events, h, c);
         }
-        if c.send == SendHalf::EofSent && c.own_final == OwnFinal::NotYet {
-            c.own_final = OwnFinal::CloseQueued;
-            self.ctl.push_back(Ctl(h, CtlKind::Close));
-        }
+        Self::maybe_queue_close(&mut self.ctl, h, c);
     }
 
-    /// `ReadClosed` is reported once the peer's EOF is here and every byte
-    /// before it was read.
+    /// `ReadClosed` (preceded by `PeerExited` if the peer sent EXIT) is
+    /// reported once the peer's EOF is here and every byte before it was read.
     fn report_read_closed_if_due(events: &mut VecDeque<MuxEvent>, h: ChannelId, c: &mut Channel) {
-        if c.recv == RecvHalf::EofReceived && c.rx.is_empty() && c.app_live() {
-            c.recv = RecvHalf::ReadClosed;
-            events.push_back(MuxEvent::ReadClosed { ch: h });
+        if let RecvHalf::EofReceived { exit } = c.recv {
+            if c.rx.is_empty() && c.app_live() {
+                c.recv = RecvHalf::ReadClosed;
+                if let Some(status) = exit {
+                    events.push_back(MuxEvent::PeerExited { ch: h, status });
+                }
+                events.push_back(MuxEvent::ReadClosed { ch: h });
+            }
         }
     }
 
@@ -1214,14 +1280,20 @@ impl Mux {
                         delta: c.rxw.unannounced(),
                     })
                 }
-                CtlKind::Eof if c.send == SendHalf::EofQueued && c.phase == Phase::Established => {
-                    if c.recv == RecvHalf::Open {
+                CtlKind::Eof if c.phase == Phase::Established => match c.send {
+                    // An EXIT is never folded into a CLOSE: the status matters.
+                    SendHalf::EofQueued { exit: Some(status) } => Some(Record::Exit {
+                        initiator,
+                        id,
+                        status,
+                    }),
+                    SendHalf::EofQueued { exit: None } if c.recv == RecvHalf::Open => {
                         Some(Record::Eof { initiator, id })
-                    } else {
-                        // The peer's EOF is already here: this is our last record.
-                        Some(Record::Close { initiator, id })
                     }
-                }
+                    // The peer's EOF is already here: this is our last record.
+                    SendHalf::EofQueued { exit: None } => Some(Record::Close { initiator, id }),
+                    _ => None,
+                },
                 CtlKind::Close if c.own_final == OwnFinal::CloseQueued => {
                     Some(Record::Close { initiator, id })
                 }
@@ -1306,7 +1378,10 @@ impl Mux {
                 c.credit_queued = false;
                 c.rxw.take_credit();
             }
-            code::EOF => c.send = SendHalf::EofSent,
+            code::EOF | code::EXIT => {
+                c.send = SendHalf::EofSent;
+                Self::maybe_queue_close(&mut self.ctl, h, c);
+            }
             code::CLOSE => {
                 c.send = SendHalf::EofSent;
                 c.own_final = OwnFinal::Sent;
@@ -1419,7 +1494,7 @@ impl Mux {
             if c.own_final == OwnFinal::CloseQueued {
                 assert_eq!(c.send, SendHalf::EofSent, "{h}: CLOSE before EOF");
             }
-            if matches!(c.send, SendHalf::EofQueued | SendHalf::EofSent) {
+            if matches!(c.send, SendHalf::EofQueued { .. } | SendHalf::EofSent) {
                 assert!(c.tx.is_empty(), "{h}: EOF before the data");
             }
             if c.app_live() && c.recv == RecvHalf::Open && c.own_final == OwnFinal::NotYet {

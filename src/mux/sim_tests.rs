@@ -173,6 +173,9 @@ struct Spec {
     /// Bytes each side sends (indexed by `Side::idx`).
     len: [usize; 2],
     plan: [Plan; 2],
+    /// With `Plan::Close`: end the direction with this exit status (EXIT)
+    /// instead of a plain EOF.
+    exit: [Option<ExitStatus>; 2],
     refuse: bool,
     /// This side does not read until every other connection finished.
     stall: Option<Side>,
@@ -195,6 +198,8 @@ struct End {
     can_send: bool,
     closed_write: bool,
     eof: bool,
+    /// The status of a `PeerExited` seen before `ReadClosed`.
+    peer_exit: Option<ExitStatus>,
     term: Option<Term>,
     /// The handle belongs to a mux that no longer exists (process restart).
     orphan: bool,
@@ -210,6 +215,7 @@ impl End {
             can_send,
             closed_write: false,
             eof: false,
+            peer_exit: None,
             term: None,
             orphan: false,
         }
@@ -242,6 +248,8 @@ struct World {
     stall_active: bool,
     wire_ids_seen: [HashSet<u16>; 2],
     reused_ids: usize,
+    /// `PeerExited` events seen (with the right status).
+    exits_seen: usize,
     /// Connections cut by a session reset (their checks are relaxed).
     cut: HashSet<usize>,
     /// Ends that were live when a session loss hit their side: the next event
@@ -271,6 +279,7 @@ impl World {
             stall_active,
             wire_ids_seen: [HashSet::new(), HashSet::new()],
             reused_ids: 0,
+            exits_seen: 0,
             cut: HashSet::new(),
             expect_term: [HashSet::new(), HashSet::new()],
             session_losses: [0, 0],
@@ -379,11 +388,15 @@ impl World {
                         MuxEvent::Reset { .. }
                             | MuxEvent::Closed { .. }
                             | MuxEvent::Refused { .. }
+                            | MuxEvent::PeerExited { .. }
                             | MuxEvent::ReadClosed { .. }
                     ),
                 "seed {seed}: {s:?} c{i}: {ev:?} after the session was lost"
             );
-            if !matches!(ev, MuxEvent::ReadClosed { .. }) {
+            if !matches!(
+                ev,
+                MuxEvent::ReadClosed { .. } | MuxEvent::PeerExited { .. }
+            ) {
                 self.expect_term[si].remove(&i);
             }
             match ev {
@@ -401,8 +414,26 @@ impl World {
                     e.term = Some(Term::Refused(reason));
                 }
                 MuxEvent::Readable { .. } | MuxEvent::SendSpace { .. } => {}
+                MuxEvent::PeerExited { status, .. } => {
+                    assert!(
+                        !e.eof && e.peer_exit.is_none(),
+                        "seed {seed}: {s:?} c{i}: PeerExited after EOF or twice"
+                    );
+                    assert_eq!(
+                        Some(status),
+                        sp.exit[s.other().idx()],
+                        "seed {seed}: {s:?} c{i}: wrong exit status"
+                    );
+                    e.peer_exit = Some(status);
+                    self.exits_seen += 1;
+                }
                 MuxEvent::ReadClosed { .. } => {
                     assert!(!e.eof, "seed {seed}: c{i}: second ReadClosed");
+                    assert_eq!(
+                        e.peer_exit,
+                        sp.exit[s.other().idx()],
+                        "seed {seed}: {s:?} c{i}: the exit status comes just before EOF"
+                    );
                     assert_eq!(
                         e.recvd,
                         sp.len[s.other().idx()],
@@ -501,7 +532,10 @@ impl World {
                 e.sent += n;
             }
             if e.sent == total && sp.plan[si] == Plan::Close {
-                m.close_write(e.ch);
+                match sp.exit[si] {
+                    Some(status) => m.close_write_with_status(e.ch, status),
+                    None => m.close_write(e.ch),
+                }
                 e.closed_write = true;
             }
         }
@@ -649,11 +683,23 @@ fn random_specs(
                     *p = Plan::ResetAfter(rng.range(0, len[k] - 1));
                 }
             }
+            let mut exit = [None; 2];
+            for (k, x) in exit.iter_mut().enumerate() {
+                if plan[k] == Plan::Close && rng.chance(25) {
+                    let v = rng.range(0, 300) as u32;
+                    *x = Some(if rng.chance(50) {
+                        ExitStatus::Code(v)
+                    } else {
+                        ExitStatus::Signal(v)
+                    });
+                }
+            }
             Spec {
                 opener: if rng.chance(50) { Side::A } else { Side::B },
                 start: first_start + rng.range(0, spread as usize) as u64,
                 len,
                 plan,
+                exit,
                 refuse: rng.chance(5),
                 stall: None,
             }
@@ -678,13 +724,14 @@ fn stalled_spec(opener: Side, len: usize) -> Spec {
         start: 0,
         len: [len, len],
         plan: [Plan::Close; 2],
+        exit: [None; 2],
         refuse: false,
         stall: Some(opener.other()),
     }
 }
 
-/// Run one seed; returns (ticks, reused wire ids).
-fn run_seed(seed: u64) -> (u64, usize) {
+/// Run one seed; returns (ticks, reused wire ids, exit statuses delivered).
+fn run_seed(seed: u64) -> (u64, usize, usize) {
     let mut rng = Rng::new(seed);
     let n = 20;
     let mut specs = random_specs(&mut rng, n, 0, 400, 20_000);
@@ -718,18 +765,21 @@ fn run_seed(seed: u64) -> (u64, usize) {
     }
     w.finish([&a, &b]);
     assert!(w.cut.is_empty());
-    (now, w.reused_ids)
+    (now, w.reused_ids, w.exits_seen)
 }
 
 #[test]
 fn sim_many_channels_many_seeds() {
     let mut reused = 0;
     let mut ticks = 0;
+    let mut exits = 0;
     for seed in 0..200 {
-        let (t, r) = run_seed(seed);
+        let (t, r, x) = run_seed(seed);
         reused += r;
         ticks += t;
+        exits += x;
     }
+    assert!(exits > 100, "channels ended with an exit status: {exits}");
     assert!(reused > 100, "ids were reused: {reused}");
     assert!(ticks > 0);
 }

@@ -138,6 +138,61 @@ fn open_data_eof_close_both_ways() {
 }
 
 #[test]
+fn exit_status_arrives_just_before_eof() {
+    let (mut a, mut b) = pair();
+    let (ca, cb) = open_pair(&mut a, &mut b, "exec");
+    a.send(ca, b"output");
+    a.close_write_with_status(ca, ExitStatus::Code(3));
+    a.close_write(ca); // no second EOF
+    pump(&mut a, &mut b);
+    assert_eq!(events(&mut b), vec![MuxEvent::Readable { ch: cb }]);
+    assert_eq!(read_all(&mut b, cb), b"output");
+    assert_eq!(
+        events(&mut b),
+        vec![
+            MuxEvent::PeerExited {
+                ch: cb,
+                status: ExitStatus::Code(3)
+            },
+            MuxEvent::ReadClosed { ch: cb }
+        ]
+    );
+    // The other way, after the peer's EOF: EXIT is not folded into CLOSE.
+    b.close_write_with_status(cb, ExitStatus::Signal(9));
+    let p = b.poll_payload(300).unwrap();
+    assert_eq!(
+        decode(&p).unwrap(),
+        vec![
+            Record::Exit {
+                initiator: false,
+                id: ca.wire_id(),
+                status: ExitStatus::Signal(9)
+            },
+            Record::Close {
+                initiator: false,
+                id: ca.wire_id()
+            }
+        ]
+    );
+    a.handle_payload(&p).unwrap();
+    pump(&mut a, &mut b);
+    assert_eq!(
+        events(&mut a),
+        vec![
+            MuxEvent::PeerExited {
+                ch: ca,
+                status: ExitStatus::Signal(9)
+            },
+            MuxEvent::ReadClosed { ch: ca },
+            MuxEvent::Closed { ch: ca }
+        ]
+    );
+    assert_eq!(events(&mut b), vec![MuxEvent::Closed { ch: cb }]);
+    assert_eq!(ExitStatus::Code(3).to_string(), "exited with code 3");
+    assert_eq!(ExitStatus::Signal(9).to_string(), "killed by signal 9");
+}
+
+#[test]
 fn closed_waits_until_everything_is_read() {
     let (mut a, mut b) = pair();
     let (ca, cb) = open_pair(&mut a, &mut b, "x");
@@ -696,7 +751,7 @@ fn small_payload_limit_still_carries_everything() {
 // ----- robustness ------------------------------------------------------------
 
 fn arb_small_record() -> impl Strategy<Value = Vec<u8>> {
-    (1u8..=8, any::<bool>(), 0u16..4, 0u32..5000, 1usize..300).prop_map(|(ty, i, id, n, len)| {
+    (1u8..=9, any::<bool>(), 0u16..4, 0u32..5000, 1usize..300).prop_map(|(ty, i, id, n, len)| {
         let data = vec![0xa5; len];
         let r = match ty {
             1 => Record::Open {
@@ -722,10 +777,15 @@ fn arb_small_record() -> impl Strategy<Value = Vec<u8>> {
             },
             6 => Record::Eof { initiator: i, id },
             7 => Record::Close { initiator: i, id },
-            _ => Record::Reset {
+            8 => Record::Reset {
                 initiator: i,
                 id,
                 reason: "r",
+            },
+            _ => Record::Exit {
+                initiator: i,
+                id,
+                status: ExitStatus::Code(n),
             },
         };
         payload(&[r])
