@@ -796,7 +796,7 @@ impl Driver {
                     }
                 }
                 MuxEvent::SendSpace { ch } => self.flush_pending(ch),
-                MuxEvent::Reset { ch, reason } => {
+                MuxEvent::Reset { ch, reason, .. } => {
                     if let Some(c) = self.chans.remove(&ch) {
                         debug!("channel {ch} reset: {reason}");
                         kill(c, &reason);

@@ -37,9 +37,11 @@
 //! # Channel life and id reuse
 //! OPEN → OPEN_OK or REFUSE; then DATA/CREDIT both ways; EOF ends a direction.
 //! A side's *final record* is the last one it sends on a channel: RESET,
-//! REFUSE, or CLOSE. CLOSE is sent once a side has both sent its EOF and
-//! received the peer's (it replaces the EOF when the peer's EOF came first),
-//! because until then it may still owe CREDIT for the peer's data. A RESET is
+//! REFUSE, or CLOSE. CLOSE is sent once a side has sent its EOF, received the
+//! peer's, and its application consumed ([`Mux::consumed`]) every byte it
+//! received (it replaces the EOF when that all held first): until the peer's
+//! EOF it may still owe CREDIT, and waiting for consumption makes the peer's
+//! [`MuxEvent::Closed`] a confirmation of delivery. A RESET is
 //! answered by a RESET unless the receiver already sent its final record; the
 //! records that cross a RESET are ignored. A REFUSE is final for both sides
 //! (the opener sends nothing before OPEN_OK except possibly a RESET, which the
@@ -74,8 +76,12 @@
 //!   [`MuxEvent::PeerExited`] comes immediately before it.
 //! - [`MuxEvent::SendSpace`] follows a `send` that did not take everything (or
 //!   filled the buffer), once some buffered bytes have gone into payloads.
-//! - [`MuxEvent::Closed`] comes after both directions ended cleanly, the id was
-//!   released and all data was read; [`MuxEvent::Reset`] and
+//! - [`MuxEvent::Closed`] comes after both directions ended cleanly and the id
+//!   was released: the peer's application consumed every byte sent to it, and
+//!   this application read and reported consumed every byte it received (so
+//!   report every byte read with [`Mux::consumed`], or the channel never
+//!   closes cleanly). [`MuxEvent::Reset`] carries `unconfirmed`, the bytes
+//!   given to `send` that the peer had not confirmed consuming. [`MuxEvent::Reset`] and
 //!   [`MuxEvent::Refused`] are terminal too. No event follows a terminal one,
 //!   and none follows the application's own [`Mux::reset`] / [`Mux::refuse`];
 //!   the handle is dead afterwards (calls on it are ignored).
@@ -299,8 +305,15 @@ pub enum MuxEvent {
         ch: ChannelId,
         /// Human-readable reason.
         reason: String,
+        /// Bytes the application handed to [`Mux::send`] on this channel that
+        /// the peer had not confirmed consuming: still queued here, or sent
+        /// but not yet returned as credit (so "N bytes not confirmed"; some
+        /// of them may have been consumed, the peer returns credit in chunks).
+        unconfirmed: u64,
     },
-    /// Both directions finished cleanly and everything was read (terminal).
+    /// Both directions finished cleanly (terminal): the peer's application
+    /// consumed every byte we sent and its stream ended; every byte it sent
+    /// was read here and reported consumed.
     Closed {
         /// The channel.
         ch: ChannelId,
@@ -513,6 +526,9 @@ struct Channel {
 
     /// Bytes `send` took that are not on the wire yet (≤ `send_buffer`).
     tx: VecDeque<u8>,
+    /// DATA bytes put on the wire that no CREDIT has confirmed consumed yet
+    /// (CREDIT after our EOF, which grants nothing, still confirms).
+    unconfirmed_on_wire: u64,
     credit: SendCredit,
     /// A `send` came up short: report `SendSpace` once data leaves.
     want_space: bool,
@@ -541,6 +557,7 @@ impl Channel {
             own_final: OwnFinal::NotYet,
             peer_final_received: false,
             tx: VecDeque::new(),
+            unconfirmed_on_wire: 0,
             credit: SendCredit::new(peer_window),
             want_space: false,
             rx: VecDeque::new(),
@@ -583,6 +600,18 @@ impl Channel {
         self.phase == Phase::Established
             && self.recv == RecvHalf::Open
             && self.own_final == OwnFinal::NotYet
+    }
+
+    /// Bytes `send` took that the peer has not confirmed consuming.
+    fn unconfirmed(&self) -> u64 {
+        self.tx.len() as u64 + self.unconfirmed_on_wire
+    }
+
+    /// The peer's stream ended and the application consumed every byte of it:
+    /// the condition, besides our EOF, for our CLOSE (rule 3), so that the
+    /// peer's `Closed` confirms delivery.
+    fn delivered_everything(&self) -> bool {
+        self.recv != RecvHalf::Open && self.rx.is_empty() && self.held == 0
     }
 
     /// Both final records crossed: the wire id is free (rule 6).
@@ -803,10 +832,11 @@ impl Mux {
         }
     }
 
-    /// Our CLOSE is due once we sent EOF and received the peer's (rule 3).
+    /// Our CLOSE is due once we sent EOF, received the peer's, and our
+    /// application consumed everything (rule 3).
     fn maybe_queue_close(ctl: &mut VecDeque<Ctl>, ch: ChannelId, c: &mut Channel) {
         if c.send == SendHalf::EofSent
-            && c.recv != RecvHalf::Open
+            && c.delivered_everything()
             && c.own_final == OwnFinal::NotYet
             && c.phase == Phase::Established
         {
@@ -856,7 +886,6 @@ impl Mux {
         if c.rx.is_empty() {
             c.readable_notified = false;
             Self::report_read_closed_if_due(&mut self.events, ch, c);
-            self.maybe_finish(ch);
         }
         Some(out)
     }
@@ -867,21 +896,22 @@ impl Mux {
     }
 
     /// The application consumed (wrote onward) `n` bytes it read: credit goes
-    /// back to the peer when worthwhile.
+    /// back to the peer when worthwhile. Every byte read must be reported
+    /// eventually: a channel closes cleanly only once all were consumed.
     pub fn consumed(&mut self, ch: ChannelId, n: usize) {
         let Some(c) = self.channels.get_mut(&ch) else {
             return;
         };
         let n = n.min(c.held);
         c.held -= n;
-        if !c.may_return_credit() {
-            return;
+        if c.may_return_credit() {
+            c.rxw.on_consumed(n);
+            if c.rxw.credit_due() && !c.credit_queued {
+                c.credit_queued = true;
+                self.ctl.push_back(Ctl(ch, CtlKind::Credit));
+            }
         }
-        c.rxw.on_consumed(n);
-        if c.rxw.credit_due() && !c.credit_queued {
-            c.credit_queued = true;
-            self.ctl.push_back(Ctl(ch, CtlKind::Credit));
-        }
+        Self::maybe_queue_close(&mut self.ctl, ch, c);
     }
 
     // ----- input ------------------------------------------------------------
@@ -986,6 +1016,7 @@ impl Mux {
                     self.events.push_back(MuxEvent::Reset {
                         ch: h,
                         reason: format!("reset by peer: {reason}"),
+                        unconfirmed: c.unconfirmed(),
                     });
                 }
                 // Answered by a RESET unless our final record is already out.
@@ -1062,6 +1093,8 @@ impl Mux {
                     self.violation(h, "CREDIT before OPEN_OK");
                     return;
                 }
+                // Consumption confirmed, even when it grants nothing.
+                c.unconfirmed_on_wire = c.unconfirmed_on_wire.saturating_sub(delta.into());
                 if c.send == SendHalf::EofSent {
                     return; // sent before the peer saw our EOF: harmless
                 }
@@ -1119,6 +1152,7 @@ impl Mux {
             self.events.push_back(MuxEvent::Reset {
                 ch: h,
                 reason: reason.clone(),
+                unconfirmed: c.unconfirmed(),
             });
         }
         self.abort(h, truncate_str(&reason, MAX_TEXT_LEN).to_owned());
@@ -1147,33 +1181,21 @@ impl Mux {
         self.maybe_release(h);
     }
 
-    /// Free the wire id once both final records crossed; the channel itself
-    /// may linger until the application has read everything.
+    /// Once both final records crossed, the wire id is free (rule 6) and the
+    /// channel ends; the application learns `Closed` unless it already had a
+    /// terminal event. (A clean end leaves nothing unread: our CLOSE waited
+    /// until the application consumed everything.)
     fn maybe_release(&mut self, h: ChannelId) {
-        let Some(c) = self.channels.get(&h) else {
-            return;
-        };
-        if c.released() {
-            // A lingering channel's id may already serve a new channel.
-            if self.wire.get(&c.key) == Some(&h) {
-                self.wire.remove(&c.key);
-            }
-            self.sched.forget(h);
-        }
-        self.maybe_finish(h);
-    }
-
-    fn maybe_finish(&mut self, h: ChannelId) {
         let Some(c) = self.channels.get(&h) else {
             return;
         };
         if !c.released() {
             return;
         }
+        debug_assert!(c.rx.is_empty() && c.held == 0);
+        self.wire.remove(&c.key);
+        self.sched.forget(h);
         if c.app_live() {
-            if !c.rx.is_empty() {
-                return; // wait until the application read everything
-            }
             self.events.push_back(MuxEvent::Closed { ch: h });
             self.stats.closed_total += 1;
         }
@@ -1197,17 +1219,18 @@ impl Mux {
             .collect();
         let channels = &self.channels;
         self.events.retain(|e| !channels.contains_key(&e.channel()));
-        let mut dead: Vec<ChannelId> = self
+        let mut dead: Vec<(ChannelId, u64)> = self
             .channels
             .iter()
             .filter(|(h, c)| c.app_live() && !unannounced.contains(h))
-            .map(|(h, _)| *h)
+            .map(|(h, c)| (*h, c.unconfirmed()))
             .collect();
         dead.sort();
-        for ch in dead {
+        for (ch, unconfirmed) in dead {
             self.events.push_back(MuxEvent::Reset {
                 ch,
                 reason: reason.to_owned(),
+                unconfirmed,
             });
         }
         self.channels.clear();
@@ -1287,11 +1310,12 @@ impl Mux {
                         id,
                         status,
                     }),
-                    SendHalf::EofQueued { exit: None } if c.recv == RecvHalf::Open => {
-                        Some(Record::Eof { initiator, id })
+                    // The peer's EOF is already here and everything before it
+                    // consumed: this is our last record.
+                    SendHalf::EofQueued { exit: None } if c.delivered_everything() => {
+                        Some(Record::Close { initiator, id })
                     }
-                    // The peer's EOF is already here: this is our last record.
-                    SendHalf::EofQueued { exit: None } => Some(Record::Close { initiator, id }),
+                    SendHalf::EofQueued { exit: None } => Some(Record::Eof { initiator, id }),
                     _ => None,
                 },
                 CtlKind::Close if c.own_final == OwnFinal::CloseQueued => {
@@ -1428,6 +1452,7 @@ impl Mux {
             buf.put_slice(&b[..p.len - from_a]);
             c.tx.drain(..p.len);
             c.credit.spend(p.len);
+            c.unconfirmed_on_wire += p.len as u64;
             self.stats.bytes_sent += p.len as u64;
             if c.want_space {
                 c.want_space = false;
@@ -1504,9 +1529,8 @@ impl Mux {
                     "{h}: credit invariant"
                 );
             }
-            if !c.released() {
-                assert_eq!(self.wire.get(&c.key), Some(h));
-            }
+            assert!(!c.released(), "{h}: a released channel is removed");
+            assert_eq!(self.wire.get(&c.key), Some(h));
         }
         assert!(self.wire.values().all(|h| self.channels.contains_key(h)));
     }

@@ -122,6 +122,8 @@ fn open_data_eof_close_both_ways() {
     b.close_write(cb);
     pump(&mut a, &mut b);
     assert_eq!(read_all(&mut a, ca), b"world!");
+    // a's CLOSE waited for a's application to consume b's data.
+    pump(&mut a, &mut b);
     let ev = events(&mut a);
     assert!(
         ev.ends_with(&[MuxEvent::ReadClosed { ch: ca }, MuxEvent::Closed { ch: ca }]),
@@ -192,27 +194,62 @@ fn exit_status_arrives_just_before_eof() {
     assert_eq!(ExitStatus::Signal(9).to_string(), "killed by signal 9");
 }
 
+/// A side sends its CLOSE only once its application consumed everything it
+/// received, so the peer's `Closed` confirms delivery.
 #[test]
-fn closed_waits_until_everything_is_read() {
+fn closed_waits_until_everything_is_consumed() {
     let (mut a, mut b) = pair();
     let (ca, cb) = open_pair(&mut a, &mut b, "x");
     a.send(ca, b"data");
     a.close_write(ca);
     b.close_write(cb);
     pump(&mut a, &mut b);
-    assert_eq!(
-        events(&mut a),
-        vec![MuxEvent::ReadClosed { ch: ca }, MuxEvent::Closed { ch: ca }]
-    );
+    assert_eq!(events(&mut a), vec![MuxEvent::ReadClosed { ch: ca }]);
     assert_eq!(events(&mut b), vec![MuxEvent::Readable { ch: cb }]);
     assert_eq!(b.read(cb, 2).unwrap(), &b"da"[..]);
     assert_eq!(events(&mut b), vec![]);
     assert_eq!(b.read(cb, 10).unwrap(), &b"ta"[..]);
+    assert_eq!(events(&mut b), vec![MuxEvent::ReadClosed { ch: cb }]);
+    pump(&mut a, &mut b);
+    assert_eq!(events(&mut a), vec![], "read is not consumed");
+    b.consumed(cb, 3);
+    pump(&mut a, &mut b);
+    assert_eq!(events(&mut a), vec![], "not all of it");
+    b.consumed(cb, 1);
+    pump(&mut a, &mut b);
+    assert_eq!(events(&mut a), vec![MuxEvent::Closed { ch: ca }]);
+    assert_eq!(events(&mut b), vec![MuxEvent::Closed { ch: cb }]);
+    assert_eq!((a.channel_count(), b.channel_count()), (0, 0));
+}
+
+/// `Reset` tells how much of what the application sent was not confirmed
+/// consumed by the peer: still queued, or sent without credit back.
+#[test]
+fn reset_reports_unconfirmed_bytes() {
+    let (mut a, mut b) = pair();
+    let (ca, cb) = open_pair(&mut a, &mut b, "x");
+    assert_eq!(a.send(ca, &[1; 3000]), 3000);
+    pump(&mut a, &mut b);
+    // The 2048-byte window went over; 952 bytes wait for credit.
+    assert_eq!(b.buffered(cb), 2048);
+    let mut got = 0;
+    while let Some(x) = b.read(cb, 1500) {
+        got += x.len();
+    }
+    b.consumed(cb, 1500);
+    pump(&mut a, &mut b);
+    // b returned 1500 (≥ half the window); a sent 952 more with it.
+    assert_eq!(got, 2048);
+    b.reset(cb, "bye");
+    pump(&mut a, &mut b);
     assert_eq!(
-        events(&mut b),
-        vec![MuxEvent::ReadClosed { ch: cb }, MuxEvent::Closed { ch: cb }]
+        events(&mut a),
+        vec![MuxEvent::Reset {
+            ch: ca,
+            reason: "reset by peer: bye".into(),
+            unconfirmed: 3000 - 1500,
+        }]
     );
-    assert_eq!(b.channel_count(), 0);
 }
 
 #[test]
@@ -253,7 +290,8 @@ fn reset_discards_buffers_and_reaches_the_peer() {
         ev.last(),
         Some(&MuxEvent::Reset {
             ch: cb,
-            reason: "reset by peer: user abort".into()
+            reason: "reset by peer: user abort".into(),
+            unconfirmed: 0,
         })
     );
     assert_eq!(b.read(cb, 100), None, "no data after reset");
@@ -475,7 +513,7 @@ fn credit_violation_resets_the_channel() {
     b.handle_payload(&p).unwrap();
     let ev = events(&mut b);
     assert!(
-        matches!(&ev[..], [MuxEvent::Readable { .. }, MuxEvent::Reset { ch, reason }]
+        matches!(&ev[..], [MuxEvent::Readable { .. }, MuxEvent::Reset { ch, reason, .. }]
             if *ch == cb && reason.contains("credit")),
         "{ev:?}"
     );
