@@ -1,8 +1,8 @@
 //! Drives a `Mux` with arbitrary payloads from a hostile peer mixed with
-//! application calls (open, accept, refuse, read, consumed, send, close_write,
-//! reset, session reset) and `poll_payload`, so state-dependent paths are
-//! reached: raw bytes, and well-formed records aimed at the few channel ids in
-//! use. Must never panic, and:
+//! application calls (open, accept, refuse, read, consumed, send, close_write
+//! with and without an exit status, reset, session reset) and `poll_payload`,
+//! so state-dependent paths are reached: raw bytes, and well-formed records
+//! (EXIT included) aimed at the few channel ids in use. Must never panic, and:
 //! - every payload it produces fits `max` and decodes (a correct peer, mux `b`
 //!   here, takes it without a payload-level error, whatever we were sent);
 //! - the channel table, receive buffers and send buffers stay bounded.
@@ -11,7 +11,7 @@
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use sfs::mux::wire::Record;
-use sfs::mux::{ChannelId, Mux, MuxConfig, MuxEvent, RefuseReason};
+use sfs::mux::{ChannelId, ExitStatus, Mux, MuxConfig, MuxEvent, RefuseReason};
 
 const SERVICE: &str = "svc";
 
@@ -52,7 +52,7 @@ fn record(inp: &mut Input<'_>, buf: &mut BytesMut) -> Option<()> {
     let text = std::str::from_utf8(inp.bytes(usize::from(n % 8))).unwrap_or("x");
     let data = inp.bytes(usize::from(n) + 1);
     let window = u32::from(inp.u16()?) + 1;
-    let r = match kind % 8 {
+    let r = match kind % 9 {
         0 => Record::Open {
             id,
             window,
@@ -76,10 +76,19 @@ fn record(inp: &mut Input<'_>, buf: &mut BytesMut) -> Option<()> {
         },
         5 => Record::Eof { initiator, id },
         6 => Record::Close { initiator, id },
-        _ => Record::Reset {
+        7 => Record::Reset {
             initiator,
             id,
             reason: text,
+        },
+        _ => Record::Exit {
+            initiator,
+            id,
+            status: if n % 2 == 0 {
+                ExitStatus::Code(window)
+            } else {
+                ExitStatus::Signal(window)
+            },
         },
     };
     r.encode(buf);
@@ -164,8 +173,13 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             8 => {
-                if let Some(ch) = pick(inp.byte().unwrap_or(0), &known) {
-                    a.close_write(ch);
+                let k = inp.byte().unwrap_or(0);
+                if let Some(ch) = pick(k, &known) {
+                    if k & 1 == 0 {
+                        a.close_write(ch);
+                    } else {
+                        a.close_write_with_status(ch, ExitStatus::Code(u32::from(k)));
+                    }
                 }
             }
             9 => {

@@ -25,16 +25,23 @@
 //! | 0x6  | EOF     | —                                      | 3         |
 //! | 0x7  | CLOSE   | — (implies EOF)                        | 3         |
 //! | 0x8  | RESET   | reason s8 (≤ 48 B)                     | 4 + n     |
+//! | 0x9  | EXIT    | kind u8 (0 code, 1 signal), value u32  | 8         |
 //!
-//! Unknown types, reserved bits, empty DATA, zero CREDIT, over-long or
-//! non-UTF-8 text and truncated records are decode errors.
+//! EXIT is an EOF that carries the exit status of the program behind the
+//! sender's stream ([`Mux::close_write_with_status`]); the receiving
+//! application gets [`MuxEvent::PeerExited`] just before
+//! [`MuxEvent::ReadClosed`]. Unknown types, reserved bits, empty DATA, zero
+//! CREDIT, an EXIT kind other than 0/1, over-long or non-UTF-8 text and
+//! truncated records are decode errors.
 //!
 //! # Channel life and id reuse
 //! OPEN → OPEN_OK or REFUSE; then DATA/CREDIT both ways; EOF ends a direction.
 //! A side's *final record* is the last one it sends on a channel: RESET,
-//! REFUSE, or CLOSE. CLOSE is sent once a side has both sent its EOF and
-//! received the peer's (it replaces the EOF when the peer's EOF came first),
-//! because until then it may still owe CREDIT for the peer's data. A RESET is
+//! REFUSE, or CLOSE. CLOSE is sent once a side has sent its EOF, received the
+//! peer's, and its application consumed ([`Mux::consumed`]) every byte it
+//! received (it replaces the EOF when that all held first): until the peer's
+//! EOF it may still owe CREDIT, and waiting for consumption makes the peer's
+//! [`MuxEvent::Closed`] a confirmation of delivery. A RESET is
 //! answered by a RESET unless the receiver already sent its final record; the
 //! records that cross a RESET are ignored. A REFUSE is final for both sides
 //! (the opener sends nothing before OPEN_OK except possibly a RESET, which the
@@ -65,11 +72,16 @@
 //! - [`MuxEvent::Readable`] is edge-triggered: after it, [`Mux::read`] until it
 //!   returns `None`; the next `Readable` comes with the next data.
 //! - [`MuxEvent::ReadClosed`] is emitted once the peer's EOF has arrived *and*
-//!   every byte before it has been read.
+//!   every byte before it has been read; if the peer ended with an EXIT,
+//!   [`MuxEvent::PeerExited`] comes immediately before it.
 //! - [`MuxEvent::SendSpace`] follows a `send` that did not take everything (or
 //!   filled the buffer), once some buffered bytes have gone into payloads.
-//! - [`MuxEvent::Closed`] comes after both directions ended cleanly, the id was
-//!   released and all data was read; [`MuxEvent::Reset`] and
+//! - [`MuxEvent::Closed`] comes after both directions ended cleanly and the id
+//!   was released: the peer's application consumed every byte sent to it, and
+//!   this application read and reported consumed every byte it received (so
+//!   report every byte read with [`Mux::consumed`], or the channel never
+//!   closes cleanly). [`MuxEvent::Reset`] carries `unconfirmed`, the bytes
+//!   given to `send` that the peer had not confirmed consuming. [`MuxEvent::Reset`] and
 //!   [`MuxEvent::Refused`] are terminal too. No event follows a terminal one,
 //!   and none follows the application's own [`Mux::reset`] / [`Mux::refuse`];
 //!   the handle is dead afterwards (calls on it are ignored).
@@ -220,6 +232,24 @@ impl fmt::Display for RefuseReason {
     }
 }
 
+/// How the program behind a channel ended (carried by an EXIT record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ExitStatus {
+    /// It exited with this code.
+    Code(u32),
+    /// It was killed by this signal.
+    Signal(u32),
+}
+
+impl fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitStatus::Code(c) => write!(f, "exited with code {c}"),
+            ExitStatus::Signal(s) => write!(f, "killed by signal {s}"),
+        }
+    }
+}
+
 /// Something the application must know about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MuxEvent {
@@ -249,6 +279,15 @@ pub enum MuxEvent {
         /// The channel.
         ch: ChannelId,
     },
+    /// The peer's program exited (its side used
+    /// [`Mux::close_write_with_status`]); comes immediately before the
+    /// channel's [`MuxEvent::ReadClosed`].
+    PeerExited {
+        /// The channel.
+        ch: ChannelId,
+        /// How the peer's program ended.
+        status: ExitStatus,
+    },
     /// The peer sent EOF and all data before it has been read.
     ReadClosed {
         /// The channel.
@@ -266,8 +305,15 @@ pub enum MuxEvent {
         ch: ChannelId,
         /// Human-readable reason.
         reason: String,
+        /// Bytes the application handed to [`Mux::send`] on this channel that
+        /// the peer had not confirmed consuming: still queued here, or sent
+        /// but not yet returned as credit (so "N bytes not confirmed"; some
+        /// of them may have been consumed, the peer returns credit in chunks).
+        unconfirmed: u64,
     },
-    /// Both directions finished cleanly and everything was read (terminal).
+    /// Both directions finished cleanly (terminal): the peer's application
+    /// consumed every byte we sent and its stream ended; every byte it sent
+    /// was read here and reported consumed.
     Closed {
         /// The channel.
         ch: ChannelId,
@@ -282,6 +328,7 @@ impl MuxEvent {
             | MuxEvent::Accepted { ch }
             | MuxEvent::Refused { ch, .. }
             | MuxEvent::Readable { ch }
+            | MuxEvent::PeerExited { ch, .. }
             | MuxEvent::ReadClosed { ch }
             | MuxEvent::SendSpace { ch }
             | MuxEvent::Reset { ch, .. }
@@ -347,11 +394,27 @@ pub struct MuxStats {
     pub protocol_errors: u64,
     /// Session resets (link restarts and undecodable payloads).
     pub session_resets: u64,
+    /// Refusals not sent because too many were queued already (a flood of
+    /// OPENs): the application's refusals beyond 4096 queued, and refusals of
+    /// channels beyond `max_channels` beyond 256 queued replies.
+    pub refusals_dropped: u64,
 }
 
 /// Most replies to records for unknown channels (and refusals of channels
 /// beyond `max_channels`) queued at once; more are dropped.
 const MAX_STRAY: usize = 256;
+
+/// Refusals by the application queued at once beyond which more are dropped
+/// (counted in [`MuxStats::refusals_dropped`]; the peer's open then waits
+/// until its session ends). A peer that keeps within its own channel limit
+/// has at most that many opens awaiting an answer, so only a peer flooding
+/// OPENs far beyond any sane limit while our output is stalled reaches it.
+const MAX_QUEUED_REFUSALS: usize = 4096;
+
+/// From this many queued refusals on, new ones go without their detail text:
+/// a 5-byte REFUSE is shorter than the 8-byte OPEN it answers, so a flood of
+/// OPENs cannot make this side's answers outgrow the flood.
+const TERSE_REFUSALS_FROM: usize = 32;
 
 /// (peer opened it, wire id)
 type WireKey = (bool, u16);
@@ -366,15 +429,22 @@ enum CtlKind {
     Reset(String),
 }
 
+/// A control record owed on a channel in the table.
 #[derive(Debug)]
-enum Ctl {
-    Chan(ChannelId, CtlKind),
+struct Ctl(ChannelId, CtlKind);
+
+/// A record answering an id that is not (or no longer) in the table.
+#[derive(Debug)]
+enum Reply {
+    /// REFUSE of an incoming channel: by the application (`stray` false), or
+    /// beyond `max_channels` before any state was created (`stray` true).
     Refuse {
         id: u16,
         reason: RefuseReason,
         detail: String,
         stray: bool,
     },
+    /// RESET answering a record for an unknown channel.
     StrayReset {
         initiator: bool,
         id: u16,
@@ -382,74 +452,119 @@ enum Ctl {
     },
 }
 
+/// Where a channel is between its OPEN and the end of the application's
+/// interest in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// We opened it and wait for OPEN_OK or REFUSE. Until `open_sent` the peer
+    /// does not know the channel, so aborting it simply forgets it.
+    Opening { open_sent: bool },
+    /// The peer opened it; the application has not accepted it yet.
+    Undecided,
+    /// The application accepted it; our OPEN_OK is queued (`send` already
+    /// buffers).
+    Accepted,
+    /// OPEN_OK crossed: DATA, CREDIT and EOF may flow.
+    Established,
+    /// The application's handle is dead: it reset the channel, or was told of
+    /// a reset or refusal. Buffers are gone, records other than the peer's
+    /// final one are ignored, and the channel stays only until the final
+    /// records crossed.
+    Aborted,
+}
+
+/// Our direction of the channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SendHalf {
+    /// `send` takes data.
+    Open,
+    /// `close_write` was called: EOF (EXIT when `exit` is known) is queued
+    /// once the buffer drained and the channel is established.
+    EofPending { exit: Option<ExitStatus> },
+    /// EOF (or EXIT) is in the control queue.
+    EofQueued { exit: Option<ExitStatus> },
+    /// EOF (or EXIT, or a CLOSE standing for the EOF) is on the wire.
+    EofSent,
+}
+
+/// The peer's direction of the channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RecvHalf {
+    /// DATA may arrive.
+    Open,
+    /// The peer's EOF (or EXIT with `exit`) arrived; `ReadClosed` (preceded
+    /// by `PeerExited`) waits until the data before it was read.
+    EofReceived { exit: Option<ExitStatus> },
+    /// `ReadClosed` was reported.
+    ReadClosed,
+}
+
+/// Our final record on the channel (rule 3 of the protocol).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OwnFinal {
+    /// Not due yet.
+    NotYet,
+    /// CLOSE is in the control queue.
+    CloseQueued,
+    /// RESET is in the control queue (the reason travels with the entry). It
+    /// replaces a queued CLOSE: an abort overrides a clean end not yet sent.
+    ResetQueued,
+    /// On the wire, or owed no more (the peer's REFUSE ended it for both).
+    Sent,
+}
+
 #[derive(Debug)]
 struct Channel {
     key: WireKey,
     service: String,
-    /// The application may still use the handle (no terminal event yet).
-    app_live: bool,
-    /// Acceptor: the application called accept().
-    decided: bool,
-    /// Opener: OPEN emitted.
-    open_emitted: bool,
-    /// DATA may flow: opener got OPEN_OK / acceptor emitted OPEN_OK.
-    established: bool,
-    /// `send` allowed (opener: OPEN_OK received; acceptor: accepted).
-    can_send: bool,
+    phase: Phase,
+    send: SendHalf,
+    recv: RecvHalf,
+    own_final: OwnFinal,
+    /// The peer's final record (CLOSE, RESET or REFUSE) arrived.
+    peer_final_received: bool,
 
+    /// Bytes `send` took that are not on the wire yet (≤ `send_buffer`).
     tx: VecDeque<u8>,
+    /// DATA bytes put on the wire that no CREDIT has confirmed consumed yet
+    /// (CREDIT after our EOF, which grants nothing, still confirms).
+    unconfirmed_on_wire: u64,
     credit: SendCredit,
+    /// A `send` came up short: report `SendSpace` once data leaves.
     want_space: bool,
-    eof_requested: bool,
-    eof_queued: bool,
-    eof_sent: bool,
 
-    rx: VecDeque<Bytes>,
-    rx_len: usize,
+    /// Received bytes not yet read (≤ `window`). One contiguous ring, not a
+    /// `Bytes` per record: a peer sending 1-byte records would otherwise make
+    /// the heap cost tens of times the window.
+    rx: VecDeque<u8>,
+    /// Read by the application but not yet reported consumed.
     held: usize,
     rxw: RecvWindow,
+    /// A CREDIT entry is in the control queue.
     credit_queued: bool,
-    eof_received: bool,
-    read_closed_emitted: bool,
+    /// `Readable` was reported and `read` has not drained the buffer since.
     readable_notified: bool,
-
-    /// RESET queued or sent (or REFUSE received): ignore all but final records.
-    resetting: bool,
-    close_queued: bool,
-    sent_final: bool,
-    recv_final: bool,
-    wire_released: bool,
 }
 
 impl Channel {
-    fn new(key: WireKey, service: String, window: u32, peer_window: u32) -> Self {
+    fn new(key: WireKey, service: String, phase: Phase, window: u32, peer_window: u32) -> Self {
         Channel {
             key,
             service,
-            app_live: true,
-            decided: false,
-            open_emitted: false,
-            established: false,
-            can_send: false,
+            phase,
+            send: SendHalf::Open,
+            recv: RecvHalf::Open,
+            own_final: OwnFinal::NotYet,
+            peer_final_received: false,
             tx: VecDeque::new(),
+            unconfirmed_on_wire: 0,
             credit: SendCredit::new(peer_window),
             want_space: false,
-            eof_requested: false,
-            eof_queued: false,
-            eof_sent: false,
             rx: VecDeque::new(),
-            rx_len: 0,
             held: 0,
             rxw: RecvWindow::new(window),
             credit_queued: false,
-            eof_received: false,
-            read_closed_emitted: false,
             readable_notified: false,
-            resetting: false,
-            close_queued: false,
-            sent_final: false,
-            recv_final: false,
-            wire_released: false,
         }
     }
 
@@ -457,24 +572,71 @@ impl Channel {
         !self.key.0
     }
 
-    fn data_open(&self) -> bool {
-        self.established && !self.resetting && !self.sent_final && !self.eof_sent
+    /// The application may still use the handle (no terminal event yet).
+    fn app_live(&self) -> bool {
+        self.phase != Phase::Aborted
     }
 
+    /// `send` takes data (the opener only after OPEN_OK; the acceptor right
+    /// after accepting, its data follows the OPEN_OK).
+    fn takes_data(&self) -> bool {
+        matches!(self.phase, Phase::Accepted | Phase::Established) && self.send == SendHalf::Open
+    }
+
+    /// Bytes that may go on the wire now.
     fn sendable(&self) -> usize {
-        if self.data_open() {
+        let data_flows = self.phase == Phase::Established
+            && matches!(self.send, SendHalf::Open | SendHalf::EofPending { .. });
+        if data_flows {
             self.tx.len().min(self.credit.available())
         } else {
             0
         }
     }
 
+    /// CREDIT may still be sent: never after the peer's EOF (rule 2) nor
+    /// after our final record.
+    fn may_return_credit(&self) -> bool {
+        self.phase == Phase::Established
+            && self.recv == RecvHalf::Open
+            && self.own_final == OwnFinal::NotYet
+    }
+
+    /// Bytes `send` took that the peer has not confirmed consuming.
+    fn unconfirmed(&self) -> u64 {
+        self.tx.len() as u64 + self.unconfirmed_on_wire
+    }
+
+    /// The peer's stream ended and the application consumed every byte of it:
+    /// the condition, besides our EOF, for our CLOSE (rule 3), so that the
+    /// peer's `Closed` confirms delivery.
+    fn delivered_everything(&self) -> bool {
+        self.recv != RecvHalf::Open && self.rx.is_empty() && self.held == 0
+    }
+
+    /// Both final records crossed: the wire id is free (rule 6).
+    fn released(&self) -> bool {
+        self.own_final == OwnFinal::Sent && self.peer_final_received
+    }
+
     fn discard(&mut self) {
         self.tx = VecDeque::new();
         self.rx = VecDeque::new();
-        self.rx_len = 0;
         self.held = 0;
     }
+}
+
+/// Append `data` to a buffer whose length never exceeds `limit`, growing its
+/// allocation by doubling (amortised O(1) per byte) but never beyond `limit`,
+/// so the heap a channel holds is bounded by its configured sizes.
+fn append_bounded(buf: &mut VecDeque<u8>, data: &[u8], limit: usize) {
+    let need = buf.len() + data.len();
+    debug_assert!(need <= limit);
+    if need > buf.capacity() {
+        let target = (buf.capacity() * 2).max(64).clamp(need, limit.max(need));
+        buf.reserve_exact(target - buf.len());
+    }
+    buf.extend(data);
 }
 
 /// The multiplexer state machine. See the [module docs](self).
@@ -484,6 +646,12 @@ pub struct Mux {
     channels: HashMap<ChannelId, Channel>,
     wire: HashMap<WireKey, ChannelId>,
     ctl: VecDeque<Ctl>,
+    /// Sent after `ctl`, so that a flood of refusals never delays the
+    /// channels' own records (CREDIT in particular).
+    replies: VecDeque<Reply>,
+    /// `Reply::Refuse { stray: false }` entries in `replies`.
+    refusals_queued: usize,
+    /// Other entries in `replies`.
     strays: usize,
     sched: Scheduler,
     events: VecDeque<MuxEvent>,
@@ -502,6 +670,8 @@ impl Mux {
             channels: HashMap::new(),
             wire: HashMap::new(),
             ctl: VecDeque::new(),
+            replies: VecDeque::new(),
+            refusals_queued: 0,
             strays: 0,
             events: VecDeque::new(),
             gen: 0,
@@ -539,10 +709,16 @@ impl Mux {
             .find(|id| !self.wire.contains_key(&(false, *id)))
             .ok_or(MuxError::TooManyChannels)?;
         let h = self.new_handle(false, id);
-        let c = Channel::new((false, id), service.to_owned(), self.cfg.window, 0);
+        let c = Channel::new(
+            (false, id),
+            service.to_owned(),
+            Phase::Opening { open_sent: false },
+            self.cfg.window,
+            0,
+        );
         self.channels.insert(h, c);
         self.wire.insert((false, id), h);
-        self.ctl.push_back(Ctl::Chan(h, CtlKind::Open));
+        self.ctl.push_back(Ctl(h, CtlKind::Open));
         self.stats.opened_total += 1;
         Ok(h)
     }
@@ -552,12 +728,11 @@ impl Mux {
         let Some(c) = self.channels.get_mut(&ch) else {
             return;
         };
-        if !c.app_live || c.ours() || c.decided {
+        if c.phase != Phase::Undecided {
             return;
         }
-        c.decided = true;
-        c.can_send = true;
-        self.ctl.push_back(Ctl::Chan(ch, CtlKind::OpenOk));
+        c.phase = Phase::Accepted;
+        self.ctl.push_back(Ctl(ch, CtlKind::OpenOk));
     }
 
     /// Refuse an incoming channel (after [`MuxEvent::Incoming`]); `detail` is
@@ -566,17 +741,27 @@ impl Mux {
         let Some(c) = self.channels.get(&ch) else {
             return;
         };
-        if !c.app_live || c.ours() || c.decided {
+        if c.phase != Phase::Undecided {
             return;
         }
         let id = c.key.1;
         self.events.retain(|e| e.channel() != ch);
         self.wire.remove(&c.key);
         self.channels.remove(&ch);
-        self.ctl.push_back(Ctl::Refuse {
+        if self.refusals_queued >= MAX_QUEUED_REFUSALS {
+            self.stats.refusals_dropped += 1;
+            return;
+        }
+        let detail = if self.refusals_queued >= TERSE_REFUSALS_FROM {
+            String::new()
+        } else {
+            truncate_str(detail, MAX_TEXT_LEN).to_owned()
+        };
+        self.refusals_queued += 1;
+        self.replies.push_back(Reply::Refuse {
             id,
             reason,
-            detail: truncate_str(detail, MAX_TEXT_LEN).to_owned(),
+            detail,
             stray: false,
         });
     }
@@ -590,15 +775,15 @@ impl Mux {
         let Some(c) = self.channels.get_mut(&ch) else {
             return 0;
         };
-        if !c.app_live || !c.can_send || c.eof_requested || c.resetting || c.sent_final {
+        if !c.takes_data() {
             return 0;
         }
         let n = (limit - c.tx.len()).min(data.len());
-        c.tx.extend(&data[..n]);
+        append_bounded(&mut c.tx, &data[..n], limit);
         if n < data.len() || c.tx.len() == limit {
             c.want_space = true;
         }
-        if n > 0 && c.established {
+        if n > 0 && c.phase == Phase::Established {
             self.sched.wake(ch, c.tx.len());
         }
         n
@@ -607,41 +792,56 @@ impl Mux {
     /// Bytes `send` would accept now.
     pub fn send_space(&self, ch: ChannelId) -> usize {
         match self.channels.get(&ch) {
-            Some(c)
-                if c.app_live
-                    && c.can_send
-                    && !c.eof_requested
-                    && !c.resetting
-                    && !c.sent_final =>
-            {
-                self.cfg.send_buffer as usize - c.tx.len()
-            }
+            Some(c) if c.takes_data() => self.cfg.send_buffer as usize - c.tx.len(),
             _ => 0,
         }
     }
 
     /// Half-close: EOF is sent after all buffered data.
     pub fn close_write(&mut self, ch: ChannelId) {
+        self.end_write(ch, None);
+    }
+
+    /// Half-close because the program feeding the channel ended with
+    /// `status`: like [`Mux::close_write`], but the EOF travels as an EXIT
+    /// record and the peer application sees [`MuxEvent::PeerExited`] just
+    /// before its [`MuxEvent::ReadClosed`].
+    pub fn close_write_with_status(&mut self, ch: ChannelId, status: ExitStatus) {
+        self.end_write(ch, Some(status));
+    }
+
+    fn end_write(&mut self, ch: ChannelId, exit: Option<ExitStatus>) {
         let Some(c) = self.channels.get_mut(&ch) else {
             return;
         };
-        if !c.app_live || c.eof_requested {
+        if !c.app_live() || c.send != SendHalf::Open {
             return;
         }
-        c.eof_requested = true;
+        c.send = SendHalf::EofPending { exit };
         Self::maybe_queue_eof(&mut self.ctl, ch, c);
     }
 
+    /// EOF goes into the control queue once the data before it left (so it
+    /// always follows the data) and the channel is established.
     fn maybe_queue_eof(ctl: &mut VecDeque<Ctl>, ch: ChannelId, c: &mut Channel) {
-        if c.eof_requested
-            && !c.eof_queued
-            && c.established
-            && c.tx.is_empty()
-            && !c.resetting
-            && !c.sent_final
+        if let SendHalf::EofPending { exit } = c.send {
+            if c.phase == Phase::Established && c.tx.is_empty() {
+                c.send = SendHalf::EofQueued { exit };
+                ctl.push_back(Ctl(ch, CtlKind::Eof));
+            }
+        }
+    }
+
+    /// Our CLOSE is due once we sent EOF, received the peer's, and our
+    /// application consumed everything (rule 3).
+    fn maybe_queue_close(ctl: &mut VecDeque<Ctl>, ch: ChannelId, c: &mut Channel) {
+        if c.send == SendHalf::EofSent
+            && c.delivered_everything()
+            && c.own_final == OwnFinal::NotYet
+            && c.phase == Phase::Established
         {
-            c.eof_queued = true;
-            ctl.push_back(Ctl::Chan(ch, CtlKind::Eof));
+            c.own_final = OwnFinal::CloseQueued;
+            ctl.push_back(Ctl(ch, CtlKind::Close));
         }
     }
 
@@ -650,27 +850,16 @@ impl Mux {
     /// follows; the handle is dead. On an incoming channel not yet accepted
     /// this is a refusal with [`RefuseReason::Other`].
     pub fn reset(&mut self, ch: ChannelId, reason: &str) {
-        let Some(c) = self.channels.get_mut(&ch) else {
+        let Some(c) = self.channels.get(&ch) else {
             return;
         };
-        if !c.app_live {
-            return;
+        match c.phase {
+            Phase::Aborted => return,
+            Phase::Undecided => return self.refuse(ch, RefuseReason::Other, reason),
+            _ => {}
         }
-        if !c.ours() && !c.decided {
-            self.refuse(ch, RefuseReason::Other, reason);
-            return;
-        }
-        c.app_live = false;
         // Nothing follows the application's own reset, not even queued events.
         self.events.retain(|e| e.channel() != ch);
-        if c.ours() && !c.open_emitted {
-            // The OPEN never left: forget everything, including the queued OPEN.
-            self.wire.remove(&c.key);
-            self.channels.remove(&ch);
-            self.ctl
-                .retain(|x| !matches!(x, Ctl::Chan(h, _) if *h == ch));
-            return;
-        }
         self.abort(ch, truncate_str(reason, MAX_TEXT_LEN).to_owned());
     }
 
@@ -679,48 +868,50 @@ impl Mux {
     /// credit: call [`Mux::consumed`] once the bytes were written onward.
     pub fn read(&mut self, ch: ChannelId, max: usize) -> Option<Bytes> {
         let c = self.channels.get_mut(&ch)?;
-        if !c.app_live || max == 0 {
+        if !c.app_live() || max == 0 {
             return None;
         }
-        let out = match c.rx.front_mut() {
-            Some(front) if front.len() > max => front.split_to(max),
-            Some(_) => c.rx.pop_front().expect("front exists"),
-            None => return None,
-        };
-        c.rx_len -= out.len();
-        c.held += out.len();
-        if c.rx_len == 0 {
+        if c.rx.is_empty() {
+            return None;
+        }
+        let n = c.rx.len().min(max);
+        let (front, back) = c.rx.as_slices();
+        let from_front = front.len().min(n);
+        let mut out = Vec::with_capacity(n);
+        out.extend_from_slice(&front[..from_front]);
+        out.extend_from_slice(&back[..n - from_front]);
+        c.rx.drain(..n);
+        let out = Bytes::from(out);
+        c.held += n;
+        if c.rx.is_empty() {
             c.readable_notified = false;
-            if c.eof_received && !c.read_closed_emitted {
-                c.read_closed_emitted = true;
-                self.events.push_back(MuxEvent::ReadClosed { ch });
-            }
-            self.maybe_finish(ch);
+            Self::report_read_closed_if_due(&mut self.events, ch, c);
         }
         Some(out)
     }
 
     /// Received bytes waiting to be read.
     pub fn buffered(&self, ch: ChannelId) -> usize {
-        self.channels.get(&ch).map_or(0, |c| c.rx_len)
+        self.channels.get(&ch).map_or(0, |c| c.rx.len())
     }
 
     /// The application consumed (wrote onward) `n` bytes it read: credit goes
-    /// back to the peer when worthwhile.
+    /// back to the peer when worthwhile. Every byte read must be reported
+    /// eventually: a channel closes cleanly only once all were consumed.
     pub fn consumed(&mut self, ch: ChannelId, n: usize) {
         let Some(c) = self.channels.get_mut(&ch) else {
             return;
         };
         let n = n.min(c.held);
         c.held -= n;
-        if !c.app_live || c.eof_received || c.resetting || c.sent_final {
-            return;
+        if c.may_return_credit() {
+            c.rxw.on_consumed(n);
+            if c.rxw.credit_due() && !c.credit_queued {
+                c.credit_queued = true;
+                self.ctl.push_back(Ctl(ch, CtlKind::Credit));
+            }
         }
-        c.rxw.on_consumed(n);
-        if c.rxw.credit_due() && !c.credit_queued {
-            c.credit_queued = true;
-            self.ctl.push_back(Ctl::Chan(ch, CtlKind::Credit));
-        }
+        Self::maybe_queue_close(&mut self.ctl, ch, c);
     }
 
     // ----- input ------------------------------------------------------------
@@ -750,7 +941,7 @@ impl Mux {
         self.stats.protocol_errors += 1;
         if self.strays < MAX_STRAY {
             self.strays += 1;
-            self.ctl.push_back(Ctl::StrayReset {
+            self.replies.push_back(Reply::StrayReset {
                 initiator,
                 id,
                 reason,
@@ -773,19 +964,27 @@ impl Mux {
             if self.channels.len() >= self.cfg.max_channels as usize {
                 if self.strays < MAX_STRAY {
                     self.strays += 1;
-                    self.ctl.push_back(Ctl::Refuse {
+                    self.replies.push_back(Reply::Refuse {
                         id,
                         reason: RefuseReason::TooManyChannels,
                         detail: String::new(),
                         stray: true,
                     });
+                } else {
+                    self.stats.refusals_dropped += 1;
                 }
                 return;
             }
             let h = self.new_handle(true, id);
             self.channels.insert(
                 h,
-                Channel::new(key, service.to_owned(), self.cfg.window, window),
+                Channel::new(
+                    key,
+                    service.to_owned(),
+                    Phase::Undecided,
+                    self.cfg.window,
+                    window,
+                ),
             );
             self.wire.insert(key, h);
             self.stats.incoming_total += 1;
@@ -812,83 +1011,69 @@ impl Mux {
             Record::Open { .. } => unreachable!("handled above"),
             Record::Reset { reason, .. } => {
                 self.stats.resets_received += 1;
-                c.recv_final = true;
-                if !c.resetting && !c.sent_final {
-                    if c.app_live {
-                        c.app_live = false;
-                        self.events.push_back(MuxEvent::Reset {
-                            ch: h,
-                            reason: format!("reset by peer: {reason}"),
-                        });
-                    }
-                    self.abort(h, String::new());
-                } else {
-                    if c.app_live {
-                        // We sent CLOSE; the peer aborted anyway.
-                        c.app_live = false;
-                        c.discard();
-                        self.events.push_back(MuxEvent::Reset {
-                            ch: h,
-                            reason: format!("reset by peer: {reason}"),
-                        });
-                    }
-                    self.maybe_release(h);
+                c.peer_final_received = true;
+                if c.app_live() {
+                    self.events.push_back(MuxEvent::Reset {
+                        ch: h,
+                        reason: format!("reset by peer: {reason}"),
+                        unconfirmed: c.unconfirmed(),
+                    });
                 }
+                // Answered by a RESET unless our final record is already out.
+                self.abort(h, String::new());
             }
             Record::Refuse { reason, detail, .. } => {
-                if c.established || !c.open_emitted {
+                // Legal only as the answer to our OPEN (possibly crossing our
+                // RESET of it).
+                if !matches!(c.phase, Phase::Opening { open_sent: true } | Phase::Aborted) {
                     self.violation(h, "REFUSE after OPEN_OK");
                     return;
                 }
                 // Final for both directions: any RESET we queued goes stale.
-                c.recv_final = true;
-                c.sent_final = true;
-                c.resetting = true;
-                if c.app_live {
-                    c.app_live = false;
+                c.peer_final_received = true;
+                c.own_final = OwnFinal::Sent;
+                if c.app_live() {
                     self.events.push_back(MuxEvent::Refused {
                         ch: h,
                         reason,
                         detail: detail.to_owned(),
                     });
                 }
+                c.phase = Phase::Aborted;
                 self.maybe_release(h);
             }
             Record::Close { .. } => {
-                if c.resetting {
-                    c.recv_final = true;
+                if c.phase == Phase::Aborted {
+                    c.peer_final_received = true;
                     self.maybe_release(h);
                     return;
                 }
-                if !c.eof_sent {
+                if c.send != SendHalf::EofSent {
                     self.violation(h, "CLOSE before our EOF");
                     return;
                 }
-                c.recv_final = true;
-                self.on_eof(h);
+                c.peer_final_received = true;
+                self.on_eof(h, None);
                 self.maybe_release(h);
             }
             // Records that crossed our RESET.
-            _ if c.resetting => {}
+            _ if c.phase == Phase::Aborted => {}
             Record::OpenOk { window, .. } => {
-                if c.established {
-                    self.violation(h, "duplicate OPEN_OK");
+                if c.phase != (Phase::Opening { open_sent: true }) {
+                    self.violation(h, "unexpected OPEN_OK");
                     return;
                 }
-                c.established = true;
-                c.can_send = true;
+                c.phase = Phase::Established;
                 c.credit = SendCredit::new(window);
-                if c.app_live {
-                    self.events.push_back(MuxEvent::Accepted { ch: h });
-                }
+                self.events.push_back(MuxEvent::Accepted { ch: h });
                 Self::maybe_queue_eof(&mut self.ctl, h, c);
             }
             Record::Data { data, .. } => {
-                if !c.established {
+                if c.phase != Phase::Established {
                     self.violation(h, "DATA before OPEN_OK");
                     return;
                 }
-                if c.eof_received {
+                if c.recv != RecvHalf::Open {
                     self.violation(h, "DATA after EOF");
                     return;
                 }
@@ -897,19 +1082,20 @@ impl Mux {
                     return;
                 }
                 self.stats.bytes_received += data.len() as u64;
-                c.rx.push_back(Bytes::copy_from_slice(data));
-                c.rx_len += data.len();
+                append_bounded(&mut c.rx, data, self.cfg.window as usize);
                 if !c.readable_notified {
                     c.readable_notified = true;
                     self.events.push_back(MuxEvent::Readable { ch: h });
                 }
             }
             Record::Credit { delta, .. } => {
-                if !c.established {
+                if c.phase != Phase::Established {
                     self.violation(h, "CREDIT before OPEN_OK");
                     return;
                 }
-                if c.eof_sent {
+                // Consumption confirmed, even when it grants nothing.
+                c.unconfirmed_on_wire = c.unconfirmed_on_wire.saturating_sub(delta.into());
+                if c.send == SendHalf::EofSent {
                     return; // sent before the peer saw our EOF: harmless
                 }
                 if let Err(e) = c.credit.grant(delta) {
@@ -920,29 +1106,41 @@ impl Mux {
                     self.sched.wake(h, c.tx.len());
                 }
             }
-            Record::Eof { .. } => {
-                if !c.established || c.eof_received {
+            Record::Eof { .. } | Record::Exit { .. } => {
+                if c.phase != Phase::Established || c.recv != RecvHalf::Open {
                     self.violation(h, "unexpected EOF");
                     return;
                 }
-                self.on_eof(h);
+                let exit = match r {
+                    Record::Exit { status, .. } => Some(status),
+                    _ => None,
+                };
+                self.on_eof(h, exit);
             }
         }
     }
 
-    /// The peer's EOF (or a CLOSE implying it) arrived.
-    fn on_eof(&mut self, h: ChannelId) {
+    /// The peer's EOF (or EXIT with `exit`, or a CLOSE implying EOF) arrived.
+    fn on_eof(&mut self, h: ChannelId, exit: Option<ExitStatus>) {
         let c = self.channels.get_mut(&h).expect("live channel");
-        if !c.eof_received {
-            c.eof_received = true;
-            if c.rx_len == 0 && c.app_live && !c.read_closed_emitted {
-                c.read_closed_emitted = true;
-                self.events.push_back(MuxEvent::ReadClosed { ch: h });
-            }
+        if c.recv == RecvHalf::Open {
+            c.recv = RecvHalf::EofReceived { exit };
+            Self::report_read_closed_if_due(&mut self.events, h, c);
         }
-        if c.eof_sent && !c.sent_final && !c.close_queued {
-            c.close_queued = true;
-            self.ctl.push_back(Ctl::Chan(h, CtlKind::Close));
+        Self::maybe_queue_close(&mut self.ctl, h, c);
+    }
+
+    /// `ReadClosed` (preceded by `PeerExited` if the peer sent EXIT) is
+    /// reported once the peer's EOF is here and every byte before it was read.
+    fn report_read_closed_if_due(events: &mut VecDeque<MuxEvent>, h: ChannelId, c: &mut Channel) {
+        if let RecvHalf::EofReceived { exit } = c.recv {
+            if c.rx.is_empty() && c.app_live() {
+                c.recv = RecvHalf::ReadClosed;
+                if let Some(status) = exit {
+                    events.push_back(MuxEvent::PeerExited { ch: h, status });
+                }
+                events.push_back(MuxEvent::ReadClosed { ch: h });
+            }
         }
     }
 
@@ -950,52 +1148,54 @@ impl Mux {
         self.stats.protocol_errors += 1;
         let reason = format!("protocol error: {what}");
         let c = self.channels.get_mut(&h).expect("live channel");
-        if c.app_live {
-            c.app_live = false;
+        if c.app_live() {
             self.events.push_back(MuxEvent::Reset {
                 ch: h,
                 reason: reason.clone(),
+                unconfirmed: c.unconfirmed(),
             });
         }
         self.abort(h, truncate_str(&reason, MAX_TEXT_LEN).to_owned());
     }
 
-    /// Tear the channel down on our side and send RESET unless our final record
-    /// already left. The app side must already be dead (or notified).
+    /// Tear the channel down on our side (the application's handle dies; it
+    /// must already have been told, or have asked for it) and send RESET
+    /// unless our final record already left.
     fn abort(&mut self, h: ChannelId, reason: String) {
         let c = self.channels.get_mut(&h).expect("live channel");
-        c.discard();
         self.sched.forget(h);
-        if !c.resetting && !c.sent_final {
-            self.ctl.push_back(Ctl::Chan(h, CtlKind::Reset(reason)));
+        if c.phase == (Phase::Opening { open_sent: false }) {
+            // The OPEN never left: the peer knows nothing, forget everything
+            // (the queued OPEN included).
+            self.wire.remove(&c.key);
+            self.channels.remove(&h);
+            self.ctl.retain(|x| !matches!(x, Ctl(q, _) if *q == h));
+            return;
         }
-        c.resetting = true;
+        c.phase = Phase::Aborted;
+        c.discard();
+        if matches!(c.own_final, OwnFinal::NotYet | OwnFinal::CloseQueued) {
+            c.own_final = OwnFinal::ResetQueued;
+            self.ctl.push_back(Ctl(h, CtlKind::Reset(reason)));
+        }
         self.maybe_release(h);
     }
 
+    /// Once both final records crossed, the wire id is free (rule 6) and the
+    /// channel ends; the application learns `Closed` unless it already had a
+    /// terminal event. (A clean end leaves nothing unread: our CLOSE waited
+    /// until the application consumed everything.)
     fn maybe_release(&mut self, h: ChannelId) {
-        let Some(c) = self.channels.get_mut(&h) else {
+        let Some(c) = self.channels.get(&h) else {
             return;
         };
-        if c.sent_final && c.recv_final && !c.wire_released {
-            c.wire_released = true;
-            self.wire.remove(&c.key);
-            self.sched.forget(h);
-        }
-        self.maybe_finish(h);
-    }
-
-    fn maybe_finish(&mut self, h: ChannelId) {
-        let Some(c) = self.channels.get_mut(&h) else {
-            return;
-        };
-        if !c.wire_released {
+        if !c.released() {
             return;
         }
-        if c.app_live {
-            if c.rx_len > 0 {
-                return; // wait until the application read everything
-            }
+        debug_assert!(c.rx.is_empty() && c.held == 0);
+        self.wire.remove(&c.key);
+        self.sched.forget(h);
+        if c.app_live() {
             self.events.push_back(MuxEvent::Closed { ch: h });
             self.stats.closed_total += 1;
         }
@@ -1019,22 +1219,25 @@ impl Mux {
             .collect();
         let channels = &self.channels;
         self.events.retain(|e| !channels.contains_key(&e.channel()));
-        let mut dead: Vec<ChannelId> = self
+        let mut dead: Vec<(ChannelId, u64)> = self
             .channels
             .iter()
-            .filter(|(h, c)| c.app_live && !unannounced.contains(h))
-            .map(|(h, _)| *h)
+            .filter(|(h, c)| c.app_live() && !unannounced.contains(h))
+            .map(|(h, c)| (*h, c.unconfirmed()))
             .collect();
         dead.sort();
-        for ch in dead {
+        for (ch, unconfirmed) in dead {
             self.events.push_back(MuxEvent::Reset {
                 ch,
                 reason: reason.to_owned(),
+                unconfirmed,
             });
         }
         self.channels.clear();
         self.wire.clear();
         self.ctl.clear();
+        self.replies.clear();
+        self.refusals_queued = 0;
         self.strays = 0;
         self.sched.clear();
     }
@@ -1043,7 +1246,9 @@ impl Mux {
 
     /// Is there anything to send (control records or data with credit)?
     pub fn has_pending(&self) -> bool {
-        !self.ctl.is_empty() || self.channels.values().any(|c| c.sendable() > 0)
+        !self.ctl.is_empty()
+            || !self.replies.is_empty()
+            || self.channels.values().any(|c| c.sendable() > 0)
     }
 
     /// Build the next link payload of at most `max` bytes (`max` ≥ 64 keeps
@@ -1066,115 +1271,116 @@ impl Mux {
         Some(buf.freeze())
     }
 
+    /// Channel control records first (FIFO), then replies to ids not in the
+    /// table, as many as fit.
     fn fill_control(&mut self, buf: &mut BytesMut, max: usize) {
-        while let Some(item) = self.ctl.front() {
+        while let Some(Ctl(h, kind)) = self.ctl.front() {
             let room = max.saturating_sub(buf.len());
-            let emitted = match item {
-                Ctl::Refuse {
-                    id, reason, detail, ..
-                } => {
-                    let r = Record::Refuse {
-                        id: *id,
-                        reason: *reason,
-                        detail,
-                    };
-                    if r.len() > room {
-                        return;
-                    }
-                    r.encode(buf);
-                    None
+            let h = *h;
+            let Some(c) = self.channels.get(&h) else {
+                self.ctl.pop_front();
+                continue;
+            };
+            let (initiator, id) = (c.ours(), c.key.1);
+            // Each entry is checked against the channel's state when it
+            // reaches the front: a later event may have made it stale.
+            let rec = match kind {
+                CtlKind::Open if c.phase == (Phase::Opening { open_sent: false }) => {
+                    Some(Record::Open {
+                        id,
+                        window: c.rxw.window(),
+                        service: &c.service,
+                    })
                 }
-                Ctl::StrayReset {
+                CtlKind::OpenOk if c.phase == Phase::Accepted => Some(Record::OpenOk {
+                    id,
+                    window: c.rxw.window(),
+                }),
+                CtlKind::Credit if c.may_return_credit() && c.rxw.unannounced() > 0 => {
+                    Some(Record::Credit {
+                        initiator,
+                        id,
+                        delta: c.rxw.unannounced(),
+                    })
+                }
+                CtlKind::Eof if c.phase == Phase::Established => match c.send {
+                    // An EXIT is never folded into a CLOSE: the status matters.
+                    SendHalf::EofQueued { exit: Some(status) } => Some(Record::Exit {
+                        initiator,
+                        id,
+                        status,
+                    }),
+                    // The peer's EOF is already here and everything before it
+                    // consumed: this is our last record.
+                    SendHalf::EofQueued { exit: None } if c.delivered_everything() => {
+                        Some(Record::Close { initiator, id })
+                    }
+                    SendHalf::EofQueued { exit: None } => Some(Record::Eof { initiator, id }),
+                    _ => None,
+                },
+                CtlKind::Close if c.own_final == OwnFinal::CloseQueued => {
+                    Some(Record::Close { initiator, id })
+                }
+                CtlKind::Reset(reason) if c.own_final == OwnFinal::ResetQueued => {
+                    Some(Record::Reset {
+                        initiator,
+                        id,
+                        reason,
+                    })
+                }
+                _ => None,
+            };
+            match rec {
+                None => {
+                    if let CtlKind::Credit = kind {
+                        self.channels.get_mut(&h).expect("exists").credit_queued = false;
+                    }
+                }
+                Some(r) if r.len() > room => return,
+                Some(r) => {
+                    r.encode(buf);
+                    let ty = r.code();
+                    self.after_emit(h, ty);
+                }
+            }
+            self.ctl.pop_front();
+        }
+        while let Some(reply) = self.replies.front() {
+            let room = max.saturating_sub(buf.len());
+            let r = match reply {
+                Reply::Refuse {
+                    id, reason, detail, ..
+                } => Record::Refuse {
+                    id: *id,
+                    reason: *reason,
+                    detail,
+                },
+                Reply::StrayReset {
                     initiator,
                     id,
                     reason,
-                } => {
-                    let r = Record::Reset {
-                        initiator: *initiator,
-                        id: *id,
-                        reason,
-                    };
-                    if r.len() > room {
-                        return;
-                    }
-                    r.encode(buf);
-                    None
-                }
-                Ctl::Chan(h, kind) => {
-                    let h = *h;
-                    let Some(c) = self.channels.get(&h) else {
-                        self.ctl.pop_front();
-                        continue;
-                    };
-                    let (initiator, id) = (c.ours(), c.key.1);
-                    let rec = match kind {
-                        CtlKind::Open => Some(Record::Open {
-                            id,
-                            window: c.rxw.window(),
-                            service: &c.service,
-                        }),
-                        CtlKind::OpenOk if c.resetting => None,
-                        CtlKind::OpenOk => Some(Record::OpenOk {
-                            id,
-                            window: c.rxw.window(),
-                        }),
-                        CtlKind::Credit
-                            if c.eof_received
-                                || c.resetting
-                                || c.sent_final
-                                || c.rxw.unannounced() == 0 =>
-                        {
-                            None
-                        }
-                        CtlKind::Credit => Some(Record::Credit {
-                            initiator,
-                            id,
-                            delta: c.rxw.unannounced(),
-                        }),
-                        CtlKind::Eof if c.resetting || c.sent_final => None,
-                        // The peer's EOF is already here: this is our last record.
-                        CtlKind::Eof if c.eof_received => Some(Record::Close { initiator, id }),
-                        CtlKind::Eof => Some(Record::Eof { initiator, id }),
-                        CtlKind::Close if c.sent_final => None,
-                        CtlKind::Close => Some(Record::Close { initiator, id }),
-                        CtlKind::Reset(_) if c.sent_final => None,
-                        CtlKind::Reset(reason) => Some(Record::Reset {
-                            initiator,
-                            id,
-                            reason,
-                        }),
-                    };
-                    match rec {
-                        None => {
-                            if let CtlKind::Credit = kind {
-                                self.channels.get_mut(&h).expect("exists").credit_queued = false;
-                            }
-                            self.ctl.pop_front();
-                            continue;
-                        }
-                        Some(r) if r.len() > room => return,
-                        Some(r) => {
-                            r.encode(buf);
-                            Some((h, r.code()))
-                        }
-                    }
-                }
+                } => Record::Reset {
+                    initiator: *initiator,
+                    id: *id,
+                    reason,
+                },
             };
-            let item = self.ctl.pop_front().expect("front exists");
-            match item {
-                Ctl::Refuse { stray, .. } => {
+            if r.len() > room {
+                return;
+            }
+            r.encode(buf);
+            match self.replies.pop_front().expect("front exists") {
+                Reply::Refuse { stray: false, .. } => {
                     self.stats.refused_total += 1;
-                    if stray {
-                        self.strays -= 1;
-                    }
+                    self.refusals_queued -= 1;
                 }
-                Ctl::StrayReset { .. } => {
-                    self.stats.resets_sent += 1;
+                Reply::Refuse { stray: true, .. } => {
+                    self.stats.refused_total += 1;
                     self.strays -= 1;
                 }
-                Ctl::Chan(..) => {
-                    let (h, ty) = emitted.expect("channel record emitted");
-                    self.after_emit(h, ty);
+                Reply::StrayReset { .. } => {
+                    self.stats.resets_sent += 1;
+                    self.strays -= 1;
                 }
             }
         }
@@ -1184,9 +1390,9 @@ impl Mux {
     fn after_emit(&mut self, h: ChannelId, ty: u8) {
         let c = self.channels.get_mut(&h).expect("exists");
         match ty {
-            code::OPEN => c.open_emitted = true,
+            code::OPEN => c.phase = Phase::Opening { open_sent: true },
             code::OPEN_OK => {
-                c.established = true;
+                c.phase = Phase::Established;
                 if !c.tx.is_empty() {
                     self.sched.wake(h, c.tx.len());
                 }
@@ -1196,15 +1402,18 @@ impl Mux {
                 c.credit_queued = false;
                 c.rxw.take_credit();
             }
-            code::EOF => c.eof_sent = true,
+            code::EOF | code::EXIT => {
+                c.send = SendHalf::EofSent;
+                Self::maybe_queue_close(&mut self.ctl, h, c);
+            }
             code::CLOSE => {
-                c.eof_sent = true;
-                c.sent_final = true;
+                c.send = SendHalf::EofSent;
+                c.own_final = OwnFinal::Sent;
                 self.maybe_release(h);
             }
             code::RESET => {
                 self.stats.resets_sent += 1;
-                c.sent_final = true;
+                c.own_final = OwnFinal::Sent;
                 self.maybe_release(h);
             }
             _ => unreachable!("not a channel control record"),
@@ -1243,6 +1452,7 @@ impl Mux {
             buf.put_slice(&b[..p.len - from_a]);
             c.tx.drain(..p.len);
             c.credit.spend(p.len);
+            c.unconfirmed_on_wire += p.len as u64;
             self.stats.bytes_sent += p.len as u64;
             if c.want_space {
                 c.want_space = false;
@@ -1267,6 +1477,16 @@ impl Mux {
         }
     }
 
+    /// Bytes of heap held by the channels' data buffers (receive and send, by
+    /// capacity): at most `channels × (window + send_buffer)` whatever the
+    /// record sizes the peer chooses.
+    pub fn heap_bytes(&self) -> usize {
+        self.channels
+            .values()
+            .map(|c| c.rx.capacity() + c.tx.capacity())
+            .sum()
+    }
+
     /// Channels in the table (live, or draining after a reset/close; this is
     /// what `max_channels` bounds).
     pub fn channel_count(&self) -> usize {
@@ -1278,47 +1498,40 @@ impl Mux {
     fn check_invariants(&self) {
         assert!(self.channels.len() <= self.cfg.max_channels as usize);
         assert!(self.strays <= MAX_STRAY);
+        assert!(self.refusals_queued <= MAX_QUEUED_REFUSALS);
+        assert_eq!(self.refusals_queued + self.strays, self.replies.len());
         for (h, c) in &self.channels {
             assert!(c.tx.len() <= self.cfg.send_buffer as usize, "{h}: tx");
-            assert!(c.rx_len <= self.cfg.window as usize, "{h}: rx {}", c.rx_len);
-            assert_eq!(c.rx_len, c.rx.iter().map(|b| b.len()).sum::<usize>());
-            if c.app_live && !c.eof_received && !c.resetting && !c.sent_final {
+            assert!(
+                c.rx.len() <= self.cfg.window as usize,
+                "{h}: rx {}",
+                c.rx.len()
+            );
+            assert!(c.rx.capacity() <= self.cfg.window as usize, "{h}: rx heap");
+            assert!(
+                c.tx.capacity() <= self.cfg.send_buffer as usize,
+                "{h}: tx heap"
+            );
+            if c.phase == Phase::Aborted {
+                assert!(c.tx.is_empty() && c.rx.is_empty() && c.held == 0, "{h}");
+                assert_ne!(c.own_final, OwnFinal::NotYet, "{h}: an abort owes RESET");
+            }
+            if c.own_final == OwnFinal::CloseQueued {
+                assert_eq!(c.send, SendHalf::EofSent, "{h}: CLOSE before EOF");
+            }
+            if matches!(c.send, SendHalf::EofQueued { .. } | SendHalf::EofSent) {
+                assert!(c.tx.is_empty(), "{h}: EOF before the data");
+            }
+            if c.app_live() && c.recv == RecvHalf::Open && c.own_final == OwnFinal::NotYet {
                 assert_eq!(
-                    c.rxw.remaining() as usize + c.rx_len + c.held + c.rxw.unannounced() as usize,
+                    c.rxw.remaining() as usize + c.rx.len() + c.held + c.rxw.unannounced() as usize,
                     self.cfg.window as usize,
                     "{h}: credit invariant"
                 );
             }
-            if !c.wire_released {
-                assert_eq!(self.wire.get(&c.key), Some(h));
-            }
+            assert!(!c.released(), "{h}: a released channel is removed");
+            assert_eq!(self.wire.get(&c.key), Some(h));
         }
         assert!(self.wire.values().all(|h| self.channels.contains_key(h)));
-    }
-}
-
-// TEMPORARY until the mux-state branch lands (it carries EXIT on the wire).
-/// How the program behind a stream ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ExitStatus {
-    /// Exited with this code.
-    Code(u32),
-    /// Killed by this signal.
-    Signal(u32),
-}
-
-impl fmt::Display for ExitStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ExitStatus::Code(c) => write!(f, "exit code {c}"),
-            ExitStatus::Signal(s) => write!(f, "killed by signal {s}"),
-        }
-    }
-}
-
-impl Mux {
-    /// Like [`Mux::close_write`]; the status travels once EXIT is on the wire.
-    pub fn close_write_with_status(&mut self, ch: ChannelId, _status: ExitStatus) {
-        self.close_write(ch);
     }
 }

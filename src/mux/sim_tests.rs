@@ -173,6 +173,9 @@ struct Spec {
     /// Bytes each side sends (indexed by `Side::idx`).
     len: [usize; 2],
     plan: [Plan; 2],
+    /// With `Plan::Close`: end the direction with this exit status (EXIT)
+    /// instead of a plain EOF.
+    exit: [Option<ExitStatus>; 2],
     refuse: bool,
     /// This side does not read until every other connection finished.
     stall: Option<Side>,
@@ -195,6 +198,8 @@ struct End {
     can_send: bool,
     closed_write: bool,
     eof: bool,
+    /// The status of a `PeerExited` seen before `ReadClosed`.
+    peer_exit: Option<ExitStatus>,
     term: Option<Term>,
     /// The handle belongs to a mux that no longer exists (process restart).
     orphan: bool,
@@ -210,6 +215,7 @@ impl End {
             can_send,
             closed_write: false,
             eof: false,
+            peer_exit: None,
             term: None,
             orphan: false,
         }
@@ -242,6 +248,13 @@ struct World {
     stall_active: bool,
     wire_ids_seen: [HashSet<u16>; 2],
     reused_ids: usize,
+    /// `PeerExited` events seen (with the right status).
+    exits_seen: usize,
+    /// `Closed` events seen, each checked against the peer's consumption.
+    closes_confirmed: usize,
+    /// Chance (percent) per step that an application reports some of what it
+    /// read as consumed.
+    consume_pct: u64,
     /// Connections cut by a session reset (their checks are relaxed).
     cut: HashSet<usize>,
     /// Ends that were live when a session loss hit their side: the next event
@@ -271,6 +284,9 @@ impl World {
             stall_active,
             wire_ids_seen: [HashSet::new(), HashSet::new()],
             reused_ids: 0,
+            exits_seen: 0,
+            closes_confirmed: 0,
+            consume_pct: 70,
             cut: HashSet::new(),
             expect_term: [HashSet::new(), HashSet::new()],
             session_losses: [0, 0],
@@ -361,6 +377,8 @@ impl World {
                 .get(&ch)
                 .unwrap_or_else(|| panic!("seed {seed}: {s:?}: event for unknown {ch}: {ev:?}"));
             let sp = &self.specs[i];
+            // What the peer's application has consumed (read and reported).
+            let peer_consumed = self.ends[s.other().idx()].get(&i).map(|p| p.recvd - p.held);
             let e = self.ends[si].get_mut(&i).expect("end exists");
             assert!(
                 e.term.is_none(),
@@ -379,11 +397,15 @@ impl World {
                         MuxEvent::Reset { .. }
                             | MuxEvent::Closed { .. }
                             | MuxEvent::Refused { .. }
+                            | MuxEvent::PeerExited { .. }
                             | MuxEvent::ReadClosed { .. }
                     ),
                 "seed {seed}: {s:?} c{i}: {ev:?} after the session was lost"
             );
-            if !matches!(ev, MuxEvent::ReadClosed { .. }) {
+            if !matches!(
+                ev,
+                MuxEvent::ReadClosed { .. } | MuxEvent::PeerExited { .. }
+            ) {
                 self.expect_term[si].remove(&i);
             }
             match ev {
@@ -401,8 +423,26 @@ impl World {
                     e.term = Some(Term::Refused(reason));
                 }
                 MuxEvent::Readable { .. } | MuxEvent::SendSpace { .. } => {}
+                MuxEvent::PeerExited { status, .. } => {
+                    assert!(
+                        !e.eof && e.peer_exit.is_none(),
+                        "seed {seed}: {s:?} c{i}: PeerExited after EOF or twice"
+                    );
+                    assert_eq!(
+                        Some(status),
+                        sp.exit[s.other().idx()],
+                        "seed {seed}: {s:?} c{i}: wrong exit status"
+                    );
+                    e.peer_exit = Some(status);
+                    self.exits_seen += 1;
+                }
                 MuxEvent::ReadClosed { .. } => {
                     assert!(!e.eof, "seed {seed}: c{i}: second ReadClosed");
+                    assert_eq!(
+                        e.peer_exit,
+                        sp.exit[s.other().idx()],
+                        "seed {seed}: {s:?} c{i}: the exit status comes just before EOF"
+                    );
                     assert_eq!(
                         e.recvd,
                         sp.len[s.other().idx()],
@@ -430,6 +470,14 @@ impl World {
                         e.eof && e.closed_write && e.sent == sp.len[si],
                         "seed {seed}: {s:?} c{i}: Closed early: {e:?}"
                     );
+                    // A clean close confirms delivery: the peer's application
+                    // consumed exactly everything we sent.
+                    assert_eq!(
+                        peer_consumed,
+                        Some(e.sent),
+                        "seed {seed}: {s:?} c{i}: Closed before the peer consumed everything"
+                    );
+                    self.closes_confirmed += 1;
                     e.term = Some(Term::Closed);
                 }
             }
@@ -468,7 +516,7 @@ impl World {
                     e.held += b.len();
                     assert!(e.recvd <= sp.len[from.idx()], "seed {seed}: too much data");
                 }
-                if e.held > 0 && self.rng.chance(70) {
+                if e.held > 0 && self.rng.chance(self.consume_pct) {
                     let n = self.rng.range(1, e.held);
                     m.consumed(e.ch, n);
                     e.held -= n;
@@ -501,7 +549,10 @@ impl World {
                 e.sent += n;
             }
             if e.sent == total && sp.plan[si] == Plan::Close {
-                m.close_write(e.ch);
+                match sp.exit[si] {
+                    Some(status) => m.close_write_with_status(e.ch, status),
+                    None => m.close_write(e.ch),
+                }
                 e.closed_write = true;
             }
         }
@@ -649,11 +700,23 @@ fn random_specs(
                     *p = Plan::ResetAfter(rng.range(0, len[k] - 1));
                 }
             }
+            let mut exit = [None; 2];
+            for (k, x) in exit.iter_mut().enumerate() {
+                if plan[k] == Plan::Close && rng.chance(25) {
+                    let v = rng.range(0, 300) as u32;
+                    *x = Some(if rng.chance(50) {
+                        ExitStatus::Code(v)
+                    } else {
+                        ExitStatus::Signal(v)
+                    });
+                }
+            }
             Spec {
                 opener: if rng.chance(50) { Side::A } else { Side::B },
                 start: first_start + rng.range(0, spread as usize) as u64,
                 len,
                 plan,
+                exit,
                 refuse: rng.chance(5),
                 stall: None,
             }
@@ -678,13 +741,21 @@ fn stalled_spec(opener: Side, len: usize) -> Spec {
         start: 0,
         len: [len, len],
         plan: [Plan::Close; 2],
+        exit: [None; 2],
         refuse: false,
         stall: Some(opener.other()),
     }
 }
 
-/// Run one seed; returns (ticks, reused wire ids).
-fn run_seed(seed: u64) -> (u64, usize) {
+/// Run one seed; returns (ticks, reused wire ids, exit statuses delivered).
+fn run_seed(seed: u64) -> (u64, usize, usize) {
+    run_seed_consuming(seed, 70).0
+}
+
+/// Run one seed whose applications report consumption with `consume_pct`
+/// percent chance per step; returns (ticks, reused wire ids, exit statuses
+/// delivered) and the clean closes checked.
+fn run_seed_consuming(seed: u64, consume_pct: u64) -> ((u64, usize, usize), usize) {
     let mut rng = Rng::new(seed);
     let n = 20;
     let mut specs = random_specs(&mut rng, n, 0, 400, 20_000);
@@ -695,6 +766,7 @@ fn run_seed(seed: u64) -> (u64, usize) {
     let rate = rng.range(150, 800) as i64;
     let mut pipe = IdealPipe::new(seed ^ 0x9199, rate, rng.range(0, 4) as u64);
     let mut w = World::new(seed, specs);
+    w.consume_pct = consume_pct;
 
     let mut now = 0;
     let limit = 40_000;
@@ -718,18 +790,34 @@ fn run_seed(seed: u64) -> (u64, usize) {
     }
     w.finish([&a, &b]);
     assert!(w.cut.is_empty());
-    (now, w.reused_ids)
+    ((now, w.reused_ids, w.exits_seen), w.closes_confirmed)
+}
+
+/// Applications that report consumption late and in small pieces: whenever
+/// either end sees `Closed`, the other end's application had consumed exactly
+/// every byte sent (checked by the [`World`] on every `Closed`, here with
+/// consumption lagging far behind reading).
+#[test]
+fn sim_clean_close_confirms_delivery() {
+    let mut closes = 0;
+    for seed in 1000..1100 {
+        closes += run_seed_consuming(seed, 5).1;
+    }
+    assert!(closes > 500, "clean closes checked: {closes}");
 }
 
 #[test]
 fn sim_many_channels_many_seeds() {
     let mut reused = 0;
     let mut ticks = 0;
+    let mut exits = 0;
     for seed in 0..200 {
-        let (t, r) = run_seed(seed);
+        let (t, r, x) = run_seed(seed);
         reused += r;
         ticks += t;
+        exits += x;
     }
+    assert!(exits > 100, "channels ended with an exit status: {exits}");
     assert!(reused > 100, "ids were reused: {reused}");
     assert!(ticks > 0);
 }

@@ -122,6 +122,8 @@ fn open_data_eof_close_both_ways() {
     b.close_write(cb);
     pump(&mut a, &mut b);
     assert_eq!(read_all(&mut a, ca), b"world!");
+    // a's CLOSE waited for a's application to consume b's data.
+    pump(&mut a, &mut b);
     let ev = events(&mut a);
     assert!(
         ev.ends_with(&[MuxEvent::ReadClosed { ch: ca }, MuxEvent::Closed { ch: ca }]),
@@ -138,26 +140,116 @@ fn open_data_eof_close_both_ways() {
 }
 
 #[test]
-fn closed_waits_until_everything_is_read() {
+fn exit_status_arrives_just_before_eof() {
+    let (mut a, mut b) = pair();
+    let (ca, cb) = open_pair(&mut a, &mut b, "exec");
+    a.send(ca, b"output");
+    a.close_write_with_status(ca, ExitStatus::Code(3));
+    a.close_write(ca); // no second EOF
+    pump(&mut a, &mut b);
+    assert_eq!(events(&mut b), vec![MuxEvent::Readable { ch: cb }]);
+    assert_eq!(read_all(&mut b, cb), b"output");
+    assert_eq!(
+        events(&mut b),
+        vec![
+            MuxEvent::PeerExited {
+                ch: cb,
+                status: ExitStatus::Code(3)
+            },
+            MuxEvent::ReadClosed { ch: cb }
+        ]
+    );
+    // The other way, after the peer's EOF: EXIT is not folded into CLOSE.
+    b.close_write_with_status(cb, ExitStatus::Signal(9));
+    let p = b.poll_payload(300).unwrap();
+    assert_eq!(
+        decode(&p).unwrap(),
+        vec![
+            Record::Exit {
+                initiator: false,
+                id: ca.wire_id(),
+                status: ExitStatus::Signal(9)
+            },
+            Record::Close {
+                initiator: false,
+                id: ca.wire_id()
+            }
+        ]
+    );
+    a.handle_payload(&p).unwrap();
+    pump(&mut a, &mut b);
+    assert_eq!(
+        events(&mut a),
+        vec![
+            MuxEvent::PeerExited {
+                ch: ca,
+                status: ExitStatus::Signal(9)
+            },
+            MuxEvent::ReadClosed { ch: ca },
+            MuxEvent::Closed { ch: ca }
+        ]
+    );
+    assert_eq!(events(&mut b), vec![MuxEvent::Closed { ch: cb }]);
+    assert_eq!(ExitStatus::Code(3).to_string(), "exited with code 3");
+    assert_eq!(ExitStatus::Signal(9).to_string(), "killed by signal 9");
+}
+
+/// A side sends its CLOSE only once its application consumed everything it
+/// received, so the peer's `Closed` confirms delivery.
+#[test]
+fn closed_waits_until_everything_is_consumed() {
     let (mut a, mut b) = pair();
     let (ca, cb) = open_pair(&mut a, &mut b, "x");
     a.send(ca, b"data");
     a.close_write(ca);
     b.close_write(cb);
     pump(&mut a, &mut b);
-    assert_eq!(
-        events(&mut a),
-        vec![MuxEvent::ReadClosed { ch: ca }, MuxEvent::Closed { ch: ca }]
-    );
+    assert_eq!(events(&mut a), vec![MuxEvent::ReadClosed { ch: ca }]);
     assert_eq!(events(&mut b), vec![MuxEvent::Readable { ch: cb }]);
     assert_eq!(b.read(cb, 2).unwrap(), &b"da"[..]);
     assert_eq!(events(&mut b), vec![]);
     assert_eq!(b.read(cb, 10).unwrap(), &b"ta"[..]);
+    assert_eq!(events(&mut b), vec![MuxEvent::ReadClosed { ch: cb }]);
+    pump(&mut a, &mut b);
+    assert_eq!(events(&mut a), vec![], "read is not consumed");
+    b.consumed(cb, 3);
+    pump(&mut a, &mut b);
+    assert_eq!(events(&mut a), vec![], "not all of it");
+    b.consumed(cb, 1);
+    pump(&mut a, &mut b);
+    assert_eq!(events(&mut a), vec![MuxEvent::Closed { ch: ca }]);
+    assert_eq!(events(&mut b), vec![MuxEvent::Closed { ch: cb }]);
+    assert_eq!((a.channel_count(), b.channel_count()), (0, 0));
+}
+
+/// `Reset` tells how much of what the application sent was not confirmed
+/// consumed by the peer: still queued, or sent without credit back.
+#[test]
+fn reset_reports_unconfirmed_bytes() {
+    let (mut a, mut b) = pair();
+    let (ca, cb) = open_pair(&mut a, &mut b, "x");
+    assert_eq!(a.send(ca, &[1; 3000]), 3000);
+    pump(&mut a, &mut b);
+    // The 2048-byte window went over; 952 bytes wait for credit.
+    assert_eq!(b.buffered(cb), 2048);
+    let mut got = 0;
+    while let Some(x) = b.read(cb, 1500) {
+        got += x.len();
+    }
+    b.consumed(cb, 1500);
+    pump(&mut a, &mut b);
+    // b returned 1500 (≥ half the window); a sent 952 more with it.
+    assert_eq!(got, 2048);
+    b.reset(cb, "bye");
+    pump(&mut a, &mut b);
     assert_eq!(
-        events(&mut b),
-        vec![MuxEvent::ReadClosed { ch: cb }, MuxEvent::Closed { ch: cb }]
+        events(&mut a),
+        vec![MuxEvent::Reset {
+            ch: ca,
+            reason: "reset by peer: bye".into(),
+            unconfirmed: 3000 - 1500,
+        }]
     );
-    assert_eq!(b.channel_count(), 0);
 }
 
 #[test]
@@ -198,7 +290,8 @@ fn reset_discards_buffers_and_reaches_the_peer() {
         ev.last(),
         Some(&MuxEvent::Reset {
             ch: cb,
-            reason: "reset by peer: user abort".into()
+            reason: "reset by peer: user abort".into(),
+            unconfirmed: 0,
         })
     );
     assert_eq!(b.read(cb, 100), None, "no data after reset");
@@ -420,7 +513,7 @@ fn credit_violation_resets_the_channel() {
     b.handle_payload(&p).unwrap();
     let ev = events(&mut b);
     assert!(
-        matches!(&ev[..], [MuxEvent::Readable { .. }, MuxEvent::Reset { ch, reason }]
+        matches!(&ev[..], [MuxEvent::Readable { .. }, MuxEvent::Reset { ch, reason, .. }]
             if *ch == cb && reason.contains("credit")),
         "{ev:?}"
     );
@@ -485,7 +578,7 @@ fn records_for_unknown_channels_get_a_reset() {
         b.handle_payload(&junk).unwrap();
     }
     b.check_invariants();
-    assert!(b.ctl.len() <= MAX_STRAY);
+    assert!(b.replies.len() <= MAX_STRAY);
 }
 
 #[test]
@@ -696,7 +789,7 @@ fn small_payload_limit_still_carries_everything() {
 // ----- robustness ------------------------------------------------------------
 
 fn arb_small_record() -> impl Strategy<Value = Vec<u8>> {
-    (1u8..=8, any::<bool>(), 0u16..4, 0u32..5000, 1usize..300).prop_map(|(ty, i, id, n, len)| {
+    (1u8..=9, any::<bool>(), 0u16..4, 0u32..5000, 1usize..300).prop_map(|(ty, i, id, n, len)| {
         let data = vec![0xa5; len];
         let r = match ty {
             1 => Record::Open {
@@ -722,10 +815,15 @@ fn arb_small_record() -> impl Strategy<Value = Vec<u8>> {
             },
             6 => Record::Eof { initiator: i, id },
             7 => Record::Close { initiator: i, id },
-            _ => Record::Reset {
+            8 => Record::Reset {
                 initiator: i,
                 id,
                 reason: "r",
+            },
+            _ => Record::Exit {
+                initiator: i,
+                id,
+                status: ExitStatus::Code(n),
             },
         };
         payload(&[r])
@@ -780,4 +878,132 @@ proptest! {
         }
         let _ = cb;
     }
+}
+
+/// A hostile peer sends 1-byte DATA records until every channel's window is
+/// full: the heap kept for them stays within twice `window × channels` (a
+/// buffer per record would cost tens of times the window).
+#[test]
+fn one_byte_records_cost_no_more_than_the_window() {
+    let window = 4096u32;
+    let channels = 16usize;
+    let c = MuxConfig {
+        window,
+        send_buffer: 1024,
+        max_channels: channels as u32,
+        interactive_bytes: 128,
+    };
+    let (mut a, mut b) = (Mux::new(c.clone()), Mux::new(c));
+    let handles: Vec<ChannelId> = (0..channels)
+        .map(|i| open_pair(&mut a, &mut b, &i.to_string()).1)
+        .collect();
+    for h in &handles {
+        for _ in 0..window / 256 {
+            let recs: Vec<Record<'_>> = (0..256)
+                .map(|k| Record::Data {
+                    initiator: true,
+                    id: h.wire_id(),
+                    data: if k % 2 == 0 { b"x" } else { b"y" },
+                })
+                .collect();
+            b.handle_payload(&payload(&recs)).unwrap();
+        }
+        assert_eq!(b.buffered(*h), window as usize);
+    }
+    b.check_invariants();
+    assert_eq!(b.stats().protocol_errors, 0);
+    let bound = 2 * window as usize * channels;
+    assert!(
+        b.heap_bytes() <= bound,
+        "{} bytes of buffers for {} bytes of window",
+        b.heap_bytes(),
+        window as usize * channels
+    );
+    // The data is intact and in order.
+    let got = read_all(&mut b, handles[3]);
+    assert_eq!(got.len(), window as usize);
+    assert!(got
+        .iter()
+        .enumerate()
+        .all(|(i, &x)| x == [b'x', b'y'][i % 2]));
+}
+
+/// A peer floods OPENs for a service this side does not offer (100 000 of
+/// them, faster than our output drains the refusals) while a data channel
+/// keeps moving: the queued refusals stay bounded (detail dropped, then
+/// refusals dropped and counted), and the data channel completes undisturbed.
+#[test]
+fn refusal_flood_stays_bounded_and_data_flows() {
+    let c = MuxConfig {
+        max_channels: 64,
+        ..cfg()
+    };
+    let (mut a, mut b) = (Mux::new(c.clone()), Mux::new(c));
+    let (ca, cb) = open_pair(&mut a, &mut b, "data");
+    let total = 100_000;
+    let (mut sent, mut received) = (0, 0);
+    let mut opens = 0u32;
+    let mut done_at = None;
+    let mut round = 0;
+    while opens < 100_000 || received < total {
+        round += 1;
+        assert!(round < 10_000, "stuck: {received} of {total}");
+        // The flood: 50 OPENs (400 bytes) per round, from the peer's id space
+        // above the data channel's id.
+        if opens < 100_000 {
+            let recs: Vec<Record<'_>> = (0..50)
+                .map(|k| Record::Open {
+                    id: 1 + ((opens + k) % 60_000) as u16,
+                    window: 2048,
+                    service: "nope",
+                })
+                .collect();
+            opens += 50;
+            b.handle_payload(&payload(&recs)).unwrap();
+        }
+        for ev in events(&mut b) {
+            match ev {
+                MuxEvent::Incoming { ch, .. } => b.refuse(
+                    ch,
+                    RefuseReason::NotAllowed,
+                    "no service 'nope' here, sorry, try another one",
+                ),
+                MuxEvent::Readable { .. } => {}
+                e => panic!("{e:?}"),
+            }
+        }
+        received += read_all(&mut b, cb).len();
+        if sent < total {
+            let chunk = vec![5u8; (total - sent).min(1000)];
+            sent += a.send(ca, &chunk);
+        }
+        // b's output is slower than the flood: 150 bytes per round.
+        if let Some(p) = a.poll_payload(300) {
+            b.handle_payload(&p).unwrap();
+        }
+        // The flood's refusals go to the attacker; the rest to a.
+        if let Some(p) = b.poll_payload(150) {
+            let to_a: Vec<Record<'_>> = decode(&p)
+                .unwrap()
+                .into_iter()
+                .filter(|r| !matches!(r, Record::Refuse { .. }))
+                .collect();
+            a.handle_payload(&payload(&to_a)).unwrap();
+        }
+        events(&mut a);
+        b.check_invariants();
+        assert!(b.replies.len() <= MAX_QUEUED_REFUSALS + MAX_STRAY);
+        assert!(b.ctl.len() <= 4, "channel control is not held up");
+        if received == total && done_at.is_none() {
+            done_at = Some(opens);
+        }
+    }
+    assert!(
+        done_at.unwrap() < 100_000,
+        "the data completed during the flood"
+    );
+    let st = b.stats();
+    assert!(st.refusals_dropped > 0, "{st:?}");
+    assert_eq!(st.incoming_total, 100_001, "the flood and the data channel");
+    assert!(st.refused_total + st.refusals_dropped + b.replies.len() as u64 >= 100_000);
 }

@@ -9,7 +9,7 @@
 
 use bytes::BufMut;
 
-use super::RefuseReason;
+use super::{ExitStatus, RefuseReason};
 
 /// Longest service name an OPEN may carry, in bytes.
 pub const MAX_SERVICE_LEN: usize = 32;
@@ -43,9 +43,15 @@ pub mod code {
     pub const CLOSE: u8 = 0x7;
     /// Abort the channel.
     pub const RESET: u8 = 0x8;
+    /// End of the sender's data because its program exited (implies EOF).
+    pub const EXIT: u8 = 0x9;
 }
 
 const INITIATOR_BIT: u8 = 0x80;
+/// EXIT `kind`: the program exited with a code.
+const EXIT_CODE: u8 = 0;
+/// EXIT `kind`: the program was killed by a signal.
+const EXIT_SIGNAL: u8 = 1;
 const RESERVED_BITS: u8 = 0x70;
 
 /// One mux record, borrowing its variable-length parts from the payload.
@@ -117,6 +123,16 @@ pub enum Record<'a> {
         id: u16,
         /// Short human-readable reason.
         reason: &'a str,
+    },
+    /// The sender's data ended because its program exited with `status`
+    /// (implies EOF).
+    Exit {
+        /// Set when the sender of the record opened the channel.
+        initiator: bool,
+        /// Channel id.
+        id: u16,
+        /// How the program ended.
+        status: ExitStatus,
     },
 }
 
@@ -209,6 +225,7 @@ impl Record<'_> {
                 Record::Credit { .. } => 4,
                 Record::Eof { .. } | Record::Close { .. } => 0,
                 Record::Reset { reason, .. } => 1 + reason.len(),
+                Record::Exit { .. } => 5,
             }
     }
 
@@ -238,6 +255,7 @@ impl Record<'_> {
             Record::Eof { initiator, id } => (code::EOF, initiator, id),
             Record::Close { initiator, id } => (code::CLOSE, initiator, id),
             Record::Reset { initiator, id, .. } => (code::RESET, initiator, id),
+            Record::Exit { initiator, id, .. } => (code::EXIT, initiator, id),
         }
     }
 
@@ -279,6 +297,14 @@ impl Record<'_> {
                 debug_assert!(reason.len() <= MAX_TEXT_LEN);
                 out.put_u8(reason.len() as u8);
                 out.put_slice(reason.as_bytes());
+            }
+            Record::Exit { status, .. } => {
+                let (kind, value) = match *status {
+                    ExitStatus::Code(v) => (EXIT_CODE, v),
+                    ExitStatus::Signal(v) => (EXIT_SIGNAL, v),
+                };
+                out.put_u8(kind);
+                out.put_u32(value);
             }
         }
     }
@@ -389,6 +415,20 @@ impl<'a> Reader<'a> {
                 id,
                 reason: self.text(MAX_TEXT_LEN)?,
             },
+            code::EXIT => {
+                let kind = self.u8()?;
+                let value = self.u32()?;
+                let status = match kind {
+                    EXIT_CODE => ExitStatus::Code(value),
+                    EXIT_SIGNAL => ExitStatus::Signal(value),
+                    _ => return Err(self.malformed("unknown EXIT kind")),
+                };
+                Record::Exit {
+                    initiator,
+                    id,
+                    status,
+                }
+            }
             code => {
                 return Err(DecodeError::UnknownType {
                     at: self.start,
@@ -490,6 +530,16 @@ mod tests {
                 id: 4,
                 reason: "protocol error: é",
             },
+            Record::Exit {
+                initiator: false,
+                id: 5,
+                status: ExitStatus::Code(0),
+            },
+            Record::Exit {
+                initiator: true,
+                id: 65535,
+                status: ExitStatus::Signal(u32::MAX),
+            },
         ]
     }
 
@@ -549,6 +599,14 @@ mod tests {
                 id: 3
             }]
         );
+        assert_eq!(
+            decode(&[0x09, 0, 3, 1, 0, 0, 0, 9]).unwrap(),
+            vec![Record::Exit {
+                initiator: false,
+                id: 3,
+                status: ExitStatus::Signal(9)
+            }]
+        );
     }
 
     #[test]
@@ -568,7 +626,8 @@ mod tests {
     fn malformed_shapes_are_errors() {
         let bad: &[(&[u8], &str)] = &[
             (&[0x00, 0, 1], "type 0"),
-            (&[0x09, 0, 1], "type 9"),
+            (&[0x0a, 0, 1], "type 10"),
+            (&[0x09, 0, 1, 2, 0, 0, 0, 0], "EXIT kind 2"),
             (&[0x0f, 0, 1], "type 15"),
             (&[0x16, 0, 1], "reserved bit"),
             (&[0x46, 0, 1], "reserved bit"),
@@ -640,7 +699,7 @@ mod tests {
 
     fn arb_record() -> impl Strategy<Value = (u8, bool, u16, u32, Vec<u8>, String)> {
         (
-            1u8..=8,
+            1u8..=9,
             any::<bool>(),
             any::<u16>(),
             1u32..,
@@ -662,7 +721,12 @@ mod tests {
                     5 => Record::Credit { initiator: init, id, delta: *n },
                     6 => Record::Eof { initiator: init, id },
                     7 => Record::Close { initiator: init, id },
-                    _ => Record::Reset { initiator: init, id, reason: s },
+                    8 => Record::Reset { initiator: init, id, reason: s },
+                    _ => Record::Exit {
+                        initiator: init,
+                        id,
+                        status: if n % 2 == 0 { ExitStatus::Code(*n) } else { ExitStatus::Signal(*n) },
+                    },
                 }
             }).collect();
             let mut buf = Vec::new();

@@ -779,6 +779,11 @@ impl Station {
                     self.events.push_back(StationEvent::Readable { ch });
                 }
             }
+            MuxEvent::PeerExited { ch, status } => {
+                if let Some(c) = self.chans.get_mut(&ch) {
+                    c.peer_status = Some(status);
+                }
+            }
             MuxEvent::ReadClosed { ch } => {
                 if let Some(c) = self.chans.get_mut(&ch) {
                     let status = c.peer_status.take();
@@ -787,8 +792,11 @@ impl Station {
                 }
             }
             MuxEvent::SendSpace { ch } => self.flush_queue(ch),
-            MuxEvent::Reset { ch, reason, .. } => {
-                let unconfirmed = 0;
+            MuxEvent::Reset {
+                ch,
+                reason,
+                unconfirmed,
+            } => {
                 if let Some(c) = self.chans.remove(&ch) {
                     match c.role {
                         ChanRole::Opening(open) => {

@@ -19,7 +19,6 @@ const SERVICE: &str = "svc";
 /// What the tokio driver lets a channel writer hand over before `Sent`.
 const WRITER_BUDGET: usize = 4096;
 const QUANTUM: Duration = Duration::from_millis(1);
-const MUX_COUNTS_UNCONFIRMED: bool = false; // MERGE: the mux reports unconfirmed bytes
 
 /// How a run of the application ended on one side.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -362,11 +361,7 @@ fn check(seed: u64, case: Case, r: &Run) {
             a.stream.got, b.stream.out,
             "{ctx}: A closed cleanly without B's whole reply"
         );
-        assert_eq!(
-            a.stream.peer_status,
-            b.status.filter(|_| false),
-            "{ctx}: exit status"
-        ); // MERGE: EXIT on the wire
+        assert_eq!(a.stream.peer_status, b.status, "{ctx}: exit status");
     }
     // And symmetrically for B (its application is the one that was A's peer).
     if b.end == Some(End::Confirmed) {
@@ -378,14 +373,19 @@ fn check(seed: u64, case: Case, r: &Run) {
         assert_eq!(b.stream.got, a.stream.out, "{ctx}");
     }
     if let Some(End::Cut { unconfirmed }) = r.a.end {
-        if r.a_before_restart.is_none() && MUX_COUNTS_UNCONFIRMED {
-            // Every byte B's application never took is counted as unconfirmed.
+        if r.a_before_restart.is_none() {
+            // Every byte A wrote that B's application (before or after a
+            // restart) never took is counted as unconfirmed.
             let taken =
-                r.b_before_restart.as_ref().map_or(0, |p| p.stream.consumed) + b.stream.consumed;
-            let not_taken =
-                (a.stream.out.len() as u64).saturating_sub(taken.min(a.stream.out.len() as u64));
+                r.b_before_restart.as_ref().map_or(0, |p| p.stream.consumed) + r.b.stream.consumed;
+            let not_taken = (r.a.stream.sent as u64).saturating_sub(taken);
             assert!(
-                unconfirmed >= not_taken.min(a.stream.sent as u64),
+                unconfirmed <= r.a.stream.sent as u64,
+                "{ctx}: {unconfirmed} unconfirmed of {} written",
+                r.a.stream.sent
+            );
+            assert!(
+                unconfirmed >= not_taken,
                 "{ctx}: cut with {unconfirmed} unconfirmed, but B never took {not_taken}"
             );
         }
