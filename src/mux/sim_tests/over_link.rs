@@ -2,9 +2,12 @@
 //! [`Upper`] layers of a [`LinkPair`], two [`Link`](crate::link::Link)s over
 //! two impaired simulated lines, on simulated time.
 //!
-//! Wiring, as in the serial-mux driver: `poll_payload(max)` → `Link::send`,
-//! `Delivered(p)` → [`Mux::handle_payload`], `PeerRestarted` and `PeerLost` →
-//! [`Mux::handle_session_reset`]; a restart of one end ([`LinkPair::restart`])
+//! A layer test: the mux's own workload checker over the real link, wired
+//! minimally (`poll_payload(max)` → `Link::send`, `Delivered(p)` →
+//! [`Mux::handle_payload`], `PeerRestarted` and `PeerLost` →
+//! [`Mux::handle_session_reset`]). The endpoint that joins link and mux for
+//! real — with services, waiting opens, decode-error restarts and close — is
+//! [`crate::station::Station`], simulated whole in `station::tests`. A restart of one end ([`LinkPair::restart`])
 //! replaces its link *and* its mux (a new process). The application model
 //! ([`World::step`], times in milliseconds of simulated time) runs between
 //! link steps, at least every [`APP_TICK`]; link steps are at least
