@@ -689,3 +689,79 @@ fn close_resets_what_did_not_finish_in_the_grace_period() {
         })
     );
 }
+
+/// A hostile peer floods OPENs for a service this end does not offer while a
+/// download from this end runs: this end's memory stays bounded, its
+/// refusals do not crowd out the download, which completes intact. (The
+/// flooding side here is a station whose link we write to behind its mux's
+/// back; its mux answers the stray refusals with resets, which would crowd out
+/// its own uploads, so the real data flows towards it.)
+#[test]
+fn a_hostile_peer_cannot_grow_memory_or_stop_other_channels() {
+    let (mut pair, base) = clean_pair(92_160, 64);
+    let mut a = App::uploader(pattern_bytes(100, 1), pattern_bytes(60_000, 2), 100);
+    a.open = Some(pair.a.station.open(base, SERVICE));
+    let mut b = App::server(
+        pattern_bytes(60_000, 2),
+        pattern_bytes(100, 1),
+        false,
+        ExitStatus::Code(0),
+    );
+    let limit = base + Duration::from_secs(60);
+    let mut flood_id: u16 = 20_000;
+    let mut opens_sent = 0u64;
+    let mut peak_heap = 0;
+    let mut last_flood = 0;
+    while pair.now < limit && (a.end.is_none() || b.end.is_none()) {
+        pair.step(QUANTUM, limit);
+        a.turn(&mut pair.a.station);
+        b.turn(&mut pair.b.station);
+        // Every 10 ms a payload full of OPENs for "nope": about half the line.
+        let tick = (pair.elapsed().as_millis() / 10) as u64;
+        let link = pair.a.station.link_mut();
+        if tick > last_flood && link.can_send() {
+            last_flood = tick;
+            let mut p = Vec::new();
+            while p.len() + 13 <= link.max_payload() {
+                // OPEN: [I=1, type 1] id, window u32, service s8.
+                p.push(0x81);
+                p.extend_from_slice(&flood_id.to_be_bytes());
+                p.extend_from_slice(&4096u32.to_be_bytes());
+                p.push(4);
+                p.extend_from_slice(b"nope");
+                flood_id = if flood_id == u16::MAX {
+                    20_000
+                } else {
+                    flood_id + 1
+                };
+                opens_sent += 1;
+            }
+            assert!(link.send(Bytes::from(p)).is_ok());
+        }
+        peak_heap = peak_heap.max(pair.b.station.mux.heap_bytes());
+    }
+    assert_eq!(
+        a.end,
+        Some(End::Confirmed),
+        "the real transfer must complete: A sent {} got {}, B got {}; B {:?} {:?} {:?}; A {:?}",
+        a.stream.sent,
+        a.stream.got.len(),
+        b.stream.got.len(),
+        pair.b.station.stats(),
+        pair.b.station.mux_stats(),
+        pair.b.station.link_stats(),
+        pair.a.station.mux_stats(),
+    );
+    assert_eq!(b.end, Some(End::Confirmed));
+    let st = pair.b.station.stats();
+    assert!(opens_sent > 10_000, "{opens_sent}");
+    assert!(st.unknown_service > 1000, "{st:?}");
+    let window = pair.b.station.config().mux.window as usize;
+    assert!(peak_heap < 64 * 1024 + 4 * window, "peak heap {peak_heap}");
+}
+
+fn pattern_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut v = vec![0u8; len];
+    Rng::new(seed).fill(&mut v);
+    v
+}
