@@ -406,7 +406,7 @@ pub static OPTIONS: &[OptionSpec] = &[
         aliases: &[],
         group: OptionGroup::Mux,
         value: ValueKind::Value("N"),
-        help: "Channels open at once, 1 to 65535 (default 64).",
+        help: "Channels open at once, 1 to 65535 (default 256).",
     },
     OptionSpec {
         name: "keepalive",
