@@ -65,12 +65,13 @@
 //! bytes of state, plus bounded control queues: at most 256 replies to
 //! unknown ids and 4096 refusals (a few hundred KiB at worst). With the
 //! defaults at 115200 baud (256 channels, 5760-byte window and send buffer)
-//! that is at most 2.8 MiB of data, typically far less, since idle channels
-//! hold no data.
+//! that is at most 2.8 MiB of data; typically far less, as buffers grow only
+//! when data arrives faster than it is taken.
 //!
 //! # Scheduling
-//! Control records first, then interactive channels (little queued, not
-//! recently bulk), then deficit round robin between bulk channels; several
+//! Control records first (the channels' own, then refusals and replies to
+//! unknown ids, so a flood of those never delays a CREDIT), then interactive
+//! channels (little queued, not recently bulk), then deficit round robin between bulk channels; several
 //! records are packed into one payload and DATA may be cut to fit. See
 //! `scheduler`.
 //!
@@ -881,12 +882,10 @@ impl Mux {
     /// credit: call [`Mux::consumed`] once the bytes were written onward.
     pub fn read(&mut self, ch: ChannelId, max: usize) -> Option<Bytes> {
         let c = self.channels.get_mut(&ch)?;
-        if !c.app_live() || max == 0 {
+        if !c.app_live() || max == 0 || c.rx.is_empty() {
             return None;
         }
-        if c.rx.is_empty() {
-            return None;
-        }
+        // One copy out of the ring (the ring itself stays at most `window`).
         let n = c.rx.len().min(max);
         let (front, back) = c.rx.as_slices();
         let from_front = front.len().min(n);
