@@ -34,6 +34,26 @@ pub(super) const SECONDS: u128 = 1_000_000_000;
 /// Nanoseconds per millisecond, the unit of `latency=MS`.
 pub(super) const MILLIS: u128 = 1_000_000;
 
+// Ranges checked at parse time, so that a value that passes the parser is
+// safe everywhere later (no `Instant + Duration` overflow, no allocation or
+// busy loop sized by a typo) and a bad one gets the usual caret.
+
+/// Longest `SECONDS` value of any option (connect-timeout, keepalive,
+/// dead-after, outage START and DUR): one day.
+pub(super) const MAX_SECONDS: Duration = Duration::from_secs(86_400);
+/// Longest PTY `latency=MS`: 10 seconds.
+pub(super) const MAX_LATENCY: Duration = Duration::from_secs(10);
+/// Most `max-children` (well below tokio's semaphore limit on 32-bit targets).
+pub(super) const MAX_CHILDREN: u64 = 1_000_000;
+/// Most `max-channels`: the multiplexer's limit (`MuxConfig::validate`).
+pub(super) const MAX_CHANNELS: u64 = 32_768;
+/// Most noise bursts per second (`burst=RATE:LEN`).
+pub(super) const MAX_BURST_RATE: f64 = 1000.0;
+/// Longest noise burst in byte times (`burst=RATE:LEN`).
+pub(super) const MAX_BURST_LEN: u64 = 1_000_000;
+/// Largest PTY device queue (`fifo=BYTES`): 1 MiB.
+pub(super) const MAX_FIFO: u64 = 1 << 20;
+
 /// Parses an address expression such as `TCP-LISTEN:2222,fork`.
 pub fn parse_address(input: &str) -> Result<Address, AddressError> {
     let raw = lex(input)?;
@@ -695,7 +715,7 @@ impl<'a> Ctx<'a> {
     fn listen(&self) -> Result<ListenOptions, AddressError> {
         let fork = self.flag("fork").unwrap_or(false);
         let max_children = self.value("max-children", |v| {
-            uint(v, 1, u64::from(u32::MAX)).map(|n| n as usize)
+            uint(v, 1, MAX_CHILDREN).map(|n| n as usize)
         })?;
         if let (Some(_), false) = (max_children, fork) {
             let o = self.opt("max-children").expect("given");
@@ -817,7 +837,9 @@ impl<'a> Ctx<'a> {
         let line = self.line()?;
         let service = self.value("service", service)?.unwrap_or_default();
         let window = self.value("window", |v| bytes(v, 256, 16 << 20).map(|n| n as u32))?;
-        let max_channels = self.value("max-channels", |v| uint(v, 1, 65_535).map(|n| n as u32))?;
+        let max_channels = self.value("max-channels", |v| {
+            uint(v, 1, MAX_CHANNELS).map(|n| n as u32)
+        })?;
         let keepalive = self.value("keepalive", positive_seconds)?;
         let dead_after = self.value("dead-after", positive_seconds)?;
         let (k, d) = (
@@ -866,30 +888,32 @@ impl<'a> Ctx<'a> {
             burst: self.value("burst", |v| {
                 let (rate, len) = v.split_once(':').ok_or("expected RATE:LEN")?;
                 let rate = float(rate).and_then(|r| {
-                    if r > 0.0 {
-                        Ok(r)
+                    if r <= 0.0 {
+                        Err("RATE must be positive".to_string())
+                    } else if r > MAX_BURST_RATE {
+                        Err(format!("RATE must be at most {MAX_BURST_RATE} per second"))
                     } else {
-                        Err("RATE must be positive".into())
+                        Ok(r)
                     }
                 })?;
-                let len = uint(len, 1, u64::from(u32::MAX)).map_err(|e| format!("LEN {e}"))?;
+                let len = uint(len, 1, MAX_BURST_LEN).map_err(|e| format!("LEN {e}"))?;
                 Ok((rate, len as u32))
             })?,
             outage: self.value("outage", |v| {
                 let (start, dur) = v.split_once(':').ok_or("expected START:DUR")?;
-                let start = duration(start, SECONDS).map_err(|e| format!("START {e}"))?;
+                let start = seconds(start).map_err(|e| format!("START {e}"))?;
                 let dur = positive_seconds(dur).map_err(|e| format!("DUR {e}"))?;
                 Ok((start, dur))
             })?,
             latency: self
-                .value("latency", |v| duration(v, MILLIS))?
+                .value("latency", |v| {
+                    duration(v, MILLIS).and_then(|d| at_most(d, MAX_LATENCY, MILLIS, "ms"))
+                })?
                 .unwrap_or(d.latency),
             seed: self
                 .value("seed", |v| uint(v, 0, u64::MAX))?
                 .unwrap_or(d.seed),
-            fifo: self.value("fifo", |v| {
-                bytes(v, 1, u64::from(u32::MAX)).map(|n| n as usize)
-            })?,
+            fifo: self.value("fifo", |v| bytes(v, 1, MAX_FIFO).map(|n| n as usize))?,
         })
     }
 }
@@ -978,9 +1002,32 @@ fn duration(s: &str, unit: u128) -> Result<Duration, String> {
     Ok(Duration::new(secs, (nanos % SECONDS) as u32))
 }
 
-/// A positive number of seconds.
+/// `d` if it is at most `max` (printed in units of `unit` nanoseconds, named
+/// `unit_name`).
+fn at_most(d: Duration, max: Duration, unit: u128, unit_name: &str) -> Result<Duration, String> {
+    if d > max {
+        Err(format!(
+            "must be at most {} {unit_name}",
+            format_duration(max, unit)
+        ))
+    } else {
+        Ok(d)
+    }
+}
+
+/// A number of seconds, at most [`MAX_SECONDS`].
+fn seconds(s: &str) -> Result<Duration, String> {
+    at_most(
+        duration(s, SECONDS)?,
+        MAX_SECONDS,
+        SECONDS,
+        "seconds (one day)",
+    )
+}
+
+/// A positive number of seconds, at most [`MAX_SECONDS`].
 fn positive_seconds(s: &str) -> Result<Duration, String> {
-    match duration(s, SECONDS)? {
+    match seconds(s)? {
         Duration::ZERO => Err("must be more than 0 seconds".to_string()),
         d => Ok(d),
     }

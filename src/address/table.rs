@@ -245,7 +245,7 @@ pub static OPTIONS: &[OptionSpec] = &[
         aliases: &[],
         group: OptionGroup::Listen,
         value: ValueKind::Value("N"),
-        help: "With fork: serve at most N connections at once; others wait.",
+        help: "With fork: serve at most N connections at once, 1 to 1000000; others wait.",
     },
     OptionSpec {
         name: "backlog",
@@ -267,7 +267,7 @@ pub static OPTIONS: &[OptionSpec] = &[
         aliases: &[],
         group: OptionGroup::TcpConnect,
         value: ValueKind::Value("SECONDS"),
-        help: "Give up connecting after SECONDS (fractions allowed).",
+        help: "Give up connecting after SECONDS (fractions allowed), at most 86400 (one day).",
     },
     // Line settings.
     OptionSpec {
@@ -406,14 +406,14 @@ pub static OPTIONS: &[OptionSpec] = &[
         aliases: &[],
         group: OptionGroup::Mux,
         value: ValueKind::Value("N"),
-        help: "Channels open at once, 1 to 65535 (default 64).",
+        help: "Channels open at once, 1 to 32768 (default 256).",
     },
     OptionSpec {
         name: "keepalive",
         aliases: &[],
         group: OptionGroup::Mux,
         value: ValueKind::Value("SECONDS"),
-        help: "Idle time before a keepalive probe (default 1).",
+        help: "Idle time before a keepalive probe, at most 86400 (default 1).",
     },
     OptionSpec {
         name: "dead-after",
@@ -421,7 +421,7 @@ pub static OPTIONS: &[OptionSpec] = &[
         group: OptionGroup::Mux,
         value: ValueKind::Value("SECONDS"),
         help: "Silence after which the peer is declared gone and all channels reset; \
-               must exceed keepalive (default 60).",
+               must exceed keepalive, at most 86400 (default 60).",
     },
     // Pseudo-terminals.
     OptionSpec {
@@ -458,21 +458,22 @@ pub static OPTIONS: &[OptionSpec] = &[
         aliases: &[],
         group: OptionGroup::Impair,
         value: ValueKind::Value("RATE:LEN"),
-        help: "RATE noise bursts per second, each corrupting LEN byte times.",
+        help: "RATE noise bursts per second (at most 1000), each corrupting LEN byte \
+               times (1 to 1000000).",
     },
     OptionSpec {
         name: "outage",
         aliases: &[],
         group: OptionGroup::Impair,
         value: ValueKind::Value("START:DUR"),
-        help: "Line dead from START seconds for DUR seconds.",
+        help: "Line dead from START seconds for DUR seconds (each at most 86400).",
     },
     OptionSpec {
         name: "latency",
         aliases: &[],
         group: OptionGroup::Impair,
         value: ValueKind::Value("MS"),
-        help: "One-way latency in milliseconds, added after serialisation.",
+        help: "One-way latency in milliseconds, at most 10000, added after serialisation.",
     },
     OptionSpec {
         name: "seed",
@@ -486,7 +487,7 @@ pub static OPTIONS: &[OptionSpec] = &[
         aliases: &[],
         group: OptionGroup::Impair,
         value: ValueKind::Value("BYTES"),
-        help: "Device queue size; suffixes k and M (default 4096).",
+        help: "Device queue size, 1 to 1M; suffixes k and M (default 4096).",
     },
 ];
 

@@ -695,8 +695,8 @@ fn serial_mux() {
     assert_eq!(mux("SERIAL-MUX:x,window=16M").window, Some(16 << 20));
     assert_eq!(mux("SERIAL-MUX:x,window=16384k").window, Some(16 << 20));
     assert_eq!(
-        mux("SERIAL-MUX:x,max-channels=65535").max_channels,
-        Some(65535)
+        mux("SERIAL-MUX:x,max-channels=32768").max_channels,
+        Some(32768)
     );
     assert_eq!(
         mux("SERIAL-MUX:x,keepalive=59").keepalive,
@@ -748,11 +748,11 @@ fn serial_mux_invalid() {
         20,
         "must be in",
     );
-    err_at("SERIAL-MUX:x,max-channels=0", 26, "must be in 1..=65535");
+    err_at("SERIAL-MUX:x,max-channels=0", 26, "must be in 1..=32768");
     err_at(
-        "SERIAL-MUX:x,max-channels=65536",
+        "SERIAL-MUX:x,max-channels=32769",
         26,
-        "must be in 1..=65535",
+        "must be in 1..=32768",
     );
     err_at("SERIAL-MUX:x,keepalive=0", 23, "more than 0");
     err_at(
@@ -954,14 +954,15 @@ fn round_trip_list() {
         "STDIO",
         "SERIAL:/dev/ttyUSB0,b1,cs5,parity=even",
         "SERIAL:COM3,b4294967295",
-        "SERIAL-MUX:/dev/ttyACM0,crtscts,window=16M,max-channels=65535",
+        "SERIAL-MUX:/dev/ttyACM0,crtscts,window=16M,max-channels=32768",
         "SERIAL-MUX:x,service=a.b-c_d,keepalive=0.001,dead-after=0.002",
         "PTY,ber=0.1,drop=0.2,insert=0.30000000000000004",
-        "PTY,burst=1e300:4294967295",
-        "PTY,outage=18446744073709551615:1",
+        "PTY,burst=1e-300:1000000",
+        "PTY,burst=1000:1",
+        "PTY,outage=86400:86400",
         "PTY,latency=0.000001",
         "PTY,link=/tmp/ü",
-        "PTY,fifo=4294967295",
+        "PTY,fifo=1048576",
     ] {
         ok(s);
     }
@@ -1172,7 +1173,7 @@ proptest! {
     }
 
     #[test]
-    fn floats_round_trip(ber in 0.0f64..1.0, rate in 1e-300f64..1e300, ms in 0u64..10_000_000_000) {
+    fn floats_round_trip(ber in 0.0f64..1.0, rate in 1e-300f64..1000.0, ms in 0u64..=10_000_000_000) {
         let a = Address::Pty(Pty {
             link: None,
             line: LineSettings::default(),
@@ -1197,4 +1198,122 @@ proptest! {
             prop_assert_eq!(parse_address(&a.to_string()), Ok(a));
         }
     }
+}
+
+// --- Ranges checked at parse time -------------------------------------------------
+
+/// Where the value of the first `name=` in `s` starts.
+fn value_pos(s: &str, name: &str) -> usize {
+    s.find(&format!("{name}=")).expect("option present") + name.len() + 1
+}
+
+/// Every numeric and duration option is either safe whatever its value or
+/// range-checked by the parser (with the caret on the value): nothing that
+/// passes the parser overflows `Instant + Duration`, sizes an allocation or
+/// a loop by a typo, or fails later without a caret.
+#[test]
+fn option_values_out_of_range_are_rejected_at_parse_time() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "TCP:h:1,connect-timeout=86400.001",
+            "connect-timeout",
+            "at most 86400 seconds",
+        ),
+        (
+            "TCP:h:1,connect-timeout=1e19",
+            "connect-timeout",
+            "at most 86400 seconds",
+        ),
+        (
+            "TCP-LISTEN:1,fork,max-children=1000001",
+            "max-children",
+            "must be in 1..=1000000",
+        ),
+        (
+            "SERIAL-MUX:x,max-channels=40000",
+            "max-channels",
+            "must be in 1..=32768",
+        ),
+        (
+            "SERIAL-MUX:x,dead-after=1e19",
+            "dead-after",
+            "at most 86400 seconds",
+        ),
+        (
+            "SERIAL-MUX:x,dead-after=86401",
+            "dead-after",
+            "at most 86400 seconds",
+        ),
+        (
+            "SERIAL-MUX:x,keepalive=1e19",
+            "keepalive",
+            "at most 86400 seconds",
+        ),
+        (
+            "SERIAL-MUX:x,window=16385k",
+            "window",
+            "must be in 256..=16777216",
+        ),
+        ("PTY,latency=1e19", "latency", "at most 10000 ms"),
+        ("PTY,latency=10000.001", "latency", "at most 10000 ms"),
+        ("PTY,burst=1001:1", "burst", "RATE must be at most 1000"),
+        ("PTY,burst=1e300:1", "burst", "RATE must be at most 1000"),
+        ("PTY,burst=1:1000001", "burst", "LEN must be in 1..=1000000"),
+        (
+            "PTY,outage=86401:1",
+            "outage",
+            "START must be at most 86400 seconds",
+        ),
+        (
+            "PTY,outage=1e19:1",
+            "outage",
+            "START must be at most 86400 seconds",
+        ),
+        (
+            "PTY,outage=1:86401",
+            "outage",
+            "DUR must be at most 86400 seconds",
+        ),
+        ("PTY,fifo=1025k", "fifo", "must be in 1..=1048576"),
+        ("PTY,ber=1", "ber", "below 1"),
+        ("PTY,drop=1.5", "drop", "below 1"),
+        ("PTY,insert=1", "insert", "below 1"),
+        ("PTY,cs9", "cs", "must be in 5..=8"),
+        ("SERIAL:x,b0", "b", "must be in 1..=4294967295"),
+        (
+            "SERIAL:x,baud=4294967296",
+            "baud",
+            "must be in 1..=4294967295",
+        ),
+        (
+            "TCP-LISTEN:1,backlog=2147483648",
+            "backlog",
+            "must be in 0..=2147483647",
+        ),
+        ("PTY,seed=18446744073709551616", "seed", "must be in 0..="),
+    ];
+    for &(s, name, why) in cases {
+        let at = if name == "b" || name == "cs" {
+            s.rfind(',').unwrap() + 1 + name.len()
+        } else {
+            value_pos(s, name)
+        };
+        err_at(s, at, why);
+    }
+    // The limits themselves are accepted.
+    for s in [
+        "TCP:h:1,connect-timeout=86400",
+        "TCP-LISTEN:1,fork,max-children=1000000",
+        "SERIAL-MUX:x,max-channels=32768,keepalive=86399.5,dead-after=86400",
+        "PTY,latency=10000,burst=1000:1000000,outage=86400:86400,fifo=1M,ber=0.999",
+    ] {
+        ok(s);
+    }
+    // The accepted extremes fit what the consumers check or compute.
+    let m = mux("SERIAL-MUX:x,max-channels=32768,window=16M");
+    let mut cfg = crate::mux::MuxConfig::for_byte_rate(11_520);
+    cfg.max_channels = m.max_channels.unwrap();
+    cfg.window = m.window.unwrap();
+    assert_eq!(cfg.validate(), Ok(()));
+    assert_eq!(super::parse::MAX_SECONDS, Duration::from_secs(86_400));
 }

@@ -206,7 +206,7 @@ pub struct SerialMux {
     pub service: String,
     /// `window=BYTES`: per-channel receive window; default derived from the baud.
     pub window: Option<u32>,
-    /// `max-channels=N`: channels open at once, default 64.
+    /// `max-channels=N`: channels open at once, default 256.
     pub max_channels: Option<u32>,
     /// `keepalive=SECONDS`: idle time before a keepalive probe, default 1 s.
     pub keepalive: Option<Duration>,

@@ -56,12 +56,22 @@
 //! credit; the receiver returns credit only for bytes the application reports
 //! with [`Mux::consumed`], in deltas of at least half the window (or an eighth
 //! when the sender is nearly blocked). A peer that exceeds credit gets its
-//! channel reset. Memory: at most `max_channels × (window + send_buffer)` of
-//! data plus a bounded control queue, whatever the peer sends.
+//! channel reset.
+//!
+//! # Memory
+//! At most `max_channels × (window + send_buffer)` bytes of channel data
+//! (buffers never grow past their configured size, whatever the record sizes
+//! the peer picks; see [`Mux::heap_bytes`]), plus per channel a few hundred
+//! bytes of state, plus bounded control queues: at most 256 replies to
+//! unknown ids and 4096 refusals (a few hundred KiB at worst). With the
+//! defaults at 115200 baud (256 channels, 5760-byte window and send buffer)
+//! that is at most 2.8 MiB of data; typically far less, as buffers grow only
+//! when data arrives faster than it is taken.
 //!
 //! # Scheduling
-//! Control records first, then interactive channels (little queued, not
-//! recently bulk), then deficit round robin between bulk channels; several
+//! Control records first (the channels' own, then refusals and replies to
+//! unknown ids, so a flood of those never delays a CREDIT), then interactive
+//! channels (little queued, not recently bulk), then deficit round robin between bulk channels; several
 //! records are packed into one payload and DATA may be cut to fit. See
 //! `scheduler`.
 //!
@@ -151,6 +161,8 @@ pub struct MuxConfig {
     pub send_buffer: u32,
     /// Channels in the table at once (both directions, including ones still
     /// draining), bounding memory to `max_channels × (window + send_buffer)`.
+    /// The default, 256, serves a web browser (which opens dozens of
+    /// connections per page) through one line.
     pub max_channels: u32,
     /// A channel with at most this many bytes queued and no recent bulk
     /// traffic is interactive and goes ahead of bulk data.
@@ -160,13 +172,15 @@ pub struct MuxConfig {
 impl MuxConfig {
     /// Defaults for a line that moves `byte_rate` bytes per second: the window
     /// is half a second of line time, clamped to 2 KiB..64 KiB (5.6 KiB at
-    /// 115200 baud); the send buffer equals the window.
+    /// 115200 baud); the send buffer equals the window; 256 channels (at most
+    /// 256 × 2 × 5760 B = 2.8 MiB of buffers at 115200 baud, 32 MiB with the
+    /// largest window).
     pub fn for_byte_rate(byte_rate: u32) -> Self {
         let window = (byte_rate / 2).clamp(2048, 65536);
         MuxConfig {
             window,
             send_buffer: window,
-            max_channels: 64,
+            max_channels: 256,
             interactive_bytes: 128,
         }
     }
@@ -868,12 +882,10 @@ impl Mux {
     /// credit: call [`Mux::consumed`] once the bytes were written onward.
     pub fn read(&mut self, ch: ChannelId, max: usize) -> Option<Bytes> {
         let c = self.channels.get_mut(&ch)?;
-        if !c.app_live() || max == 0 {
+        if !c.app_live() || max == 0 || c.rx.is_empty() {
             return None;
         }
-        if c.rx.is_empty() {
-            return None;
-        }
+        // One copy out of the ring (the ring itself stays at most `window`).
         let n = c.rx.len().min(max);
         let (front, back) = c.rx.as_slices();
         let from_front = front.len().min(n);

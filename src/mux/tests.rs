@@ -80,6 +80,7 @@ fn payload(recs: &[Record<'_>]) -> Vec<u8> {
 fn config_defaults_follow_line_rate() {
     let c = MuxConfig::for_byte_rate(11_520);
     assert_eq!(c.window, 5760);
+    assert_eq!(c.max_channels, 256, "serves a browser");
     assert_eq!(MuxConfig::for_byte_rate(100).window, 2048);
     assert_eq!(MuxConfig::for_byte_rate(12_000_000).window, 65536);
     assert!(c.validate().is_ok());
