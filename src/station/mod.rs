@@ -423,6 +423,7 @@ impl Station {
             if c.role == ChanRole::Offered {
                 c.role = ChanRole::Open;
                 self.mux.accept(ch);
+                self.flush_queue(ch);
             }
         }
     }
@@ -764,6 +765,7 @@ impl Station {
                     if let ChanRole::Opening(open) = c.role {
                         c.role = ChanRole::Open;
                         self.events.push_back(StationEvent::Opened { open, ch });
+                        self.flush_queue(ch);
                     }
                 }
             }
