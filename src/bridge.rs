@@ -249,6 +249,18 @@ async fn plan(a1: Address, a2: Address, hub: &MuxHub) -> Result<Plan> {
 /// Runs every address pair of the command line until all are done (a forking
 /// listener or a serving SERIAL-MUX never is) or a signal arrives.
 pub async fn run(pairs: Vec<(Address, Address)>) -> Result<()> {
+    run_with(pairs, RunOptions::default()).await
+}
+
+/// Process-wide settings of [`run_with`].
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Print the link statistics (as on SIGUSR1) this often (`--stats-interval`).
+    pub stats_interval: Option<std::time::Duration>,
+}
+
+/// [`run`] with process-wide settings.
+pub async fn run_with(pairs: Vec<(Address, Address)>, opts: RunOptions) -> Result<()> {
     let hub = MuxHub::new();
     let mut plans = Vec::new();
     for (a1, a2) in pairs {
@@ -259,9 +271,9 @@ pub async fn run(pairs: Vec<(Address, Address)>) -> Result<()> {
         tasks.spawn(execute(p));
     }
     let mut first_err = None;
-    let shutdown = shutdown_signal();
+    let shutdown = crate::os::shutdown_signal();
     tokio::pin!(shutdown);
-    let mut usr1 = Usr1::new();
+    let mut stats_requests = crate::os::StatsRequests::new(opts.stats_interval);
     loop {
         tokio::select! {
             r = tasks.join_next() => match r {
@@ -279,8 +291,9 @@ pub async fn run(pairs: Vec<(Address, Address)>) -> Result<()> {
                 tasks.abort_all();
                 break;
             }
-            _ = usr1.recv() => {
-                // Statistics on request, like dd(1): one line per serial link.
+            _ = stats_requests.recv() => {
+                // Statistics on request (SIGUSR1, like dd(1)) or every
+                // --stats-interval: one line per serial link.
                 for line in hub.stats().await {
                     eprintln!("sfs: {line}");
                 }
@@ -299,18 +312,6 @@ pub async fn run(pairs: Vec<(Address, Address)>) -> Result<()> {
     match first_err {
         Some(e) => Err(e),
         None => Ok(()),
-    }
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
     }
 }
 
@@ -417,23 +418,5 @@ fn dial_error(d: &Dialer, e: &io::Error) -> Error {
             d.describe(),
             describe_io(e)
         )),
-    }
-}
-
-/// SIGUSR1, or nothing where the signal cannot be installed.
-struct Usr1(Option<tokio::signal::unix::Signal>);
-
-impl Usr1 {
-    fn new() -> Self {
-        Usr1(tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()).ok())
-    }
-
-    async fn recv(&mut self) {
-        match &mut self.0 {
-            Some(s) => {
-                s.recv().await;
-            }
-            None => std::future::pending().await,
-        }
     }
 }

@@ -2,11 +2,11 @@
 //!
 //! The command is split into words like a shell would (single and double quotes,
 //! backslash escapes) and run directly, without a shell. Its stderr is inherited.
+//! On Windows the command line is passed on as written (see [`crate::os`]).
 
 use super::Conn;
 use std::io;
 use std::process::Stdio;
-use tokio::process::Command;
 
 /// Splits a command line into words: whitespace separates, quotes group,
 /// backslash escapes the next character (outside single quotes).
@@ -60,9 +60,8 @@ fn bad(what: &str) -> io::Error {
 
 /// Spawns the command; abort kills it.
 pub fn spawn(command: &str) -> io::Result<Conn> {
-    let words = split_words(command)?;
-    let mut child = Command::new(&words[0])
-        .args(&words[1..])
+    let (mut cmd, program) = crate::os::command(command)?;
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .kill_on_drop(false)
@@ -70,26 +69,13 @@ pub fn spawn(command: &str) -> io::Result<Conn> {
         .map_err(|e| {
             io::Error::new(
                 e.kind(),
-                format!("cannot run {}: {}", words[0], crate::error::describe_io(&e)),
+                format!("cannot run {program}: {}", crate::error::describe_io(&e)),
             )
         })?;
     let stdin = child.stdin.take().ok_or_else(|| bad("no stdin pipe"))?;
     let stdout = child.stdout.take().ok_or_else(|| bad("no stdout pipe"))?;
-    let pid = child.id();
-    // Reap the child in the background so it never lingers as a zombie.
-    tokio::spawn(async move {
-        let _ = child.wait().await;
-    });
-    Ok(
-        Conn::new(stdout, stdin, format!("exec {}", words[0])).with_abort(move || {
-            if let Some(pid) = pid {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid as i32),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-        }),
-    )
+    let kill = crate::os::reap_in_background(child);
+    Ok(Conn::new(stdout, stdin, format!("exec {program}")).with_abort(kill))
 }
 
 #[cfg(test)]

@@ -37,20 +37,92 @@ pub fn open_port(device: &str, line: &LineSettings) -> Result<SerialStream> {
             "cannot open {device}: No such file or directory"
         )));
     }
-    tokio_serial::new(device, line.baud)
+    let port = tokio_serial::new(native_name(device), line.baud)
         .data_bits(data_bits)
         .parity(parity)
         .stop_bits(stop_bits)
         .flow_control(flow)
         .open_native_async()
-        .map_err(|e| {
-            let why = if e.description.contains("exclusive lock") {
-                "device is busy (another program has it open)".to_string()
-            } else {
-                e.description.clone()
-            };
-            Error::Runtime(format!("cannot open {device}: {why}"))
-        })
+        .map_err(|e| Error::Runtime(format!("cannot open {device}: {}", open_failure(&e, line))))?;
+    check_baud(device, &port, line.baud)?;
+    Ok(port)
+}
+
+/// The name to hand to tokio-serial. On Windows it must be the bare `COM12`:
+/// serialport and mio-serial put `\\.\` in front themselves (which `COM10` and
+/// above need), and mio-serial does so even when it is already there.
+fn native_name(device: &str) -> &str {
+    if cfg!(windows) {
+        for prefix in [r"\\.\", "//./"] {
+            if let Some(bare) = device.strip_prefix(prefix) {
+                return bare;
+            }
+        }
+    }
+    device
+}
+
+/// Why an open failed, in words a user can act on.
+fn open_failure(e: &tokio_serial::Error, line: &LineSettings) -> String {
+    if e.description.contains("exclusive lock") {
+        return "device is busy (another program has it open)".to_string();
+    }
+    if cfg!(windows) {
+        // serialport reports a missing port and one held by another program
+        // (Windows opens COM ports exclusively) as NoDevice; anything else comes
+        // from configuring the opened port, i.e. the driver refused a setting.
+        if e.kind == tokio_serial::ErrorKind::NoDevice {
+            if e.description.contains("denied") {
+                return format!("{} (is another program using the port?)", e.description);
+            }
+            return e.description.clone();
+        }
+        return format!(
+            "the driver refused the line settings ({}): {}",
+            describe_line(line),
+            e.description
+        );
+    }
+    e.description.clone()
+}
+
+/// `115200 8N1 rts/cts`: the settings as a terminal program would list them.
+fn describe_line(line: &LineSettings) -> String {
+    let parity = match line.parity {
+        Parity::None => 'N',
+        Parity::Even => 'E',
+        Parity::Odd => 'O',
+    };
+    let flow = match line.flow {
+        FlowControl::None => "",
+        FlowControl::Hardware => " rts/cts",
+        FlowControl::Software => " xon/xoff",
+    };
+    format!(
+        "baud {} {}{}{}{flow}",
+        line.baud, line.data_bits, parity, line.stop_bits
+    )
+}
+
+/// Windows drivers may accept a rate they cannot make and store another (a CH340
+/// table without 500000, say): read the rate back and refuse to run on a line
+/// whose two ends disagree. Within 2 % is what UARTs tolerate anyway.
+#[cfg(windows)]
+fn check_baud(device: &str, port: &SerialStream, want: u32) -> Result<()> {
+    use tokio_serial::SerialPort;
+    match port.baud_rate() {
+        Ok(got) if got.abs_diff(want) as u64 * 50 > want as u64 => Err(Error::Runtime(format!(
+            "cannot open {device}: the driver set baud {got} instead of {want}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Not checked on Unix, where the rate set through termios2 is taken as given
+/// (and a pseudo-terminal accepts anything).
+#[cfg(not(windows))]
+fn check_baud(_: &str, _: &SerialStream, _: u32) -> Result<()> {
+    Ok(())
 }
 
 /// Opens `SERIAL:DEVICE` as a plain byte stream.
