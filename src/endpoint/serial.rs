@@ -37,14 +37,14 @@ pub fn open_port(device: &str, line: &LineSettings) -> Result<SerialStream> {
             "cannot open {device}: No such file or directory"
         )));
     }
-    let port = tokio_serial::new(native_name(device), line.baud)
+    let mut port = tokio_serial::new(native_name(device), line.baud)
         .data_bits(data_bits)
         .parity(parity)
         .stop_bits(stop_bits)
         .flow_control(flow)
         .open_native_async()
         .map_err(|e| Error::Runtime(format!("cannot open {device}: {}", open_failure(&e, line))))?;
-    check_baud(device, &port, line.baud)?;
+    settle(device, &mut port, line, flow)?;
     Ok(port)
 }
 
@@ -75,7 +75,7 @@ fn open_failure(e: &tokio_serial::Error, line: &LineSettings) -> String {
             if e.description.contains("denied") {
                 return format!("{} (is another program using the port?)", e.description);
             }
-            return e.description.clone();
+            return format!("no such port ({})", e.description);
         }
         return format!(
             "the driver refused the line settings ({}): {}",
@@ -104,12 +104,32 @@ fn describe_line(line: &LineSettings) -> String {
     )
 }
 
-/// Windows drivers may accept a rate they cannot make and store another (a CH340
-/// table without 500000, say): read the rate back and refuse to run on a line
-/// whose two ends disagree. Within 2 % is what UARTs tolerate anyway.
+/// Two fixes for Windows, after the port is open:
+///
+/// - mio-serial reopens the port for overlapped I/O and re-applies the settings
+///   it read back from the first handle, and serialport reads "RTS on" as
+///   hardware flow control: under Wine a port opened without flow control came
+///   out with RTS/CTS (seen in Wine's trace), which on an adapter without a CTS
+///   wire would hold every write. The flow control asked for is set once more.
+/// - Drivers may accept a rate they cannot make and store another (a CH340 table
+///   without 500000, say): the rate is read back, and a line whose two ends would
+///   disagree is refused. Within 2 % is what UARTs tolerate anyway.
 #[cfg(windows)]
-fn check_baud(device: &str, port: &SerialStream, want: u32) -> Result<()> {
+fn settle(
+    device: &str,
+    port: &mut SerialStream,
+    line: &LineSettings,
+    flow: tokio_serial::FlowControl,
+) -> Result<()> {
     use tokio_serial::SerialPort;
+    port.set_flow_control(flow).map_err(|e| {
+        Error::Runtime(format!(
+            "cannot open {device}: the driver refused the line settings ({}): {}",
+            describe_line(line),
+            e.description
+        ))
+    })?;
+    let want = line.baud;
     match port.baud_rate() {
         Ok(got) if got.abs_diff(want) as u64 * 50 > want as u64 => Err(Error::Runtime(format!(
             "cannot open {device}: the driver set baud {got} instead of {want}"
@@ -118,10 +138,15 @@ fn check_baud(device: &str, port: &SerialStream, want: u32) -> Result<()> {
     }
 }
 
-/// Not checked on Unix, where the rate set through termios2 is taken as given
-/// (and a pseudo-terminal accepts anything).
+/// Nothing to fix on Unix: serialport configures the descriptor it keeps, and
+/// the rate set through termios2 is taken as given.
 #[cfg(not(windows))]
-fn check_baud(_: &str, _: &SerialStream, _: u32) -> Result<()> {
+fn settle(
+    _: &str,
+    _: &mut SerialStream,
+    _: &LineSettings,
+    _: tokio_serial::FlowControl,
+) -> Result<()> {
     Ok(())
 }
 

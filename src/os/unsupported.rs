@@ -49,8 +49,11 @@ pub mod unix {
     use crate::error::Result;
     use std::io;
 
-    /// Never constructed: [`Listener::bind`] always fails.
-    pub enum Listener {}
+    /// Never constructed: [`Listener::bind`] always fails. (A struct rather than
+    /// an empty enum, so that the bridge's enums keep their layout.)
+    pub struct Listener {
+        _private: (),
+    }
 
     impl Listener {
         /// Always fails: no Unix-domain sockets.
@@ -58,17 +61,21 @@ pub mod unix {
             Err(super::unavailable("UNIX-LISTEN"))
         }
 
-        /// Unreachable (no value exists).
+        /// Unreachable (no listener exists).
         pub async fn accept(&self) -> io::Result<Conn> {
-            match *self {}
+            Err(unsupported())
         }
     }
 
     /// Always fails: no Unix-domain sockets.
     pub async fn connect(_: &UnixConnect) -> io::Result<Conn> {
-        Err(io::Error::new(
+        Err(unsupported())
+    }
+
+    fn unsupported() -> io::Error {
+        io::Error::new(
             io::ErrorKind::Unsupported,
-            "UNIX-CONNECT is not available on this platform",
-        ))
+            "Unix-domain sockets are not available on this platform",
+        )
     }
 }

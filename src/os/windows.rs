@@ -43,11 +43,12 @@ pub fn supported(a: &Address) -> Result<()> {
              use a COM port, e.g. SERIAL-MUX:COM3"
         }
         Address::UnixListen(_) | Address::UnixConnect(_) => {
-            "Unix-domain sockets are not available in sfs on Windows; use TCP on 127.0.0.1"
+            "Unix-domain sockets (UNIX-LISTEN, UNIX-CONNECT) are not available on Windows; \
+             use TCP on 127.0.0.1"
         }
         _ => return Ok(()),
     };
-    Err(Error::Usage(format!("{}: {why}", a.keyword())))
+    Err(Error::Usage(why.to_string()))
 }
 
 /// The command for `EXEC:"line"` and the program's name (for logs): the first
