@@ -14,7 +14,8 @@
 # and Wine 10, and builds std for the target from rust-src (-Zbuild-std, which the stable
 # compiler allows with RUSTC_BOOTSTRAP=1). rsbegin.o/rsend.o are compiled from rust-src too.
 # Only the Debian package registry and crates.io are used. Needs root, debootstrap (installed
-# with apt-get when missing), chroot and bind mounts; about 2.5 GB and 5 minutes, once.
+# with apt-get when missing), chroot and bind mounts; about 6 minutes once, and ~5 GB with the
+# build cache (the first build of std and the dependencies takes ~15 minutes on 2 cores).
 #
 # The end-to-end checks (all over `sfs PTY,link=D/ttyA,b115200 PTY,link=D/ttyB,b115200`,
 # Windows' COM3 being ttyA under Wine and the Linux sfs on ttyB):
@@ -23,8 +24,11 @@
 #                through one connection (echo), then 8 concurrent connections; sha256 checked
 #   win-dial     sfs.exe SERIAL-MUX:COM3,b115200 TCP:127.0.0.1:ECHO  <->
 #                sfs TCP-LISTEN:P,fork SERIAL-MUX:ttyB,b115200: the same transfer the other way
-#   bad-port     sfs.exe SERIAL-MUX:COM9 (not mapped): one-line error, exit 1
-#   com12        SERIAL:COM12 mapped to ttyA opens and carries bytes
+#   bad-port     sfs.exe SERIAL-MUX:COM42 (not mapped): one-line error, exit 1
+#   no-pty       sfs.exe PTY,...: one-line error, exit 2
+#   exec         sfs.exe TCP-LISTEN:P EXEC:"cmd /c echo hello from %OS%"
+#   ctrl-c       SIGINT to sfs.exe (a console Ctrl-C event under Wine): clean close, exit 0
+#   com12        SERIAL:COM12 and SERIAL:\\.\COM12 mapped to ttyA: 20 KB echoed back intact
 # Each prints one summary line: bytes, seconds, goodput ratio = bytes/s / (baud/10), intact.
 #
 # Environment: SFS_WINROOT (default /var/cache/sfs-wincross) the root's directory;
@@ -340,13 +344,13 @@ transfers() {
 }
 
 e2e() {
-  local t_setup=$SECONDS
+  local t0=$SECONDS t_setup t_build t_run
   setup
+  t_setup=$((SECONDS - t0)); t0=$SECONDS
   build
   say "building the Linux sfs ..."
   (cd "$ROOT" && nice cargo build --release --bin sfs >&2)
-  t_setup=$((SECONDS - t_setup))
-  local t_run=$SECONDS
+  t_build=$((SECONDS - t0)); t0=$SECONDS
   WORK=$(mktemp -d /tmp/sfs-win-e2e.XXXXXX)
   trap cleanup EXIT
   write_peer
@@ -388,7 +392,53 @@ e2e() {
     verdict bad-port 1 "exit $rc, output: $out"
   fi
 
-  # 4. COM12 and \\.\COM12 (ports above 9 need the \\.\ form in Windows' API).
+  # 4. Addresses that cannot exist on Windows: one line, exit 2.
+  rc=0
+  out=$(win_fg "PTY,link=/tmp/x" "TCP:127.0.0.1:$echo_port" 2>&1) || rc=$?
+  if [ "$rc" = 2 ] && [ "$(printf '%s\n' "$out" | wc -l)" = 1 ]; then
+    verdict no-pty 0 "exit 2, \"$out\""
+  else
+    verdict no-pty 1 "exit $rc, output: $out"
+  fi
+
+  # 5. EXEC runs a Windows command line (cmd.exe expands %OS%).
+  local p5; p5=$(free_port)
+  win_bg exec.log "TCP-LISTEN:$p5,bind=127.0.0.1" 'EXEC:cmd /c echo hello from %OS%'
+  out=$(python3 - "$p5" <<'PY'
+import socket, sys, time
+t0 = time.time()
+while True:
+    try:
+        s = socket.create_connection(("127.0.0.1", int(sys.argv[1]))); break
+    except OSError:
+        if time.time() - t0 > 30: raise
+        time.sleep(0.2)
+s.shutdown(socket.SHUT_WR); d = b""
+while True:
+    b = s.recv(4096)
+    if not b: break
+    d += b
+print(d.decode(errors="replace").strip())
+PY
+) || true
+  if [ "$out" = "hello from Windows_NT" ]; then verdict exec 0 "EXEC:\"cmd /c echo hello from %OS%\" answered \"$out\""
+  else verdict exec 1 "got \"$out\""; show_logs; fi
+  stop_all
+
+  # 6. Ctrl-C (Wine turns SIGINT into a console Ctrl-C event): a clean close, exit 0.
+  local p6; p6=$(free_port)
+  win_bg ctrlc.log "TCP-LISTEN:$p6,fork,bind=127.0.0.1" "TCP:127.0.0.1:$echo_port"
+  local wpid=${PIDS[-1]}
+  python3 "$WORK/peer.py" ping "$p6" 30 >/dev/null || true
+  kill -INT "$wpid"; rc=0; wait "$wpid" || rc=$?
+  if [ "$rc" = 0 ] && grep -q "signal received, closing" "$WORK/ctrlc.log"; then
+    verdict ctrl-c 0 "exit 0 after \"signal received, closing\""
+  else
+    verdict ctrl-c 1 "exit $rc; log: $(tail -n 3 "$WORK/ctrlc.log")"
+  fi
+  PIDS=()
+
+  # 7. COM12 and \\.\COM12 (ports above 9 need the \\.\ form in Windows' API).
   local dev
   for dev in 'COM12' '\\.\COM12'; do
     start_cable; map_com COM12 "$WORK/ttyA"
@@ -399,8 +449,8 @@ e2e() {
     stop_all; unmap_com COM12
   done
 
-  t_run=$((SECONDS - t_run))
-  echo "setup+build: ${t_setup} s   run: ${t_run} s"
+  t_run=$((SECONDS - t0))
+  echo "time: toolchain setup ${t_setup} s, builds (Windows + Linux) ${t_build} s, checks ${t_run} s"
   [ "$FAILED" = 0 ] || die "some checks failed"
   echo "windows-e2e: all checks passed"
 }
@@ -410,5 +460,5 @@ case ${1:-e2e} in
   check) check ;;
   build) build ;;
   e2e) e2e ;;
-  *) sed -n '2,32p' "$0"; exit 2 ;;
+  *) sed -n '2,/^set -euo pipefail/{/^set /d;p}' "$0"; exit 2 ;;
 esac
