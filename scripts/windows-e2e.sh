@@ -29,6 +29,7 @@
 #   exec         sfs.exe TCP-LISTEN:P EXEC:"cmd /c echo hello from %OS%"
 #   ctrl-c       SIGINT to sfs.exe (a console Ctrl-C event under Wine): clean close, exit 0
 #   com12        SERIAL:COM12 and SERIAL:\\.\COM12 mapped to ttyA: 20 KB echoed back intact
+#   serial-tx-idle-rx  SERIAL:COM3 sends 50 KB while nothing comes back; arrives intact
 # Each prints one summary line: bytes, seconds, goodput ratio = bytes/s / (baud/10), intact.
 #
 # Environment: SFS_WINROOT (default /var/cache/sfs-wincross) the root's directory;
@@ -294,6 +295,19 @@ def main():
     elif cmd == "echo":          # PORT SIZE SEED [noeof]
         r = echo(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), eof=len(sys.argv) < 6)
         print(json.dumps(r))
+    elif cmd == "send":          # PORT SIZE SEED WAIT: send only, keep the connection WAIT s
+        port, size, seed, wait = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+        data = random.Random(seed).randbytes(size)
+        s = connect(port, 30); t0 = time.time(); err = ""
+        try:
+            s.sendall(data)
+            s.settimeout(wait)
+            if s.recv(1) == b"": err = "closed by sfs"
+        except socket.timeout:
+            pass
+        except OSError as e:
+            err = str(e)
+        print(json.dumps({"sha": hashlib.sha256(data).hexdigest(), "secs": time.time() - t0, "err": err}))
     elif cmd == "conc":          # PORT N TOTAL: N concurrent echoes sharing TOTAL bytes
         port, n, total = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
         res = [None] * n
@@ -448,6 +462,23 @@ PY
     local r; r=$(python3 "$WORK/peer.py" echo "$p4" 20000 5 noeof) && report "SERIAL:$dev raw echo" "$r" || { FAILED=1; show_logs; }
     stop_all; unmap_com COM12
   done
+
+  # 8. SERIAL sending in bulk while nothing comes back: Wine ends the idle pending read
+  #    with a timeout then; sfs must carry on (50 KB, received on ttyB by cat).
+  start_cable; map_com COM3 "$WORK/ttyA"
+  local p8; p8=$(free_port)
+  win_bg serial-tx.log "TCP-LISTEN:$p8,bind=127.0.0.1" "SERIAL:COM3,b$BAUD"
+  cat "$WORK/ttyB" >"$WORK/rx.bin" & PIDS+=($!)
+  r=$(python3 "$WORK/peer.py" send "$p8" 50000 9 8) || true
+  local want got
+  want=$(printf '%s' "$r" | python3 -c 'import json,sys; print(json.load(sys.stdin)["sha"])' 2>/dev/null || echo none)
+  got=$(head -c 50000 "$WORK/rx.bin" | sha256sum | cut -d" " -f1)
+  if [ "$want" = "$got" ] && ! grep -q aborted "$WORK/serial-tx.log"; then
+    verdict serial-tx-idle-rx 0 "50000 B sent to SERIAL:COM3 with nothing coming back, intact yes, connection kept"
+  else
+    verdict serial-tx-idle-rx 1 "$(stat -c %s "$WORK/rx.bin") B arrived; $r; $(grep -m1 aborted "$WORK/serial-tx.log" || true)"
+  fi
+  stop_all
 
   t_run=$((SECONDS - t0))
   echo "time: toolchain setup ${t_setup} s, builds (Windows + Linux) ${t_build} s, checks ${t_run} s"

@@ -154,5 +154,29 @@ fn settle(
 pub fn open(addr: &Serial) -> Result<Conn> {
     let port = open_port(&addr.device, &addr.line)?;
     let (r, w) = tokio::io::split(port);
+    #[cfg(windows)]
+    let r = SkipTimeouts(r);
     Ok(Conn::new(r, w, format!("serial {}", addr.device)))
+}
+
+/// Wine ends a pending COM read with a timeout error (and no data) when a write
+/// is queued on the port while nothing arrives (its read-interval timer starts
+/// without a byte received). No data is lost: the read is simply made again.
+#[cfg(windows)]
+struct SkipTimeouts<R>(R);
+
+#[cfg(windows)]
+impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for SkipTimeouts<R> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        loop {
+            match std::task::ready!(std::pin::Pin::new(&mut self.0).poll_read(cx, buf)) {
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => continue,
+                r => return std::task::Poll::Ready(r),
+            }
+        }
+    }
 }
