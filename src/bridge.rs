@@ -300,10 +300,26 @@ pub const STOP_GRACE: Duration = Duration::from_secs(2);
 /// the exit status a one-shot stream ended with (a remote program's, carried
 /// over SERIAL-MUX), for sfs to exit with.
 ///
-/// On SIGINT or SIGTERM, listeners stop accepting and every connection gets
-/// [`STOP_GRACE`] to finish by itself; what is still running then is reset,
-/// never closed as if complete. A second signal resets at once.
+/// On SIGINT or SIGTERM (Ctrl-C, Ctrl-Break on Windows), listeners stop
+/// accepting and every connection gets [`STOP_GRACE`] to finish by itself;
+/// what is still running then is reset, never closed as if complete. A second
+/// signal resets at once.
 pub async fn run(pairs: Vec<(Address, Address)>) -> Result<Option<ExitStatus>> {
+    run_with(pairs, RunOptions::default()).await
+}
+
+/// Process-wide settings of [`run_with`].
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Print the link statistics (as on SIGUSR1) this often (`--stats-interval`).
+    pub stats_interval: Option<std::time::Duration>,
+}
+
+/// [`run`] with process-wide settings.
+pub async fn run_with(
+    pairs: Vec<(Address, Address)>,
+    opts: RunOptions,
+) -> Result<Option<ExitStatus>> {
     let hub = MuxHub::new();
     let mut plans = Vec::new();
     for (a1, a2) in pairs {
@@ -317,8 +333,8 @@ pub async fn run(pairs: Vec<(Address, Address)>) -> Result<Option<ExitStatus>> {
     let mut first_err = None;
     let mut status = None;
     let mut signals = 0;
-    let mut usr1 = Usr1::new();
-    let mut stop_signals = StopSignals::new();
+    let mut stop_signals = crate::os::StopSignals::new();
+    let mut stats_requests = crate::os::StatsRequests::new(opts.stats_interval);
     loop {
         tokio::select! {
             r = tasks.join_next() => match r {
@@ -342,8 +358,9 @@ pub async fn run(pairs: Vec<(Address, Address)>) -> Result<Option<ExitStatus>> {
                     tasks.abort_all();
                 }
             }
-            _ = usr1.recv() => {
-                // Statistics on request, like dd(1): one line per serial link.
+            _ = stats_requests.recv() => {
+                // Statistics on request (SIGUSR1, like dd(1)) or every
+                // --stats-interval: one line per serial link.
                 for line in hub.stats().await {
                     eprintln!("sfs: {line}");
                 }
@@ -392,37 +409,6 @@ async fn stop_requested(mut stop: watch::Receiver<Stop>) {
     let requested = stop.wait_for(|s| *s != Stop::Running).await.is_ok();
     if !requested {
         std::future::pending::<()>().await
-    }
-}
-
-/// SIGINT and SIGTERM, or nothing where they cannot be installed.
-struct StopSignals {
-    interrupt: Option<tokio::signal::unix::Signal>,
-    terminate: Option<tokio::signal::unix::Signal>,
-}
-
-impl StopSignals {
-    fn new() -> Self {
-        use tokio::signal::unix::{signal, SignalKind};
-        StopSignals {
-            interrupt: signal(SignalKind::interrupt()).ok(),
-            terminate: signal(SignalKind::terminate()).ok(),
-        }
-    }
-
-    async fn recv(&mut self) {
-        async fn one(s: &mut Option<tokio::signal::unix::Signal>) {
-            match s {
-                Some(s) => {
-                    s.recv().await;
-                }
-                None => std::future::pending().await,
-            }
-        }
-        tokio::select! {
-            _ = one(&mut self.interrupt) => {}
-            _ = one(&mut self.terminate) => {}
-        }
     }
 }
 
@@ -551,23 +537,5 @@ fn dial_error(d: &Dialer, e: &io::Error) -> Error {
             d.describe(),
             describe_io(e)
         )),
-    }
-}
-
-/// SIGUSR1, or nothing where the signal cannot be installed.
-struct Usr1(Option<tokio::signal::unix::Signal>);
-
-impl Usr1 {
-    fn new() -> Self {
-        Usr1(tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()).ok())
-    }
-
-    async fn recv(&mut self) {
-        match &mut self.0 {
-            Some(s) => {
-                s.recv().await;
-            }
-            None => std::future::pending().await,
-        }
     }
 }

@@ -24,18 +24,25 @@
 //! - [`bridge`]: wires a listening endpoint to a dialing endpoint; the only place
 //!   that decides how connections are served.
 //! - [`testbed`]: runs real sfs processes over a virtual cable (tests, demo, bench).
+//! - [`os`]: what differs between Unix and Windows (signals, `EXEC`, which
+//!   addresses exist); the cable, `PTY` and the testbed are Unix-only.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod address;
 pub mod bridge;
+#[cfg(unix)]
 pub mod cable;
+#[cfg(not(unix))]
+pub use os::unsupported::cable;
 pub mod endpoint;
 pub mod error;
 pub mod line;
 pub mod link;
 pub mod mux;
+pub mod os;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 pub mod station;
+#[cfg(unix)]
 pub mod testbed;

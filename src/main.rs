@@ -3,6 +3,7 @@
 use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
 use sfs::address::Address;
 use std::process::ExitCode;
+use std::time::Duration;
 
 /// socket forward serial: carry many TCP connections over one serial line.
 #[derive(Parser, Debug)]
@@ -18,6 +19,10 @@ struct Cli {
     /// sfs on both ends, several connections through it, and a short report.
     #[arg(long, conflicts_with = "addresses")]
     demo: bool,
+    /// Print each serial link's statistics (the line SIGUSR1 prints) to stderr
+    /// every SECS seconds, e.g. 60 or 0.5.
+    #[arg(long, value_name = "SECS", value_parser = parse_interval)]
+    stats_interval: Option<Duration>,
     /// Address pairs: ADDRESS1 ADDRESS2 [ADDRESS1 ADDRESS2 ...].
     #[arg(value_name = "ADDRESS", required_unless_present = "demo")]
     addresses: Vec<String>,
@@ -54,10 +59,7 @@ fn main() -> ExitCode {
         Err(e) => return fail(&sfs::error::Error::io("cannot start the runtime", e)),
     };
     if cli.demo {
-        return match runtime.block_on(sfs::testbed::demo()) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => fail(&e),
-        };
+        return demo(&runtime);
     }
     if cli.addresses.len() % 2 != 0 {
         eprintln!(
@@ -69,7 +71,12 @@ fn main() -> ExitCode {
     let mut parsed = Vec::new();
     for a in &cli.addresses {
         match a.parse::<Address>() {
-            Ok(addr) => parsed.push(addr),
+            Ok(addr) => {
+                if let Err(e) = sfs::os::supported(&addr) {
+                    return fail(&e);
+                }
+                parsed.push(addr)
+            }
             Err(e) => {
                 eprintln!("sfs: {e}");
                 return ExitCode::from(2);
@@ -81,7 +88,10 @@ fn main() -> ExitCode {
     while let (Some(a), Some(b)) = (it.next(), it.next()) {
         pairs.push((a, b));
     }
-    let result = runtime.block_on(sfs::bridge::run(pairs));
+    let opts = sfs::bridge::RunOptions {
+        stats_interval: cli.stats_interval,
+    };
+    let result = runtime.block_on(sfs::bridge::run_with(pairs, opts));
     // Do not wait for blocking stdin reads to finish.
     runtime.shutdown_background();
     match result {
@@ -98,6 +108,30 @@ fn status_code(status: sfs::endpoint::ExitStatus) -> u8 {
     match status {
         ExitStatus::Code(c) => (c & 0xff) as u8,
         ExitStatus::Signal(s) => (128 + (s & 0x7f)) as u8,
+    }
+}
+
+#[cfg(unix)]
+fn demo(runtime: &tokio::runtime::Runtime) -> ExitCode {
+    match runtime.block_on(sfs::testbed::demo()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+/// The demonstration runs sfs over a virtual cable of two pseudo-terminals.
+#[cfg(not(unix))]
+fn demo(_: &tokio::runtime::Runtime) -> ExitCode {
+    fail(&sfs::error::Error::Usage(
+        "--demo needs pseudo-terminals and is not available on this platform".to_string(),
+    ))
+}
+
+/// `--stats-interval`: a positive number of seconds (fractions allowed).
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    match s.parse::<f64>() {
+        Ok(secs) if (0.001..=1e9).contains(&secs) => Ok(Duration::from_secs_f64(secs)),
+        _ => Err("expected a number of seconds, at least 0.001".to_string()),
     }
 }
 
@@ -120,6 +154,8 @@ fn init_logging(verbose: u8, quiet: bool) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // No colour codes into log files, nor into consoles that would print them raw.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
 }

@@ -181,7 +181,8 @@ pub static ADDRESS_TYPES: &[AddressType] = &[
         syntax: "EXEC:\"COMMAND\"",
         groups: &[],
         help: "Run COMMAND (split into words, honouring quotes; no shell) and talk to \
-               its standard input and output. Quote commands with spaces or colons.",
+               its standard input and output. Quote commands with spaces or colons. \
+               On Windows the first word is the program and the rest its command line as written.",
     },
     AddressType {
         name: "SERIAL",

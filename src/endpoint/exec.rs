@@ -3,6 +3,7 @@
 //! The command is split into words like a shell would (single and double quotes,
 //! backslash escapes) and run directly, without a shell. Its stderr is inherited.
 //! End of input closes its stdin; the end of its output carries its exit status.
+//! On Windows the command line is passed on as written (see [`crate::os`]).
 
 use super::{Conn, ExitStatus, StatusSlot};
 use std::future::Future;
@@ -11,7 +12,7 @@ use std::pin::Pin;
 use std::process::Stdio;
 use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::process::{ChildStdin, ChildStdout, Command};
+use tokio::process::{ChildStdin, ChildStdout};
 use tokio::sync::oneshot;
 use tracing::debug;
 
@@ -69,9 +70,8 @@ fn bad(what: &str) -> io::Error {
 /// the end of stream waits for the child to exit and carries its exit status
 /// ([`Conn::exit_status`]). Abort kills it.
 pub fn spawn(command: &str) -> io::Result<Conn> {
-    let words = split_words(command)?;
-    let mut child = Command::new(&words[0])
-        .args(&words[1..])
+    let (mut cmd, program) = crate::os::command(command)?;
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .kill_on_drop(false)
@@ -79,7 +79,7 @@ pub fn spawn(command: &str) -> io::Result<Conn> {
         .map_err(|e| {
             io::Error::new(
                 e.kind(),
-                format!("cannot run {}: {}", words[0], crate::error::describe_io(&e)),
+                format!("cannot run {program}: {}", crate::error::describe_io(&e)),
             )
         })?;
     let stdin = child.stdin.take().ok_or_else(|| bad("no stdin pipe"))?;
@@ -105,7 +105,7 @@ pub fn spawn(command: &str) -> io::Result<Conn> {
         status: status.clone(),
     };
     let writer = ChildInput::Open(stdin);
-    let mut conn = Conn::new(reader, writer, format!("exec {}", words[0])).with_abort(move || {
+    let mut conn = Conn::new(reader, writer, format!("exec {program}")).with_abort(move || {
         let _ = kill_tx.send(());
     });
     conn.exit_status = Some(status);

@@ -3,12 +3,18 @@
 //! bridge copies between.
 
 pub mod exec;
+#[cfg(unix)]
 pub mod pty;
+#[cfg(not(unix))]
+pub use crate::os::unsupported::pty;
 pub mod serial;
 pub mod serial_mux;
 pub mod stdio;
 pub mod tcp;
+#[cfg(unix)]
 pub mod unix;
+#[cfg(not(unix))]
+pub use crate::os::unsupported::unix;
 
 use std::future::Future;
 use std::io;

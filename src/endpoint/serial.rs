@@ -37,25 +37,146 @@ pub fn open_port(device: &str, line: &LineSettings) -> Result<SerialStream> {
             "cannot open {device}: No such file or directory"
         )));
     }
-    tokio_serial::new(device, line.baud)
+    let mut port = tokio_serial::new(native_name(device), line.baud)
         .data_bits(data_bits)
         .parity(parity)
         .stop_bits(stop_bits)
         .flow_control(flow)
         .open_native_async()
-        .map_err(|e| {
-            let why = if e.description.contains("exclusive lock") {
-                "device is busy (another program has it open)".to_string()
-            } else {
-                e.description.clone()
-            };
-            Error::Runtime(format!("cannot open {device}: {why}"))
-        })
+        .map_err(|e| Error::Runtime(format!("cannot open {device}: {}", open_failure(&e, line))))?;
+    settle(device, &mut port, line, flow)?;
+    Ok(port)
+}
+
+/// The name to hand to tokio-serial. On Windows it must be the bare `COM12`:
+/// serialport and mio-serial put `\\.\` in front themselves (which `COM10` and
+/// above need), and mio-serial does so even when it is already there.
+fn native_name(device: &str) -> &str {
+    if cfg!(windows) {
+        for prefix in [r"\\.\", "//./"] {
+            if let Some(bare) = device.strip_prefix(prefix) {
+                return bare;
+            }
+        }
+    }
+    device
+}
+
+/// Why an open failed, in words a user can act on.
+fn open_failure(e: &tokio_serial::Error, line: &LineSettings) -> String {
+    if e.description.contains("exclusive lock") {
+        return "device is busy (another program has it open)".to_string();
+    }
+    if cfg!(windows) {
+        // serialport reports a missing port and one held by another program
+        // (Windows opens COM ports exclusively) as NoDevice; anything else comes
+        // from configuring the opened port, i.e. the driver refused a setting.
+        if e.kind == tokio_serial::ErrorKind::NoDevice {
+            if e.description.contains("denied") {
+                return format!("{} (is another program using the port?)", e.description);
+            }
+            return format!("no such port ({})", e.description);
+        }
+        return format!(
+            "the driver refused the line settings ({}): {}",
+            describe_line(line),
+            e.description
+        );
+    }
+    e.description.clone()
+}
+
+/// `115200 8N1 rts/cts`: the settings as a terminal program would list them.
+fn describe_line(line: &LineSettings) -> String {
+    let parity = match line.parity {
+        Parity::None => 'N',
+        Parity::Even => 'E',
+        Parity::Odd => 'O',
+    };
+    let flow = match line.flow {
+        FlowControl::None => "",
+        FlowControl::Hardware => " rts/cts",
+        FlowControl::Software => " xon/xoff",
+    };
+    format!(
+        "baud {} {}{}{}{flow}",
+        line.baud, line.data_bits, parity, line.stop_bits
+    )
+}
+
+/// Two fixes for Windows, after the port is open:
+///
+/// - mio-serial reopens the port for overlapped I/O and re-applies the settings
+///   it read back from the first handle, and serialport reads "RTS on" as
+///   hardware flow control: under Wine a port opened without flow control came
+///   out with RTS/CTS (seen in Wine's trace), which on an adapter without a CTS
+///   wire would hold every write. The flow control asked for is set once more.
+/// - Drivers may accept a rate they cannot make and store another (a CH340 table
+///   without 500000, say): the rate is read back, and a line whose two ends would
+///   disagree is refused. Within 2 % is what UARTs tolerate anyway.
+#[cfg(windows)]
+fn settle(
+    device: &str,
+    port: &mut SerialStream,
+    line: &LineSettings,
+    flow: tokio_serial::FlowControl,
+) -> Result<()> {
+    use tokio_serial::SerialPort;
+    port.set_flow_control(flow).map_err(|e| {
+        Error::Runtime(format!(
+            "cannot open {device}: the driver refused the line settings ({}): {}",
+            describe_line(line),
+            e.description
+        ))
+    })?;
+    let want = line.baud;
+    match port.baud_rate() {
+        Ok(got) if got.abs_diff(want) as u64 * 50 > want as u64 => Err(Error::Runtime(format!(
+            "cannot open {device}: the driver set baud {got} instead of {want}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Nothing to fix on Unix: serialport configures the descriptor it keeps, and
+/// the rate set through termios2 is taken as given.
+#[cfg(not(windows))]
+fn settle(
+    _: &str,
+    _: &mut SerialStream,
+    _: &LineSettings,
+    _: tokio_serial::FlowControl,
+) -> Result<()> {
+    Ok(())
 }
 
 /// Opens `SERIAL:DEVICE` as a plain byte stream.
 pub fn open(addr: &Serial) -> Result<Conn> {
     let port = open_port(&addr.device, &addr.line)?;
     let (r, w) = tokio::io::split(port);
+    #[cfg(windows)]
+    let r = SkipTimeouts(r);
     Ok(Conn::new(r, w, format!("serial {}", addr.device)))
+}
+
+/// Wine ends a pending COM read with a timeout error (and no data) when a write
+/// is queued on the port while nothing arrives (its read-interval timer starts
+/// without a byte received). No data is lost: the read is simply made again.
+#[cfg(windows)]
+struct SkipTimeouts<R>(R);
+
+#[cfg(windows)]
+impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for SkipTimeouts<R> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        loop {
+            match std::task::ready!(std::pin::Pin::new(&mut self.0).poll_read(cx, buf)) {
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => continue,
+                r => return std::task::Poll::Ready(r),
+            }
+        }
+    }
 }

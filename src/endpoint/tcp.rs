@@ -3,12 +3,13 @@
 use super::Conn;
 use crate::address::{Family, TcpConnect, TcpListen};
 use crate::error::{describe_io, Error, Result};
+use socket2::SockRef;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::AsRawFd;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{lookup_host, TcpSocket, TcpStream};
 
@@ -124,12 +125,7 @@ pub fn from_stream(stream: TcpStream, label: String) -> Conn {
     let for_abort = stream.clone();
     Conn::new(TcpRead(stream.clone()), TcpWrite(stream), label).with_abort(move || {
         // SO_LINGER with a zero timeout: the last close sends RST, not FIN.
-        let linger = nix::libc::linger {
-            l_onoff: 1,
-            l_linger: 0,
-        };
-        let _ =
-            nix::sys::socket::setsockopt(&*for_abort, nix::sys::socket::sockopt::Linger, &linger);
+        let _ = SockRef::from(&*for_abort).set_linger(Some(Duration::ZERO));
     })
 }
 
@@ -180,14 +176,14 @@ impl AsyncWrite for TcpWrite {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let r = nix::sys::socket::shutdown(self.0.as_raw_fd(), nix::sys::socket::Shutdown::Write);
+        let r = SockRef::from(&*self.0).shutdown(Shutdown::Write);
         Poll::Ready(match r {
-            Ok(()) | Err(nix::errno::Errno::ENOTCONN) => Ok(()),
-            Err(e) => Err(io::Error::from(e)),
+            Err(e) if e.kind() != io::ErrorKind::NotConnected => Err(e),
+            _ => Ok(()),
         })
     }
 }
 
-fn set_send_buffer(stream: &TcpStream, bytes: u32) -> nix::Result<()> {
-    nix::sys::socket::setsockopt(stream, nix::sys::socket::sockopt::SndBuf, &(bytes as usize))
+fn set_send_buffer(stream: &TcpStream, bytes: u32) -> io::Result<()> {
+    SockRef::from(stream).set_send_buffer_size(bytes as usize)
 }
