@@ -162,22 +162,29 @@ async fn a_dead_peer_makes_the_one_shot_fail_with_the_unconfirmed_count() {
     assert!(t0.elapsed() < Duration::from_secs(20));
 }
 
-/// A browser-like burst: 200 connections at once through a forking listener,
-/// each echoing 1,000 bytes; none is reset or closed empty.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_hundred_concurrent_connections_all_succeed() {
-    let baud = 921_600;
-    let cable = Cable::start("burst", baud).await;
+/// A forwarding over the virtual cable: side A listens on `port` (its
+/// SERIAL-MUX given `a_options`), side B dials an echo server.
+async fn echo_forward(tag: &str, baud: u32, a_options: &str) -> (Cable, Sfs, Sfs, u16) {
+    let cable = Cable::start(tag, baud).await;
     let echo = echo_server().await;
     let port = free_port();
-    let _b = Sfs::start(&[
+    let b = Sfs::start(&[
         format!("SERIAL-MUX:{},b{baud}", cable.b.display()),
         format!("TCP:127.0.0.1:{echo}"),
     ]);
     let a = Sfs::start(&[
         format!("TCP-LISTEN:{port},fork"),
-        format!("SERIAL-MUX:{},b{baud}", cable.a.display()),
+        format!("SERIAL-MUX:{},b{baud}{a_options}", cable.a.display()),
     ]);
+    (cable, b, a, port)
+}
+
+/// A browser-like burst: 200 connections at once through a forking listener,
+/// each echoing 1,000 bytes; none is reset or closed empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_connections_all_succeed() {
+    let baud = 921_600;
+    let (_cable, _b, a, port) = echo_forward("burst", baud, "").await;
     drop(connect_retry(port, Duration::from_secs(5)).await);
     let mut tasks = Vec::new();
     for i in 0..200u64 {
@@ -212,17 +219,7 @@ async fn two_hundred_concurrent_connections_all_succeed() {
 async fn a_stalled_line_does_not_stall_sfs() {
     use nix::sys::signal::{kill, Signal};
     use nix::unistd::Pid;
-    let cable = Cable::start("stall", BAUD).await;
-    let echo = echo_server().await;
-    let port = free_port();
-    let _b = Sfs::start(&[
-        format!("SERIAL-MUX:{},b{BAUD}", cable.b.display()),
-        format!("TCP:127.0.0.1:{echo}"),
-    ]);
-    let a = Sfs::start(&[
-        format!("TCP-LISTEN:{port},fork"),
-        format!("SERIAL-MUX:{},b{BAUD},dead-after=3", cable.a.display()),
-    ]);
+    let (cable, _b, a, port) = echo_forward("stall", BAUD, ",dead-after=3").await;
     let mut s = connect_retry(port, Duration::from_secs(5)).await;
     // Keep bytes flowing so that sfs A has writes pending when the line stops.
     let writer = tokio::spawn(async move {
@@ -276,17 +273,7 @@ async fn a_stalled_line_does_not_stall_sfs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_sequential_connections_leak_nothing() {
     let baud = 921_600;
-    let cable = Cable::start("seq", baud).await;
-    let echo = echo_server().await;
-    let port = free_port();
-    let _b = Sfs::start(&[
-        format!("SERIAL-MUX:{},b{baud}", cable.b.display()),
-        format!("TCP:127.0.0.1:{echo}"),
-    ]);
-    let a = Sfs::start(&[
-        format!("TCP-LISTEN:{port},fork"),
-        format!("SERIAL-MUX:{},b{baud}", cable.a.display()),
-    ]);
+    let (_cable, _b, a, port) = echo_forward("seq", baud, "").await;
     let pid = a.child.id().unwrap();
     let one = |i: u64| async move {
         let data = pattern(100, i);
