@@ -8,6 +8,7 @@
 #   scripts/windows-e2e.sh build   cargo build --release for Windows; copies the result to
 #                                  target/windows/sfs.exe
 #   scripts/windows-e2e.sh [e2e]   setup + build (Windows and Linux) + the end-to-end checks
+#   scripts/windows-e2e.sh clean   unmount and delete the root (and its build cache)
 #
 # The toolchain: the rustup toolchain has no Windows standard library, so the script makes a
 # Debian trixie root (debootstrap) holding Debian's rustc/cargo 1.85, rust-src 1.85, MinGW-w64
@@ -15,7 +16,7 @@
 # compiler allows with RUSTC_BOOTSTRAP=1). rsbegin.o/rsend.o are compiled from rust-src too.
 # Only the Debian package registry and crates.io are used. Needs root, debootstrap (installed
 # with apt-get when missing), chroot and bind mounts; about 6 minutes once, and ~5 GB with the
-# build cache (the first build of std and the dependencies takes ~15 minutes on 2 cores).
+# build cache (the first build of std and the dependencies takes 8-15 minutes on 2 cores).
 #
 # The end-to-end checks (all over `sfs PTY,link=D/ttyA,b115200 PTY,link=D/ttyB,b115200`,
 # Windows' COM3 being ttyA under Wine and the Linux sfs on ttyB):
@@ -486,7 +487,25 @@ PY
   echo "windows-e2e: all checks passed"
 }
 
+# The root has the machine's /proc, /dev and /dev/pts bound into it: unmount them first,
+# and refuse to delete anything while one is still mounted.
+clean() {
+  [ -d "$WINROOT" ] || return 0
+  [ -f "$WINROOT/.sfs-wincross-ready" ] && in_root "wineserver -k" >/dev/null 2>&1 || true
+  local d
+  for d in dev/pts dev proc; do
+    if mountpoint -q "$WINROOT/$d"; then umount "$WINROOT/$d" || umount -l "$WINROOT/$d"; fi
+  done
+  for d in dev/pts dev proc; do
+    mountpoint -q "$WINROOT/$d" && die "$WINROOT/$d is still mounted; not deleting"
+  done
+  if grep -q " $WINROOT/" /proc/mounts; then die "something is still mounted under $WINROOT; not deleting"; fi
+  rm -rf --one-file-system "$WINROOT" "$WINROOT.debootstrap.log"
+  say "removed $WINROOT"
+}
+
 case ${1:-e2e} in
+  clean) clean ;;
   setup) setup ;;
   check) check ;;
   build) build ;;

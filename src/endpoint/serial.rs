@@ -180,3 +180,21 @@ impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for SkipTimeouts<R> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::describe_line;
+    use crate::address::{FlowControl, LineSettings, Parity};
+
+    #[test]
+    fn line_settings_read_like_a_terminal_programs() {
+        let line = LineSettings {
+            baud: 500_000,
+            data_bits: 7,
+            parity: Parity::Even,
+            stop_bits: 2,
+            flow: FlowControl::Hardware,
+        };
+        assert_eq!(describe_line(&line), "baud 500000 7E2 rts/cts");
+    }
+}
