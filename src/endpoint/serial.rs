@@ -154,9 +154,21 @@ fn settle(
 pub fn open(addr: &Serial) -> Result<Conn> {
     let port = open_port(&addr.device, &addr.line)?;
     let (r, w) = tokio::io::split(port);
+    Ok(Conn::new(
+        device_reader(r),
+        w,
+        format!("serial {}", addr.device),
+    ))
+}
+
+/// The read half of a serial device as sfs reads it (on Windows, past Wine's
+/// spurious read timeouts; see `SkipTimeouts`).
+pub(crate) fn device_reader<R: tokio::io::AsyncRead + Unpin + Send>(
+    r: R,
+) -> impl tokio::io::AsyncRead + Unpin + Send {
     #[cfg(windows)]
     let r = SkipTimeouts(r);
-    Ok(Conn::new(r, w, format!("serial {}", addr.device)))
+    r
 }
 
 /// Wine ends a pending COM read with a timeout error (and no data) when a write

@@ -595,7 +595,8 @@ impl Port {
         input: mpsc::Sender<Input>,
         written: mpsc::UnboundedSender<Written>,
     ) -> Port {
-        let (mut rd, mut wr) = tokio::io::split(port);
+        let (rd, mut wr) = tokio::io::split(port);
+        let mut rd = crate::endpoint::serial::device_reader(rd);
         let reader = tokio::spawn(async move {
             let mut buf = BytesMut::with_capacity(4096);
             loop {
