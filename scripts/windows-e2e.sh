@@ -446,8 +446,8 @@ PY
   local wpid=${PIDS[-1]}
   python3 "$WORK/peer.py" ping "$p6" 30 >/dev/null || true
   kill -INT "$wpid"; rc=0; wait "$wpid" || rc=$?
-  if [ "$rc" = 0 ] && grep -q "signal received, closing" "$WORK/ctrlc.log"; then
-    verdict ctrl-c 0 "exit 0 after \"signal received, closing\""
+  if [ "$rc" = 0 ] && grep -q "signal received: finishing connections" "$WORK/ctrlc.log"; then
+    verdict ctrl-c 0 "exit 0 after \"signal received: finishing connections\""
   else
     verdict ctrl-c 1 "exit $rc; log: $(tail -n 3 "$WORK/ctrlc.log")"
   fi
