@@ -151,11 +151,12 @@ impl Display for Impairments {
 impl Display for Address {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         match self {
-            Address::TcpListen(a) => {
-                let keyword = match a.family {
-                    Family::Any => "TCP-LISTEN",
-                    Family::V4 => "TCP4-LISTEN",
-                    Family::V6 => "TCP6-LISTEN",
+            Address::TcpListen(a) | Address::Socks5Listen(a) => {
+                let keyword = match (self, a.family) {
+                    (Address::Socks5Listen(_), _) => "SOCKS5-LISTEN",
+                    (_, Family::Any) => "TCP-LISTEN",
+                    (_, Family::V4) => "TCP4-LISTEN",
+                    (_, Family::V6) => "TCP6-LISTEN",
                 };
                 write!(f, "{keyword}:{}", a.port)?;
                 let mut between = String::new();
@@ -169,7 +170,22 @@ impl Display for Address {
                 if !a.reuseaddr {
                     between.push_str(",reuseaddr=0");
                 }
-                write_listen(f, &a.listen, &between)
+                let mut listen = a.listen.clone();
+                if matches!(self, Address::Socks5Listen(_)) {
+                    listen.fork = false; // implied, not written
+                }
+                write_listen(f, &listen, &between)
+            }
+            Address::Socks5Dial(a) => {
+                f.write_str("SOCKS5-DIAL")?;
+                if let Some(t) = a.connect_timeout {
+                    write!(f, ",connect-timeout={}", format_duration(t, SECONDS))?;
+                }
+                if !a.allow.rules.is_empty() {
+                    f.write_str(",allow=")?;
+                    write_value(f, &a.allow.to_string())?;
+                }
+                Ok(())
             }
             Address::TcpConnect(a) => {
                 let keyword = match a.family {

@@ -29,6 +29,8 @@ pub enum OptionGroup {
     Pty,
     /// Seeded line impairments of a PTY end: `ber`, `drop`, `burst`, ...
     Impair,
+    /// The far end of a SOCKS5 tunnel: `allow`.
+    SocksDial,
 }
 
 /// How an option takes its value.
@@ -214,6 +216,27 @@ pub static ADDRESS_TYPES: &[AddressType] = &[
                cable paced at the line settings, with seeded impairments on the bytes \
                leaving this end.",
     },
+    AddressType {
+        name: "SOCKS5-LISTEN",
+        aliases: &["SOCKS5-L"],
+        syntax: "SOCKS5-LISTEN:PORT",
+        groups: &[OptionGroup::Listen, OptionGroup::TcpListen],
+        help: "A SOCKS5 server (RFC 1928, CONNECT, no authentication) on PORT, facing \
+               SERIAL-MUX: each request opens a channel carrying its destination (an \
+               IPv4 or IPv6 address or a host name, resolved by the far side), and the \
+               client gets the far side's answer as the SOCKS reply. Always serves \
+               concurrently (fork is implied).",
+    },
+    AddressType {
+        name: "SOCKS5-DIAL",
+        aliases: &[],
+        syntax: "SOCKS5-DIAL",
+        groups: &[OptionGroup::TcpConnect, OptionGroup::SocksDial],
+        help: "Facing SERIAL-MUX: dials the destination that each channel from a \
+               SOCKS5-LISTEN peer carries, if allow= permits it; every other \
+               destination is refused (the client gets reply 0x02). Without allow= \
+               nothing is allowed.",
+    },
 ];
 
 /// Every option, in the order help and error messages list them.
@@ -269,6 +292,16 @@ pub static OPTIONS: &[OptionSpec] = &[
         group: OptionGroup::TcpConnect,
         value: ValueKind::Value("SECONDS"),
         help: "Give up connecting after SECONDS (fractions allowed), at most 86400 (one day).",
+    },
+    OptionSpec {
+        name: "allow",
+        aliases: &[],
+        group: OptionGroup::SocksDial,
+        value: ValueKind::Value("RULES"),
+        help: "Destinations that may be dialed: HOST:PORTS rules separated by ';'. HOST is \
+               * (any), a name, *.domain (any name below it), an IPv4 address or range \
+               (10.0.0.0/8), or an IPv6 one in brackets ([fd00::]/8); PORTS is N, N-M or *. \
+               Example: allow=10.0.0.0/8:22;*.lan:80-443;localhost:8080.",
     },
     // Line settings.
     OptionSpec {

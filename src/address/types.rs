@@ -28,6 +28,21 @@ pub enum Address {
     SerialMux(SerialMux),
     /// `PTY`: a new pseudo-terminal whose slave is published at `link`.
     Pty(Pty),
+    /// `SOCKS5-LISTEN:PORT`: a SOCKS5 server; each request becomes a channel
+    /// that carries its destination (always serves concurrently).
+    Socks5Listen(TcpListen),
+    /// `SOCKS5-DIAL,allow=RULES`: dials the destination each channel carries,
+    /// if the allow-list permits it.
+    Socks5Dial(Socks5Dial),
+}
+
+/// `SOCKS5-DIAL[,allow=RULES][,connect-timeout=SECONDS]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Socks5Dial {
+    /// `allow=RULES`: destinations that may be dialed; empty denies all.
+    pub allow: crate::allow::AllowList,
+    /// `connect-timeout=SECONDS`, default 10 s.
+    pub connect_timeout: Option<Duration>,
 }
 
 /// IP address family restriction (`TCP4`/`TCP6` spellings, `pf=`).
@@ -269,7 +284,10 @@ pub struct Pty {
 impl Address {
     /// True for addresses that wait for connections (TCP-LISTEN, UNIX-LISTEN).
     pub fn is_listener(&self) -> bool {
-        matches!(self, Address::TcpListen(_) | Address::UnixListen(_))
+        matches!(
+            self,
+            Address::TcpListen(_) | Address::UnixListen(_) | Address::Socks5Listen(_)
+        )
     }
 
     /// The canonical (upper-case) type keyword of this address.
@@ -284,6 +302,8 @@ impl Address {
             Address::Serial(_) => "SERIAL",
             Address::SerialMux(_) => "SERIAL-MUX",
             Address::Pty(_) => "PTY",
+            Address::Socks5Listen(_) => "SOCKS5-LISTEN",
+            Address::Socks5Dial(_) => "SOCKS5-DIAL",
         }
     }
 }

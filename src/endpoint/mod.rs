@@ -9,6 +9,7 @@ pub mod pty;
 pub use crate::os::unsupported::pty;
 pub mod serial;
 pub mod serial_mux;
+pub mod socks;
 pub mod stdio;
 pub mod tcp;
 #[cfg(unix)]

@@ -52,7 +52,7 @@ fn open_pair(a: &mut Mux, b: &mut Mux, service: &str) -> (ChannelId, ChannelId) 
     let ca = a.open(service).unwrap();
     pump(a, b);
     let cb = match events(b).as_slice() {
-        [MuxEvent::Incoming { ch, service: s }] => {
+        [MuxEvent::Incoming { ch, service: s, .. }] => {
             assert_eq!(s, service);
             *ch
         }
