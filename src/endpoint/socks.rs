@@ -164,6 +164,9 @@ async fn allowed_addrs(target: &Target, cfg: &Socks5Dial) -> Result<Vec<SocketAd
     }
     let addrs: Vec<SocketAddr> = match lookup_host((target.host.as_str(), port)).await {
         Ok(a) => a.collect(),
+        // No name rule allows it and it has no address an address rule
+        // could allow: the policy answer, not a DNS one.
+        Err(_) if !by_name => return Err(denied()),
         Err(e) => {
             return Err((
                 RefuseReason::NameNotFound,
