@@ -23,7 +23,7 @@
 use crate::address::{Address, ListenOptions};
 use crate::endpoint::serial_mux::{Incoming, MuxHandle, MuxHub, PendingChannel};
 use crate::endpoint::{
-    exec, pty, serial, socks, stdio, tcp, unix, Conn, ExitStatus, Reader, StatusSlot, Writer,
+    exec, pty, serial, socks, stdio, tcp, udp, unix, Conn, ExitStatus, Reader, StatusSlot, Writer,
 };
 use crate::error::{describe_io, Error, Result};
 use std::io;
@@ -170,6 +170,7 @@ impl Dialer {
             Dialer::Address(a) => match &**a {
                 Address::TcpConnect(t) => tcp::connect(t).await,
                 Address::UnixConnect(u) => unix::connect(u).await,
+                Address::UdpConnect(u) => udp::connect(u).await,
                 Address::Exec(e) => exec::spawn(&e.command),
                 Address::Stdio => Ok(stdio::open()),
                 Address::Serial(s) => serial::open(s).map_err(to_io),
@@ -201,6 +202,8 @@ enum Source {
     Mux(Incoming),
     /// SOCKS5-LISTEN: the handshake runs per connection, in its own task.
     Socks(tcp::Listener, ListenOptions),
+    /// UDP-LISTEN: each new client address arrives as a connection.
+    Udp(udp::Listener),
 }
 
 /// One incoming connection: ready now, a mux channel waiting for our dial,
@@ -217,6 +220,7 @@ impl Source {
             Source::Tcp(l, _) => Some(l.accept().await.map(Arrival::Ready)),
             Source::Unix(l, _) => Some(l.accept().await.map(Arrival::Ready)),
             Source::Mux(i) => i.next().await.map(|p| Ok(Arrival::Pending(p))),
+            Source::Udp(l) => l.accept().await.map(|c| Ok(Arrival::Ready(c))),
             Source::Socks(l, _) => Some(
                 l.accept_stream()
                     .await
@@ -231,7 +235,7 @@ impl Source {
             Source::Tcp(_, o) | Source::Unix(_, o) | Source::Socks(_, o) => {
                 (o.fork, o.max_children)
             }
-            Source::Mux(_) => (true, None),
+            Source::Mux(_) | Source::Udp(_) => (true, None),
         }
     }
 }
@@ -271,6 +275,7 @@ async fn source(a: &Address, hub: &MuxHub) -> Result<Source> {
     Ok(match a {
         Address::TcpListen(t) => Source::Tcp(tcp::Listener::bind(t).await?, t.listen.clone()),
         Address::UnixListen(u) => Source::Unix(unix::Listener::bind(u)?, u.listen.clone()),
+        Address::UdpListen(u) => Source::Udp(udp::Listener::bind(u).await?),
         Address::Socks5Listen(t) => Source::Socks(tcp::Listener::bind(t).await?, t.listen.clone()),
         Address::SerialMux(m) => Source::Mux(hub.get(m).await?.listen(&m.service)?),
         other => {
@@ -295,8 +300,13 @@ async fn plan(a1: Address, a2: Address, hub: &MuxHub) -> Result<Plan> {
     // The SOCKS5 ends only make sense across a line: the destination travels
     // in the channel open.
     for (a, other) in [(&a1, &a2), (&a2, &a1)] {
-        if matches!(a, Address::Socks5Listen(_) | Address::Socks5Dial(_))
-            && !matches!(other, Address::SerialMux(_))
+        if matches!(
+            a,
+            Address::Socks5Listen(_)
+                | Address::Socks5Dial(_)
+                | Address::UdpListen(_)
+                | Address::UdpConnect(_)
+        ) && !matches!(other, Address::SerialMux(_))
         {
             return Err(Error::Usage(format!(
                 "{} works only facing SERIAL-MUX, not {}",

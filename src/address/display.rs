@@ -81,6 +81,16 @@ fn write_listen(f: &mut Formatter<'_>, l: &ListenOptions, between: &str) -> fmt:
     Ok(())
 }
 
+fn write_udp(f: &mut Formatter<'_>, max: usize, idle: std::time::Duration) -> fmt::Result {
+    if max != DEFAULT_MAX_DATAGRAM {
+        write!(f, ",max-datagram={max}")?;
+    }
+    if idle != DEFAULT_UDP_IDLE {
+        write!(f, ",idle-timeout={}", format_duration(idle, SECONDS))?;
+    }
+    Ok(())
+}
+
 impl Display for LineSettings {
     /// The line options that differ from the defaults, each preceded by a comma:
     /// `,b9600,cs7,parity=even,stopbits=2,crtscts`.
@@ -175,6 +185,26 @@ impl Display for Address {
                     listen.fork = false; // implied, not written
                 }
                 write_listen(f, &listen, &between)
+            }
+            Address::UdpListen(a) => {
+                write!(f, "UDP-LISTEN:{}", a.port)?;
+                if let Some(bind) = &a.bind {
+                    if bind.contains(':') {
+                        write!(f, ",bind=[{bind}]")?;
+                    } else {
+                        write!(f, ",bind={bind}")?;
+                    }
+                }
+                if !a.reuseaddr {
+                    f.write_str(",reuseaddr=0")?;
+                }
+                write_udp(f, a.max_datagram, a.idle_timeout)
+            }
+            Address::UdpConnect(a) => {
+                f.write_str("UDP:")?;
+                write_host(f, &a.host)?;
+                write!(f, ":{}", a.port)?;
+                write_udp(f, a.max_datagram, a.idle_timeout)
             }
             Address::Socks5Dial(a) => {
                 f.write_str("SOCKS5-DIAL")?;

@@ -682,6 +682,19 @@ impl<'a> Ctx<'a> {
                     listen: self.listen_with(true)?,
                 })
             }
+            "UDP-LISTEN" => Address::UdpListen(UdpListen {
+                port: self.param_value(0, |p| port(&p.text, 1))?,
+                bind: self.value("bind", |v| host(v, false))?,
+                reuseaddr: self.flag("reuseaddr").unwrap_or(true),
+                max_datagram: self.max_datagram()?,
+                idle_timeout: self.idle_timeout()?,
+            }),
+            "UDP" => Address::UdpConnect(UdpConnect {
+                host: self.param_value(0, |p| host(&p.text, p.bracketed))?,
+                port: self.param_value(1, |p| port(&p.text, 1))?,
+                max_datagram: self.max_datagram()?,
+                idle_timeout: self.idle_timeout()?,
+            }),
             "SOCKS5-DIAL" => Address::Socks5Dial(Socks5Dial {
                 allow: self
                     .value("allow", crate::allow::AllowList::parse)?
@@ -734,6 +747,18 @@ impl<'a> Ctx<'a> {
             }),
             other => return Err(self.err(0, format!("internal: no builder for {other}"))),
         })
+    }
+
+    fn max_datagram(&self) -> Result<usize, AddressError> {
+        Ok(self
+            .value("max-datagram", |v| uint(v, 1, 65_507).map(|n| n as usize))?
+            .unwrap_or(DEFAULT_MAX_DATAGRAM))
+    }
+
+    fn idle_timeout(&self) -> Result<Duration, AddressError> {
+        Ok(self
+            .value("idle-timeout", positive_seconds)?
+            .unwrap_or(DEFAULT_UDP_IDLE))
     }
 
     fn listen(&self) -> Result<ListenOptions, AddressError> {

@@ -31,6 +31,8 @@ pub enum OptionGroup {
     Impair,
     /// The far end of a SOCKS5 tunnel: `allow`.
     SocksDial,
+    /// UDP over a channel: `max-datagram`, `idle-timeout`.
+    Udp,
 }
 
 /// How an option takes its value.
@@ -237,6 +239,24 @@ pub static ADDRESS_TYPES: &[AddressType] = &[
                destination is refused (the client gets reply 0x02). Without allow= \
                nothing is allowed.",
     },
+    AddressType {
+        name: "UDP-LISTEN",
+        aliases: &["UDP-L"],
+        syntax: "UDP-LISTEN:PORT",
+        groups: &[OptionGroup::TcpListen, OptionGroup::Udp],
+        help: "Receive UDP datagrams on PORT, facing SERIAL-MUX: each client address gets \
+               its own channel (ended after idle-timeout), datagrams travel whole \
+               (length-prefixed) and replies go back to the client. Datagrams that find \
+               the channel congested are dropped and counted, never truncated or merged.",
+    },
+    AddressType {
+        name: "UDP",
+        aliases: &["UDP-CONNECT"],
+        syntax: "UDP:HOST:PORT",
+        groups: &[OptionGroup::Udp],
+        help: "Facing SERIAL-MUX: send each channel's datagrams to PORT on HOST from a \
+               socket of its own, and its replies back.",
+    },
 ];
 
 /// Every option, in the order help and error messages list them.
@@ -302,6 +322,21 @@ pub static OPTIONS: &[OptionSpec] = &[
                * (any), a name, *.domain (any name below it), an IPv4 address or range \
                (10.0.0.0/8), or an IPv6 one in brackets ([fd00::]/8); PORTS is N, N-M or *. \
                Example: allow=10.0.0.0/8:22;*.lan:80-443;localhost:8080.",
+    },
+    OptionSpec {
+        name: "max-datagram",
+        aliases: &[],
+        group: OptionGroup::Udp,
+        value: ValueKind::Value("BYTES"),
+        help: "Largest datagram carried, 1 to 65507 (default 1472); larger ones are dropped \
+               with a log line.",
+    },
+    OptionSpec {
+        name: "idle-timeout",
+        aliases: &[],
+        group: OptionGroup::Udp,
+        value: ValueKind::Value("SECONDS"),
+        help: "End a UDP connection after SECONDS without a datagram (default 60).",
     },
     // Line settings.
     OptionSpec {

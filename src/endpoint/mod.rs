@@ -12,6 +12,7 @@ pub mod serial_mux;
 pub mod socks;
 pub mod stdio;
 pub mod tcp;
+pub mod udp;
 #[cfg(unix)]
 pub mod unix;
 #[cfg(not(unix))]
