@@ -1363,6 +1363,6 @@ fn socks5_and_udp_addresses() {
         "UDP-LISTEN:5353,bind=[::1],max-datagram=512,idle-timeout=2.5",
     );
     canonical("UDP:[::1]:53,max-datagram=1472", "UDP:[::1]:53");
-    err_at("UDP:h:53,max-datagram=70000", 23, "max-datagram");
+    err_at("UDP:h:53,max-datagram=70000", 22, "max-datagram");
     assert!(ok("UDP-LISTEN:1").is_listener() && !ok("UDP:h:1").is_listener());
 }

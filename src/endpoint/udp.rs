@@ -352,3 +352,40 @@ impl AsyncWrite for FrameWriter {
         Poll::Ready(Ok(()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    /// Frames written in awkward pieces leave as whole datagrams, in order;
+    /// a frame over the limit is an error, not a truncated datagram.
+    #[tokio::test]
+    async fn writer_sends_whole_datagrams_from_any_chunking() {
+        let rx = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let tx = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        tx.connect(rx.local_addr().unwrap()).await.unwrap();
+        let mut w = FrameWriter {
+            sock: tx,
+            peer: None,
+            max: 100,
+            acc: BytesMut::new(),
+        };
+        let datagrams: Vec<Vec<u8>> =
+            vec![b"a".to_vec(), vec![7; 100], Vec::new(), b"xyz".to_vec()];
+        let mut stream = Vec::new();
+        for d in &datagrams {
+            stream.extend_from_slice(&(d.len() as u16).to_be_bytes());
+            stream.extend_from_slice(d);
+        }
+        for chunk in stream.chunks(3) {
+            w.write_all(chunk).await.unwrap();
+        }
+        let mut buf = [0u8; 200];
+        for d in &datagrams {
+            let n = rx.recv(&mut buf).await.unwrap();
+            assert_eq!(&buf[..n], &d[..]);
+        }
+        assert!(w.write_all(&[0, 101]).await.is_err(), "over max-datagram");
+    }
+}
