@@ -24,9 +24,11 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 /// Datagrams queued per client before new ones are dropped.
-const PEER_QUEUE: usize = 64;
-/// Clients served at once; datagrams from further ones are dropped.
-const MAX_PEERS: usize = 1024;
+const PEER_QUEUE: usize = 32;
+/// Clients served at once; datagrams from further ones are dropped. With the
+/// queue above this bounds what local senders (or spoofed source addresses)
+/// can make sfs hold: 256 × 32 × max-datagram (12 MiB at the default 1472).
+const MAX_PEERS: usize = 256;
 /// Largest datagram sfs reads at all.
 const RECV_BUFFER: usize = 65_536;
 
@@ -255,6 +257,11 @@ impl AsyncRead for FrameReader {
                         .timer
                         .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
                     ready!(t.as_mut().poll(cx));
+                    // Later datagrams from this client start a new connection
+                    // instead of waiting in a queue nobody reads.
+                    if let Source::Queue(rx) = &mut this.source {
+                        rx.close();
+                    }
                     let d = this.counters.dropped.load(Ordering::Relaxed);
                     info!(
                         "udp {}: idle for {} s, done ({d} datagrams dropped)",
