@@ -23,7 +23,7 @@
 use crate::address::{Address, ListenOptions};
 use crate::endpoint::serial_mux::{Incoming, MuxHandle, MuxHub, PendingChannel};
 use crate::endpoint::{
-    exec, pty, serial, stdio, tcp, unix, Conn, ExitStatus, Reader, StatusSlot, Writer,
+    exec, pty, serial, socks, stdio, tcp, udp, unix, Conn, ExitStatus, Reader, StatusSlot, Writer,
 };
 use crate::error::{describe_io, Error, Result};
 use std::io;
@@ -170,6 +170,7 @@ impl Dialer {
             Dialer::Address(a) => match &**a {
                 Address::TcpConnect(t) => tcp::connect(t).await,
                 Address::UnixConnect(u) => unix::connect(u).await,
+                Address::UdpConnect(u) => udp::connect(u).await,
                 Address::Exec(e) => exec::spawn(&e.command),
                 Address::Stdio => Ok(stdio::open()),
                 Address::Serial(s) => serial::open(s).map_err(to_io),
@@ -199,12 +200,18 @@ enum Source {
     Tcp(tcp::Listener, ListenOptions),
     Unix(unix::Listener, ListenOptions),
     Mux(Incoming),
+    /// SOCKS5-LISTEN: the handshake runs per connection, in its own task.
+    Socks(tcp::Listener, ListenOptions),
+    /// UDP-LISTEN: each new client address arrives as a connection.
+    Udp(udp::Listener),
 }
 
-/// One incoming connection: ready now, or a mux channel waiting for our dial.
+/// One incoming connection: ready now, a mux channel waiting for our dial,
+/// or a SOCKS5 client whose destination is still to be read.
 enum Arrival {
     Ready(Conn),
     Pending(PendingChannel),
+    Socks(tokio::net::TcpStream, std::net::SocketAddr),
 }
 
 impl Source {
@@ -213,14 +220,22 @@ impl Source {
             Source::Tcp(l, _) => Some(l.accept().await.map(Arrival::Ready)),
             Source::Unix(l, _) => Some(l.accept().await.map(Arrival::Ready)),
             Source::Mux(i) => i.next().await.map(|p| Ok(Arrival::Pending(p))),
+            Source::Udp(l) => l.accept().await.map(|c| Ok(Arrival::Ready(c))),
+            Source::Socks(l, _) => Some(
+                l.accept_stream()
+                    .await
+                    .map(|(s, peer)| Arrival::Socks(s, peer)),
+            ),
         }
     }
 
     /// (fork, max-children): mux channels are always served concurrently.
     fn policy(&self) -> (bool, Option<usize>) {
         match self {
-            Source::Tcp(_, o) | Source::Unix(_, o) => (o.fork, o.max_children),
-            Source::Mux(_) => (true, None),
+            Source::Tcp(_, o) | Source::Unix(_, o) | Source::Socks(_, o) => {
+                (o.fork, o.max_children)
+            }
+            Source::Mux(_) | Source::Udp(_) => (true, None),
         }
     }
 }
@@ -236,7 +251,10 @@ enum Plan {
 fn is_dialing(a: &Address) -> bool {
     matches!(
         a,
-        Address::TcpConnect(_) | Address::UnixConnect(_) | Address::Exec(_)
+        Address::TcpConnect(_)
+            | Address::UnixConnect(_)
+            | Address::Exec(_)
+            | Address::Socks5Dial(_)
     )
 }
 
@@ -257,6 +275,8 @@ async fn source(a: &Address, hub: &MuxHub) -> Result<Source> {
     Ok(match a {
         Address::TcpListen(t) => Source::Tcp(tcp::Listener::bind(t).await?, t.listen.clone()),
         Address::UnixListen(u) => Source::Unix(unix::Listener::bind(u)?, u.listen.clone()),
+        Address::UdpListen(u) => Source::Udp(udp::Listener::bind(u).await?),
+        Address::Socks5Listen(t) => Source::Socks(tcp::Listener::bind(t).await?, t.listen.clone()),
         Address::SerialMux(m) => Source::Mux(hub.get(m).await?.listen(&m.service)?),
         other => {
             return Err(Error::Usage(format!(
@@ -276,6 +296,24 @@ async fn plan(a1: Address, a2: Address, hub: &MuxHub) -> Result<Plan> {
             a1.keyword(),
             a2.keyword()
         )));
+    }
+    // The SOCKS5 ends only make sense across a line: the destination travels
+    // in the channel open.
+    for (a, other) in [(&a1, &a2), (&a2, &a1)] {
+        if matches!(
+            a,
+            Address::Socks5Listen(_)
+                | Address::Socks5Dial(_)
+                | Address::UdpListen(_)
+                | Address::UdpConnect(_)
+        ) && !matches!(other, Address::SerialMux(_))
+        {
+            return Err(Error::Usage(format!(
+                "{} works only facing SERIAL-MUX, not {}",
+                a.keyword(),
+                other.keyword()
+            )));
+        }
     }
     if let (Address::Pty(p1), Address::Pty(p2)) = (&a1, &a2) {
         return Ok(Plan::Cable(p1.clone(), p2.clone()));
@@ -502,6 +540,29 @@ async fn execute(plan: Plan, stop: watch::Receiver<Stop>) -> Result<Option<ExitS
 /// Dials for one arrival and bridges them; a failed dial closes (or refuses)
 /// only this arrival.
 async fn serve_one(arrival: Arrival, dial: Dialer) -> Result<()> {
+    let arrival = match (arrival, &dial) {
+        (Arrival::Socks(stream, peer), Dialer::Mux { handle, addr }) => {
+            return match socks::serve_client(stream, peer, handle, &addr.service).await {
+                Ok((a, b)) => bridge_logged(a, b).await,
+                Err(e) => Err(Error::Runtime(format!("socks {peer}: {}", describe_io(&e)))),
+            };
+        }
+        (Arrival::Pending(p), Dialer::Address(a)) if matches!(**a, Address::Socks5Dial(_)) => {
+            let Address::Socks5Dial(cfg) = &**a else {
+                unreachable!("matched above")
+            };
+            return match socks::serve_channel(p, cfg).await {
+                Ok((a, b)) => bridge_logged(a, b).await,
+                Err(e) => Err(Error::Runtime(format!("socks: {}", describe_io(&e)))),
+            };
+        }
+        (Arrival::Socks(..), _) => {
+            return Err(Error::Runtime(
+                "internal: SOCKS5 client without a line".into(),
+            ))
+        }
+        (a, _) => a,
+    };
     let outcome = dial.dial().await;
     match (arrival, outcome) {
         (Arrival::Ready(c), Ok(d)) => bridge_logged(c, d).await,
@@ -518,6 +579,7 @@ async fn serve_one(arrival: Arrival, dial: Dialer) -> Result<()> {
             p.refuse(&e);
             Err(err)
         }
+        (Arrival::Socks(..), _) => unreachable!("served above"),
     }
 }
 

@@ -24,12 +24,15 @@
 //! - [`bridge`]: wires a listening endpoint to a dialing endpoint; the only place
 //!   that decides how connections are served.
 //! - [`testbed`]: runs real sfs processes over a virtual cable (tests, demo, bench).
+//! - [`allow`]: allow-lists of destinations for `SOCKS5-DIAL`.
+//! - [`socks`]: the SOCKS5 server protocol, sans-IO (`endpoint::socks` drives it).
 //! - [`os`]: what differs between Unix and Windows (signals, `EXEC`, which
 //!   addresses exist); the cable, `PTY` and the testbed are Unix-only.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod address;
+pub mod allow;
 pub mod bridge;
 #[cfg(unix)]
 pub mod cable;
@@ -43,6 +46,7 @@ pub mod mux;
 pub mod os;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
+pub mod socks;
 pub mod station;
 #[cfg(unix)]
 pub mod testbed;

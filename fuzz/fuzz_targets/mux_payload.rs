@@ -52,11 +52,19 @@ fn record(inp: &mut Input<'_>, buf: &mut BytesMut) -> Option<()> {
     let text = std::str::from_utf8(inp.bytes(usize::from(n % 8))).unwrap_or("x");
     let data = inp.bytes(usize::from(n) + 1);
     let window = u32::from(inp.u16()?) + 1;
-    let r = match kind % 9 {
+    let r = match kind % 10 {
         0 => Record::Open {
             id,
             window,
             service: text,
+        },
+        9 => Record::OpenTo {
+            id,
+            window,
+            service: text,
+            port: window as u16,
+            // Never empty: the encoder asserts what the decoder enforces.
+            host: if text.is_empty() { "h" } else { text },
         },
         1 => Record::OpenOk { id, window },
         2 => Record::Refuse {

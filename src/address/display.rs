@@ -81,6 +81,16 @@ fn write_listen(f: &mut Formatter<'_>, l: &ListenOptions, between: &str) -> fmt:
     Ok(())
 }
 
+fn write_udp(f: &mut Formatter<'_>, max: usize, idle: std::time::Duration) -> fmt::Result {
+    if max != DEFAULT_MAX_DATAGRAM {
+        write!(f, ",max-datagram={max}")?;
+    }
+    if idle != DEFAULT_UDP_IDLE {
+        write!(f, ",idle-timeout={}", format_duration(idle, SECONDS))?;
+    }
+    Ok(())
+}
+
 impl Display for LineSettings {
     /// The line options that differ from the defaults, each preceded by a comma:
     /// `,b9600,cs7,parity=even,stopbits=2,crtscts`.
@@ -151,11 +161,12 @@ impl Display for Impairments {
 impl Display for Address {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         match self {
-            Address::TcpListen(a) => {
-                let keyword = match a.family {
-                    Family::Any => "TCP-LISTEN",
-                    Family::V4 => "TCP4-LISTEN",
-                    Family::V6 => "TCP6-LISTEN",
+            Address::TcpListen(a) | Address::Socks5Listen(a) => {
+                let keyword = match (self, a.family) {
+                    (Address::Socks5Listen(_), _) => "SOCKS5-LISTEN",
+                    (_, Family::Any) => "TCP-LISTEN",
+                    (_, Family::V4) => "TCP4-LISTEN",
+                    (_, Family::V6) => "TCP6-LISTEN",
                 };
                 write!(f, "{keyword}:{}", a.port)?;
                 let mut between = String::new();
@@ -169,7 +180,42 @@ impl Display for Address {
                 if !a.reuseaddr {
                     between.push_str(",reuseaddr=0");
                 }
-                write_listen(f, &a.listen, &between)
+                let mut listen = a.listen.clone();
+                if matches!(self, Address::Socks5Listen(_)) {
+                    listen.fork = false; // implied, not written
+                }
+                write_listen(f, &listen, &between)
+            }
+            Address::UdpListen(a) => {
+                write!(f, "UDP-LISTEN:{}", a.port)?;
+                if let Some(bind) = &a.bind {
+                    if bind.contains(':') {
+                        write!(f, ",bind=[{bind}]")?;
+                    } else {
+                        write!(f, ",bind={bind}")?;
+                    }
+                }
+                if !a.reuseaddr {
+                    f.write_str(",reuseaddr=0")?;
+                }
+                write_udp(f, a.max_datagram, a.idle_timeout)
+            }
+            Address::UdpConnect(a) => {
+                f.write_str("UDP:")?;
+                write_host(f, &a.host)?;
+                write!(f, ":{}", a.port)?;
+                write_udp(f, a.max_datagram, a.idle_timeout)
+            }
+            Address::Socks5Dial(a) => {
+                f.write_str("SOCKS5-DIAL")?;
+                if let Some(t) = a.connect_timeout {
+                    write!(f, ",connect-timeout={}", format_duration(t, SECONDS))?;
+                }
+                if !a.allow.rules.is_empty() {
+                    f.write_str(",allow=")?;
+                    write_value(f, &a.allow.to_string())?;
+                }
+                Ok(())
             }
             Address::TcpConnect(a) => {
                 let keyword = match a.family {

@@ -664,6 +664,43 @@ impl<'a> Ctx<'a> {
                     listen: self.listen()?,
                 })
             }
+            "SOCKS5-LISTEN" => {
+                if self.flag("fork") == Some(false) {
+                    let o = self.opt("fork").expect("given");
+                    return Err(self.err(
+                        o.pos,
+                        "SOCKS5-LISTEN always serves concurrently; drop 'fork=0'",
+                    ));
+                }
+                let port = self.param_value(0, |p| port(&p.text, 0))?;
+                let bind = self.value("bind", |v| host(v, false))?;
+                Address::Socks5Listen(TcpListen {
+                    port,
+                    family: Family::Any,
+                    bind,
+                    reuseaddr: self.flag("reuseaddr").unwrap_or(true),
+                    listen: self.listen_with(true)?,
+                })
+            }
+            "UDP-LISTEN" => Address::UdpListen(UdpListen {
+                port: self.param_value(0, |p| port(&p.text, 1))?,
+                bind: self.value("bind", |v| host(v, false))?,
+                reuseaddr: self.flag("reuseaddr").unwrap_or(true),
+                max_datagram: self.max_datagram()?,
+                idle_timeout: self.idle_timeout()?,
+            }),
+            "UDP" => Address::UdpConnect(UdpConnect {
+                host: self.param_value(0, |p| host(&p.text, p.bracketed))?,
+                port: self.param_value(1, |p| port(&p.text, 1))?,
+                max_datagram: self.max_datagram()?,
+                idle_timeout: self.idle_timeout()?,
+            }),
+            "SOCKS5-DIAL" => Address::Socks5Dial(Socks5Dial {
+                allow: self
+                    .value("allow", crate::allow::AllowList::parse)?
+                    .unwrap_or_default(),
+                connect_timeout: self.value("connect-timeout", positive_seconds)?,
+            }),
             "TCP" => {
                 let host = self.param_value(0, |p| {
                     let host = host(&p.text, p.bracketed)?;
@@ -712,8 +749,25 @@ impl<'a> Ctx<'a> {
         })
     }
 
+    fn max_datagram(&self) -> Result<usize, AddressError> {
+        Ok(self
+            .value("max-datagram", |v| uint(v, 1, 65_507).map(|n| n as usize))?
+            .unwrap_or(DEFAULT_MAX_DATAGRAM))
+    }
+
+    fn idle_timeout(&self) -> Result<Duration, AddressError> {
+        Ok(self
+            .value("idle-timeout", positive_seconds)?
+            .unwrap_or(DEFAULT_UDP_IDLE))
+    }
+
     fn listen(&self) -> Result<ListenOptions, AddressError> {
-        let fork = self.flag("fork").unwrap_or(false);
+        self.listen_with(false)
+    }
+
+    /// Listener options; `implied_fork` for listeners that always fork.
+    fn listen_with(&self, implied_fork: bool) -> Result<ListenOptions, AddressError> {
+        let fork = self.flag("fork").unwrap_or(implied_fork);
         let max_children = self.value("max-children", |v| {
             uint(v, 1, MAX_CHILDREN).map(|n| n as usize)
         })?;

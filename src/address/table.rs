@@ -29,6 +29,10 @@ pub enum OptionGroup {
     Pty,
     /// Seeded line impairments of a PTY end: `ber`, `drop`, `burst`, ...
     Impair,
+    /// The far end of a SOCKS5 tunnel: `allow`.
+    SocksDial,
+    /// UDP over a channel: `max-datagram`, `idle-timeout`.
+    Udp,
 }
 
 /// How an option takes its value.
@@ -214,6 +218,45 @@ pub static ADDRESS_TYPES: &[AddressType] = &[
                cable paced at the line settings, with seeded impairments on the bytes \
                leaving this end.",
     },
+    AddressType {
+        name: "SOCKS5-LISTEN",
+        aliases: &["SOCKS5-L"],
+        syntax: "SOCKS5-LISTEN:PORT",
+        groups: &[OptionGroup::Listen, OptionGroup::TcpListen],
+        help: "A SOCKS5 server (RFC 1928, CONNECT, no authentication) on PORT, facing \
+               SERIAL-MUX: each request opens a channel carrying its destination (an \
+               IPv4 or IPv6 address or a host name, resolved by the far side), and the \
+               client gets the far side's answer as the SOCKS reply. Always serves \
+               concurrently (fork is implied).",
+    },
+    AddressType {
+        name: "SOCKS5-DIAL",
+        aliases: &[],
+        syntax: "SOCKS5-DIAL",
+        groups: &[OptionGroup::TcpConnect, OptionGroup::SocksDial],
+        help: "Facing SERIAL-MUX: dials the destination that each channel from a \
+               SOCKS5-LISTEN peer carries, if allow= permits it; every other \
+               destination is refused (the client gets reply 0x02). Without allow= \
+               nothing is allowed.",
+    },
+    AddressType {
+        name: "UDP-LISTEN",
+        aliases: &["UDP-L"],
+        syntax: "UDP-LISTEN:PORT",
+        groups: &[OptionGroup::TcpListen, OptionGroup::Udp],
+        help: "Receive UDP datagrams on PORT, facing SERIAL-MUX: each client address gets \
+               its own channel (ended after idle-timeout), datagrams travel whole \
+               (length-prefixed) and replies go back to the client. Datagrams that find \
+               the channel congested are dropped and counted, never truncated or merged.",
+    },
+    AddressType {
+        name: "UDP",
+        aliases: &["UDP-CONNECT"],
+        syntax: "UDP:HOST:PORT",
+        groups: &[OptionGroup::Udp],
+        help: "Facing SERIAL-MUX: send each channel's datagrams to PORT on HOST from a \
+               socket of its own, and its replies back.",
+    },
 ];
 
 /// Every option, in the order help and error messages list them.
@@ -269,6 +312,31 @@ pub static OPTIONS: &[OptionSpec] = &[
         group: OptionGroup::TcpConnect,
         value: ValueKind::Value("SECONDS"),
         help: "Give up connecting after SECONDS (fractions allowed), at most 86400 (one day).",
+    },
+    OptionSpec {
+        name: "allow",
+        aliases: &[],
+        group: OptionGroup::SocksDial,
+        value: ValueKind::Value("RULES"),
+        help: "Destinations that may be dialed: HOST:PORTS rules separated by ';'. HOST is \
+               * (any), a name, *.domain (any name below it), an IPv4 address or range \
+               (10.0.0.0/8), or an IPv6 one in brackets ([fd00::]/8); PORTS is N, N-M or *. \
+               Example: allow=10.0.0.0/8:22;*.lan:80-443;localhost:8080.",
+    },
+    OptionSpec {
+        name: "max-datagram",
+        aliases: &[],
+        group: OptionGroup::Udp,
+        value: ValueKind::Value("BYTES"),
+        help: "Largest datagram carried, 1 to 65507 (default 1472); larger ones are dropped \
+               with a log line.",
+    },
+    OptionSpec {
+        name: "idle-timeout",
+        aliases: &[],
+        group: OptionGroup::Udp,
+        value: ValueKind::Value("SECONDS"),
+        help: "End a UDP connection after SECONDS without a datagram (default 60).",
     },
     // Line settings.
     OptionSpec {

@@ -106,7 +106,8 @@ fn unknown_type_lists_known_and_suggests() {
     assert_eq!(
         e.message(),
         "unknown address type 'TPC'; known: TCP-LISTEN, TCP, UNIX-LISTEN, UNIX-CONNECT, \
-         STDIO, EXEC, SERIAL, SERIAL-MUX, PTY; did you mean 'TCP'?"
+         STDIO, EXEC, SERIAL, SERIAL-MUX, PTY, SOCKS5-LISTEN, SOCKS5-DIAL, UDP-LISTEN, UDP; \
+         did you mean 'TCP'?"
     );
     assert_eq!(e.position(), 0);
     assert!(err("tcp-lsiten:1")
@@ -1316,4 +1317,52 @@ fn option_values_out_of_range_are_rejected_at_parse_time() {
     cfg.window = m.window.unwrap();
     assert_eq!(cfg.validate(), Ok(()));
     assert_eq!(super::parse::MAX_SECONDS, Duration::from_secs(86_400));
+}
+
+#[test]
+fn socks5_and_udp_addresses() {
+    canonical(
+        "socks5-l:1080,bind=127.0.0.1",
+        "SOCKS5-LISTEN:1080,bind=127.0.0.1",
+    );
+    canonical(
+        "SOCKS5-LISTEN:1080,fork,backlog=9",
+        "SOCKS5-LISTEN:1080,backlog=9",
+    );
+    canonical(
+        "SOCKS5-LISTEN:1080,max-children=3",
+        "SOCKS5-LISTEN:1080,max-children=3",
+    );
+    match ok("SOCKS5-LISTEN:1080") {
+        Address::Socks5Listen(t) => assert!(t.listen.fork, "fork is implied"),
+        other => panic!("{other:?}"),
+    }
+    err_at(
+        "SOCKS5-LISTEN:1080,fork=0",
+        19,
+        "always serves concurrently",
+    );
+    canonical("SOCKS5-DIAL", "SOCKS5-DIAL");
+    canonical(
+        "socks5-dial,allow=10.0.0.0/8:22;*.LAN:80-443,connect-timeout=3",
+        "SOCKS5-DIAL,connect-timeout=3,allow=10.0.0.0/8:22;*.lan:80-443",
+    );
+    canonical(
+        "SOCKS5-DIAL,allow=\"[fd00::]/8:443; localhost:*\"",
+        "SOCKS5-DIAL,allow=[fd00::]/8:443;localhost:*",
+    );
+    match ok("SOCKS5-DIAL") {
+        Address::Socks5Dial(d) => assert!(d.allow.rules.is_empty(), "no allow= denies all"),
+        other => panic!("{other:?}"),
+    }
+    err_at("SOCKS5-DIAL,allow=10.0.0.0/33:1", 18, "prefix length");
+    err_at("SOCKS5-DIAL:x", 11, "parameter");
+    canonical("udp-l:5353", "UDP-LISTEN:5353");
+    canonical(
+        "UDP-LISTEN:5353,bind=::1,max-datagram=512,idle-timeout=2.5",
+        "UDP-LISTEN:5353,bind=[::1],max-datagram=512,idle-timeout=2.5",
+    );
+    canonical("UDP:[::1]:53,max-datagram=1472", "UDP:[::1]:53");
+    err_at("UDP:h:53,max-datagram=70000", 22, "max-datagram");
+    assert!(ok("UDP-LISTEN:1").is_listener() && !ok("UDP:h:1").is_listener());
 }

@@ -28,6 +28,59 @@ pub enum Address {
     SerialMux(SerialMux),
     /// `PTY`: a new pseudo-terminal whose slave is published at `link`.
     Pty(Pty),
+    /// `SOCKS5-LISTEN:PORT`: a SOCKS5 server; each request becomes a channel
+    /// that carries its destination (always serves concurrently).
+    Socks5Listen(TcpListen),
+    /// `SOCKS5-DIAL,allow=RULES`: dials the destination each channel carries,
+    /// if the allow-list permits it.
+    Socks5Dial(Socks5Dial),
+    /// `UDP-LISTEN:PORT`: one connection per client address, datagrams kept whole.
+    UdpListen(UdpListen),
+    /// `UDP:HOST:PORT`: a socket connected to HOST:PORT.
+    UdpConnect(UdpConnect),
+}
+
+/// Default `max-datagram`: an Ethernet MTU minus IPv4 and UDP headers.
+pub const DEFAULT_MAX_DATAGRAM: usize = 1472;
+/// Default `idle-timeout` of a UDP connection.
+pub const DEFAULT_UDP_IDLE: Duration = Duration::from_secs(60);
+
+/// `UDP-LISTEN:PORT[,bind=ADDR][,reuseaddr][,max-datagram=BYTES][,idle-timeout=SECONDS]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UdpListen {
+    /// Port to receive on.
+    pub port: u16,
+    /// `bind=ADDR`: local address; default all IPv4 addresses.
+    pub bind: Option<String>,
+    /// `reuseaddr`: SO_REUSEADDR, on by default.
+    pub reuseaddr: bool,
+    /// `max-datagram=BYTES`: larger datagrams are dropped with a log line.
+    pub max_datagram: usize,
+    /// `idle-timeout=SECONDS`: a client's connection ends after this long
+    /// without a datagram either way.
+    pub idle_timeout: Duration,
+}
+
+/// `UDP:HOST:PORT[,max-datagram=BYTES][,idle-timeout=SECONDS]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UdpConnect {
+    /// Host name or address.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// `max-datagram=BYTES`.
+    pub max_datagram: usize,
+    /// `idle-timeout=SECONDS`.
+    pub idle_timeout: Duration,
+}
+
+/// `SOCKS5-DIAL[,allow=RULES][,connect-timeout=SECONDS]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Socks5Dial {
+    /// `allow=RULES`: destinations that may be dialed; empty denies all.
+    pub allow: crate::allow::AllowList,
+    /// `connect-timeout=SECONDS`, default 10 s.
+    pub connect_timeout: Option<Duration>,
 }
 
 /// IP address family restriction (`TCP4`/`TCP6` spellings, `pf=`).
@@ -269,7 +322,13 @@ pub struct Pty {
 impl Address {
     /// True for addresses that wait for connections (TCP-LISTEN, UNIX-LISTEN).
     pub fn is_listener(&self) -> bool {
-        matches!(self, Address::TcpListen(_) | Address::UnixListen(_))
+        matches!(
+            self,
+            Address::TcpListen(_)
+                | Address::UnixListen(_)
+                | Address::Socks5Listen(_)
+                | Address::UdpListen(_)
+        )
     }
 
     /// The canonical (upper-case) type keyword of this address.
@@ -284,6 +343,10 @@ impl Address {
             Address::Serial(_) => "SERIAL",
             Address::SerialMux(_) => "SERIAL-MUX",
             Address::Pty(_) => "PTY",
+            Address::Socks5Listen(_) => "SOCKS5-LISTEN",
+            Address::Socks5Dial(_) => "SOCKS5-DIAL",
+            Address::UdpListen(_) => "UDP-LISTEN",
+            Address::UdpConnect(_) => "UDP",
         }
     }
 }

@@ -9,8 +9,10 @@ pub mod pty;
 pub use crate::os::unsupported::pty;
 pub mod serial;
 pub mod serial_mux;
+pub mod socks;
 pub mod stdio;
 pub mod tcp;
+pub mod udp;
 #[cfg(unix)]
 pub mod unix;
 #[cfg(not(unix))]

@@ -22,7 +22,7 @@
 use super::{Conn, StatusSlot};
 use crate::address::SerialMux;
 use crate::error::{Error, Result};
-use crate::mux::{ChannelId, ExitStatus, RefuseReason};
+use crate::mux::{ChannelId, ExitStatus, RefuseReason, Target};
 use crate::station::{OpenError, OpenId, Station, StationConfig, StationEvent};
 use bytes::{Bytes, BytesMut};
 use std::collections::HashMap;
@@ -126,10 +126,17 @@ impl MuxHandle {
     /// (while the link is down or every channel is busy, the station makes it
     /// wait). A refusal is an error of kind `ConnectionRefused`.
     pub async fn open_channel(&self, service: &str) -> io::Result<Conn> {
+        self.open_channel_to(service, None).await
+    }
+
+    /// [`MuxHandle::open_channel`] asking the peer to connect to `target`
+    /// (an OPEN_TO). A refusal's reason is in the error: [`refuse_reason`].
+    pub async fn open_channel_to(&self, service: &str, target: Option<Target>) -> io::Result<Conn> {
         let (tx, rx) = oneshot::channel();
         self.cmd
             .send(Cmd::Open {
                 service: service.to_string(),
+                target,
                 reply: tx,
             })
             .map_err(|_| driver_gone())?;
@@ -178,11 +185,27 @@ impl Incoming {
 /// or refuse it.
 pub struct PendingChannel {
     ch: ChannelId,
+    target: Option<Target>,
     cmd: mpsc::UnboundedSender<Cmd>,
     parts: Option<ConnParts>,
 }
 
 impl PendingChannel {
+    /// The destination the peer asked for (an OPEN_TO), if any.
+    pub fn target(&self) -> Option<&Target> {
+        self.target.as_ref()
+    }
+
+    /// Refuses the channel with an explicit reason and detail.
+    pub fn refuse_with(mut self, reason: RefuseReason, detail: &str) {
+        self.parts = None;
+        let _ = self.cmd.send(Cmd::Refuse {
+            ch: self.ch,
+            reason,
+            detail: detail.to_string(),
+        });
+    }
+
     /// Accepts the channel and returns it as a connection.
     pub fn accept(mut self) -> Conn {
         let _ = self.cmd.send(Cmd::Accept { ch: self.ch });
@@ -202,6 +225,7 @@ impl PendingChannel {
             | io::ErrorKind::NetworkUnreachable
             | io::ErrorKind::AddrNotAvailable => RefuseReason::NoRoute,
             io::ErrorKind::PermissionDenied => RefuseReason::NotAllowed,
+            io::ErrorKind::TimedOut => RefuseReason::TimedOut,
             _ => RefuseReason::Other,
         };
         let detail = crate::error::describe_io(why);
@@ -229,6 +253,7 @@ impl Drop for PendingChannel {
 enum Cmd {
     Open {
         service: String,
+        target: Option<Target>,
         reply: oneshot::Sender<io::Result<Conn>>,
     },
     Listen {
@@ -793,8 +818,12 @@ impl Driver {
     fn command(&mut self, cmd: Cmd, closing: &mut Option<oneshot::Sender<()>>) {
         let now = Instant::now();
         match cmd {
-            Cmd::Open { service, reply } => {
-                let open = self.station.open(now, &service);
+            Cmd::Open {
+                service,
+                target,
+                reply,
+            } => {
+                let open = self.station.open_to(now, &service, target);
                 self.opens.insert(open, (reply, service));
             }
             Cmd::Listen { service, queue } => {
@@ -884,10 +913,15 @@ impl Driver {
                         let _ = reply.send(Err(open_error(&error)));
                     }
                 }
-                StationEvent::Incoming { ch, service } => {
+                StationEvent::Incoming {
+                    ch,
+                    service,
+                    target,
+                } => {
                     let parts = self.new_chan(ch);
                     let pending = PendingChannel {
                         ch,
+                        target,
                         cmd: self.cmd_tx.clone(),
                         parts: Some(parts),
                     };
@@ -973,7 +1007,37 @@ impl Driver {
 }
 
 /// An open's failure as the error the dialer reports.
+/// Why the peer refused an open, as carried inside the `io::Error` of
+/// [`MuxHandle::open_channel_to`].
+#[derive(Debug)]
+struct Refused {
+    reason: RefuseReason,
+    text: String,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// The peer's reason when `e` is the refusal of an open.
+pub fn refuse_reason(e: &io::Error) -> Option<RefuseReason> {
+    e.get_ref()?.downcast_ref::<Refused>().map(|r| r.reason)
+}
+
 fn open_error(e: &OpenError) -> io::Error {
+    if let OpenError::Refused { reason, .. } = e {
+        return io::Error::new(
+            io::ErrorKind::ConnectionRefused,
+            Refused {
+                reason: *reason,
+                text: e.to_string(),
+            },
+        );
+    }
     let kind = match e {
         OpenError::Refused { .. } => io::ErrorKind::ConnectionRefused,
         OpenError::LinkDown(_) | OpenError::ChannelsBusy(_) => io::ErrorKind::TimedOut,

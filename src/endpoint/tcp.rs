@@ -49,6 +49,12 @@ impl Listener {
         self.inner.local_addr()
     }
 
+    /// Waits for the next connection, as a raw stream (for a protocol spoken
+    /// before bridging, such as SOCKS5).
+    pub async fn accept_stream(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        self.inner.accept().await
+    }
+
     /// Waits for the next connection.
     pub async fn accept(&self) -> io::Result<Conn> {
         let (stream, peer) = self.inner.accept().await?;

@@ -26,6 +26,7 @@
 //! | 0x7  | CLOSE   | — (implies EOF)                        | 3         |
 //! | 0x8  | RESET   | reason s8 (≤ 48 B)                     | 4 + n     |
 //! | 0x9  | EXIT    | kind u8 (0 code, 1 signal), value u32  | 8         |
+//! | 0xA  | OPEN_TO | OPEN + port u16, host s8 (≤ 64 B in all)| 11 + n + h|
 //!
 //! EXIT is an EOF that carries the exit status of the program behind the
 //! sender's stream ([`Mux::close_write_with_status`]); the receiving
@@ -112,7 +113,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use credit::{RecvWindow, SendCredit};
 use scheduler::{Scheduler, MIN_CUT};
-use wire::{code, truncate_str, Record, DATA_HEADER_LEN, MAX_SERVICE_LEN, MAX_TEXT_LEN};
+use wire::{
+    code, truncate_str, Record, DATA_HEADER_LEN, MAX_HOST_LEN, MAX_SERVICE_LEN, MAX_TEXT_LEN,
+};
 
 /// Local handle of a channel.
 ///
@@ -219,6 +222,27 @@ impl Default for MuxConfig {
     }
 }
 
+/// Where the acceptor of a channel should connect (carried by OPEN_TO): a
+/// host name or IP address in text form, resolved by the acceptor, and a port.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Target {
+    /// Name or address; 1..=53 bytes together with the service (see [`Mux::open_to`]).
+    pub host: String,
+    /// Port.
+    pub port: u16,
+}
+
+impl fmt::Display for Target {
+    /// `host:port`, with an IPv6 address in brackets.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
 /// Why a channel open was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RefuseReason {
@@ -230,6 +254,10 @@ pub enum RefuseReason {
     NotAllowed,
     /// The far side has too many channels.
     TooManyChannels,
+    /// The target's name did not resolve.
+    NameNotFound,
+    /// Connecting to the target timed out.
+    TimedOut,
     /// Anything else (see the detail text).
     Other,
 }
@@ -241,6 +269,8 @@ impl fmt::Display for RefuseReason {
             RefuseReason::NoRoute => "no route",
             RefuseReason::NotAllowed => "not allowed",
             RefuseReason::TooManyChannels => "too many channels",
+            RefuseReason::NameNotFound => "name not found",
+            RefuseReason::TimedOut => "timed out",
             RefuseReason::Other => "refused",
         })
     }
@@ -273,6 +303,8 @@ pub enum MuxEvent {
         ch: ChannelId,
         /// Service the peer asked for.
         service: String,
+        /// Destination the peer asked for (OPEN_TO), if any.
+        target: Option<Target>,
     },
     /// Our [`Mux::open`] was accepted; `send` works from now on.
     Accepted {
@@ -359,6 +391,8 @@ pub enum MuxError {
     TooManyChannels,
     /// Service name longer than 32 bytes.
     ServiceTooLong,
+    /// Target host empty, or service and host longer than 53 bytes together.
+    TargetTooLong,
     /// The peer sent a payload that cannot be parsed. All channels were reset
     /// locally; the caller should restart the link session so the peer does
     /// the same.
@@ -372,6 +406,10 @@ impl fmt::Display for MuxError {
             MuxError::ServiceTooLong => {
                 write!(f, "service name longer than {MAX_SERVICE_LEN} bytes")
             }
+            MuxError::TargetTooLong => write!(
+                f,
+                "target host empty or longer than {MAX_HOST_LEN} bytes minus the service name"
+            ),
             MuxError::Protocol(s) => write!(f, "mux protocol error: {s}"),
         }
     }
@@ -531,6 +569,8 @@ enum OwnFinal {
 struct Channel {
     key: WireKey,
     service: String,
+    /// Destination sent with our OPEN_TO (opened channels only).
+    target: Option<Target>,
     phase: Phase,
     send: SendHalf,
     recv: RecvHalf,
@@ -565,6 +605,7 @@ impl Channel {
         Channel {
             key,
             service,
+            target: None,
             phase,
             send: SendHalf::Open,
             recv: RecvHalf::Open,
@@ -713,8 +754,24 @@ impl Mux {
     /// Open a channel to `service` (≤ 32 bytes, may be empty). The peer answers
     /// with [`MuxEvent::Accepted`] or [`MuxEvent::Refused`].
     pub fn open(&mut self, service: &str) -> Result<ChannelId, MuxError> {
+        self.open_to(service, None)
+    }
+
+    /// [`Mux::open`] that also asks the peer to connect to `target` (an
+    /// OPEN_TO record, which must fit the 64-byte minimum payload: service
+    /// and host together at most 53 bytes, host not empty).
+    pub fn open_to(
+        &mut self,
+        service: &str,
+        target: Option<&Target>,
+    ) -> Result<ChannelId, MuxError> {
         if service.len() > MAX_SERVICE_LEN {
             return Err(MuxError::ServiceTooLong);
+        }
+        if let Some(t) = target {
+            if t.host.is_empty() || service.len() + t.host.len() > MAX_HOST_LEN {
+                return Err(MuxError::TargetTooLong);
+            }
         }
         if self.channels.len() >= self.cfg.max_channels as usize {
             return Err(MuxError::TooManyChannels);
@@ -723,13 +780,14 @@ impl Mux {
             .find(|id| !self.wire.contains_key(&(false, *id)))
             .ok_or(MuxError::TooManyChannels)?;
         let h = self.new_handle(false, id);
-        let c = Channel::new(
+        let mut c = Channel::new(
             (false, id),
             service.to_owned(),
             Phase::Opening { open_sent: false },
             self.cfg.window,
             0,
         );
+        c.target = target.cloned();
         self.channels.insert(h, c);
         self.wire.insert((false, id), h);
         self.ctl.push_back(Ctl(h, CtlKind::Open));
@@ -962,12 +1020,30 @@ impl Mux {
     }
 
     fn on_record(&mut self, r: Record<'_>) {
-        if let Record::Open {
-            id,
-            window,
-            service,
-        } = r
-        {
+        let open = match r {
+            Record::Open {
+                id,
+                window,
+                service,
+            } => Some((id, window, service, None)),
+            Record::OpenTo {
+                id,
+                window,
+                service,
+                port,
+                host,
+            } => Some((
+                id,
+                window,
+                service,
+                Some(Target {
+                    host: host.to_owned(),
+                    port,
+                }),
+            )),
+            _ => None,
+        };
+        if let Some((id, window, service, target)) = open {
             let key = (true, id);
             if let Some(&h) = self.wire.get(&key) {
                 self.violation(h, "OPEN for a channel id in use");
@@ -1003,6 +1079,7 @@ impl Mux {
             self.events.push_back(MuxEvent::Incoming {
                 ch: h,
                 service: service.to_owned(),
+                target,
             });
             return;
         }
@@ -1020,7 +1097,7 @@ impl Mux {
             .get_mut(&h)
             .expect("wire map points at a channel");
         match r {
-            Record::Open { .. } => unreachable!("handled above"),
+            Record::Open { .. } | Record::OpenTo { .. } => unreachable!("handled above"),
             Record::Reset { reason, .. } => {
                 self.stats.resets_received += 1;
                 c.peer_final_received = true;
@@ -1298,10 +1375,19 @@ impl Mux {
             // reaches the front: a later event may have made it stale.
             let rec = match kind {
                 CtlKind::Open if c.phase == (Phase::Opening { open_sent: false }) => {
-                    Some(Record::Open {
-                        id,
-                        window: c.rxw.window(),
-                        service: &c.service,
+                    Some(match &c.target {
+                        None => Record::Open {
+                            id,
+                            window: c.rxw.window(),
+                            service: &c.service,
+                        },
+                        Some(t) => Record::OpenTo {
+                            id,
+                            window: c.rxw.window(),
+                            service: &c.service,
+                            port: t.port,
+                            host: &t.host,
+                        },
                     })
                 }
                 CtlKind::OpenOk if c.phase == Phase::Accepted => Some(Record::OpenOk {
@@ -1402,7 +1488,7 @@ impl Mux {
     fn after_emit(&mut self, h: ChannelId, ty: u8) {
         let c = self.channels.get_mut(&h).expect("exists");
         match ty {
-            code::OPEN => c.phase = Phase::Opening { open_sent: true },
+            code::OPEN | code::OPEN_TO => c.phase = Phase::Opening { open_sent: true },
             code::OPEN_OK => {
                 c.phase = Phase::Established;
                 if !c.tx.is_empty() {

@@ -355,7 +355,7 @@ impl World {
         }
         // Events.
         while let Some(ev) = m.poll_event() {
-            if let MuxEvent::Incoming { ch, service } = &ev {
+            if let MuxEvent::Incoming { ch, service, .. } = &ev {
                 let i: usize = service[1..].parse().expect("service names a connection");
                 let sp = &self.specs[i];
                 assert_eq!(sp.opener, s.other(), "seed {seed}");

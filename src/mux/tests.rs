@@ -52,7 +52,7 @@ fn open_pair(a: &mut Mux, b: &mut Mux, service: &str) -> (ChannelId, ChannelId) 
     let ca = a.open(service).unwrap();
     pump(a, b);
     let cb = match events(b).as_slice() {
-        [MuxEvent::Incoming { ch, service: s }] => {
+        [MuxEvent::Incoming { ch, service: s, .. }] => {
             assert_eq!(s, service);
             *ch
         }
@@ -1007,4 +1007,53 @@ fn refusal_flood_stays_bounded_and_data_flows() {
     assert!(st.refusals_dropped > 0, "{st:?}");
     assert_eq!(st.incoming_total, 100_001, "the flood and the data channel");
     assert!(st.refused_total + st.refusals_dropped + b.replies.len() as u64 >= 100_000);
+}
+
+#[test]
+fn open_to_carries_the_target_and_refusals_their_reason() {
+    let (mut a, mut b) = pair();
+    let t = Target {
+        host: "printer.lan".into(),
+        port: 631,
+    };
+    let ca = a.open_to("web", Some(&t)).unwrap();
+    pump(&mut a, &mut b);
+    let cb = match events(&mut b).as_slice() {
+        [MuxEvent::Incoming {
+            ch,
+            service,
+            target,
+        }] => {
+            assert_eq!(service, "web");
+            assert_eq!(target.as_ref(), Some(&t));
+            *ch
+        }
+        e => panic!("expected Incoming, got {e:?}"),
+    };
+    b.refuse(cb, RefuseReason::NameNotFound, "no such host");
+    pump(&mut a, &mut b);
+    assert_eq!(
+        events(&mut a),
+        vec![MuxEvent::Refused {
+            ch: ca,
+            reason: RefuseReason::NameNotFound,
+            detail: "no such host".into()
+        }]
+    );
+    // A plain open has no target; one that cannot fit 64 bytes is refused locally.
+    let (_, _) = open_pair(&mut a, &mut b, "x");
+    let long = Target {
+        host: "h".repeat(50),
+        port: 1,
+    };
+    assert_eq!(a.open_to("four", Some(&long)), Err(MuxError::TargetTooLong));
+    assert!(
+        a.open_to("abc", Some(&long)).is_ok(),
+        "3 + 50 = 53 bytes fits"
+    );
+    let empty = Target {
+        host: String::new(),
+        port: 1,
+    };
+    assert_eq!(a.open_to("", Some(&empty)), Err(MuxError::TargetTooLong));
 }

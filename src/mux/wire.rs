@@ -16,6 +16,11 @@ pub const MAX_SERVICE_LEN: usize = 32;
 /// Longest free text a REFUSE or RESET may carry, in bytes (keeps every control
 /// record within a 64-byte payload).
 pub const MAX_TEXT_LEN: usize = 48;
+/// Longest OPEN_TO record: it must fit the smallest payload on its own, so
+/// `service` and `host` share what is left (53 bytes between them).
+pub const MAX_OPEN_TO_LEN: usize = MIN_PAYLOAD;
+/// Longest target host an OPEN_TO may carry (with an empty service).
+pub const MAX_HOST_LEN: usize = MAX_OPEN_TO_LEN - HEADER_LEN - 4 - 1 - 2 - 1;
 /// Bytes of record header before any type-specific field.
 pub const HEADER_LEN: usize = 3;
 /// Bytes of a DATA record header (common header + 16-bit length).
@@ -45,6 +50,8 @@ pub mod code {
     pub const RESET: u8 = 0x8;
     /// End of the sender's data because its program exited (implies EOF).
     pub const EXIT: u8 = 0x9;
+    /// Open a channel to a service and a target host and port.
+    pub const OPEN_TO: u8 = 0xA;
 }
 
 const INITIATOR_BIT: u8 = 0x80;
@@ -66,6 +73,20 @@ pub enum Record<'a> {
         window: u32,
         /// Service name (UTF-8, at most [`MAX_SERVICE_LEN`] bytes).
         service: &'a str,
+    },
+    /// OPEN that also names a destination for the acceptor to dial
+    /// (`host` a name or an IP address in text form, `port`).
+    OpenTo {
+        /// Channel id in the opener's id space.
+        id: u16,
+        /// Opener's initial receive window in bytes.
+        window: u32,
+        /// Service name (UTF-8); `service` + `host` ≤ 53 bytes.
+        service: &'a str,
+        /// Destination port.
+        port: u16,
+        /// Destination host (UTF-8, 1..=[`MAX_HOST_LEN`] bytes).
+        host: &'a str,
     },
     /// The acceptor accepts channel `id`; `window` is its receive window.
     OpenOk {
@@ -185,6 +206,8 @@ impl RefuseReason {
             RefuseReason::NoRoute => 2,
             RefuseReason::NotAllowed => 3,
             RefuseReason::TooManyChannels => 4,
+            RefuseReason::NameNotFound => 5,
+            RefuseReason::TimedOut => 6,
         }
     }
 
@@ -196,6 +219,8 @@ impl RefuseReason {
             2 => RefuseReason::NoRoute,
             3 => RefuseReason::NotAllowed,
             4 => RefuseReason::TooManyChannels,
+            5 => RefuseReason::NameNotFound,
+            6 => RefuseReason::TimedOut,
             _ => RefuseReason::Other,
         }
     }
@@ -219,6 +244,7 @@ impl Record<'_> {
         HEADER_LEN
             + match self {
                 Record::Open { service, .. } => 5 + service.len(),
+                Record::OpenTo { service, host, .. } => 8 + service.len() + host.len(),
                 Record::OpenOk { .. } => 4,
                 Record::Refuse { detail, .. } => 2 + detail.len(),
                 Record::Data { data, .. } => 2 + data.len(),
@@ -248,6 +274,7 @@ impl Record<'_> {
     fn head(&self) -> (u8, bool, u16) {
         match *self {
             Record::Open { id, .. } => (code::OPEN, true, id),
+            Record::OpenTo { id, .. } => (code::OPEN_TO, true, id),
             Record::OpenOk { id, .. } => (code::OPEN_OK, false, id),
             Record::Refuse { id, .. } => (code::REFUSE, false, id),
             Record::Data { initiator, id, .. } => (code::DATA, initiator, id),
@@ -275,6 +302,21 @@ impl Record<'_> {
                 out.put_u32(*window);
                 out.put_u8(service.len() as u8);
                 out.put_slice(service.as_bytes());
+            }
+            Record::OpenTo {
+                window,
+                service,
+                port,
+                host,
+                ..
+            } => {
+                debug_assert!(self.len() <= MAX_OPEN_TO_LEN && !host.is_empty());
+                out.put_u32(*window);
+                out.put_u8(service.len() as u8);
+                out.put_slice(service.as_bytes());
+                out.put_u16(*port);
+                out.put_u8(host.len() as u8);
+                out.put_slice(host.as_bytes());
             }
             Record::OpenOk { window, .. } => out.put_u32(*window),
             Record::Refuse { reason, detail, .. } => {
@@ -372,6 +414,28 @@ impl<'a> Reader<'a> {
                     id,
                     window,
                     service,
+                }
+            }
+            code::OPEN_TO => {
+                if !initiator {
+                    return Err(self.malformed("OPEN_TO without initiator bit"));
+                }
+                let window = self.u32()?;
+                let service = self.text(MAX_SERVICE_LEN)?;
+                let port = self.u16()?;
+                let host = self.text(MAX_HOST_LEN)?;
+                if host.is_empty() {
+                    return Err(self.malformed("OPEN_TO with an empty host"));
+                }
+                if self.pos - self.start > MAX_OPEN_TO_LEN {
+                    return Err(self.malformed("OPEN_TO longer than 64 bytes"));
+                }
+                Record::OpenTo {
+                    id,
+                    window,
+                    service,
+                    port,
+                    host,
                 }
             }
             code::OPEN_OK | code::REFUSE if initiator => {
@@ -540,7 +604,73 @@ mod tests {
                 id: 65535,
                 status: ExitStatus::Signal(u32::MAX),
             },
+            Record::OpenTo {
+                id: 3,
+                window: 5760,
+                service: "",
+                port: 80,
+                host: "localhost",
+            },
+            Record::OpenTo {
+                id: 65535,
+                window: 1,
+                service: "web",
+                port: 65535,
+                host: "2001:db8::1",
+            },
         ]
+    }
+
+    #[test]
+    fn open_to_byte_layout() {
+        // OPEN_TO of channel 3, window 5760, service "ssh", port 22, host "h".
+        let b = enc(&Record::OpenTo {
+            id: 3,
+            window: 5760,
+            service: "ssh",
+            port: 22,
+            host: "h",
+        });
+        assert_eq!(
+            b,
+            [0x8a, 0, 3, 0, 0, 0x16, 0x80, 3, b's', b's', b'h', 0, 22, 1, b'h']
+        );
+        // The largest one fills the minimum payload exactly.
+        let host = "h".repeat(MAX_HOST_LEN);
+        let r = Record::OpenTo {
+            id: 1,
+            window: 1,
+            service: "",
+            port: 1,
+            host: &host,
+        };
+        assert_eq!(enc(&r).len(), MIN_PAYLOAD);
+        // Service and host share the 64 bytes: one more byte of either is malformed.
+        let mut b = enc(&Record::OpenTo {
+            id: 1,
+            window: 1,
+            service: "s",
+            port: 1,
+            host: &host[1..],
+        });
+        assert_eq!(b.len(), MIN_PAYLOAD);
+        b[7] = 2;
+        b.insert(8, b's');
+        assert!(matches!(
+            decode(&b),
+            Err(DecodeError::Malformed { at: 0, .. })
+        ));
+        // Empty host, missing initiator bit, host too long, truncated.
+        let bad: &[(&[u8], &str)] = &[
+            (&[0x8a, 0, 1, 0, 0, 0, 1, 0, 0, 80, 0], "empty host"),
+            (&[0x0a, 0, 1, 0, 0, 0, 1, 0, 0, 80, 1, b'h'], "no initiator"),
+            (&[0x8a, 0, 1, 0, 0, 0, 1, 0, 0, 80, 54], "host too long"),
+            (&[0x8a, 0, 1, 0, 0, 0, 1, 0, 0, 80, 2, b'h'], "truncated"),
+            (&[0x8a, 0, 1, 0, 0, 0, 1, 0, 0, 80, 1, 0xff], "not UTF-8"),
+        ];
+        for (b, what) in bad {
+            assert!(decode(b).is_err(), "{what}");
+        }
     }
 
     #[test]
@@ -564,6 +694,8 @@ mod tests {
             RefuseReason::NoRoute,
             RefuseReason::NotAllowed,
             RefuseReason::TooManyChannels,
+            RefuseReason::NameNotFound,
+            RefuseReason::TimedOut,
             RefuseReason::Other,
         ] {
             assert_eq!(RefuseReason::from_code(r.code()), r);
@@ -626,7 +758,7 @@ mod tests {
     fn malformed_shapes_are_errors() {
         let bad: &[(&[u8], &str)] = &[
             (&[0x00, 0, 1], "type 0"),
-            (&[0x0a, 0, 1], "type 10"),
+            (&[0x0b, 0, 1], "type 11"),
             (&[0x09, 0, 1, 2, 0, 0, 0, 0], "EXIT kind 2"),
             (&[0x0f, 0, 1], "type 15"),
             (&[0x16, 0, 1], "reserved bit"),
@@ -650,10 +782,10 @@ mod tests {
             initiator: true,
             id: 1,
         });
-        p.extend_from_slice(&[0x0a, 0, 0]);
+        p.extend_from_slice(&[0x0b, 0, 0]);
         assert_eq!(
             decode(&p),
-            Err(DecodeError::UnknownType { at: 3, code: 0xa })
+            Err(DecodeError::UnknownType { at: 3, code: 0xb })
         );
     }
 
@@ -716,7 +848,7 @@ mod tests {
                 match ty {
                     1 => Record::Open { id, window: *n, service: s },
                     2 => Record::OpenOk { id, window: *n },
-                    3 => Record::Refuse { id, reason: RefuseReason::from_code(*n as u8 % 5), detail: s },
+                    3 => Record::Refuse { id, reason: RefuseReason::from_code(*n as u8 % 7), detail: s },
                     4 => Record::Data { initiator: init, id, data },
                     5 => Record::Credit { initiator: init, id, delta: *n },
                     6 => Record::Eof { initiator: init, id },

@@ -35,7 +35,7 @@ use tracing::{info, warn};
 
 use crate::link::{Link, LinkConfig, LinkEvent, LinkStats, Pacer};
 use crate::mux::{
-    ChannelId, ExitStatus, Mux, MuxConfig, MuxError, MuxEvent, MuxStats, RefuseReason,
+    ChannelId, ExitStatus, Mux, MuxConfig, MuxError, MuxEvent, MuxStats, RefuseReason, Target,
 };
 
 /// Everything a station needs to know before it starts.
@@ -165,6 +165,8 @@ pub enum StationEvent {
         ch: ChannelId,
         /// The service asked for.
         service: String,
+        /// The destination asked for (an OPEN_TO), if any.
+        target: Option<Target>,
     },
     /// Data to [`Station::read`] (edge-triggered, as [`MuxEvent::Readable`]).
     Readable {
@@ -229,6 +231,7 @@ enum WaitReason {
 struct WaitingOpen {
     open: OpenId,
     service: String,
+    target: Option<Target>,
     reason: WaitReason,
     since: Instant,
     deadline: Instant,
@@ -388,6 +391,11 @@ impl Station {
     /// [`StationEvent::Opened`] or [`StationEvent::OpenFailed`]; meanwhile the
     /// open waits for the link and for a free channel.
     pub fn open(&mut self, now: Instant, service: &str) -> OpenId {
+        self.open_to(now, service, None)
+    }
+
+    /// [`Station::open`] that asks the peer to connect to `target` (OPEN_TO).
+    pub fn open_to(&mut self, now: Instant, service: &str, target: Option<Target>) -> OpenId {
         let open = OpenId(self.next_open);
         self.next_open += 1;
         if self.phase != Phase::Running {
@@ -406,6 +414,7 @@ impl Station {
         self.waiting.push_back(WaitingOpen {
             open,
             service: service.to_owned(),
+            target,
             reason,
             since: now,
             deadline: now + self.wait_limit(reason),
@@ -602,7 +611,7 @@ impl Station {
             self.burst_reported = false;
         }
         while let Some(w) = self.waiting.front() {
-            match self.mux.open(&w.service) {
+            match self.mux.open_to(&w.service, w.target.as_ref()) {
                 Ok(ch) => {
                     let w = self.waiting.pop_front().expect("front exists");
                     self.chans.insert(ch, Chan::new(ChanRole::Opening(w.open)));
@@ -747,13 +756,20 @@ impl Station {
 
     fn on_mux_event(&mut self, ev: MuxEvent) {
         match ev {
-            MuxEvent::Incoming { ch, service } => {
+            MuxEvent::Incoming {
+                ch,
+                service,
+                target,
+            } => {
                 if self.phase != Phase::Running {
                     self.mux.refuse(ch, RefuseReason::Other, "sfs is stopping");
                 } else if self.services.contains(&service) {
                     self.chans.insert(ch, Chan::new(ChanRole::Offered));
-                    self.events
-                        .push_back(StationEvent::Incoming { ch, service });
+                    self.events.push_back(StationEvent::Incoming {
+                        ch,
+                        service,
+                        target,
+                    });
                 } else {
                     self.stats.unknown_service += 1;
                     self.mux

@@ -155,7 +155,7 @@ impl App {
                     assert_eq!(Some(open), self.open);
                     self.end = Some(End::OpenFailed(error));
                 }
-                StationEvent::Incoming { ch, service } => {
+                StationEvent::Incoming { ch, service, .. } => {
                     assert_eq!(service, SERVICE);
                     if self.ch.is_none() && self.end.is_none() {
                         st.accept(ch);
@@ -511,6 +511,7 @@ fn a_burst_beyond_the_channel_limit_waits() {
                         StationEvent::Incoming {
                             ch,
                             service: SERVICE.into(),
+                            target: None,
                         },
                     );
                     servers.insert(ch, s);

@@ -167,11 +167,17 @@ pub struct Cable {
 
 impl Cable {
     pub async fn start(tag: &str, baud: u32) -> Cable {
+        Self::start_with(tag, baud, "").await
+    }
+
+    /// A cable whose both ends apply `impair` (PTY options such as
+    /// `,ber=1e-5`; empty for a clean line).
+    pub async fn start_with(tag: &str, baud: u32, impair: &str) -> Cable {
         let dir = temp_dir(tag);
         let (a, b) = (dir.join("a"), dir.join("b"));
         let proc = Sfs::start(&[
-            format!("PTY,link={},b{baud}", a.display()),
-            format!("PTY,link={},b{baud}", b.display()),
+            format!("PTY,link={},b{baud}{impair}", a.display()),
+            format!("PTY,link={},b{baud}{impair}", b.display()),
         ]);
         wait_path(&a, Duration::from_secs(5)).await;
         wait_path(&b, Duration::from_secs(5)).await;
