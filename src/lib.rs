@@ -24,6 +24,9 @@
 //! - [`bridge`]: wires a listening endpoint to a dialing endpoint; the only place
 //!   that decides how connections are served.
 //! - [`testbed`]: runs real sfs processes over a virtual cable (tests, demo, bench).
+//! - [`stats`]: statistics snapshots of SERIAL-MUX links: the text line,
+//!   `--stats-json` (a versioned schema) and the `--status` view share them.
+//! - [`status`]: the `--status` terminal view (ratatui over crossterm).
 //! - [`os`]: what differs between Unix and Windows (signals, `EXEC`, which
 //!   addresses exist); the cable, `PTY` and the testbed are Unix-only.
 #![forbid(unsafe_code)]
@@ -44,5 +47,7 @@ pub mod os;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 pub mod station;
+pub mod stats;
+pub mod status;
 #[cfg(unix)]
 pub mod testbed;

@@ -180,3 +180,58 @@ impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for SkipTimeouts<R> {
         }
     }
 }
+
+/// `sfs --list-ports`: one line per serial port the system reports, with its
+/// USB identity where it has one (what `usb=VID:PID[:SERIAL]` matches), and a
+/// plain line when there is none to show.
+pub fn list_ports() -> String {
+    use std::fmt::Write;
+    use tokio_serial::SerialPortType;
+    let mut ports = match tokio_serial::available_ports() {
+        Ok(p) => p,
+        Err(e) => return format!("cannot list serial ports: {e}\n"),
+    };
+    ports.sort_by(|a, b| a.port_name.cmp(&b.port_name));
+    let mut out = String::new();
+    for p in &ports {
+        let _ = match &p.port_type {
+            SerialPortType::UsbPort(u) => writeln!(
+                out,
+                "{}  usb={:04x}:{:04x}{}  {}",
+                p.port_name,
+                u.vid,
+                u.pid,
+                u.serial_number
+                    .as_deref()
+                    .map(|s| format!(":{s}"))
+                    .unwrap_or_default(),
+                [u.manufacturer.as_deref(), u.product.as_deref()]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+            SerialPortType::PciPort => {
+                writeln!(out, "{}  (PCI or built-in, no USB identity)", p.port_name)
+            }
+            SerialPortType::BluetoothPort => {
+                writeln!(out, "{}  (Bluetooth, no USB identity)", p.port_name)
+            }
+            SerialPortType::Unknown => writeln!(out, "{}  (no USB identity known)", p.port_name),
+        };
+    }
+    let plain = ports
+        .iter()
+        .filter(|p| !matches!(p.port_type, SerialPortType::UsbPort(_)))
+        .count();
+    // Pseudo-terminals (the virtual cable) are not ports to the system.
+    let tail = " (pseudo-terminals such as the virtual cable's ends are never listed): name them by path\n";
+    if ports.is_empty() {
+        out.push_str("no serial ports found");
+        out.push_str(tail);
+    } else if plain > 0 {
+        out.push_str("ports without a USB identity");
+        out.push_str(tail);
+    }
+    out
+}
