@@ -193,8 +193,11 @@ impl ChannelState {
 /// One open channel.
 #[derive(Clone, Debug, Serialize)]
 pub struct ChannelSnapshot {
-    /// The channel id on the line.
+    /// The channel's number (unique while sfs runs).
     pub id: u32,
+    /// The channel as logs name it: `L3.7` is wire id 3, generation 7, opened
+    /// here (`R`: opened by the peer).
+    pub name: String,
     /// The service it was opened for.
     pub service: String,
     /// Who opened it.

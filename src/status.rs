@@ -120,7 +120,7 @@ impl StatusView {
                 if h.len() == HISTORY {
                     h.pop_front();
                 }
-                h.push_back((l.goodput_tx_bytes_per_s + l.goodput_rx_bytes_per_s) as u64);
+                h.push_back(l.goodput_tx_bytes_per_s.max(l.goodput_rx_bytes_per_s) as u64);
             }
         }
         let logs: Vec<String> = CAPTURED
@@ -216,7 +216,8 @@ fn draw_link(f: &mut ratatui::Frame, area: ratatui::layout::Rect, l: &LinkSnapsh
     let inner = block.inner(area);
     f.render_widget(block, area);
     let [text, graph] = Layout::vertical([Constraint::Length(2), Constraint::Min(1)]).areas(inner);
-    let load = (l.goodput_tx_bytes_per_s + l.goodput_rx_bytes_per_s) / l.line_bytes_per_s as f64;
+    // The line is full duplex: each direction has the whole rate.
+    let load = l.goodput_tx_bytes_per_s.max(l.goodput_rx_bytes_per_s) / l.line_bytes_per_s as f64;
     let lines = vec![
         Line::raw(format!(
             "{} baud · goodput out {}/s in {}/s ({:.0}% of line) · srtt {} · frame {} B",
@@ -263,12 +264,16 @@ fn draw_channels(f: &mut ratatui::Frame, area: ratatui::layout::Rect, links: &[L
         .flat_map(|l| l.channels.iter())
         .map(|c| {
             Row::new(vec![
-                c.id.to_string(),
+                c.name.clone(),
                 match c.direction {
                     crate::stats::Direction::Outbound => "out".to_string(),
                     crate::stats::Direction::Inbound => "in".to_string(),
                 },
-                c.service.clone(),
+                if c.service.is_empty() {
+                    "(default)".to_string()
+                } else {
+                    c.service.clone()
+                },
                 c.endpoint.clone().unwrap_or_else(|| "-".into()),
                 human_bytes(c.bytes_out),
                 human_bytes(c.bytes_in),

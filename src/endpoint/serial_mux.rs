@@ -1116,6 +1116,7 @@ impl Driver {
             .iter()
             .map(|(&ch, c)| ChannelSnapshot {
                 id: ch.0,
+                name: ch.to_string(),
                 service: sanitize(&c.service),
                 direction: c.direction,
                 endpoint: c.endpoint.clone(),
