@@ -10,7 +10,12 @@ use tokio_serial::{DataBits, SerialPortBuilderExt, SerialStream, StopBits};
 ///
 /// tokio-serial takes an exclusive lock on the device, so a second program on the
 /// same port gets "device is busy". On a pseudo-terminal any baud is accepted.
+///
+/// A device written `usb=VID:PID[:SERIAL]` is looked up among the ports now,
+/// on every call, so a reopen finds a replugged adapter under its new name.
 pub fn open_port(device: &str, line: &LineSettings) -> Result<SerialStream> {
+    let resolved = resolve(device)?;
+    let device = resolved.as_str();
     let data_bits = match line.data_bits {
         5 => DataBits::Five,
         6 => DataBits::Six,
@@ -178,6 +183,44 @@ impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for SkipTimeouts<R> {
                 r => return std::task::Poll::Ready(r),
             }
         }
+    }
+}
+
+/// The path of `device`: itself, or the port whose USB identity it names.
+pub fn resolve(device: &str) -> Result<String> {
+    use tokio_serial::SerialPortType;
+    let id = match crate::address::UsbId::from_device(device) {
+        None => return Ok(device.to_string()),
+        Some(Ok(id)) => id,
+        Some(Err(e)) => return Err(Error::Usage(e)),
+    };
+    let ports = tokio_serial::available_ports()
+        .map_err(|e| Error::Runtime(format!("cannot list serial ports to find {id}: {e}")))?;
+    let found: Vec<String> = ports
+        .into_iter()
+        .filter(|p| match &p.port_type {
+            SerialPortType::UsbPort(u) => {
+                u.vid == id.vid
+                    && u.pid == id.pid
+                    && id
+                        .serial
+                        .as_ref()
+                        .map_or(true, |s| u.serial_number.as_deref() == Some(s.as_str()))
+            }
+            _ => false,
+        })
+        .map(|p| p.port_name)
+        .collect();
+    match found.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(Error::Runtime(format!(
+            "no serial adapter {id} is plugged in (sfs --list-ports shows what is)"
+        ))),
+        many => Err(Error::Usage(format!(
+            "{} adapters match {id} ({}); add the serial number: usb=VID:PID:SERIAL",
+            many.len(),
+            many.join(", ")
+        ))),
     }
 }
 
