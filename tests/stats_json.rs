@@ -112,6 +112,14 @@ async fn stats_json_reports_the_link_and_each_channel() {
         .expect("sfs exits after SIGTERM")
         .unwrap();
     assert!(status.success(), "{status:?}\n{}", a.log_text());
+    // -v logged the connection's end with both endpoints and its bytes.
+    let log = a.log_text();
+    assert!(
+        log.lines().any(|l| l.contains("closed tcp 127.0.0.1:")
+            && l.contains("channel L")
+            && l.contains("3000 bytes ->, 3000 bytes <-")),
+        "{log}"
+    );
     let all = reports(&file);
     let exit = all.last().unwrap();
     assert_eq!(exit["reason"], "exit", "{exit}");

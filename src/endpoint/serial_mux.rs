@@ -528,10 +528,12 @@ struct ChanLink {
 impl ChanLink {
     /// The channel is gone: both halves fail, and `confirmed` says why.
     fn cut(self, why: &str, unconfirmed: u64) {
+        // The reason may come from the peer, and ends up in logs.
+        let why = sanitize(why);
         let why = if unconfirmed > 0 {
             format!("{why}; {unconfirmed} bytes not confirmed by the peer")
         } else {
-            why.to_string()
+            why
         };
         let _ = self.to_app.send(Inbound::Reset(why.clone()));
         let mut s = self.write.lock().expect("writer state lock");
