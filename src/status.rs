@@ -114,8 +114,8 @@ impl StatusView {
             let (last, h) = self
                 .history
                 .entry(l.device.clone())
-                .or_insert_with(|| (now - Duration::from_secs(2), VecDeque::new()));
-            if now.duration_since(*last) >= Duration::from_secs(1) {
+                .or_insert_with(|| (now, VecDeque::new()));
+            if h.is_empty() || now.duration_since(*last) >= Duration::from_secs(1) {
                 *last = now;
                 if h.len() == HISTORY {
                     h.pop_front();
