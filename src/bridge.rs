@@ -164,9 +164,11 @@ enum Dialer {
 }
 
 impl Dialer {
-    async fn dial(&self) -> io::Result<Conn> {
+    /// A new connection; `for_endpoint` names the connection it will be
+    /// bridged to (a channel records it for statistics).
+    async fn dial(&self, for_endpoint: Option<&str>) -> io::Result<Conn> {
         match self {
-            Dialer::Mux { handle, addr } => handle.open_channel(&addr.service).await,
+            Dialer::Mux { handle, addr } => handle.open_channel(&addr.service, for_endpoint).await,
             Dialer::Address(a) => match &**a {
                 Address::TcpConnect(t) => tcp::connect(t).await,
                 Address::UnixConnect(u) => unix::connect(u).await,
@@ -349,8 +351,65 @@ pub async fn run(pairs: Vec<(Address, Address)>) -> Result<Option<ExitStatus>> {
 /// Process-wide settings of [`run_with`].
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
-    /// Print the link statistics (as on SIGUSR1) this often (`--stats-interval`).
+    /// Print the link statistics (as on SIGUSR1) this often (`--stats-interval`);
+    /// with `stats_json`, the period of its reports.
     pub stats_interval: Option<std::time::Duration>,
+    /// Write a JSON report (see [`crate::stats::Report`]) every
+    /// `stats_interval` and at exit to this file, or stdout for `-`.
+    pub stats_json: Option<std::path::PathBuf>,
+    /// Show the live status view on stderr (`--status`).
+    pub status: bool,
+}
+
+/// `--stats-json` without `--stats-interval`: a report this often.
+pub const DEFAULT_JSON_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Where `--stats-json` reports go, one JSON object per line.
+struct JsonSink {
+    out: Box<dyn std::io::Write + Send>,
+    path: String,
+    started: std::time::Instant,
+}
+
+impl JsonSink {
+    fn open(path: &std::path::Path) -> Result<Self> {
+        let out: Box<dyn std::io::Write + Send> = if path.as_os_str() == "-" {
+            Box::new(std::io::stdout())
+        } else {
+            Box::new(std::fs::File::create(path).map_err(|e| {
+                Error::io(
+                    format!("cannot create --stats-json file {}", path.display()),
+                    e,
+                )
+            })?)
+        };
+        Ok(JsonSink {
+            out,
+            path: path.display().to_string(),
+            started: std::time::Instant::now(),
+        })
+    }
+
+    /// Writes one report line; a failed write is logged, not fatal (statistics
+    /// must not stop the connections).
+    fn write(
+        &mut self,
+        reason: crate::stats::ReportReason,
+        links: Vec<crate::stats::LinkSnapshot>,
+    ) {
+        let time_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let report =
+            crate::stats::Report::new(reason, time_ms, self.started.elapsed().as_secs_f64(), links);
+        let r = serde_json::to_writer(&mut self.out, &report)
+            .map_err(io::Error::from)
+            .and_then(|()| self.out.write_all(b"\n"))
+            .and_then(|()| self.out.flush());
+        if let Err(e) = r {
+            warn!("--stats-json {}: {}", self.path, describe_io(&e));
+        }
+    }
 }
 
 /// [`run`] with process-wide settings.
@@ -358,6 +417,14 @@ pub async fn run_with(
     pairs: Vec<(Address, Address)>,
     opts: RunOptions,
 ) -> Result<Option<ExitStatus>> {
+    let mut json = match &opts.stats_json {
+        Some(p) => Some(JsonSink::open(p)?),
+        None => None,
+    };
+    let interval = match (opts.stats_interval, &json) {
+        (None, Some(_)) => Some(DEFAULT_JSON_INTERVAL),
+        (i, _) => i,
+    };
     let hub = MuxHub::new();
     let mut plans = Vec::new();
     for (a1, a2) in pairs {
@@ -372,7 +439,15 @@ pub async fn run_with(
     let mut status = None;
     let mut signals = 0;
     let mut stop_signals = crate::os::StopSignals::new();
-    let mut stats_requests = crate::os::StatsRequests::new(opts.stats_interval);
+    let mut stats_requests = crate::os::StatsRequests::new(interval);
+    // The view comes up once the addresses are bound (so errors print plainly).
+    let mut view = if opts.status {
+        crate::status::StatusView::start()
+    } else {
+        None
+    };
+    let mut redraw = tokio::time::interval(crate::status::REFRESH);
+    redraw.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {
             r = tasks.join_next() => match r {
@@ -396,11 +471,26 @@ pub async fn run_with(
                     tasks.abort_all();
                 }
             }
-            _ = stats_requests.recv() => {
+            tick = stats_requests.recv() => {
                 // Statistics on request (SIGUSR1, like dd(1)) or every
-                // --stats-interval: one line per serial link.
-                for line in hub.stats().await {
-                    eprintln!("sfs: {line}");
+                // --stats-interval: one line per serial link, or with
+                // --stats-json one JSON report per tick. The view shows them
+                // already, so no text lines over it.
+                let links = hub.snapshots().await;
+                match &mut json {
+                    Some(j) if tick => j.write(crate::stats::ReportReason::Interval, links),
+                    _ if view.is_some() => {}
+                    _ => {
+                        for l in &links {
+                            eprintln!("sfs: {}", l.text_line());
+                        }
+                    }
+                }
+            }
+            _ = redraw.tick(), if view.is_some() => {
+                let links = hub.snapshots().await;
+                if let Some(v) = &mut view {
+                    v.draw(&links);
                 }
             }
         }
@@ -412,6 +502,11 @@ pub async fn run_with(
     // Wait for the aborted tasks to be dropped, so that what they own is torn down
     // in order (the cable prints its statistics, pty links are removed).
     while tasks.join_next().await.is_some() {}
+    if let Some(j) = &mut json {
+        j.write(crate::stats::ReportReason::Exit, hub.snapshots().await);
+    }
+    // The terminal is restored before the last log lines.
+    drop(view);
     // Every connection has ended: the drivers flush the last closes and resets.
     hub.shutdown(Duration::ZERO).await;
     match first_err {
@@ -459,8 +554,8 @@ async fn execute(plan: Plan, stop: watch::Receiver<Stop>) -> Result<Option<ExitS
             }
         }
         Plan::Once(d1, d2) => {
-            let c1 = d1.dial().await.map_err(|e| dial_error(&d1, &e))?;
-            let c2 = match d2.dial().await {
+            let c1 = d1.dial(None).await.map_err(|e| dial_error(&d1, &e))?;
+            let c2 = match d2.dial(Some(&c1.label)).await {
                 Ok(c) => c,
                 Err(e) => {
                     c1.abort();
@@ -563,10 +658,16 @@ async fn serve_one(arrival: Arrival, dial: Dialer) -> Result<()> {
         }
         (a, _) => a,
     };
-    let outcome = dial.dial().await;
+    let outcome = match &arrival {
+        Arrival::Ready(c) => dial.dial(Some(&c.label)).await,
+        Arrival::Pending(_) | Arrival::Socks(..) => dial.dial(None).await,
+    };
     match (arrival, outcome) {
         (Arrival::Ready(c), Ok(d)) => bridge_logged(c, d).await,
-        (Arrival::Pending(p), Ok(d)) => bridge_logged(p.accept(), d).await,
+        (Arrival::Pending(p), Ok(d)) => {
+            let label = d.label.clone();
+            bridge_logged(p.accept(&label), d).await
+        }
         (Arrival::Ready(c), Err(e)) => {
             let err = dial_error(&dial, &e);
             warn!("{err}: closing {}", c.label);
@@ -583,12 +684,33 @@ async fn serve_one(arrival: Arrival, dial: Dialer) -> Result<()> {
     }
 }
 
+/// Bridges one served connection, logging (`-v`) its opening and its end with
+/// the bytes each way, inside a span naming both ends.
 async fn bridge_logged(a: Conn, b: Conn) -> Result<()> {
-    info!("bridging {} <-> {}", a.label, b.label);
-    splice(a, b)
-        .await
-        .map(|_| ())
-        .map_err(|e| Error::Runtime(format!("connection aborted: {}", describe_io(&e))))
+    use tracing::Instrument;
+    let span = tracing::info_span!("conn", a = %a.label, b = %b.label);
+    async move {
+        info!("opened {} <-> {}", a.label, b.label);
+        let started = tokio::time::Instant::now();
+        let (al, bl) = (a.label.clone(), b.label.clone());
+        match splice(a, b).await {
+            Ok(s) => {
+                info!(
+                    "closed {al} <-> {bl}: {} bytes ->, {} bytes <-, {:.1} s",
+                    s.a_to_b,
+                    s.b_to_a,
+                    started.elapsed().as_secs_f64()
+                );
+                Ok(())
+            }
+            Err(e) => Err(Error::Runtime(format!(
+                "connection aborted: {}",
+                describe_io(&e)
+            ))),
+        }
+    }
+    .instrument(span)
+    .await
 }
 
 fn dial_error(d: &Dialer, e: &io::Error) -> Error {

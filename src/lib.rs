@@ -26,6 +26,9 @@
 //! - [`testbed`]: runs real sfs processes over a virtual cable (tests, demo, bench).
 //! - [`allow`]: allow-lists of destinations for `SOCKS5-DIAL`.
 //! - [`socks`]: the SOCKS5 server protocol, sans-IO (`endpoint::socks` drives it).
+//! - [`stats`]: statistics snapshots of SERIAL-MUX links: the text line,
+//!   `--stats-json` (a versioned schema) and the `--status` view share them.
+//! - [`status`]: the `--status` terminal view (ratatui over crossterm).
 //! - [`os`]: what differs between Unix and Windows (signals, `EXEC`, which
 //!   addresses exist); the cable, `PTY` and the testbed are Unix-only.
 #![forbid(unsafe_code)]
@@ -48,5 +51,7 @@ pub mod os;
 pub mod sim;
 pub mod socks;
 pub mod station;
+pub mod stats;
+pub mod status;
 #[cfg(unix)]
 pub mod testbed;

@@ -23,8 +23,25 @@ struct Cli {
     /// every SECS seconds, e.g. 60 or 0.5.
     #[arg(long, value_name = "SECS", value_parser = parse_interval)]
     stats_interval: Option<Duration>,
+    /// Write the statistics as one JSON object per line to FILE (- for stdout)
+    /// every --stats-interval (default 5 s) and at exit, instead of the text
+    /// lines; schema in docs/stats-schema.md.
+    #[arg(long, value_name = "FILE")]
+    stats_json: Option<std::path::PathBuf>,
+    /// Show a live view of the links and channels on the terminal (stderr).
+    #[arg(long)]
+    status: bool,
+    /// List the serial ports with their USB identities, then exit.
+    #[arg(long, exclusive = true)]
+    list_ports: bool,
+    /// Print the address types and their options, then exit.
+    #[arg(long, exclusive = true)]
+    help_addresses: bool,
+    /// Print a shell completion script for SHELL, then exit.
+    #[arg(long, value_name = "SHELL", exclusive = true)]
+    completions: Option<clap_complete::Shell>,
     /// Address pairs: ADDRESS1 ADDRESS2 [ADDRESS1 ADDRESS2 ...].
-    #[arg(value_name = "ADDRESS", required_unless_present = "demo")]
+    #[arg(value_name = "ADDRESS", required_unless_present_any = ["demo", "list_ports", "help_addresses", "completions"])]
     addresses: Vec<String>,
 }
 
@@ -47,7 +64,19 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => e.exit(),
     };
-    init_logging(cli.verbose, cli.quiet);
+    if cli.help_addresses {
+        print!("{}", sfs::address::help_text());
+        return ExitCode::SUCCESS;
+    }
+    if let Some(shell) = cli.completions {
+        clap_complete::generate(shell, &mut Cli::command(), "sfs", &mut std::io::stdout());
+        return ExitCode::SUCCESS;
+    }
+    if cli.list_ports {
+        print!("{}", sfs::endpoint::serial::list_ports());
+        return ExitCode::SUCCESS;
+    }
+    init_logging(cli.verbose, cli.quiet, cli.status);
     // One thread: sfs moves at most a few hundred KB/s, and hand-offs between
     // tasks on one thread cost no cross-thread wake-ups (about half the CPU time
     // of a multi-threaded runtime at 3 Mbaud).
@@ -88,8 +117,19 @@ fn main() -> ExitCode {
     while let (Some(a), Some(b)) = (it.next(), it.next()) {
         pairs.push((a, b));
     }
+    if cli.stats_json.as_deref() == Some(std::path::Path::new("-"))
+        && cli
+            .addresses
+            .iter()
+            .any(|a| a == "-" || a.eq_ignore_ascii_case("STDIO"))
+    {
+        eprintln!("sfs: --stats-json - would mix statistics into STDIO's stream; name a file");
+        return ExitCode::from(2);
+    }
     let opts = sfs::bridge::RunOptions {
         stats_interval: cli.stats_interval,
+        stats_json: cli.stats_json,
+        status: cli.status,
     };
     let result = runtime.block_on(sfs::bridge::run_with(pairs, opts));
     // Do not wait for blocking stdin reads to finish.
@@ -140,7 +180,7 @@ fn fail(e: &sfs::error::Error) -> ExitCode {
     ExitCode::from(e.exit_code() as u8)
 }
 
-fn init_logging(verbose: u8, quiet: bool) {
+fn init_logging(verbose: u8, quiet: bool, status: bool) {
     use tracing_subscriber::EnvFilter;
     let level = match (quiet, verbose) {
         (true, _) => "error",
@@ -153,9 +193,11 @@ fn init_logging(verbose: u8, quiet: bool) {
         .unwrap_or_else(|_| EnvFilter::new(format!("sfs={level}")));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // No colour codes into log files, nor into consoles that would print them raw.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // Through the status view's log pane while it is up.
+        .with_writer(|| sfs::status::LogWriter)
+        // No colour codes into log files, nor into consoles that would print
+        // them raw, nor into the status view's pane.
+        .with_ansi(!status && std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
 }

@@ -45,3 +45,28 @@ fn man_page_renders_cleanly() {
         "groff warnings:\n{warnings}"
     );
 }
+
+/// Every long flag `sfs --help` lists is described in the man page.
+#[test]
+fn man_page_describes_every_flag() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/man/sfs.1");
+    let page = std::fs::read_to_string(path).unwrap();
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_sfs"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    let flags: Vec<&str> = help
+        .lines()
+        .filter(|l| l.trim_start().starts_with('-'))
+        .flat_map(|l| l.split([' ', ',', '=', '<']))
+        // `--verbose...`: clap marks a repeatable flag.
+        .map(|w| w.trim_end_matches('.'))
+        .filter(|w| w.starts_with("--") && w.len() > 2)
+        .collect();
+    assert!(flags.contains(&"--stats-json"), "{help}");
+    for flag in flags {
+        let in_man = flag.replace('-', "\\-");
+        assert!(page.contains(&in_man), "{flag} is not in man/sfs.1");
+    }
+}

@@ -394,9 +394,20 @@ impl<'a> Ctx<'a> {
     fn new(
         input: &'a str,
         ty: &'static AddressType,
-        raw: RawAddress<'a>,
+        mut raw: RawAddress<'a>,
     ) -> Result<Self, AddressError> {
         let err = |pos, msg: String| AddressError::new(input, pos, msg);
+        // A serial device named by USB identity, `usb=VID:PID[:SERIAL]`, is one
+        // parameter although it has colons (it is never a path).
+        if matches!(ty.name, "SERIAL" | "SERIAL-MUX")
+            && raw.params.len() > 1
+            && raw.params.len() <= 3
+            && raw.params[0].text.to_ascii_lowercase().starts_with("usb=")
+            && raw.params.iter().all(|p| !p.bracketed)
+        {
+            let rest: Vec<String> = raw.params.drain(1..).map(|p| p.text).collect();
+            raw.params[0].text = format!("{}:{}", raw.params[0].text, rest.join(":"));
+        }
         // Parameters: exactly as many as the syntax names.
         let names: Vec<&str> = ty.params().collect();
         if raw.params.len() < names.len() {
@@ -1175,6 +1186,9 @@ fn device(p: &Param) -> Result<String, String> {
     let d = p.literal();
     if d.is_empty() {
         Err("the device is empty".to_string())
+    } else if let Some(id) = UsbId::from_device(&d) {
+        // Checked now, so a typo is a usage error rather than a missing port.
+        id.map(|id| id.to_string())
     } else {
         Ok(d)
     }

@@ -194,7 +194,8 @@ pub static ADDRESS_TYPES: &[AddressType] = &[
         syntax: "SERIAL:DEVICE",
         groups: &[OptionGroup::Line, OptionGroup::SoftFlow],
         help: "The serial device DEVICE (/dev/ttyUSB0, COM3, \\\\.\\COM12), raw bytes \
-               as they are.",
+               as they are. DEVICE may be usb=VID:PID[:SERIAL] (hex, as sfs --list-ports \
+               shows): the adapter with that USB identity, wherever it is plugged in.",
     },
     AddressType {
         name: "SERIAL-MUX",
@@ -202,7 +203,9 @@ pub static ADDRESS_TYPES: &[AddressType] = &[
         syntax: "SERIAL-MUX:DEVICE",
         groups: &[OptionGroup::Line, OptionGroup::Mux],
         help: "A reliable link over the serial device DEVICE carrying many connections \
-               at once (framing, CRC, retransmission, per-channel flow control).",
+               at once (framing, CRC, retransmission, per-channel flow control). DEVICE \
+               may be usb=VID:PID[:SERIAL], looked up again at each reopen, so a \
+               replugged adapter is found under its new name.",
     },
     AddressType {
         name: "PTY",

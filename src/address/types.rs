@@ -3,6 +3,7 @@
 //! Every value here prints back (via `Display`, implemented in `display.rs`) to an
 //! address string that parses to an equal value.
 
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -347,6 +348,59 @@ impl Address {
             Address::Socks5Dial(_) => "SOCKS5-DIAL",
             Address::UdpListen(_) => "UDP-LISTEN",
             Address::UdpConnect(_) => "UDP",
+        }
+    }
+}
+
+/// A serial adapter named by its USB identity instead of a path:
+/// `usb=VID:PID[:SERIAL]` (hex ids, as `sfs --list-ports` prints them). It is
+/// looked up each time the device is opened, so a replugged adapter is found
+/// under its new name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsbId {
+    /// USB vendor id.
+    pub vid: u16,
+    /// USB product id.
+    pub pid: u16,
+    /// The adapter's serial number, when several share VID:PID.
+    pub serial: Option<String>,
+}
+
+impl UsbId {
+    /// `None` when `device` is a path; otherwise the parsed identity or why it
+    /// is not one.
+    pub fn from_device(device: &str) -> Option<Result<UsbId, String>> {
+        let rest = device
+            .get(..4)
+            .filter(|p| p.eq_ignore_ascii_case("usb="))
+            .map(|_| &device[4..])?;
+        let bad = || {
+            format!(
+                "expected usb=VID:PID[:SERIAL] with hex ids, e.g. usb=0403:6001, not '{device}'"
+            )
+        };
+        let mut parts = rest.splitn(3, ':');
+        let hex = |s: Option<&str>| {
+            s.filter(|s| (1..=4).contains(&s.len()))
+                .and_then(|s| u16::from_str_radix(s, 16).ok())
+        };
+        let (Some(vid), Some(pid)) = (hex(parts.next()), hex(parts.next())) else {
+            return Some(Err(bad()));
+        };
+        let serial = match parts.next() {
+            Some("") => return Some(Err(bad())),
+            s => s.map(str::to_string),
+        };
+        Some(Ok(UsbId { vid, pid, serial }))
+    }
+}
+
+impl fmt::Display for UsbId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "usb={:04x}:{:04x}", self.vid, self.pid)?;
+        match &self.serial {
+            Some(s) => write!(f, ":{s}"),
+            None => Ok(()),
         }
     }
 }

@@ -10,7 +10,12 @@ use tokio_serial::{DataBits, SerialPortBuilderExt, SerialStream, StopBits};
 ///
 /// tokio-serial takes an exclusive lock on the device, so a second program on the
 /// same port gets "device is busy". On a pseudo-terminal any baud is accepted.
+///
+/// A device written `usb=VID:PID[:SERIAL]` is looked up among the ports now,
+/// on every call, so a reopen finds a replugged adapter under its new name.
 pub fn open_port(device: &str, line: &LineSettings) -> Result<SerialStream> {
+    let resolved = resolve(device)?;
+    let device = resolved.as_str();
     let data_bits = match line.data_bits {
         5 => DataBits::Five,
         6 => DataBits::Six,
@@ -193,6 +198,98 @@ impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for SkipTimeouts<R> {
     }
 }
 
+/// The path of `device`: itself, or the port whose USB identity it names.
+pub fn resolve(device: &str) -> Result<String> {
+    use tokio_serial::SerialPortType;
+    let id = match crate::address::UsbId::from_device(device) {
+        None => return Ok(device.to_string()),
+        Some(Ok(id)) => id,
+        Some(Err(e)) => return Err(Error::Usage(e)),
+    };
+    let ports = tokio_serial::available_ports()
+        .map_err(|e| Error::Runtime(format!("cannot list serial ports to find {id}: {e}")))?;
+    let found: Vec<String> = ports
+        .into_iter()
+        .filter(|p| match &p.port_type {
+            SerialPortType::UsbPort(u) => {
+                u.vid == id.vid
+                    && u.pid == id.pid
+                    && id
+                        .serial
+                        .as_ref()
+                        .map_or(true, |s| u.serial_number.as_deref() == Some(s.as_str()))
+            }
+            _ => false,
+        })
+        .map(|p| p.port_name)
+        .collect();
+    match found.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(Error::Runtime(format!(
+            "no serial adapter {id} is plugged in (sfs --list-ports shows what is)"
+        ))),
+        many => Err(Error::Usage(format!(
+            "{} adapters match {id} ({}); add the serial number: usb=VID:PID:SERIAL",
+            many.len(),
+            many.join(", ")
+        ))),
+    }
+}
+
+/// `sfs --list-ports`: one line per serial port the system reports, with its
+/// USB identity where it has one (what `usb=VID:PID[:SERIAL]` matches), and a
+/// plain line when there is none to show.
+pub fn list_ports() -> String {
+    use std::fmt::Write;
+    use tokio_serial::SerialPortType;
+    let mut ports = match tokio_serial::available_ports() {
+        Ok(p) => p,
+        Err(e) => return format!("cannot list serial ports: {e}\n"),
+    };
+    ports.sort_by(|a, b| a.port_name.cmp(&b.port_name));
+    let mut out = String::new();
+    for p in &ports {
+        let _ = match &p.port_type {
+            SerialPortType::UsbPort(u) => writeln!(
+                out,
+                "{}  usb={:04x}:{:04x}{}  {}",
+                p.port_name,
+                u.vid,
+                u.pid,
+                u.serial_number
+                    .as_deref()
+                    .map(|s| format!(":{s}"))
+                    .unwrap_or_default(),
+                [u.manufacturer.as_deref(), u.product.as_deref()]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+            SerialPortType::PciPort => {
+                writeln!(out, "{}  (PCI or built-in, no USB identity)", p.port_name)
+            }
+            SerialPortType::BluetoothPort => {
+                writeln!(out, "{}  (Bluetooth, no USB identity)", p.port_name)
+            }
+            SerialPortType::Unknown => writeln!(out, "{}  (no USB identity known)", p.port_name),
+        };
+    }
+    let plain = ports
+        .iter()
+        .filter(|p| !matches!(p.port_type, SerialPortType::UsbPort(_)))
+        .count();
+    // Pseudo-terminals (the virtual cable) are not ports to the system.
+    let tail = " (pseudo-terminals such as the virtual cable's ends are never listed): name them by path\n";
+    if ports.is_empty() {
+        out.push_str("no serial ports found");
+        out.push_str(tail);
+    } else if plain > 0 {
+        out.push_str("ports without a USB identity");
+        out.push_str(tail);
+    }
+    out
+}
 #[cfg(test)]
 mod tests {
     use super::describe_line;

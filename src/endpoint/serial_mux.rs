@@ -24,6 +24,7 @@ use crate::address::SerialMux;
 use crate::error::{Error, Result};
 use crate::mux::{ChannelId, ExitStatus, RefuseReason, Target};
 use crate::station::{OpenError, OpenId, Station, StationConfig, StationEvent};
+use crate::stats::{sanitize, ChannelSnapshot, ChannelState, Direction, LinkSnapshot, LinkState};
 use bytes::{Bytes, BytesMut};
 use std::collections::HashMap;
 use std::io;
@@ -93,12 +94,22 @@ impl MuxHub {
 
     /// One statistics line per running driver.
     pub async fn stats(&self) -> Vec<String> {
+        self.snapshots()
+            .await
+            .iter()
+            .map(LinkSnapshot::text_line)
+            .collect()
+    }
+
+    /// A snapshot of every running driver, sorted by device.
+    pub async fn snapshots(&self) -> Vec<LinkSnapshot> {
         let mut out = Vec::new();
         for h in self.handles().await {
-            if let Some(line) = h.stats().await {
-                out.push(line);
+            if let Some(s) = h.snapshot().await {
+                out.push(s);
             }
         }
+        out.sort_by(|a, b| a.device.cmp(&b.device));
         out
     }
 
@@ -125,18 +136,27 @@ impl MuxHandle {
     /// Opens a channel to the peer's `service` and waits until it is accepted
     /// (while the link is down or every channel is busy, the station makes it
     /// wait). A refusal is an error of kind `ConnectionRefused`.
-    pub async fn open_channel(&self, service: &str) -> io::Result<Conn> {
-        self.open_channel_to(service, None).await
+    ///
+    /// `endpoint` names the local end the channel will be bridged to, for
+    /// statistics and logs.
+    pub async fn open_channel(&self, service: &str, endpoint: Option<&str>) -> io::Result<Conn> {
+        self.open_channel_to(service, None, endpoint).await
     }
 
     /// [`MuxHandle::open_channel`] asking the peer to connect to `target`
     /// (an OPEN_TO). A refusal's reason is in the error: [`refuse_reason`].
-    pub async fn open_channel_to(&self, service: &str, target: Option<Target>) -> io::Result<Conn> {
+    pub async fn open_channel_to(
+        &self,
+        service: &str,
+        target: Option<Target>,
+        endpoint: Option<&str>,
+    ) -> io::Result<Conn> {
         let (tx, rx) = oneshot::channel();
         self.cmd
             .send(Cmd::Open {
                 service: service.to_string(),
                 target,
+                endpoint: endpoint.map(str::to_string),
                 reply: tx,
             })
             .map_err(|_| driver_gone())?;
@@ -158,6 +178,11 @@ impl MuxHandle {
 
     /// A snapshot of the driver's counters, as text.
     pub async fn stats(&self) -> Option<String> {
+        Some(self.snapshot().await?.text_line())
+    }
+
+    /// A snapshot of the link and its channels.
+    pub async fn snapshot(&self) -> Option<LinkSnapshot> {
         let (tx, rx) = oneshot::channel();
         self.cmd.send(Cmd::Stats { reply: tx }).ok()?;
         rx.await.ok()
@@ -206,9 +231,13 @@ impl PendingChannel {
         });
     }
 
-    /// Accepts the channel and returns it as a connection.
-    pub fn accept(mut self) -> Conn {
-        let _ = self.cmd.send(Cmd::Accept { ch: self.ch });
+    /// Accepts the channel and returns it as a connection; `endpoint` names
+    /// the local end it is bridged to, for statistics and logs.
+    pub fn accept(mut self, endpoint: &str) -> Conn {
+        let _ = self.cmd.send(Cmd::Accept {
+            ch: self.ch,
+            endpoint: endpoint.to_string(),
+        });
         self.parts
             .take()
             .expect("parts present until accept")
@@ -254,6 +283,7 @@ enum Cmd {
     Open {
         service: String,
         target: Option<Target>,
+        endpoint: Option<String>,
         reply: oneshot::Sender<io::Result<Conn>>,
     },
     Listen {
@@ -262,6 +292,7 @@ enum Cmd {
     },
     Accept {
         ch: ChannelId,
+        endpoint: String,
     },
     Refuse {
         ch: ChannelId,
@@ -284,7 +315,7 @@ enum Cmd {
         n: usize,
     },
     Stats {
-        reply: oneshot::Sender<String>,
+        reply: oneshot::Sender<LinkSnapshot>,
     },
     Close {
         grace: Duration,
@@ -509,20 +540,30 @@ impl Drop for ChannelWriter {
     }
 }
 
-/// The driver's side of one channel's [`Conn`].
+/// The driver's side of one channel's [`Conn`], with its accounting.
 struct ChanLink {
     to_app: mpsc::UnboundedSender<Inbound>,
     write: Arc<Mutex<WriteShared>>,
     confirmed: oneshot::Sender<io::Result<()>>,
+    service: String,
+    direction: Direction,
+    endpoint: Option<String>,
+    opened: Instant,
+    bytes_in: u64,
+    bytes_out: u64,
+    local_done: bool,
+    peer_done: bool,
 }
 
 impl ChanLink {
     /// The channel is gone: both halves fail, and `confirmed` says why.
     fn cut(self, why: &str, unconfirmed: u64) {
+        // The reason may come from the peer, and ends up in logs.
+        let why = sanitize(why);
         let why = if unconfirmed > 0 {
             format!("{why}; {unconfirmed} bytes not confirmed by the peer")
         } else {
-            why.to_string()
+            why
         };
         let _ = self.to_app.send(Inbound::Reset(why.clone()));
         let mut s = self.write.lock().expect("writer state lock");
@@ -581,8 +622,26 @@ fn start(addr: &SerialMux) -> Result<MuxHandle> {
         addr.line.baud,
         addr.line.byte_rate()
     );
+    let now = Instant::now();
+    let station = Station::new(cfg, epoch, now);
+    let max_payload = station.link_stats().max_payload;
     let driver = Driver {
-        station: Station::new(cfg, epoch, Instant::now()),
+        station,
+        device_lost: false,
+        peer_epoch: None,
+        up_since: None,
+        rate: RateSample {
+            at: now,
+            acked: 0,
+            delivered: 0,
+            tx: 0.0,
+            rx: 0.0,
+        },
+        watch: LinkWatch {
+            checked: now,
+            max_payload,
+            retransmitted: 0,
+        },
         device: addr.device.clone(),
         line: addr.line,
         opens: HashMap::new(),
@@ -677,11 +736,53 @@ struct Driver {
     station: Station,
     device: String,
     line: crate::address::LineSettings,
-    opens: HashMap<OpenId, (oneshot::Sender<io::Result<Conn>>, String)>,
+    opens: HashMap<OpenId, PendingOpen>,
     chans: HashMap<ChannelId, ChanLink>,
     services: HashMap<String, mpsc::UnboundedSender<PendingChannel>>,
     cmd_tx: mpsc::UnboundedSender<Cmd>,
+    /// The device failed and waits to be reopened.
+    device_lost: bool,
+    /// The peer's epoch of the current or last session.
+    peer_epoch: Option<u32>,
+    /// When the current session came up.
+    up_since: Option<Instant>,
+    /// The last goodput sample, and the rates it gave.
+    rate: RateSample,
+    /// What `-vv` logging last saw of the link (frame size, retransmissions).
+    watch: LinkWatch,
 }
+
+/// An open waiting for the station's answer.
+struct PendingOpen {
+    reply: oneshot::Sender<io::Result<Conn>>,
+    service: String,
+    endpoint: Option<String>,
+}
+
+/// Goodput is the change of the acknowledged and delivered payload counters
+/// over at least [`RATE_WINDOW`]: snapshots asked for more often (the status
+/// view) see the last full window's rates rather than noise.
+struct RateSample {
+    at: Instant,
+    acked: u64,
+    delivered: u64,
+    tx: f64,
+    rx: f64,
+}
+
+const RATE_WINDOW: Duration = Duration::from_secs(1);
+
+/// Link facts last logged at debug level, to log only their changes.
+struct LinkWatch {
+    checked: Instant,
+    max_payload: usize,
+    retransmitted: u64,
+}
+
+/// Retransmissions within one check that make a burst worth a debug line.
+const RETRANSMIT_BURST: u64 = 4;
+/// How often the driver compares the link's counters for `-vv` logging.
+const WATCH_EVERY: Duration = Duration::from_millis(250);
 
 impl Driver {
     async fn run(
@@ -710,6 +811,7 @@ impl Driver {
                     device = match crate::endpoint::serial::open_port(&self.device, &self.line) {
                         Ok(p) => {
                             warn!("SERIAL-MUX:{}: device is back", self.device);
+                            self.device_lost = false;
                             generation += 1;
                             self.station.device_reopened();
                             Device::Open(Port::start(
@@ -740,8 +842,9 @@ impl Driver {
                 }
             }
             self.dispatch_events();
+            self.watch_link();
             if self.station.is_closed() {
-                info!("{}", self.stats_line());
+                info!("{}", self.snapshot().text_line());
                 if let Some(done) = closing.take() {
                     let _ = done.send(());
                 }
@@ -804,7 +907,8 @@ impl Driver {
         }
     }
 
-    fn device_lost(&self, e: &io::Error) -> Device {
+    fn device_lost(&mut self, e: &io::Error) -> Device {
+        self.device_lost = true;
         warn!(
             "SERIAL-MUX:{}: device failed ({}); channels are kept while sfs reopens it (up to dead-after)",
             self.device,
@@ -821,22 +925,45 @@ impl Driver {
             Cmd::Open {
                 service,
                 target,
+                endpoint,
                 reply,
             } => {
                 let open = self.station.open_to(now, &service, target);
-                self.opens.insert(open, (reply, service));
+                self.opens.insert(
+                    open,
+                    PendingOpen {
+                        reply,
+                        service,
+                        endpoint,
+                    },
+                );
             }
             Cmd::Listen { service, queue } => {
                 self.station.listen(&service);
                 self.services.insert(service, queue);
             }
-            Cmd::Accept { ch } => self.station.accept(ch),
+            Cmd::Accept { ch, endpoint } => {
+                if let Some(c) = self.chans.get_mut(&ch) {
+                    c.endpoint = Some(endpoint);
+                }
+                self.station.accept(ch)
+            }
             Cmd::Refuse { ch, reason, detail } => {
                 self.chans.remove(&ch);
                 self.station.refuse(ch, reason, &detail);
             }
-            Cmd::Data { ch, data } => self.station.write(ch, data),
-            Cmd::Eof { ch, status } => self.station.shutdown_write(ch, status),
+            Cmd::Data { ch, data } => {
+                if let Some(c) = self.chans.get_mut(&ch) {
+                    c.bytes_out += data.len() as u64;
+                }
+                self.station.write(ch, data)
+            }
+            Cmd::Eof { ch, status } => {
+                if let Some(c) = self.chans.get_mut(&ch) {
+                    c.local_done = true;
+                }
+                self.station.shutdown_write(ch, status)
+            }
             Cmd::Reset { ch } => {
                 if let Some(link) = self.chans.remove(&ch) {
                     self.station.reset(ch, "reset by application");
@@ -845,7 +972,7 @@ impl Driver {
             }
             Cmd::Consumed { ch, n } => self.station.consumed(ch, n),
             Cmd::Stats { reply } => {
-                let _ = reply.send(self.stats_line());
+                let _ = reply.send(self.snapshot());
             }
             Cmd::Close { grace, done } => {
                 self.station.close(now, grace);
@@ -855,7 +982,13 @@ impl Driver {
     }
 
     /// Makes the channel's [`Conn`] parts and remembers the driver's side.
-    fn new_chan(&mut self, ch: ChannelId) -> ConnParts {
+    fn new_chan(
+        &mut self,
+        ch: ChannelId,
+        service: String,
+        direction: Direction,
+        endpoint: Option<String>,
+    ) -> ConnParts {
         let (to_app, rx) = mpsc::unbounded_channel();
         let (confirmed_tx, confirmed_rx) = oneshot::channel();
         let write = Arc::new(Mutex::new(WriteShared {
@@ -869,6 +1002,14 @@ impl Driver {
                 to_app,
                 write: write.clone(),
                 confirmed: confirmed_tx,
+                service,
+                direction,
+                endpoint,
+                opened: Instant::now(),
+                bytes_in: 0,
+                bytes_out: 0,
+                local_done: false,
+                peer_done: false,
             },
         );
         ConnParts {
@@ -885,32 +1026,43 @@ impl Driver {
         while let Some(ev) = self.station.poll_event() {
             match ev {
                 StationEvent::LinkUp { peer_epoch } => {
+                    self.peer_epoch = Some(peer_epoch);
+                    self.up_since = Some(Instant::now());
                     info!(
                         "SERIAL-MUX:{}: link up (peer epoch {peer_epoch:08x})",
                         self.device
                     );
                 }
                 StationEvent::LinkDown { reason } => {
+                    self.up_since = None;
                     warn!(
-                        "SERIAL-MUX:{}: session ended ({reason}); its channels were reset",
-                        self.device
+                        "SERIAL-MUX:{}: session ended ({}); its channels were reset",
+                        self.device,
+                        sanitize(&reason)
                     );
                 }
                 StationEvent::Opened { open, ch } => {
-                    let Some((reply, _)) = self.opens.remove(&open) else {
+                    let Some(p) = self.opens.remove(&open) else {
                         self.station.reset(ch, "opener gone");
                         continue;
                     };
-                    let conn = self.new_chan(ch).into_conn();
+                    let reply = p.reply;
+                    let conn = self
+                        .new_chan(ch, p.service, Direction::Outbound, p.endpoint)
+                        .into_conn();
                     if let Err(Ok(conn)) = reply.send(Ok(conn)) {
                         // The opener went away meanwhile.
                         conn.abort();
                     }
                 }
                 StationEvent::OpenFailed { open, error } => {
-                    if let Some((reply, service)) = self.opens.remove(&open) {
-                        debug!("open of '{service}' failed: {error}");
-                        let _ = reply.send(Err(open_error(&error)));
+                    if let Some(p) = self.opens.remove(&open) {
+                        debug!(
+                            "open of '{}' failed: {}",
+                            sanitize(&p.service),
+                            sanitize(&error.to_string())
+                        );
+                        let _ = p.reply.send(Err(open_error(&error)));
                     }
                 }
                 StationEvent::Incoming {
@@ -918,7 +1070,12 @@ impl Driver {
                     service,
                     target,
                 } => {
-                    let parts = self.new_chan(ch);
+                    debug!(
+                        "SERIAL-MUX:{}: peer opens channel {ch} for '{}'",
+                        self.device,
+                        sanitize(&service)
+                    );
+                    let parts = self.new_chan(ch, service.clone(), Direction::Inbound, None);
                     let pending = PendingChannel {
                         ch,
                         target,
@@ -936,13 +1093,15 @@ impl Driver {
                 }
                 StationEvent::Readable { ch } => {
                     while let Some(b) = self.station.read(ch, 16 * 1024) {
-                        if let Some(c) = self.chans.get(&ch) {
+                        if let Some(c) = self.chans.get_mut(&ch) {
+                            c.bytes_in += b.len() as u64;
                             let _ = c.to_app.send(Inbound::Data(b));
                         }
                     }
                 }
                 StationEvent::ReadClosed { ch, status } => {
-                    if let Some(c) = self.chans.get(&ch) {
+                    if let Some(c) = self.chans.get_mut(&ch) {
+                        c.peer_done = true;
                         let _ = c.to_app.send(Inbound::Eof(status));
                     }
                 }
@@ -966,7 +1125,7 @@ impl Driver {
                     unconfirmed,
                 } => {
                     if let Some(c) = self.chans.remove(&ch) {
-                        debug!("channel {ch} reset: {reason}");
+                        debug!("channel {ch} reset: {}", sanitize(&reason));
                         c.cut(&reason, unconfirmed);
                     }
                 }
@@ -974,35 +1133,109 @@ impl Driver {
         }
     }
 
-    fn stats_line(&self) -> String {
+    /// The link and its channels now. Goodput rates are refreshed when the
+    /// last sample is at least [`RATE_WINDOW`] old.
+    fn snapshot(&mut self) -> LinkSnapshot {
+        let now = Instant::now();
         let l = self.station.link_stats();
         let m = self.station.mux_stats();
         let s = self.station.stats();
-        format!(
-            "SERIAL-MUX:{}: link {}, {} sessions; sent {} frames ({} retransmitted, {} line bytes, {} payload), \
-             received {} frames ({} payload bytes, {} CRC failures, {} malformed); srtt {}, frame payload {} B, \
-             error rate {:.1e}/byte; channels {} open, {} opened, {} served, {} refused, {} reset, {} waiting",
-            self.device,
-            if self.station.is_up() { "up" } else { "down" },
-            l.sessions,
-            l.frames_sent,
-            l.frames_retransmitted,
-            l.bytes_sent,
-            l.payload_bytes_sent,
-            l.frames_received,
-            l.payload_bytes_delivered,
-            l.crc_failures,
-            l.malformed,
-            l.srtt.map(|d| format!("{:.1} ms", d.as_secs_f64() * 1000.0)).unwrap_or_else(|| "-".into()),
-            l.max_payload,
-            l.error_rate,
-            m.channels_open,
-            m.opened_total,
-            m.incoming_total,
-            m.refused_total,
-            m.resets_sent + m.resets_received,
-            s.waiting,
-        )
+        let r = &mut self.rate;
+        let dt = now.duration_since(r.at);
+        if dt >= RATE_WINDOW {
+            let secs = dt.as_secs_f64();
+            r.tx = l.payload_bytes_acked.saturating_sub(r.acked) as f64 / secs;
+            r.rx = l.payload_bytes_delivered.saturating_sub(r.delivered) as f64 / secs;
+            r.at = now;
+            r.acked = l.payload_bytes_acked;
+            r.delivered = l.payload_bytes_delivered;
+        }
+        let mut channels: Vec<ChannelSnapshot> = self
+            .chans
+            .iter()
+            .map(|(&ch, c)| ChannelSnapshot {
+                id: ch.0,
+                name: ch.to_string(),
+                service: sanitize(&c.service),
+                direction: c.direction,
+                endpoint: c.endpoint.clone(),
+                bytes_out: c.bytes_out,
+                bytes_in: c.bytes_in,
+                state: ChannelState::from_ends(c.local_done, c.peer_done),
+                age_s: now.duration_since(c.opened).as_secs_f64(),
+                queue_bytes: self.station.queued(ch),
+            })
+            .collect();
+        channels.sort_by_key(|c| c.id);
+        let state = if self.device_lost {
+            LinkState::DeviceLost
+        } else if self.station.is_up() {
+            LinkState::Up
+        } else {
+            LinkState::Down
+        };
+        LinkSnapshot {
+            device: self.device.clone(),
+            state,
+            epoch: format!("{:08x}", self.station.epoch()),
+            peer_epoch: self.peer_epoch.map(|e| format!("{e:08x}")),
+            link_uptime_s: self
+                .up_since
+                .map_or(0.0, |t| now.duration_since(t).as_secs_f64()),
+            sessions: l.sessions,
+            baud: self.line.baud,
+            line_bytes_per_s: self.line.byte_rate(),
+            goodput_tx_bytes_per_s: self.rate.tx,
+            goodput_rx_bytes_per_s: self.rate.rx,
+            frames_sent: l.frames_sent,
+            frames_received: l.frames_received,
+            retransmissions: l.frames_retransmitted,
+            crc_failures: l.crc_failures,
+            malformed: l.malformed,
+            line_bytes_sent: l.bytes_sent,
+            payload_bytes_sent: l.payload_bytes_sent,
+            payload_bytes_acked: l.payload_bytes_acked,
+            payload_bytes_received: l.payload_bytes_delivered,
+            srtt_ms: l.srtt.map(|d| d.as_secs_f64() * 1000.0),
+            frame_payload: l.max_payload,
+            error_rate: l.error_rate,
+            queue_bytes: channels.iter().map(|c| c.queue_bytes).sum(),
+            opens_waiting: s.waiting,
+            channels_opened: m.opened_total,
+            channels_served: m.incoming_total,
+            channels_refused: m.refused_total,
+            channels_reset: m.resets_sent + m.resets_received,
+            channels,
+        }
+    }
+
+    /// `-vv`: logs changes of the frame size and bursts of retransmissions,
+    /// checked every [`WATCH_EVERY`] (link events come as station events).
+    fn watch_link(&mut self) {
+        let now = Instant::now();
+        if now.duration_since(self.watch.checked) < WATCH_EVERY {
+            return;
+        }
+        let l = self.station.link_stats();
+        let w = &mut self.watch;
+        w.checked = now;
+        if l.max_payload != w.max_payload {
+            debug!(
+                "SERIAL-MUX:{}: frame payload {} -> {} B (error rate {:.1e}/byte)",
+                self.device, w.max_payload, l.max_payload, l.error_rate
+            );
+            w.max_payload = l.max_payload;
+        }
+        let burst = l.frames_retransmitted.saturating_sub(w.retransmitted);
+        if burst >= RETRANSMIT_BURST {
+            debug!(
+                "SERIAL-MUX:{}: {burst} frames retransmitted in {} ms ({} CRC failures so far)",
+                self.device,
+                WATCH_EVERY.as_millis(),
+                l.crc_failures
+            );
+        }
+        w.retransmitted = l.frames_retransmitted;
     }
 }
 

@@ -113,7 +113,11 @@ pub async fn serve_client(
     };
     let target = req.target;
     debug!("socks {peer}: CONNECT {target}");
-    match mux.open_channel_to(service, Some(target.clone())).await {
+    let endpoint = format!("socks {peer} -> {target}");
+    match mux
+        .open_channel_to(service, Some(target.clone()), Some(&endpoint))
+        .await
+    {
         Ok(mut ch) => {
             stream.write_all(&Reply::Succeeded.encode()).await?;
             if !req.early.is_empty() {
@@ -241,7 +245,7 @@ pub async fn serve_channel(p: PendingChannel, cfg: &Socks5Dial) -> io::Result<(C
         Ok((s, sa)) => {
             debug!("socks: {target} -> {sa}");
             let conn = tcp::from_stream(s, format!("tcp {sa} (socks {target})"));
-            Ok((p.accept(), conn))
+            Ok((p.accept(&conn.label), conn))
         }
         Err(e) => {
             let detail = format!("{target}: {}", describe_io(&e));

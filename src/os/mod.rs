@@ -47,8 +47,8 @@ impl StatsRequests {
         }
     }
 
-    /// Waits for the next request.
-    pub async fn recv(&mut self) {
+    /// Waits for the next request: `true` for a timer tick, `false` for the signal.
+    pub async fn recv(&mut self) -> bool {
         let tick = async {
             match &mut self.tick {
                 Some(t) => {
@@ -58,8 +58,8 @@ impl StatsRequests {
             }
         };
         tokio::select! {
-            _ = self.signal.recv() => {}
-            _ = tick => {}
+            _ = self.signal.recv() => false,
+            _ = tick => true,
         }
     }
 }

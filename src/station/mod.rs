@@ -374,6 +374,12 @@ impl Station {
         }
     }
 
+    /// Bytes the application wrote on `ch` that wait for the mux (0 for an
+    /// unknown channel): the queue depth reported in statistics.
+    pub fn queued(&self, ch: ChannelId) -> usize {
+        self.chans.get(&ch).map_or(0, |c| c.queued)
+    }
+
     /// The station has closed (see [`Station::close`]); the driver may stop.
     pub fn is_closed(&self) -> bool {
         self.phase == Phase::Closed

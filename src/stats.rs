@@ -1,0 +1,298 @@
+//! Statistics snapshots of SERIAL-MUX links, one structure for every consumer:
+//! the `SIGUSR1`/`--stats-interval` text line, `--stats-json` (schema in
+//! `docs/stats-schema.md`, versioned by [`SCHEMA_VERSION`]) and `--status`.
+//!
+//! The driver fills a [`LinkSnapshot`]; nothing here reads the clock or does I/O.
+
+use serde::Serialize;
+
+/// The `version` field of every `--stats-json` object. Adding a field keeps the
+/// version; renaming, removing or changing the meaning of one bumps it.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One `--stats-json` line: every SERIAL-MUX link of the process at one moment.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// Always `"sfs-stats"`, so a reader can tell the stream apart.
+    pub schema: &'static str,
+    /// [`SCHEMA_VERSION`].
+    pub version: u32,
+    /// Why this object was written.
+    pub reason: ReportReason,
+    /// Wall-clock time, milliseconds since the Unix epoch.
+    pub time_ms: u64,
+    /// Seconds since sfs started.
+    pub uptime_s: f64,
+    /// One entry per serial device sfs drives, sorted by device.
+    pub links: Vec<LinkSnapshot>,
+}
+
+impl Report {
+    /// A report of `links` at `time_ms`, `uptime_s` into the run.
+    pub fn new(
+        reason: ReportReason,
+        time_ms: u64,
+        uptime_s: f64,
+        mut links: Vec<LinkSnapshot>,
+    ) -> Self {
+        links.sort_by(|a, b| a.device.cmp(&b.device));
+        Report {
+            schema: "sfs-stats",
+            version: SCHEMA_VERSION,
+            reason,
+            time_ms,
+            uptime_s,
+            links,
+        }
+    }
+}
+
+/// Why a report was written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportReason {
+    /// The `--stats-interval` period passed.
+    Interval,
+    /// sfs is exiting: the last report.
+    Exit,
+}
+
+/// The state of a link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkState {
+    /// A session with the peer is up.
+    Up,
+    /// No session (handshaking, or the peer is silent).
+    Down,
+    /// The device failed; sfs reopens it every 500 ms.
+    DeviceLost,
+}
+
+impl LinkState {
+    /// The word the text line and the status view use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkState::Up => "up",
+            LinkState::Down => "down",
+            LinkState::DeviceLost => "device lost",
+        }
+    }
+}
+
+/// One SERIAL-MUX link at one moment.
+#[derive(Clone, Debug, Serialize)]
+pub struct LinkSnapshot {
+    /// The device path as given on the command line.
+    pub device: String,
+    /// Up, down or device lost.
+    pub state: LinkState,
+    /// Our link epoch (hex), new each time sfs starts.
+    pub epoch: String,
+    /// The peer's epoch (hex) of the current or last session, if any.
+    pub peer_epoch: Option<String>,
+    /// Seconds the current session has been up (0 when down).
+    pub link_uptime_s: f64,
+    /// Sessions established so far (a restart of either end starts a new one).
+    pub sessions: u64,
+    /// Line speed in baud.
+    pub baud: u32,
+    /// Line capacity in bytes per second (baud / bits per character).
+    pub line_bytes_per_s: u32,
+    /// Channel payload bytes per second the peer acknowledged, over the last
+    /// second or more (what we send that arrives).
+    pub goodput_tx_bytes_per_s: f64,
+    /// Channel payload bytes per second delivered to us, same window.
+    pub goodput_rx_bytes_per_s: f64,
+    /// Frames sent (all kinds, retransmissions included).
+    pub frames_sent: u64,
+    /// Frames received that passed the CRC.
+    pub frames_received: u64,
+    /// Data frames sent again.
+    pub retransmissions: u64,
+    /// Frames that failed the CRC.
+    pub crc_failures: u64,
+    /// Over-long or badly framed input.
+    pub malformed: u64,
+    /// Line bytes sent (framing included).
+    pub line_bytes_sent: u64,
+    /// Payload bytes sent in data frames (retransmissions included).
+    pub payload_bytes_sent: u64,
+    /// Payload bytes acknowledged by the peer.
+    pub payload_bytes_acked: u64,
+    /// Payload bytes received and delivered.
+    pub payload_bytes_received: u64,
+    /// Smoothed round-trip time in milliseconds, once measured.
+    pub srtt_ms: Option<f64>,
+    /// The current adaptive frame payload limit in bytes.
+    pub frame_payload: usize,
+    /// Estimated per-byte error probability of the line.
+    pub error_rate: f64,
+    /// Bytes the applications wrote that wait for the link, all channels.
+    pub queue_bytes: usize,
+    /// Opens waiting for the link or a free channel.
+    pub opens_waiting: usize,
+    /// Channels opened by this end, ever.
+    pub channels_opened: u64,
+    /// Channels the peer opened, ever.
+    pub channels_served: u64,
+    /// Channels refused, ever.
+    pub channels_refused: u64,
+    /// Channel resets sent and received, ever.
+    pub channels_reset: u64,
+    /// The channels open now, by id.
+    pub channels: Vec<ChannelSnapshot>,
+}
+
+/// Which end opened a channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// We opened it (a local connection reached the peer's service).
+    Outbound,
+    /// The peer opened it (we dialed our target for it).
+    Inbound,
+}
+
+/// How far a channel's streams have come.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelState {
+    /// Both directions carry data.
+    Open,
+    /// We finished sending; the peer still sends.
+    LocalDone,
+    /// The peer finished sending; we still send.
+    PeerDone,
+    /// Both finished; waiting for the peer to confirm it took every byte.
+    Closing,
+}
+
+impl ChannelState {
+    /// From which halves have ended.
+    pub fn from_ends(local_done: bool, peer_done: bool) -> Self {
+        match (local_done, peer_done) {
+            (false, false) => ChannelState::Open,
+            (true, false) => ChannelState::LocalDone,
+            (false, true) => ChannelState::PeerDone,
+            (true, true) => ChannelState::Closing,
+        }
+    }
+
+    /// The word the status view uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelState::Open => "open",
+            ChannelState::LocalDone => "local done",
+            ChannelState::PeerDone => "peer done",
+            ChannelState::Closing => "closing",
+        }
+    }
+}
+
+/// One open channel.
+#[derive(Clone, Debug, Serialize)]
+pub struct ChannelSnapshot {
+    /// The channel's number (unique while sfs runs).
+    pub id: u32,
+    /// The channel as logs name it: `L3.7` is wire id 3, generation 7, opened
+    /// here (`R`: opened by the peer).
+    pub name: String,
+    /// The service it was opened for.
+    pub service: String,
+    /// Who opened it.
+    pub direction: Direction,
+    /// The local end it is bridged to (`tcp 127.0.0.1:40112`, `exec sh`), once known.
+    pub endpoint: Option<String>,
+    /// Bytes the local end sent into the channel.
+    pub bytes_out: u64,
+    /// Bytes the peer sent us on the channel.
+    pub bytes_in: u64,
+    /// Which directions have ended.
+    pub state: ChannelState,
+    /// Seconds since it opened.
+    pub age_s: f64,
+    /// Bytes written on it that wait for the link.
+    pub queue_bytes: usize,
+}
+
+impl LinkSnapshot {
+    /// The one-line summary `SIGUSR1` and `--stats-interval` print.
+    pub fn text_line(&self) -> String {
+        format!(
+            "SERIAL-MUX:{}: link {}, {} sessions; sent {} frames ({} retransmitted, {} line bytes, {} payload), \
+             received {} frames ({} payload bytes, {} CRC failures, {} malformed); srtt {}, frame payload {} B, \
+             error rate {:.1e}/byte; goodput {:.0}/{:.0} B/s out/in, {} B queued; channels {} open, {} opened, \
+             {} served, {} refused, {} reset, {} waiting",
+            self.device,
+            self.state.as_str(),
+            self.sessions,
+            self.frames_sent,
+            self.retransmissions,
+            self.line_bytes_sent,
+            self.payload_bytes_sent,
+            self.frames_received,
+            self.payload_bytes_received,
+            self.crc_failures,
+            self.malformed,
+            self.srtt_ms
+                .map(|ms| format!("{ms:.1} ms"))
+                .unwrap_or_else(|| "-".into()),
+            self.frame_payload,
+            self.error_rate,
+            self.goodput_tx_bytes_per_s,
+            self.goodput_rx_bytes_per_s,
+            self.queue_bytes,
+            self.channels.len(),
+            self.channels_opened,
+            self.channels_served,
+            self.channels_refused,
+            self.channels_reset,
+            self.opens_waiting,
+        )
+    }
+}
+
+/// A string from the peer (a service name, a refusal's detail, a reset reason)
+/// made safe to log or display: control characters (terminal escapes, line
+/// breaks that would forge log lines) become `?`, and it is cut to
+/// [`PEER_TEXT_MAX`] characters.
+pub fn sanitize(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .take(PEER_TEXT_MAX)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    if s.chars().nth(PEER_TEXT_MAX).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+/// Most characters of a peer-supplied string that are logged.
+pub const PEER_TEXT_MAX: usize = 120;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sanitize_strips_control_characters_and_caps_length() {
+        assert_eq!(sanitize("ssh"), "ssh");
+        assert_eq!(sanitize("a\x1b[2Jb\nc\r"), "a?[2Jb?c?");
+        let long = "x".repeat(500);
+        let s = sanitize(&long);
+        assert_eq!(s.chars().count(), PEER_TEXT_MAX + 1);
+        assert!(s.ends_with('…'));
+    }
+
+    #[test]
+    fn channel_state_from_ends() {
+        assert_eq!(ChannelState::from_ends(false, false), ChannelState::Open);
+        assert_eq!(ChannelState::from_ends(true, true), ChannelState::Closing);
+        assert_eq!(
+            serde_json::to_string(&ChannelState::PeerDone).unwrap(),
+            "\"peer_done\""
+        );
+    }
+}

@@ -1,0 +1,178 @@
+//! `--status`, as a person sees it: sfs runs in a tmux pane (a real terminal,
+//! 120×30), a transfer goes through it, and the screen is read back.
+#![allow(clippy::disallowed_methods)] // test set-up reads the clock
+#![cfg(unix)]
+
+mod util;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use util::*;
+
+/// A detached tmux session, killed on drop.
+struct Tmux {
+    name: String,
+}
+
+impl Tmux {
+    fn start(tag: &str, width: u16, height: u16) -> Option<Tmux> {
+        let name = format!("sfs-{tag}-{}", std::process::id());
+        let ok = Command::new("tmux")
+            .args(["new-session", "-d", "-s", &name])
+            .args(["-x", &width.to_string(), "-y", &height.to_string()])
+            // A plain shell, so the pane's content is only what sfs draws.
+            .args(["env", "PS1=$ ", "sh"])
+            .status()
+            .ok()?
+            .success();
+        ok.then_some(Tmux { name })
+    }
+
+    fn send(&self, keys: &[&str]) {
+        let ok = Command::new("tmux")
+            .args(["send-keys", "-t", &self.name])
+            .args(keys)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "tmux send-keys");
+    }
+
+    fn screen(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["capture-pane", "-p", "-t", &self.name])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn resize(&self, width: u16, height: u16) {
+        let _ = Command::new("tmux")
+            .args(["resize-window", "-t", &self.name])
+            .args(["-x", &width.to_string(), "-y", &height.to_string()])
+            .status();
+    }
+
+    /// Waits until the screen satisfies `ok`; returns the last screen.
+    async fn wait_for(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        let t0 = Instant::now();
+        loop {
+            let s = self.screen();
+            if ok(&s) {
+                return s;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(15),
+                "screen never showed {what}:\n{s}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.name])
+            .status();
+    }
+}
+
+fn have_tmux() -> bool {
+    Command::new("tmux").arg("-V").output().is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_view_shows_the_link_and_a_channel_and_restores_the_terminal() {
+    if !have_tmux() {
+        return missing_tool("tmux", "apt-get install tmux");
+    }
+    let cable = Cable::start("status", 115_200).await;
+    let echo = echo_server().await;
+    let port = free_port();
+    let _b = Sfs::start(&[
+        format!("SERIAL-MUX:{},b115200", cable.b.display()),
+        format!("TCP:127.0.0.1:{echo}"),
+    ]);
+    let tmux = Tmux::start("status", 120, 30).expect("tmux starts a session");
+    let cmd = format!(
+        "{} -v --status TCP-LISTEN:{port},fork,bind=127.0.0.1 SERIAL-MUX:{},b115200; echo \"sfs-exit\"\"ed-$?\"",
+        bin().display(),
+        cable.a.display()
+    );
+    tmux.send(&[&cmd, "Enter"]);
+    tmux.wait_for("link up", |s| s.contains("link up")).await;
+
+    // A transfer through it, kept open so that its channel is listed.
+    let mut s = connect_retry(port, Duration::from_secs(5)).await;
+    let data = pattern(20_000, 11);
+    s.write_all(&data).await.unwrap();
+    let mut got = vec![0u8; data.len()];
+    tokio::time::timeout(Duration::from_secs(20), s.read_exact(&mut got))
+        .await
+        .expect("echo in time")
+        .unwrap();
+    assert_eq!(got, data);
+    let screen = tmux
+        .wait_for("a channel row with its bytes", |s| {
+            s.lines()
+                .any(|l| l.contains("(default)") && l.contains("20.0 kB") && l.contains("open"))
+        })
+        .await;
+    assert!(screen.contains("channels (1)"), "{screen}");
+    assert!(screen.contains("115200 baud"), "{screen}");
+    assert!(screen.contains("tcp 127.0.0.1:"), "{screen}");
+    println!("status screen at 120x30:\n{screen}");
+
+    // A smaller terminal: redrawn to fit, nothing left over from the larger one.
+    tmux.resize(90, 24);
+    let small = tmux
+        .wait_for("a redraw at 90 columns", |s| {
+            // The link's box closes at the new right edge.
+            s.lines()
+                .any(|l| l.starts_with('┌') && l.ends_with('┐') && l.chars().count() == 90)
+                && s.contains("link up")
+                && s.contains("channels (1)")
+        })
+        .await;
+    println!("status screen at 90x24:\n{small}");
+
+    // Ctrl-C stops sfs; the shell's screen comes back with the exit status.
+    drop(s);
+    tmux.send(&["C-c"]);
+    let after = tmux
+        .wait_for("the shell back after Ctrl-C", |s| s.contains("sfs-exited-"))
+        .await;
+    assert!(!after.contains("channels ("), "view left behind:\n{after}");
+    assert!(after.contains("sfs-exited-0"), "{after}");
+}
+
+#[tokio::test]
+async fn status_without_a_terminal_says_so_and_carries_on() {
+    let port = free_port();
+    let mut child = tokio::process::Command::new(bin())
+        .args([
+            "--status",
+            &format!("TCP-LISTEN:{port},bind=127.0.0.1"),
+            "TCP:127.0.0.1:9",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // It runs: the port is listening.
+    let _ = connect_retry(port, Duration::from_secs(5)).await;
+    let _ = child.start_kill();
+    let out = child.wait_with_output().await.unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--status needs a terminal"),
+        "no notice:\n{err}"
+    );
+    assert!(
+        !err.contains('\x1b'),
+        "escape codes in piped output:\n{err:?}"
+    );
+}
