@@ -5,7 +5,7 @@ mod util;
 
 use sfs::testbed::{CableSpec, Testbed, TestbedOptions};
 use std::process::Command;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use util::*;
 
 /// A minimal HTTP/1.1 server answering every request with `body`.
@@ -25,13 +25,7 @@ async fn http_server(body: Vec<u8>) -> u16 {
                         Ok(n) => req.extend_from_slice(&buf[..n]),
                     }
                 }
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = s.write_all(head.as_bytes()).await;
-                let _ = s.write_all(&body).await;
-                let _ = s.shutdown().await;
+                http_reply(&mut s, &body).await;
             });
         }
     });

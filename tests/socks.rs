@@ -39,13 +39,7 @@ async fn http_server() -> u16 {
                     .and_then(|n| n.parse().ok())
                     .unwrap_or(0);
                 let body = page(n);
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = s.write_all(head.as_bytes()).await;
-                let _ = s.write_all(&body).await;
-                let _ = s.shutdown().await;
+                http_reply(&mut s, &body).await;
             });
         }
     });

@@ -149,6 +149,17 @@ pub async fn try_roundtrip_all(mut s: TcpStream, data: &[u8]) -> std::io::Result
     Ok(got)
 }
 
+/// Answers an HTTP request with `body` and closes (test HTTP servers).
+pub async fn http_reply(s: &mut TcpStream, body: &[u8]) {
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = s.write_all(head.as_bytes()).await;
+    let _ = s.write_all(body).await;
+    let _ = s.shutdown().await;
+}
+
 /// Deterministic test data.
 pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
     let mut v = vec![0u8; len];
