@@ -6,7 +6,6 @@ mod util;
 
 use serde_json::Value;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use util::*;
 
 fn reports(path: &std::path::Path) -> Vec<Value> {
@@ -37,15 +36,7 @@ async fn stats_json_reports_the_link_and_each_channel() {
         format!("TCP:127.0.0.1:{echo}"),
     ]);
     // One connection, kept open while reports are written.
-    let mut s = connect_retry(port, Duration::from_secs(5)).await;
-    let data = pattern(3_000, 7);
-    s.write_all(&data).await.unwrap();
-    let mut got = vec![0u8; data.len()];
-    tokio::time::timeout(Duration::from_secs(20), s.read_exact(&mut got))
-        .await
-        .expect("echo in time")
-        .unwrap();
-    assert_eq!(got, data);
+    let s = echo_kept_open(port, 3_000, 7).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     let all = reports(&file);

@@ -7,7 +7,6 @@ mod util;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use util::*;
 
 /// A detached tmux session, killed on drop.
@@ -105,15 +104,7 @@ async fn status_view_shows_the_link_and_a_channel_and_restores_the_terminal() {
     tmux.wait_for("link up", |s| s.contains("link up")).await;
 
     // A transfer through it, kept open so that its channel is listed.
-    let mut s = connect_retry(port, Duration::from_secs(5)).await;
-    let data = pattern(20_000, 11);
-    s.write_all(&data).await.unwrap();
-    let mut got = vec![0u8; data.len()];
-    tokio::time::timeout(Duration::from_secs(20), s.read_exact(&mut got))
-        .await
-        .expect("echo in time")
-        .unwrap();
-    assert_eq!(got, data);
+    let s = echo_kept_open(port, 20_000, 11).await;
     let screen = tmux
         .wait_for("a channel row with its bytes", |s| {
             s.lines()

@@ -149,6 +149,21 @@ pub async fn try_roundtrip_all(mut s: TcpStream, data: &[u8]) -> std::io::Result
     Ok(got)
 }
 
+/// Connects to `port`, has `len` pattern bytes echoed back intact, and keeps
+/// the connection open (so its channel stays listed in statistics).
+pub async fn echo_kept_open(port: u16, len: usize, seed: u64) -> TcpStream {
+    let mut s = connect_retry(port, Duration::from_secs(5)).await;
+    let data = pattern(len, seed);
+    s.write_all(&data).await.unwrap();
+    let mut got = vec![0u8; data.len()];
+    tokio::time::timeout(Duration::from_secs(20), s.read_exact(&mut got))
+        .await
+        .expect("echo in time")
+        .unwrap();
+    assert_eq!(got, data);
+    s
+}
+
 /// Answers an HTTP request with `body` and closes (test HTTP servers).
 pub async fn http_reply(s: &mut TcpStream, body: &[u8]) {
     let head = format!(
