@@ -273,12 +273,37 @@ async fn dialer(a: Address, hub: &MuxHub) -> Result<Dialer> {
     })
 }
 
-async fn source(a: &Address, hub: &MuxHub) -> Result<Source> {
+/// The accepting side of a pair; `other` is the address it feeds (a listener
+/// facing SERIAL-MUX binds loopback unless `bind=` says otherwise).
+async fn source(a: &Address, other: &Address, hub: &MuxHub) -> Result<Source> {
+    let facing_mux = matches!(other, Address::SerialMux(_));
+    let bound = |kind: &str, at: io::Result<std::net::SocketAddr>| {
+        if let Ok(at) = at {
+            let scope = if at.ip().is_loopback() {
+                " (this machine only; bind= to open it to the network)"
+            } else {
+                ""
+            };
+            info!("{kind}: listening on {at}{scope}");
+        }
+    };
     Ok(match a {
-        Address::TcpListen(t) => Source::Tcp(tcp::Listener::bind(t).await?, t.listen.clone()),
+        Address::TcpListen(t) => {
+            let l = tcp::Listener::bind(t, facing_mux).await?;
+            bound(a.keyword(), l.local_addr());
+            Source::Tcp(l, t.listen.clone())
+        }
         Address::UnixListen(u) => Source::Unix(unix::Listener::bind(u)?, u.listen.clone()),
-        Address::UdpListen(u) => Source::Udp(udp::Listener::bind(u).await?),
-        Address::Socks5Listen(t) => Source::Socks(tcp::Listener::bind(t).await?, t.listen.clone()),
+        Address::UdpListen(u) => {
+            let l = udp::Listener::bind(u).await?;
+            bound(a.keyword(), Ok(l.local_addr()));
+            Source::Udp(l)
+        }
+        Address::Socks5Listen(t) => {
+            let l = tcp::Listener::bind(t, facing_mux).await?;
+            bound(a.keyword(), l.local_addr());
+            Source::Socks(l, t.listen.clone())
+        }
         Address::SerialMux(m) => Source::Mux(hub.get(m).await?.listen(&m.service)?),
         other => {
             return Err(Error::Usage(format!(
@@ -323,9 +348,9 @@ async fn plan(a1: Address, a2: Address, hub: &MuxHub) -> Result<Plan> {
     let mux_serves_1 = matches!(a1, Address::SerialMux(_)) && !a2.is_listener();
     let mux_serves_2 = matches!(a2, Address::SerialMux(_)) && is_dialing(&a1);
     Ok(if a1.is_listener() || mux_serves_1 {
-        Plan::Serve(source(&a1, hub).await?, dialer(a2, hub).await?)
+        Plan::Serve(source(&a1, &a2, hub).await?, dialer(a2, hub).await?)
     } else if a2.is_listener() || mux_serves_2 {
-        Plan::Serve(source(&a2, hub).await?, dialer(a1, hub).await?)
+        Plan::Serve(source(&a2, &a1, hub).await?, dialer(a1, hub).await?)
     } else {
         Plan::Once(dialer(a1, hub).await?, dialer(a2, hub).await?)
     })

@@ -267,7 +267,11 @@ async fn a_peer_that_speaks_something_else_is_reported() {
     });
     chatter.await.unwrap();
     let log = a.log_text();
-    assert!(log.contains("does not speak sfs"), "log:\n{log}");
+    assert!(
+        log.contains("the far end is not sfs: it sends text like 'login: AT+CMGF=1 OK"),
+        "log:\n{log}"
+    );
+    assert_eq!(log.matches("is not sfs").count(), 1, "one line: {log}");
     // Survived: still running, still listening.
     let _s = connect_retry(port, Duration::from_secs(2)).await;
 }

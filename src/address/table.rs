@@ -278,7 +278,10 @@ pub static OPTIONS: &[OptionSpec] = &[
         aliases: &[],
         group: OptionGroup::TcpListen,
         value: ValueKind::Value("ADDR"),
-        help: "Listen on this local address only (default: all).",
+        help: "Listen on this local address only. Default: loopback (127.0.0.1, ::1 for \
+               the IPv6-only spellings) when the other address is SERIAL-MUX, as ssh -L \
+               does; all addresses otherwise. bind=0.0.0.0 or bind=[::] opens a tunnel \
+               to the network.",
     },
     OptionSpec {
         name: "reuseaddr",

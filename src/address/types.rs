@@ -51,7 +51,8 @@ pub const DEFAULT_UDP_IDLE: Duration = Duration::from_secs(60);
 pub struct UdpListen {
     /// Port to receive on.
     pub port: u16,
-    /// `bind=ADDR`: local address; default all IPv4 addresses.
+    /// `bind=ADDR`: local address; default loopback (it always faces
+    /// SERIAL-MUX; see [`default_listen_ip`]).
     pub bind: Option<String>,
     /// `reuseaddr`: SO_REUSEADDR, on by default.
     pub reuseaddr: bool,
@@ -96,6 +97,24 @@ pub enum Family {
     V6,
 }
 
+/// Where a TCP/UDP/SOCKS5 listener binds without `bind=`.
+///
+/// In front of a SERIAL-MUX a listener forwards into a tunnel that may end at a
+/// shell on the far machine, so it follows `ssh -L`: loopback only
+/// (`127.0.0.1`, or `::1` for the IPv6-only spellings); `bind=0.0.0.0` or
+/// `bind=[::]` opens it to the network deliberately. Elsewhere socat's
+/// default holds (every address): `TCP-LISTEN SERIAL` is ser2net-style remote
+/// access to a device, meant to be reached from other machines.
+pub fn default_listen_ip(family: Family, facing_mux: bool) -> std::net::IpAddr {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    match (family, facing_mux) {
+        (Family::V6, true) => Ipv6Addr::LOCALHOST.into(),
+        (_, true) => Ipv4Addr::LOCALHOST.into(),
+        (Family::V6, false) => Ipv6Addr::UNSPECIFIED.into(),
+        (_, false) => Ipv4Addr::UNSPECIFIED.into(),
+    }
+}
+
 /// Options shared by listening addresses (TCP-LISTEN, UNIX-LISTEN).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenOptions {
@@ -126,7 +145,8 @@ pub struct TcpListen {
     pub port: u16,
     /// Address family (`TCP4-LISTEN`, `TCP6-LISTEN`).
     pub family: Family,
-    /// `bind=ADDR`: local address to listen on; default all addresses.
+    /// `bind=ADDR`: local address to listen on; default loopback in front
+    /// of SERIAL-MUX, all addresses elsewhere ([`default_listen_ip`]).
     pub bind: Option<String>,
     /// `reuseaddr`: SO_REUSEADDR, on by default (socat 1.8 behaviour).
     pub reuseaddr: bool,

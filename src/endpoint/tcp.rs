@@ -1,11 +1,11 @@
 //! TCP endpoints: `TCP-LISTEN` (accepting) and `TCP` (dialing).
 
 use super::Conn;
-use crate::address::{Family, TcpConnect, TcpListen};
+use crate::address::{default_listen_ip, Family, TcpConnect, TcpListen};
 use crate::error::{describe_io, Error, Result};
 use socket2::SockRef;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr};
+use std::net::{IpAddr, Shutdown, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
@@ -19,15 +19,16 @@ pub struct Listener {
 }
 
 impl Listener {
-    /// Binds as the address says; errors read like `cannot listen on 0.0.0.0:22: Address in use`.
-    pub async fn bind(addr: &TcpListen) -> Result<Self> {
-        let ip: IpAddr = match (&addr.bind, addr.family) {
-            (Some(b), _) => resolve(b, addr.port, addr.family)
+    /// Binds as the address says — without `bind=`, to loopback when
+    /// `facing_mux` (see [`default_listen_ip`]); errors read like `cannot
+    /// listen on 0.0.0.0:22: Address in use`.
+    pub async fn bind(addr: &TcpListen, facing_mux: bool) -> Result<Self> {
+        let ip: IpAddr = match &addr.bind {
+            Some(b) => resolve(b, addr.port, addr.family)
                 .await
                 .map_err(|e| Error::Runtime(format!("cannot resolve bind address {b}: {e}")))?
                 .ip(),
-            (None, Family::V6) => Ipv6Addr::UNSPECIFIED.into(),
-            (None, _) => Ipv4Addr::UNSPECIFIED.into(),
+            None => default_listen_ip(addr.family, facing_mux),
         };
         let sa = SocketAddr::new(ip, addr.port);
         let fail =
@@ -192,4 +193,44 @@ impl AsyncWrite for TcpWrite {
 
 fn set_send_buffer(stream: &TcpStream, bytes: u32) -> io::Result<()> {
     SockRef::from(stream).set_send_buffer_size(bytes as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::address::{parse_address, Address};
+
+    async fn bound(text: &str, facing_mux: bool) -> SocketAddr {
+        let Ok(Address::TcpListen(t) | Address::Socks5Listen(t)) = parse_address(text) else {
+            panic!("{text} is not a TCP listener");
+        };
+        Listener::bind(&t, facing_mux)
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    }
+
+    /// In front of SERIAL-MUX a listener is local unless bind= says otherwise
+    /// (ssh -L); elsewhere it listens on every address (socat).
+    #[tokio::test]
+    async fn listening_defaults_follow_ssh_in_front_of_a_tunnel() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(bound("TCP-LISTEN:0", true).await.ip(), ip("127.0.0.1"));
+        assert_eq!(bound("SOCKS5-LISTEN:0", true).await.ip(), ip("127.0.0.1"));
+        assert_eq!(bound("TCP-LISTEN:0", false).await.ip(), ip("0.0.0.0"));
+        assert_eq!(
+            bound("TCP-LISTEN:0,bind=0.0.0.0", true).await.ip(),
+            ip("0.0.0.0")
+        );
+        assert_eq!(
+            bound("TCP-LISTEN:0,bind=127.0.0.1", false).await.ip(),
+            ip("127.0.0.1")
+        );
+        // IPv6 may be missing in a container: only when ::1 can be bound.
+        if std::net::TcpListener::bind("[::1]:0").is_ok() {
+            assert_eq!(bound("TCP6-LISTEN:0", true).await.ip(), ip("::1"));
+            assert_eq!(bound("TCP6-LISTEN:0", false).await.ip(), ip("::"));
+        }
+    }
 }

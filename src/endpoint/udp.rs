@@ -41,10 +41,12 @@ struct Counters {
 /// The near side: a bound socket handing out one [`Conn`] per client address.
 pub struct Listener {
     new_peers: mpsc::Receiver<Conn>,
+    local: SocketAddr,
 }
 
 impl Listener {
-    /// Binds and starts the receive task.
+    /// Binds (without `bind=`, to loopback: UDP-LISTEN always faces
+    /// SERIAL-MUX) and starts the receive task.
     pub async fn bind(addr: &UdpListen) -> Result<Self> {
         let ip: IpAddr = match &addr.bind {
             Some(b) => lookup_host((b.as_str(), addr.port))
@@ -53,7 +55,7 @@ impl Listener {
                 .and_then(|mut a| a.next())
                 .map(|a| a.ip())
                 .ok_or_else(|| Error::Runtime(format!("cannot resolve bind address {b}")))?,
-            None => Ipv4Addr::UNSPECIFIED.into(),
+            None => crate::address::default_listen_ip(crate::address::Family::Any, true),
         };
         let sa = SocketAddr::new(ip, addr.port);
         let fail = |e: io::Error| {
@@ -69,9 +71,18 @@ impl Listener {
         s.set_nonblocking(true).map_err(fail)?;
         s.bind(&sa.into()).map_err(fail)?;
         let sock = UdpSocket::from_std(s.into()).map_err(fail)?;
+        let local = sock.local_addr().map_err(fail)?;
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(receive(Arc::new(sock), tx, addr.clone()));
-        Ok(Listener { new_peers: rx })
+        Ok(Listener {
+            new_peers: rx,
+            local,
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
     }
 
     /// The next new client, or `None` when the socket failed.
@@ -364,6 +375,30 @@ impl AsyncWrite for FrameWriter {
 mod tests {
     use super::*;
     use tokio::io::AsyncWriteExt;
+
+    /// UDP-LISTEN always faces SERIAL-MUX: loopback unless bind= says otherwise.
+    #[tokio::test]
+    async fn udp_listen_binds_loopback_by_default() {
+        let at = |text: &str| {
+            let Ok(crate::address::Address::UdpListen(u)) = crate::address::parse_address(text)
+            else {
+                panic!("{text}");
+            };
+            u
+        };
+        let free = || {
+            let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            s.local_addr().unwrap().port()
+        };
+        let l = Listener::bind(&at(&format!("UDP-LISTEN:{}", free())))
+            .await
+            .unwrap();
+        assert!(l.local_addr().ip().is_loopback(), "{}", l.local_addr());
+        let l = Listener::bind(&at(&format!("UDP-LISTEN:{},bind=0.0.0.0", free())))
+            .await
+            .unwrap();
+        assert!(l.local_addr().ip().is_unspecified(), "{}", l.local_addr());
+    }
 
     /// Frames written in awkward pieces leave as whole datagrams, in order;
     /// a frame over the limit is an error, not a truncated datagram.

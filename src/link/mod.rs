@@ -217,6 +217,9 @@ pub struct LinkStats {
     pub error_rate: f64,
     /// Sessions established (counting re-establishment after a restart).
     pub sessions: u64,
+    /// Our own frames received back (a looped line, or a bus that echoes what
+    /// we send): ignored, and not counted as line errors.
+    pub own_frames: u64,
 }
 
 /// The link state machine (see the module docs).
@@ -247,6 +250,15 @@ pub struct Link {
     garbage_bytes: u64,
     rx_since_rto: bool,
     mismatch_reported: bool,
+    /// The epoch before the last change: its HELLOs may still come back
+    /// through a loop.
+    prev_epoch: u32,
+    /// Own HELLOs received back since the last session.
+    own_hellos: u32,
+    /// The most recent line bytes after the last delimiter (≤ [`TAIL_LEN`]),
+    /// kept to recognise what a peer that is not sfs sends (modem responses,
+    /// a terminal's echo).
+    tail: Vec<u8>,
     decoder: cobs::Decoder,
     raw: Vec<u8>,
     events: VecDeque<LinkEvent>,
@@ -256,6 +268,12 @@ pub struct Link {
 }
 
 const HELLO_INITIAL: Duration = Duration::from_millis(100);
+/// Line bytes kept to recognise a foreign peer's text.
+const TAIL_LEN: usize = 80;
+/// Own HELLOs received back, with no session, before the loop is reported:
+/// a bus that echoes what we send (2-wire RS-485) but has a real peer on it
+/// gets its session from the first HELLO exchange, well before the third echo.
+const LOOP_HELLOS: u32 = 3;
 
 /// The epoch of the next session after a lost one: a bijective mix of the old
 /// one (SplitMix64 finaliser), never 0, so consecutive sessions never share keys.
@@ -301,6 +319,9 @@ impl Link {
             garbage_bytes: 0,
             rx_since_rto: false,
             mismatch_reported: false,
+            prev_epoch: epoch.max(1),
+            own_hellos: 0,
+            tail: Vec::with_capacity(TAIL_LEN),
             decoder: cobs::Decoder::new(cobs::max_encoded_len(MAX_RAW_FRAME)),
             raw: Vec::with_capacity(cobs::max_encoded_len(MAX_RAW_FRAME) + 2),
             events: VecDeque::new(),
@@ -375,8 +396,22 @@ impl Link {
     /// and resets its side too. No event is reported; the caller already knows.
     pub fn restart_session(&mut self) {
         self.reset_session();
-        self.epoch = next_epoch(self.epoch);
+        self.new_epoch();
         self.hello_due = true;
+    }
+
+    fn new_epoch(&mut self) {
+        self.prev_epoch = self.epoch;
+        self.epoch = next_epoch(self.epoch);
+    }
+
+    /// Reports, once until a session is agreed, that the far end is not an sfs
+    /// peer, with `why`.
+    fn report_mismatch(&mut self, why: String) {
+        if !self.mismatch_reported {
+            self.mismatch_reported = true;
+            self.events.push_back(LinkEvent::ProtocolMismatch(why));
+        }
     }
 
     /// Next event for the layer above.
@@ -407,9 +442,15 @@ impl Link {
         }
         self.last_rx_byte = Some(now);
         self.garbage_bytes += bytes.len() as u64;
+        self.keep_tail(bytes);
         let mut dec = std::mem::replace(&mut self.decoder, cobs::Decoder::new(0));
         dec.push(bytes, |chunk| self.on_chunk(now, chunk));
         self.decoder = dec;
+        if !self.established && !self.mismatch_reported {
+            if let Some(why) = session::foreign_text(&self.tail) {
+                self.report_mismatch(why);
+            }
+        }
         if let Some(since) = self.garbage_since {
             let span = now.saturating_duration_since(since);
             // Once a session was agreed the peer speaks sfs: silence is noise, not a
@@ -419,14 +460,28 @@ impl Link {
                 && span >= self.cfg.mismatch_after
                 && self.garbage_bytes >= 64
             {
-                self.mismatch_reported = true;
-                self.events.push_back(LinkEvent::ProtocolMismatch(format!(
-                    "peer does not speak sfs link v{VERSION} (no valid frame in {} bytes over {:.1} s)",
+                self.report_mismatch(format!(
+                    "the far end does not speak sfs link v{VERSION} (no valid frame in {} bytes over {:.1} s)",
                     self.garbage_bytes,
                     span.as_secs_f64()
-                )));
+                ));
             }
         }
+    }
+
+    /// Keeps the line bytes after the last delimiter, at most [`TAIL_LEN`].
+    fn keep_tail(&mut self, bytes: &[u8]) {
+        let after = match bytes.iter().rposition(|&b| b == 0) {
+            Some(i) => {
+                self.tail.clear();
+                &bytes[i + 1..]
+            }
+            None => bytes,
+        };
+        let after = &after[after.len().saturating_sub(TAIL_LEN)..];
+        let excess = (self.tail.len() + after.len()).saturating_sub(TAIL_LEN);
+        self.tail.drain(..excess);
+        self.tail.extend_from_slice(after);
     }
 
     fn on_chunk(&mut self, now: Instant, chunk: cobs::Chunk<'_>) {
@@ -443,6 +498,11 @@ impl Link {
                 self.errors.record(1, 0, raw.len() as u64 + 2);
                 self.on_frame(now, repr)
             }
+            Err(ParseError::BadCrc) if self.is_own_frame(raw) => {
+                // Our own DATA/ACK came back (a loop, or a bus that echoes):
+                // not a line error, and not the peer.
+                self.stats.own_frames += 1;
+            }
             Err(ParseError::BadCrc) => {
                 self.stats.crc_failures += 1;
                 // Lines are usually symmetric: what we lose says something about
@@ -452,19 +512,34 @@ impl Link {
             }
             Err(ParseError::Version(v)) => {
                 self.stats.malformed += 1;
-                if !self.mismatch_reported {
-                    self.mismatch_reported = true;
-                    self.events.push_back(LinkEvent::ProtocolMismatch(format!(
-                        "peer does not speak sfs link v{VERSION} (it offers version {v})"
-                    )));
-                }
+                self.report_mismatch(format!(
+                    "peer does not speak sfs link v{VERSION} (it offers version {v})"
+                ));
             }
             Err(_) => self.stats.malformed += 1,
         }
     }
 
+    /// A frame that failed the CRC under the receive key passes under our
+    /// send key: we sent it. (One more CRC per bad frame, only.)
+    fn is_own_frame(&self, raw: &[u8]) -> bool {
+        self.peer_epoch.is_some_and(|p| p != self.epoch)
+            && frame::parse(
+                raw,
+                &frame::session_key(self.epoch, self.peer_epoch.unwrap_or(0)),
+            )
+            .is_ok()
+    }
+
     fn on_frame(&mut self, now: Instant, repr: Repr<'_>) {
+        if let Repr::Hello(h) = &repr {
+            if h.epoch == self.epoch || h.epoch == self.prev_epoch {
+                self.on_own_hello();
+                return;
+            }
+        }
         self.stats.frames_received += 1;
+        self.tail.clear();
         self.last_rx_valid = now;
         self.rx_since_rto = true;
         self.garbage_since = None;
@@ -504,6 +579,26 @@ impl Link {
         }
     }
 
+    /// Our own HELLO came back. Taking it as the peer's would agree a session
+    /// with ourselves (it carries our epoch, and our reply to it would carry
+    /// it as `seen`); it is ignored, so a real peer that appears later is
+    /// answered as usual. Epochs are random 32-bit values: a real peer with
+    /// ours is a 2⁻³² coincidence, and a restart picks another.
+    fn on_own_hello(&mut self) {
+        self.stats.own_frames += 1;
+        if self.established {
+            return;
+        }
+        self.own_hellos = self.own_hellos.saturating_add(1);
+        if self.own_hellos >= LOOP_HELLOS {
+            self.report_mismatch(
+                "the line is looped back: we receive our own frames (a loopback plug, \
+                 a cable wired to itself, or a program such as `cat` echoing the line)"
+                    .into(),
+            );
+        }
+    }
+
     fn on_session_frame(&mut self, now: Instant) {
         if !self.established {
             self.establish(now);
@@ -524,6 +619,7 @@ impl Link {
         self.established = true;
         self.alive = true;
         self.mismatch_reported = false;
+        self.own_hellos = 0;
         self.hello_deadline = None;
         self.stats.sessions += 1;
         self.snd.set_window(self.cfg.window.min(self.peer_window));
@@ -642,7 +738,7 @@ impl Link {
             // fresh session (the peer sees a restart when it hears from us again).
             self.events.push_back(LinkEvent::PeerLost);
             self.reset_session();
-            self.epoch = next_epoch(self.epoch);
+            self.new_epoch();
             self.hello_due = true;
             self.hello_interval = self.cfg.keepalive;
         }

@@ -281,12 +281,176 @@ fn garbage_peer_reports_protocol_mismatch_once() {
     }
     assert_eq!(mismatches.len(), 1, "{mismatches:?}");
     assert!(
-        mismatches[0].contains("does not speak sfs link v1"),
+        mismatches[0].contains("is not sfs: it sends text like '$ ls -l'"),
         "{}",
         mismatches[0]
     );
     assert!(hellos >= 5, "keeps trying: {hellos}");
     assert!(!l.is_up());
+}
+
+#[test]
+fn binary_garbage_reports_protocol_mismatch_once() {
+    let t0 = Instant::now();
+    let mut l = Link::new(LinkConfig::for_byte_rate(RATE), 5, t0);
+    let mut r = Rng::new(7);
+    let mut mismatches = Vec::new();
+    let mut out = Vec::new();
+    for i in 0..100u64 {
+        let now = t0 + Duration::from_millis(i * 100);
+        // Random bytes, no delimiter: line noise at the wrong speed.
+        let junk: Vec<u8> = (0..100).map(|_| (r.next_u32() as u8).max(1)).collect();
+        l.handle_input(now, &junk);
+        if l.poll_timeout().is_some_and(|t| t <= now) {
+            l.handle_timeout(now);
+        }
+        out.clear();
+        l.poll_transmit(now, &mut out);
+        while let Some(ev) = l.poll_event() {
+            if let LinkEvent::ProtocolMismatch(s) = ev {
+                mismatches.push(s);
+            }
+        }
+    }
+    assert_eq!(mismatches.len(), 1, "{mismatches:?}");
+    assert!(
+        mismatches[0].contains("does not speak sfs link v1"),
+        "{}",
+        mismatches[0]
+    );
+}
+
+/// Runs `l` for `secs` of virtual time in 10 ms steps; `line` gets what it
+/// transmits and returns what it receives. Returns the frames it sent and the
+/// events it reported.
+fn drive(
+    l: &mut Link,
+    t: &mut Instant,
+    secs: u64,
+    mut line: impl FnMut(&[u8]) -> Vec<u8>,
+) -> (u64, Vec<LinkEvent>) {
+    let mut frames = 0;
+    let mut events = Vec::new();
+    let mut out = Vec::new();
+    let mut back = Vec::new();
+    for _ in 0..secs * 100 {
+        *t += Duration::from_millis(10);
+        l.handle_input(*t, &back);
+        if l.poll_timeout().is_some_and(|x| x <= *t) {
+            l.handle_timeout(*t);
+        }
+        out.clear();
+        while l.poll_transmit(*t, &mut out) > 0 {
+            frames += 1;
+        }
+        back = line(&out);
+        events.extend(std::iter::from_fn(|| l.poll_event()));
+    }
+    (frames, events)
+}
+
+#[test]
+fn looped_line_is_reported_once_then_a_real_peer_connects() {
+    let mut t = Instant::now();
+    let mut a = Link::new(LinkConfig::for_byte_rate(RATE), 0xA1, t);
+    // The line is looped: everything A sends comes back 10 ms later.
+    let (frames, events) = drive(&mut a, &mut t, 10, |out| out.to_vec());
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(
+        matches!(&events[0], LinkEvent::ProtocolMismatch(s) if s.contains("the line is looped back: we receive our own frames")),
+        "{events:?}"
+    );
+    assert!(!a.is_up());
+    // No storm: a HELLO per second once backed off, not an answer per echo.
+    assert!(frames <= 16, "{frames} frames in 10 s");
+    assert!(a.stats().own_frames >= 3);
+    assert_eq!(a.stats().crc_failures, 0);
+
+    // Someone plugs a real peer in: the link comes up without any help.
+    let mut b = Link::new(LinkConfig::for_byte_rate(RATE), 0xB2, t);
+    let mut tb = t;
+    let (_, events) = drive(&mut a, &mut t, 3, |out| {
+        drive_once(&mut b, &mut tb, out);
+        let mut v = Vec::new();
+        while b.poll_transmit(tb, &mut v) > 0 {}
+        v
+    });
+    assert!(a.is_up() && b.is_up());
+    assert_eq!(a.peer_epoch(), Some(0xB2));
+    assert!(
+        events
+            .iter()
+            .any(|e| *e == LinkEvent::Up { peer_epoch: 0xB2 }),
+        "{events:?}"
+    );
+}
+
+/// Advances `b` to the next 10 ms and feeds it `input`.
+fn drive_once(b: &mut Link, t: &mut Instant, input: &[u8]) {
+    *t += Duration::from_millis(10);
+    b.handle_input(*t, input);
+    if b.poll_timeout().is_some_and(|x| x <= *t) {
+        b.handle_timeout(*t);
+    }
+    while b.poll_event().is_some() {}
+}
+
+#[test]
+fn a_line_that_echoes_our_frames_still_works_with_a_real_peer() {
+    // Two-wire RS-485 adapters hear their own transmissions: A receives
+    // its own frames interleaved with B's.
+    let mut t = Instant::now();
+    let mut a = Link::new(LinkConfig::for_byte_rate(RATE), 0xA1, t);
+    let mut b = Link::new(LinkConfig::for_byte_rate(RATE), 0xB2, t);
+    let mut tb = t;
+    let mut delivered = 0;
+    let mut sent = 0u8;
+    let (_, events) = drive(&mut a, &mut t, 5, |out| {
+        drive_once(&mut b, &mut tb, out);
+        if b.can_send() && sent < 50 {
+            b.send(Bytes::from(vec![sent; 100])).unwrap();
+            sent += 1;
+        }
+        let mut v = out.to_vec();
+        while b.poll_transmit(tb, &mut v) > 0 {}
+        v
+    });
+    for e in &events {
+        match e {
+            LinkEvent::Delivered(p) => {
+                assert_eq!(p[..], [delivered; 100][..]);
+                delivered += 1;
+            }
+            LinkEvent::Up { .. } => {}
+            e => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(delivered, 50);
+    assert!(a.is_up());
+    assert!(a.stats().own_frames > 0);
+    // Our own frames are not line errors: the frame size stays large.
+    assert_eq!(a.stats().crc_failures, 0);
+}
+
+#[test]
+fn modem_responses_are_reported_as_text() {
+    for (text, shown) in [
+        (&b"AT\r\r\nOK\r\n"[..], "'OK'"),
+        (b"\r\nRING\r\n", "'RING'"),
+        (b"\r\nNO CARRIER\r\n", "'NO CARRIER'"),
+    ] {
+        let t0 = Instant::now();
+        let mut l = Link::new(LinkConfig::for_byte_rate(RATE), 5, t0);
+        l.handle_input(t0, text);
+        l.handle_input(t0 + Duration::from_secs(6), text);
+        let evs: Vec<_> = std::iter::from_fn(|| l.poll_event()).collect();
+        assert_eq!(evs.len(), 1, "{evs:?}");
+        assert!(
+            matches!(&evs[0], LinkEvent::ProtocolMismatch(s)
+                if s.contains(&format!("the far end is not sfs: it sends text like {shown}"))),
+            "{evs:?}"
+        );
+    }
 }
 
 #[test]

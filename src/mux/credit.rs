@@ -16,12 +16,18 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SendCredit {
     avail: u32,
+    /// The peer's advertised window: credit can never exceed it, since the
+    /// peer only returns bytes it received.
+    window: u32,
 }
 
 impl SendCredit {
     /// Start with the peer's advertised window.
     pub fn new(initial: u32) -> Self {
-        SendCredit { avail: initial }
+        SendCredit {
+            avail: initial,
+            window: initial,
+        }
     }
 
     /// Bytes that may be sent now.
@@ -35,14 +41,17 @@ impl SendCredit {
         self.avail -= n as u32;
     }
 
-    /// Add a CREDIT delta. Outstanding credit above `u32::MAX` can only come
-    /// from a peer that returns more than it was sent: a protocol violation.
+    /// Add a CREDIT delta. Credit above the peer's own window can only come
+    /// from a peer that returns more than it was sent (CREDIT spam, which
+    /// would let it make us send without bound): a protocol violation.
     pub fn grant(&mut self, delta: u32) -> Result<(), &'static str> {
-        self.avail = self
-            .avail
-            .checked_add(delta)
-            .ok_or("credit overflow (peer returned more than it received)")?;
-        Ok(())
+        match self.avail.checked_add(delta) {
+            Some(a) if a <= self.window => {
+                self.avail = a;
+                Ok(())
+            }
+            _ => Err("CREDIT beyond the window (peer returned more than it received)"),
+        }
     }
 }
 
@@ -134,9 +143,14 @@ mod tests {
         let mut c = SendCredit::new(10);
         c.spend(4);
         assert_eq!(c.available(), 6);
-        c.grant(5).unwrap();
-        assert_eq!(c.available(), 11);
+        c.grant(3).unwrap();
+        assert_eq!(c.available(), 9);
+        // Only 1 byte is out: more than that back is CREDIT spam.
+        assert!(c.grant(2).is_err());
         assert!(c.grant(u32::MAX).is_err());
+        assert_eq!(c.available(), 9);
+        c.grant(1).unwrap();
+        assert_eq!(c.available(), 10);
     }
 
     #[test]

@@ -1349,10 +1349,17 @@ impl Mux {
         }
         self.sched.begin_payload();
         let mut buf = BytesMut::with_capacity(max);
-        self.fill_control(&mut buf, max);
+        // Replies (refusals, resets of unknown ids) cost the peer as little to
+        // provoke as they cost us to send: while data waits they may fill only
+        // half a payload, so a flood of them cannot starve the channels (the
+        // excess waits in the capped queues, then is dropped and counted).
+        let data_waits = self.channels.values().any(|c| c.sendable() > 0);
+        let reply_limit = if data_waits { max / 2 } else { max };
+        self.fill_control(&mut buf, max, reply_limit);
         self.fill_data(&mut buf, max);
-        // EOFs and CLOSEs that became due once the data left.
-        self.fill_control(&mut buf, max);
+        // EOFs and CLOSEs that became due once the data left; replies in
+        // what room the data left.
+        self.fill_control(&mut buf, max, max);
         if buf.is_empty() {
             return None;
         }
@@ -1361,8 +1368,8 @@ impl Mux {
     }
 
     /// Channel control records first (FIFO), then replies to ids not in the
-    /// table, as many as fit.
-    fn fill_control(&mut self, buf: &mut BytesMut, max: usize) {
+    /// table, as many as fit within `reply_limit` bytes of payload.
+    fn fill_control(&mut self, buf: &mut BytesMut, max: usize, reply_limit: usize) {
         while let Some(Ctl(h, kind)) = self.ctl.front() {
             let room = max.saturating_sub(buf.len());
             let h = *h;
@@ -1444,7 +1451,7 @@ impl Mux {
             self.ctl.pop_front();
         }
         while let Some(reply) = self.replies.front() {
-            let room = max.saturating_sub(buf.len());
+            let room = max.min(reply_limit).saturating_sub(buf.len());
             let r = match reply {
                 Reply::Refuse {
                     id, reason, detail, ..

@@ -529,6 +529,38 @@ fn credit_violation_resets_the_channel() {
     assert_eq!(b.send(other_b, b"fine"), 4);
 }
 
+/// CREDIT for bytes we never sent (a peer that would make us send beyond its
+/// own window, or spams CREDIT) resets that channel alone.
+#[test]
+fn credit_beyond_the_window_resets_the_channel() {
+    let (mut a, mut b) = pair();
+    let (ca, cb) = open_pair(&mut a, &mut b, "x");
+    let (other_a, _) = open_pair(&mut a, &mut b, "y");
+    events(&mut a);
+    // A sends 100 bytes on `ca`; B may return at most those 100.
+    assert_eq!(a.send(ca, &[5; 100]), 100);
+    pump(&mut a, &mut b);
+    events(&mut a);
+    let p = payload(&[Record::Credit {
+        initiator: false,
+        id: cb.wire_id(),
+        delta: 101,
+    }]);
+    a.handle_payload(&p).unwrap();
+    let ev = events(&mut a);
+    assert!(
+        matches!(&ev[..], [MuxEvent::Reset { ch, reason, .. }]
+            if *ch == ca && reason.contains("CREDIT beyond the window")),
+        "{ev:?}"
+    );
+    assert_eq!(a.stats().protocol_errors, 1);
+    assert_eq!(
+        a.send(other_a, b"fine"),
+        4,
+        "the other channel is unaffected"
+    );
+}
+
 #[test]
 fn records_for_unknown_channels_get_a_reset() {
     let (_, mut b) = pair();

@@ -17,6 +17,10 @@
 //! - an open waits (bounded in number and time) while the link is down or every
 //!   channel is in use, instead of failing: a burst of connections queues;
 //! - a channel the peer opens for a service this end does not offer is refused;
+//! - the peer may open channels for offered services at `open_rate` per second
+//!   on average (bursts of `open_burst`); the excess is refused ("too many
+//!   opens per second"), so a peer cannot make this end connect to its
+//!   targets without bound (logged once per flood);
 //! - a payload from the peer that does not decode restarts the link session, so
 //!   both ends reset their channels (docs/mux-protocol.md);
 //! - the bytes an application writes are queued per channel until the mux takes
@@ -51,6 +55,11 @@ pub struct StationConfig {
     pub channel_wait: Duration,
     /// Opens that may wait at once; one more fails at once.
     pub max_waiting: usize,
+    /// Channels per second the peer may open for offered services, on average.
+    pub open_rate: u32,
+    /// Channels the peer may open at once beyond the rate (a browser loading a
+    /// page); with `open_rate` a token bucket.
+    pub open_burst: u32,
     /// Name for log lines (the device).
     pub label: String,
 }
@@ -64,6 +73,8 @@ impl StationConfig {
             link_wait: Duration::from_secs(5),
             channel_wait: Duration::from_secs(60),
             max_waiting: 4096,
+            open_rate: 64,
+            open_burst: 256,
             label: label.into(),
         }
     }
@@ -292,6 +303,10 @@ pub struct StationStats {
     pub unknown_service: u64,
     /// Session restarts because the peer's mux data did not decode.
     pub decode_restarts: u64,
+    /// Channels the peer opened beyond `open_rate`/`open_burst`, refused.
+    pub opens_over_rate: u64,
+    /// Channels reset because the peer broke the mux protocol on them.
+    pub peer_violations: u64,
     /// Opens waiting now.
     pub waiting: usize,
 }
@@ -313,7 +328,40 @@ pub struct Station {
     phase: Phase,
     /// The current wait for free channels was logged (once per burst).
     burst_reported: bool,
+    opens_allowed: OpenBudget,
+    /// When a protocol violation by the peer was last logged.
+    violation_logged: Option<Instant>,
+    violations_unlogged: u64,
     stats: StationStats,
+}
+
+/// Protocol violations by the peer are logged at most this often.
+const VIOLATION_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// A token bucket for the peer's opens: `open_burst` tokens, refilled at
+/// `open_rate` per second, one per open.
+#[derive(Debug)]
+struct OpenBudget {
+    tokens: f64,
+    at: Option<Instant>,
+    /// Opens refused in the current flood (logged when it starts and ends).
+    refused: u64,
+}
+
+impl OpenBudget {
+    fn take(&mut self, now: Instant, rate: u32, burst: u32) -> bool {
+        let elapsed = self
+            .at
+            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+        self.at = Some(now);
+        self.tokens = (self.tokens + elapsed.as_secs_f64() * f64::from(rate)).min(f64::from(burst));
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// How long the resets of a closing station may take to reach the peer.
@@ -334,6 +382,13 @@ impl Station {
             next_open: 0,
             phase: Phase::Running,
             burst_reported: false,
+            opens_allowed: OpenBudget {
+                tokens: f64::from(cfg.open_burst),
+                at: None,
+                refused: 0,
+            },
+            violation_logged: None,
+            violations_unlogged: 0,
             stats: StationStats::default(),
             cfg,
         }
@@ -364,6 +419,12 @@ impl Station {
     /// The mux's counters.
     pub fn mux_stats(&self) -> MuxStats {
         self.mux.stats()
+    }
+
+    /// Heap bytes held by the mux's channel buffers (bounded by
+    /// `max_channels × (window + send_buffer)`, whatever the peer sends).
+    pub fn mux_heap_bytes(&self) -> usize {
+        self.mux.heap_bytes()
     }
 
     /// The station's own counters.
@@ -716,7 +777,7 @@ impl Station {
             self.on_link_event(ev);
         }
         while let Some(ev) = self.mux.poll_event() {
-            self.on_mux_event(ev);
+            self.on_mux_event(now, ev);
         }
         self.start_waiting(now);
         self.advance_close(now);
@@ -754,13 +815,39 @@ impl Station {
         }
     }
 
+    /// The peer broke the mux protocol on `ch` (overran its credit, CREDIT
+    /// beyond the window, DATA before OPEN_OK...): the mux reset that channel
+    /// alone. Logged at most once per [`VIOLATION_LOG_EVERY`], with a count,
+    /// so that a peer that keeps at it cannot flood the log.
+    fn report_violation(&mut self, now: Instant, ch: ChannelId, reason: &str) {
+        self.stats.peer_violations += 1;
+        self.violations_unlogged += 1;
+        if self
+            .violation_logged
+            .is_some_and(|t| now.saturating_duration_since(t) < VIOLATION_LOG_EVERY)
+        {
+            return;
+        }
+        let n = std::mem::take(&mut self.violations_unlogged);
+        let more = if n > 1 {
+            format!(" ({n} channels cut since the last report)")
+        } else {
+            String::new()
+        };
+        warn!(
+            "SERIAL-MUX:{}: the peer broke the protocol on channel {ch}, which is reset: {reason}{more}",
+            self.cfg.label
+        );
+        self.violation_logged = Some(now);
+    }
+
     /// The mux has reset its channels (their `Reset` events are queued); the
     /// waiting opens now wait for the link again.
     fn session_lost(&mut self, reason: String) {
         self.events.push_back(StationEvent::LinkDown { reason });
     }
 
-    fn on_mux_event(&mut self, ev: MuxEvent) {
+    fn on_mux_event(&mut self, now: Instant, ev: MuxEvent) {
         match ev {
             MuxEvent::Incoming {
                 ch,
@@ -769,7 +856,29 @@ impl Station {
             } => {
                 if self.phase != Phase::Running {
                     self.mux.refuse(ch, RefuseReason::Other, "sfs is stopping");
+                } else if self.services.contains(&service)
+                    && !self
+                        .opens_allowed
+                        .take(now, self.cfg.open_rate, self.cfg.open_burst)
+                {
+                    self.stats.opens_over_rate += 1;
+                    if self.opens_allowed.refused == 0 {
+                        warn!(
+                            "SERIAL-MUX:{}: the peer opens channels faster than {}/s (bursts of {}); refusing the excess",
+                            self.cfg.label, self.cfg.open_rate, self.cfg.open_burst
+                        );
+                    }
+                    self.opens_allowed.refused += 1;
+                    self.mux
+                        .refuse(ch, RefuseReason::Other, "too many opens per second");
                 } else if self.services.contains(&service) {
+                    let refused = std::mem::take(&mut self.opens_allowed.refused);
+                    if refused > 0 {
+                        info!(
+                            "SERIAL-MUX:{}: the peer's opens are within the rate again ({refused} refused)",
+                            self.cfg.label
+                        );
+                    }
                     self.chans.insert(ch, Chan::new(ChanRole::Offered));
                     self.events.push_back(StationEvent::Incoming {
                         ch,
@@ -821,6 +930,9 @@ impl Station {
                 reason,
                 unconfirmed,
             } => {
+                if reason.starts_with("protocol error") {
+                    self.report_violation(now, ch, &reason);
+                }
                 if let Some(c) = self.chans.remove(&ch) {
                     match c.role {
                         ChanRole::Opening(open) => {

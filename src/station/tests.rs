@@ -766,3 +766,154 @@ fn pattern_bytes(len: usize, seed: u64) -> Vec<u8> {
     Rng::new(seed).fill(&mut v);
     v
 }
+
+/// A scripted hostile peer (records written into A's link behind its mux)
+/// throws everything item 3 of the hardening issue names at B while a real
+/// download from B runs: floods of OPENs for the offered service (beyond the
+/// open rate), floods of 1-byte DATA records, DATA beyond the credit B gave,
+/// CREDIT for bytes B never sent, EOFs twice, records for ids never opened.
+/// B cuts exactly the offending channels (its application, which accepts the
+/// hostile channels and never reads them, sees them reset), refuses the
+/// opens beyond the rate, its memory stays within its configured bound, and
+/// the download completes intact.
+#[test]
+fn hostile_records_cut_only_their_channels_and_the_download_completes() {
+    use crate::mux::wire::Record;
+    use bytes::BytesMut;
+    let of_channel = |ev: &StationEvent| match ev {
+        StationEvent::OpenFailed { .. }
+        | StationEvent::LinkUp { .. }
+        | StationEvent::LinkDown { .. } => None,
+        ev => Some(channel_of(ev)),
+    };
+    let (mut pair, base) = clean_pair(92_160, 64);
+    // B grants small windows, so a single payload can overrun one.
+    let mut cfg_b = pair.b.cfg.clone();
+    cfg_b.mux.window = 256;
+    pair.b.station = Station::new(cfg_b.clone(), 22, base);
+    pair.b.cfg = cfg_b.clone();
+    pair.b.station.listen(SERVICE);
+    let mut a = App::uploader(pattern_bytes(100, 1), pattern_bytes(60_000, 2), 100);
+    a.open = Some(pair.a.station.open(base, SERVICE));
+    let mut b = App::server(
+        pattern_bytes(60_000, 2),
+        pattern_bytes(100, 1),
+        false,
+        ExitStatus::Code(0),
+    );
+    let limit = base + Duration::from_secs(60);
+    let mut next_id: u16 = 30_000;
+    let mut last_tick = 0;
+    let mut peak_heap = 0;
+    let mut hostile: HashSet<ChannelId> = HashSet::new();
+    let mut hostile_accepted = 0u64;
+    let mut hostile_reset = 0u64;
+    let mut payloads = 0u64;
+    while pair.now < limit && (a.end.is_none() || b.end.is_none()) {
+        pair.step(QUANTUM, limit);
+        a.turn(&mut pair.a.station);
+        // B's application: the real channel goes to `b`; hostile channels
+        // are accepted and never read.
+        let st = &mut pair.b.station;
+        while let Some(ev) = st.poll_event() {
+            match ev {
+                StationEvent::Incoming { ch, .. } if b.ch.is_some() => {
+                    st.accept(ch);
+                    hostile.insert(ch);
+                    hostile_accepted += 1;
+                }
+                StationEvent::Reset { ch, .. } if hostile.remove(&ch) => hostile_reset += 1,
+                ev if of_channel(&ev).is_some_and(|c| hostile.contains(&c)) => {}
+                ev => b.handle(st, ev),
+            }
+        }
+        b.pump(st);
+        let tick = (pair.elapsed().as_millis() / 10) as u64;
+        let link = pair.a.station.link_mut();
+        if b.ch.is_none() || tick <= last_tick || !link.can_send() {
+            continue;
+        }
+        last_tick = tick;
+        let max = link.max_payload();
+        let mut p = BytesMut::new();
+        let recent = |k: u16| next_id.wrapping_sub(k).max(30_000);
+        match tick % 3 {
+            0 => {
+                // As many OPENs for the offered service as fit.
+                while p.len() + 12 <= max {
+                    Record::Open {
+                        id: next_id,
+                        window: 4096,
+                        service: SERVICE,
+                    }
+                    .encode(&mut p);
+                    next_id = next_id.wrapping_add(1).max(30_000);
+                }
+            }
+            1 => {
+                // DATA beyond B's 256-byte window, then 1-byte records.
+                Record::Data {
+                    initiator: true,
+                    id: recent(1),
+                    data: &[7; 300],
+                }
+                .encode(&mut p);
+                let mut k = 2;
+                while p.len() + 6 <= max {
+                    Record::Data {
+                        initiator: true,
+                        id: recent(k % 30 + 2),
+                        data: &[1],
+                    }
+                    .encode(&mut p);
+                    k += 1;
+                }
+            }
+            _ => {
+                for k in 1..20 {
+                    Record::Credit {
+                        initiator: true,
+                        id: recent(k),
+                        delta: 100_000,
+                    }
+                    .encode(&mut p);
+                    Record::Eof {
+                        initiator: true,
+                        id: recent(k + 20),
+                    }
+                    .encode(&mut p);
+                }
+                Record::Close {
+                    initiator: true,
+                    id: 29_000,
+                }
+                .encode(&mut p);
+            }
+        }
+        if p.len() > max {
+            continue; // the link starts with small frames
+        }
+        payloads += 1;
+        assert!(link.send(p.freeze()).is_ok());
+        peak_heap = peak_heap.max(pair.b.station.mux_heap_bytes());
+    }
+    assert_eq!(
+        b.end,
+        Some(End::Confirmed),
+        "the real download must complete: B {:?} {:?}",
+        pair.b.station.stats(),
+        pair.b.station.mux_stats(),
+    );
+    assert_eq!(a.end, Some(End::Confirmed));
+    assert_eq!(a.stream.got, pattern_bytes(60_000, 2));
+    let st = pair.b.station.stats();
+    assert!(payloads > 100, "{payloads}");
+    assert!(st.opens_over_rate > 100, "{st:?}");
+    assert!(hostile_accepted > 50, "{hostile_accepted}");
+    assert!(st.peer_violations > 50, "{st:?}");
+    assert!(hostile_reset > 50, "{hostile_reset}");
+    // The only buffers B holds: the hostile channels' receive windows (all
+    // 64 channels at most) and the real channel's send buffer.
+    let bound = 64 * cfg_b.mux.window as usize + cfg_b.mux.send_buffer as usize;
+    assert!(peak_heap <= bound, "peak heap {peak_heap} > {bound}");
+}
