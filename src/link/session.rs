@@ -47,7 +47,12 @@ pub fn on_hello(my_epoch: u32, known_peer: Option<u32>, h: &Hello) -> HelloActio
 /// `RING`, `NO CARRIER`, a shell, a login prompt. `None` while the bytes
 /// could still be anything else (binary, or no complete line yet).
 pub fn foreign_text(tail: &[u8]) -> Option<String> {
-    if tail.windows(2).filter(|w| w == b"^@").count() >= 2 {
+    // Every sfs frame holds a raw control byte (its kind, HELLO's version);
+    // a cooked terminal shows them all as ^X.
+    let no_controls = tail
+        .iter()
+        .all(|&b| b >= 0x20 || matches!(b, b'\t' | b'\r' | b'\n' | 0x07));
+    if no_controls && tail.windows(2).filter(|w| w == b"^@").count() >= 2 {
         return Some(
             "the far end is not sfs: it echoes our frames as text, as a terminal in \
              cooked mode does (a shell's tty? start sfs there, or make it raw with \
@@ -162,8 +167,10 @@ mod tests {
         v.extend_from_slice(b"\r\n");
         assert!(t(&v).unwrap().contains(&format!("'{}'", "x".repeat(40))));
         // A cooked tty shows our frames' delimiters as ^@.
-        let echo = b"^@\x0c\xe1\x03^A^@";
+        let echo = b"^@^L\xe1^C^A\xff^@";
         assert!(t(echo).unwrap().contains("echoes our frames as text"));
+        // Text about ^@ inside an sfs frame (raw kind byte 0x10) is not an echo.
+        assert!(t(b"\x41\x10\x00\x01^@^@").is_none());
     }
 
     use super::*;
