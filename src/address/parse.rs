@@ -933,6 +933,7 @@ impl<'a> Ctx<'a> {
                 ),
             ));
         }
+        let secret_file = self.value("secret-file", path_text)?;
         Ok(Address::SerialMux(SerialMux {
             device,
             line,
@@ -941,6 +942,7 @@ impl<'a> Ctx<'a> {
             max_channels,
             keepalive,
             dead_after,
+            secret_file,
         }))
     }
 
