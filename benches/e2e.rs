@@ -38,9 +38,34 @@ async fn start(cable: CableSpec) -> Testbed {
         .expect("testbed starts")
 }
 
+/// A fresh key file for the `keyed-*` cases (secret-file=).
+fn key_file() -> PathBuf {
+    let p = std::env::temp_dir().join(format!("sfs-bench-key-{}", std::process::id()));
+    if !p.exists() {
+        let ok = std::process::Command::new(bin())
+            .arg("--gen-secret")
+            .arg(&p)
+            .status()
+            .expect("run sfs --gen-secret")
+            .success();
+        assert!(ok, "sfs --gen-secret failed");
+    }
+    p
+}
+
 /// Uploads `conns` streams of about `secs` seconds of line time in total.
 async fn bulk(case: &str, cable: CableSpec, conns: u64, secs: f64) -> Row {
-    let bed = start(cable.clone()).await;
+    bulk_with(case, cable, conns, secs, String::new()).await
+}
+
+/// [`bulk`] with extra SERIAL-MUX options on both ends.
+async fn bulk_with(case: &str, cable: CableSpec, conns: u64, secs: f64, mux_opts: String) -> Row {
+    let bed = Testbed::start(TestbedOptions {
+        mux_opts,
+        ..TestbedOptions::new(bin(), cable.clone())
+    })
+    .await
+    .expect("testbed starts");
     let total = (cable.byte_rate() * secs) as u64;
     let per = total / conns;
     let (ca, cb) = (
@@ -257,6 +282,22 @@ async fn main() {
         "clean-3000000",
         bulk("clean-3000000", CableSpec::clean(3_000_000), 1, secs).await
     );
+    // The cost of secret-file= (authenticated, encrypted link): compare with the
+    // clean-* and ber1e-4-* rows.
+    for (name, baud, impair) in [
+        ("keyed-clean-115200", 115_200, ""),
+        ("keyed-clean-3000000", 3_000_000, ""),
+        ("keyed-ber1e-4-115200", 115_200, "ber=1e-4"),
+    ] {
+        if want(name) {
+            let mut cable = CableSpec::clean(baud);
+            if !impair.is_empty() {
+                cable = cable.both(impair);
+            }
+            let opts = format!("secret-file={}", key_file().display());
+            case!(name, bulk_with(name, cable, 1, secs, opts).await);
+        }
+    }
     case!(
         "8conn-115200",
         bulk("8conn-115200", CableSpec::clean(115_200), 8, secs).await
@@ -326,6 +367,9 @@ async fn main() {
     case!(
         "stalled-921600",
         stalled("stalled-921600", 921_600, secs).await
+    );
+    let _ = std::fs::remove_file(
+        std::env::temp_dir().join(format!("sfs-bench-key-{}", std::process::id())),
     );
     println!();
     println!("== sfs end-to-end benchmark ==");

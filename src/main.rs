@@ -40,8 +40,12 @@ struct Cli {
     /// Print a shell completion script for SHELL, then exit.
     #[arg(long, value_name = "SHELL", exclusive = true)]
     completions: Option<clap_complete::Shell>,
+    /// Write a new random 32-byte secret (base64, mode 600) to FILE, which must
+    /// not exist, then exit; give both ends a copy as SERIAL-MUX secret-file=FILE.
+    #[arg(long, value_name = "FILE", exclusive = true)]
+    gen_secret: Option<std::path::PathBuf>,
     /// Address pairs: ADDRESS1 ADDRESS2 [ADDRESS1 ADDRESS2 ...].
-    #[arg(value_name = "ADDRESS", required_unless_present_any = ["demo", "list_ports", "help_addresses", "completions"])]
+    #[arg(value_name = "ADDRESS", required_unless_present_any = ["demo", "list_ports", "help_addresses", "completions", "gen_secret"])]
     addresses: Vec<String>,
 }
 
@@ -71,6 +75,15 @@ fn main() -> ExitCode {
     if let Some(shell) = cli.completions {
         clap_complete::generate(shell, &mut Cli::command(), "sfs", &mut std::io::stdout());
         return ExitCode::SUCCESS;
+    }
+    if let Some(path) = &cli.gen_secret {
+        return match sfs::link::crypto::generate_secret_file(path) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("sfs: {e}");
+                ExitCode::from(1)
+            }
+        };
     }
     if cli.list_ports {
         print!("{}", sfs::endpoint::serial::list_ports());

@@ -420,7 +420,7 @@ impl StreamTester {
             return;
         }
         let ok = match self.rx_gen {
-            _ if self.allow_new_gen => seq == 0 && self.rx_gen.map_or(true, |g| gen > g),
+            _ if self.allow_new_gen => seq == 0 && self.rx_gen.is_none_or(|g| gen > g),
             Some(g) => g == gen && seq == self.rx_next,
             None => seq == 0,
         };

@@ -275,6 +275,10 @@ impl Display for Address {
                 if let Some(d) = a.dead_after {
                     write!(f, ",dead-after={}", format_duration(d, SECONDS))?;
                 }
+                if let Some(p) = &a.secret_file {
+                    f.write_str(",secret-file=")?;
+                    write_value(f, &path_text(p))?;
+                }
                 Ok(())
             }
             Address::Pty(a) => {

@@ -933,6 +933,7 @@ impl<'a> Ctx<'a> {
                 ),
             ));
         }
+        let secret_file = self.value("secret-file", path_text)?;
         Ok(Address::SerialMux(SerialMux {
             device,
             line,
@@ -941,6 +942,7 @@ impl<'a> Ctx<'a> {
             max_channels,
             keepalive,
             dead_after,
+            secret_file,
         }))
     }
 
@@ -1134,7 +1136,7 @@ fn host(s: &str, bracketed: bool) -> Result<String, String> {
             Some((a, z)) => (a, Some(z)),
             None => (v6, None),
         };
-        let zone_ok = zone.map_or(true, |z| !z.is_empty() && z.chars().all(is_keyword_char));
+        let zone_ok = zone.is_none_or(|z| !z.is_empty() && z.chars().all(is_keyword_char));
         return if addr.parse::<Ipv6Addr>().is_ok() && zone_ok {
             Ok(v6.to_string())
         } else {

@@ -498,6 +498,15 @@ pub static OPTIONS: &[OptionSpec] = &[
         help: "Silence after which the peer is declared gone and all channels reset; \
                must exceed keepalive, at most 86400 (default 60).",
     },
+    OptionSpec {
+        name: "secret-file",
+        aliases: &[],
+        group: OptionGroup::Mux,
+        value: ValueKind::Value("PATH"),
+        help: "Pre-shared key file (32 bytes, base64; make one with sfs --gen-secret \
+               PATH, mode 600): authenticate and encrypt the link; both ends need the \
+               same key (see SECURITY).",
+    },
     // Pseudo-terminals.
     OptionSpec {
         name: "link",

@@ -672,6 +672,7 @@ fn serial_mux() {
             max_channels: None,
             keepalive: None,
             dead_after: None,
+            secret_file: None,
         }
     );
     let m = mux("serial-mux:COM3,b500000,crtscts,service=ssh-2.v_1,window=8k,max-channels=16,keepalive=0.5,dead-after=30");
@@ -684,6 +685,12 @@ fn serial_mux() {
     assert_eq!(m.keepalive, Some(Duration::from_millis(500)));
     assert_eq!(m.dead_after, Some(Duration::from_secs(30)));
     assert_eq!(mux("SERIAL-MUX:x,service=default").service, "");
+    let k = mux("SERIAL-MUX:/dev/ttyS0,secret-file=/etc/sfs/link.key");
+    assert_eq!(k.secret_file, Some("/etc/sfs/link.key".into()));
+    assert_eq!(
+        crate::address::Address::SerialMux(k).to_string(),
+        "SERIAL-MUX:/dev/ttyS0,secret-file=/etc/sfs/link.key"
+    );
     assert_eq!(mux("SERIAL-MUX:x,service=Default").service, "Default");
     assert_eq!(
         mux(&format!("SERIAL-MUX:x,service={}", "a".repeat(32)))

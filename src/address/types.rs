@@ -287,6 +287,9 @@ pub struct SerialMux {
     /// `dead-after=SECONDS`: silence after which the peer is declared gone and all
     /// channels are reset, default 60 s (rides out line outages shorter than that).
     pub dead_after: Option<Duration>,
+    /// `secret-file=PATH`: pre-shared key; the link is then authenticated and
+    /// encrypted (see the man page's SECURITY section). Read when the device opens.
+    pub secret_file: Option<PathBuf>,
 }
 
 /// Seeded impairments a PTY end applies to the bytes its program writes, on their

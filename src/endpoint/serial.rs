@@ -217,7 +217,7 @@ pub fn resolve(device: &str) -> Result<String> {
                     && id
                         .serial
                         .as_ref()
-                        .map_or(true, |s| u.serial_number.as_deref() == Some(s.as_str()))
+                        .is_none_or(|s| u.serial_number.as_deref() == Some(s.as_str()))
             }
             _ => false,
         })

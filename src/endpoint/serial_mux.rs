@@ -606,6 +606,14 @@ fn station_config(addr: &SerialMux) -> Result<StationConfig> {
     if let Some(m) = addr.max_channels {
         cfg.mux.max_channels = m;
     }
+    if let Some(path) = &addr.secret_file {
+        let secret = crate::link::crypto::read_secret_file(path)
+            .map_err(|e| Error::Usage(format!("SERIAL-MUX:{}: {e}", addr.device)))?;
+        // The core draws no randomness itself: its ephemeral keys come from this.
+        let seed = crate::link::crypto::os_random()
+            .map_err(|e| Error::Usage(format!("SERIAL-MUX:{}: {e}", addr.device)))?;
+        cfg.link.key = Some(crate::link::crypto::KeyConfig { secret, seed });
+    }
     cfg.validate()
         .map_err(|e| Error::Usage(format!("SERIAL-MUX:{}: {e}", addr.device)))?;
     Ok(cfg)
@@ -617,10 +625,15 @@ fn start(addr: &SerialMux) -> Result<MuxHandle> {
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let epoch = random_epoch();
     info!(
-        "SERIAL-MUX:{} open at {} baud ({} bytes/s), link epoch {epoch:08x}",
+        "SERIAL-MUX:{} open at {} baud ({} bytes/s), link epoch {epoch:08x}{}",
         addr.device,
         addr.line.baud,
-        addr.line.byte_rate()
+        addr.line.byte_rate(),
+        if cfg.link.key.is_some() {
+            ", keyed (secret-file): authenticated and encrypted"
+        } else {
+            ""
+        }
     );
     let now = Instant::now();
     let station = Station::new(cfg, epoch, now);

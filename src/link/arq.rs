@@ -183,7 +183,7 @@ impl SendWindow {
             newest_last = newest_last.max(s.last_order);
             if s.tx_count == 1 {
                 if let Some(t) = s.sent_at {
-                    if sample.map_or(true, |(o, _)| s.last_order > o) {
+                    if sample.is_none_or(|(o, _)| s.last_order > o) {
                         sample = Some((s.last_order, now.saturating_duration_since(t)));
                     }
                 }

@@ -13,7 +13,8 @@
 //!
 //! The CRC key of DATA/ACK is `sender_epoch ‖ receiver_epoch` (u32 LE each), never
 //! transmitted, so a frame of another session fails the check; HELLO uses an empty key
-//! so it can be read before a session exists, whatever the version.
+//! so it can be read before a session exists, whatever the version (as does the
+//! keyed link's handshake, kind 6). Kind 7 (sealed) has no CRC: see `crypto.rs`.
 
 use super::crc::crc32c;
 use super::seq::Seq;
@@ -136,7 +137,9 @@ pub enum ParseError {
 }
 
 fn key_for(kind: u8, key: &[u8; 8]) -> &[u8] {
-    if kind == KIND_HELLO {
+    // Kind 6 (keyed-link handshake, `handshake.rs`) is unkeyed too, so that an
+    // unkeyed link can tell a keyed peer from noise.
+    if kind == KIND_HELLO || kind == 6 {
         &[]
     } else {
         key
@@ -162,6 +165,14 @@ impl Repr<'_> {
     /// Appends the raw frame followed by its CRC (keyed by `key` for DATA/ACK) to `out`.
     pub fn emit(&self, key: &[u8; 8], out: &mut Vec<u8>) {
         let start = out.len();
+        self.emit_body(out);
+        let kind = out[start] >> 4;
+        let crc = crc32c(key_for(kind, key), &out[start..]);
+        out.extend_from_slice(&crc.to_le_bytes());
+    }
+
+    /// Appends the raw frame without CRC (what a sealed frame carries).
+    pub fn emit_body(&self, out: &mut Vec<u8>) {
         match self {
             Repr::Data { seq, ack, payload } => {
                 let mut flags = 0;
@@ -197,9 +208,6 @@ impl Repr<'_> {
                 out.extend_from_slice(&h.window.to_be_bytes());
             }
         }
-        let kind = out[start] >> 4;
-        let crc = crc32c(key_for(kind, key), &out[start..]);
-        out.extend_from_slice(&crc.to_le_bytes());
     }
 }
 
@@ -239,11 +247,24 @@ pub fn parse<'a>(raw: &'a [u8], key: &[u8; 8]) -> Result<Repr<'a>, ParseError> {
     }
     let (body, crc) = raw.split_at(raw.len() - CRC_LEN);
     let kind = body[0] >> 4;
-    let flags = body[0] & 0xF;
     let want = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
     if crc32c(key_for(kind, key), body) != want {
         return Err(ParseError::BadCrc);
     }
+    parse_body(body)
+}
+
+/// Parses a raw frame without CRC (the inside of a sealed frame, already
+/// authenticated).
+pub fn parse_body(body: &[u8]) -> Result<Repr<'_>, ParseError> {
+    let Some(&first) = body.first() else {
+        return Err(ParseError::Truncated);
+    };
+    if body.len() > MAX_RAW_FRAME - CRC_LEN {
+        return Err(ParseError::TooLong);
+    }
+    let kind = first >> 4;
+    let flags = first & 0xF;
     match kind {
         KIND_DATA => {
             if flags & !(FLAG_ACK | FLAG_SACK) != 0

@@ -30,6 +30,10 @@
 //!   probability `q`, between 64 B and `max_payload` (512 B by default).
 //! - Sessions: random epochs, HELLO handshake, restarts detected, keepalives every
 //!   second when idle, `PeerLost` after 60 s of silence, then probing until `Up`.
+//! - Keyed links (`LinkConfig::key`, optional): a Noise NNpsk0 handshake (kind 6)
+//!   per session, then every frame above travels sealed (kind 7, ChaCha20-Poly1305
+//!   with an explicit counter and a replay window) instead of carrying a CRC; see
+//!   [`crypto`] and [`handshake`].
 //!
 //! # Layout
 //! - [`cobs`]: framing; [`frame`]: header `Repr` parse/emit; [`crc`]: CRC-32C;
@@ -40,7 +44,11 @@
 pub mod arq;
 pub mod cobs;
 pub mod crc;
+pub mod crypto;
 pub mod frame;
+pub mod handshake;
+#[cfg(test)]
+mod keyed_tests;
 pub mod pacer;
 pub mod rtt;
 pub mod seq;
@@ -95,6 +103,9 @@ pub struct LinkConfig {
     pub mismatch_after: Duration,
     /// Adapt the frame size to the observed error rate.
     pub adaptive: bool,
+    /// Pre-shared secret: authenticate and encrypt the link (None: the plain v1
+    /// protocol, unchanged on the wire).
+    pub key: Option<crypto::KeyConfig>,
 }
 
 impl LinkConfig {
@@ -111,6 +122,7 @@ impl LinkConfig {
             max_rto: Duration::from_secs(2),
             mismatch_after: Duration::from_secs(3),
             adaptive: true,
+            key: None,
         }
     }
 
@@ -265,6 +277,8 @@ pub struct Link {
     stats: LinkStats,
     errors: ErrorRate,
     cur_max_payload: usize,
+    keyed: Option<Box<handshake::Keyed>>,
+    plain: Vec<u8>,
 }
 
 const HELLO_INITIAL: Duration = Duration::from_millis(100);
@@ -322,7 +336,9 @@ impl Link {
             prev_epoch: epoch.max(1),
             own_hellos: 0,
             tail: Vec::with_capacity(TAIL_LEN),
-            decoder: cobs::Decoder::new(cobs::max_encoded_len(MAX_RAW_FRAME)),
+            decoder: cobs::Decoder::new(cobs::max_encoded_len(
+                MAX_RAW_FRAME + crypto::SEAL_OVERHEAD,
+            )),
             raw: Vec::with_capacity(cobs::max_encoded_len(MAX_RAW_FRAME) + 2),
             events: VecDeque::new(),
             stats: LinkStats {
@@ -337,6 +353,11 @@ impl Link {
                 256.0 * 1024.0,
             ),
             cur_max_payload: INITIAL_PAYLOAD.min(cfg.max_payload),
+            keyed: cfg
+                .key
+                .as_ref()
+                .map(|k| Box::new(handshake::Keyed::new(k, epoch.max(1)))),
+            plain: Vec::new(),
             cfg,
         }
     }
@@ -414,6 +435,11 @@ impl Link {
         }
     }
 
+    /// The keyed link's handshake state (None without a secret).
+    pub fn keyed(&self) -> Option<&handshake::Keyed> {
+        self.keyed.as_deref()
+    }
+
     /// Next event for the layer above.
     pub fn poll_event(&mut self) -> Option<LinkEvent> {
         self.events.pop_front()
@@ -433,9 +459,9 @@ impl Link {
         if bytes.is_empty() {
             return;
         }
-        let gap = self.last_rx_byte.map_or(true, |t| {
-            now.saturating_duration_since(t) > Duration::from_secs(1)
-        });
+        let gap = self
+            .last_rx_byte
+            .is_none_or(|t| now.saturating_duration_since(t) > Duration::from_secs(1));
         if self.garbage_since.is_none() || gap {
             self.garbage_since = Some(now);
             self.garbage_bytes = 0;
@@ -492,6 +518,9 @@ impl Link {
                 return;
             }
         };
+        if self.keyed.is_some() {
+            return self.on_keyed_chunk(now, raw);
+        }
         let key = frame::session_key(self.peer_epoch.unwrap_or(0), self.epoch);
         match frame::parse(raw, &key) {
             Ok(repr) => {
@@ -516,6 +545,15 @@ impl Link {
                     "peer does not speak sfs link v{VERSION} (it offers version {v})"
                 ));
             }
+            Err(ParseError::UnknownKind(handshake::KIND_HANDSHAKE)) => {
+                // An intact keyed-link handshake: the peer has a secret, we do not.
+                self.stats.malformed += 1;
+                self.report_mismatch(
+                    "the peer requires a shared secret (it sends keyed handshakes); \
+                     give this side the same secret-file"
+                        .into(),
+                );
+            }
             Err(_) => self.stats.malformed += 1,
         }
     }
@@ -529,6 +567,45 @@ impl Link {
                 &frame::session_key(self.epoch, self.peer_epoch.unwrap_or(0)),
             )
             .is_ok()
+    }
+
+    /// A frame on a keyed link: handshake messages and sealed frames only.
+    fn on_keyed_chunk(&mut self, now: Instant, raw: &[u8]) {
+        let Some(keyed) = self.keyed.as_mut() else {
+            return;
+        };
+        let mut plain = std::mem::take(&mut self.plain);
+        let got = keyed.receive(now, raw, &mut plain);
+        while let Some(r) = keyed.poll_report() {
+            self.events.push_back(LinkEvent::ProtocolMismatch(r));
+        }
+        let wire = raw.len() as u64 + 2;
+        match got {
+            handshake::Received::Frame => match frame::parse_body(&plain) {
+                Ok(repr) => {
+                    self.errors.record(1, 0, wire);
+                    self.on_frame(now, repr);
+                }
+                // Authentic yet unparsable: the peer's bug, not noise.
+                Err(_) => self.stats.malformed += 1,
+            },
+            handshake::Received::Handshake | handshake::Received::Refused => {
+                // Intact sfs frames: the peer speaks sfs (no "not sfs" report).
+                self.garbage_since = None;
+                self.garbage_bytes = 0;
+                if got == handshake::Received::Handshake {
+                    self.stats.frames_received += 1;
+                }
+            }
+            handshake::Received::Corrupt => {
+                self.stats.crc_failures += 1;
+                self.errors.record(1, 1, wire);
+                self.update_payload_size();
+            }
+            handshake::Received::Replay => self.stats.duplicates += 1,
+            handshake::Received::Malformed => self.stats.malformed += 1,
+        }
+        self.plain = plain;
     }
 
     fn on_frame(&mut self, now: Instant, repr: Repr<'_>) {
@@ -685,8 +762,14 @@ impl Link {
 
     fn update_payload_size(&mut self) {
         if self.cfg.adaptive {
+            // A sealed frame carries a tag and a counter instead of a CRC.
+            let sealed = if self.keyed.is_some() {
+                crypto::SEAL_OVERHEAD as f64
+            } else {
+                0.0
+            };
             self.cur_max_payload = session::optimal_payload(
-                FRAME_OVERHEAD,
+                FRAME_OVERHEAD + sealed,
                 self.errors.q(),
                 MIN_PAYLOAD,
                 self.cfg.max_payload,
@@ -726,6 +809,9 @@ impl Link {
         if self.established && now >= self.last_tx + self.cfg.keepalive {
             self.keepalive_due = true;
         }
+        if let Some(k) = self.keyed.as_mut() {
+            k.handle_timeout(now);
+        }
         if self.hello_deadline.is_some_and(|t| now >= t) {
             self.hello_deadline = None;
             if !self.is_up() {
@@ -737,6 +823,9 @@ impl Link {
             // and a new epoch makes sure none of it can be delivered later into a
             // fresh session (the peer sees a restart when it hears from us again).
             self.events.push_back(LinkEvent::PeerLost);
+            if let Some(k) = self.keyed.as_mut() {
+                k.on_session_lost();
+            }
             self.reset_session();
             self.new_epoch();
             self.hello_due = true;
@@ -763,6 +852,9 @@ impl Link {
         if self.is_up() {
             consider(Some(self.last_rx_valid + self.cfg.dead_after));
         }
+        if let Some(k) = &self.keyed {
+            consider(k.poll_timeout());
+        }
         t
     }
 
@@ -783,6 +875,17 @@ impl Link {
         raw.clear();
         let mut payload_len = 0usize;
         let mut carried_ack = false;
+        if let Some(k) = self.keyed.as_mut() {
+            // Keyed: handshake messages first; nothing else until keys are agreed.
+            if k.poll_handshake(now, &mut raw) {
+                self.stats.hellos_sent += 1;
+                return self.finish_transmit(now, raw, out, 0);
+            }
+            if !k.ready() {
+                self.raw = raw;
+                return 0;
+            }
+        }
         if self.hello_due {
             self.hello_due = false;
             Repr::Hello(Hello {
@@ -832,6 +935,22 @@ impl Link {
             self.ack_deadline = None;
             self.ack_repeat = self.ack_repeat.saturating_sub(1);
         }
+        if let Some(k) = self.keyed.as_mut() {
+            // Sealed once per transmission, so a retransmission takes a new nonce;
+            // a driver that suspends and resumes a frame resends these bytes.
+            k.seal(&mut raw);
+        }
+        self.finish_transmit(now, raw, out, payload_len)
+    }
+
+    /// COBS-encodes `raw` into `out` and does the per-transmission bookkeeping.
+    fn finish_transmit(
+        &mut self,
+        now: Instant,
+        raw: Vec<u8>,
+        out: &mut Vec<u8>,
+        payload_len: usize,
+    ) -> usize {
         let start = out.len();
         // After an idle line, a leading delimiter flushes any garbage the receiver
         // may hold, so this frame is not merged with it.

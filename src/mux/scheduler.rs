@@ -131,7 +131,7 @@ impl Scheduler {
             && self
                 .flows
                 .get(&ch)
-                .map_or(true, |f| f.recent_at(self.round) as usize <= self.small)
+                .is_none_or(|f| f.recent_at(self.round) as usize <= self.small)
     }
 
     fn account(f: &mut Flow, round: u64, n: usize) {

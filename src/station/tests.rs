@@ -221,6 +221,56 @@ enum Case {
     LongOutage,
     /// One end restarts mid-transfer.
     Restart(Which),
+    /// `secret-file=` on both ends, BER 1e-4.
+    KeyedBer4,
+    /// `secret-file=` on both ends; one end restarts mid-transfer.
+    KeyedRestart(Which),
+    /// `secret-file=` on both ends, and someone without the key keeps injecting
+    /// forged HELLOs, handshake messages and garbage into both ends.
+    KeyedAttacked,
+}
+
+impl Case {
+    fn keyed(self) -> bool {
+        matches!(
+            self,
+            Case::KeyedBer4 | Case::KeyedRestart(_) | Case::KeyedAttacked
+        )
+    }
+}
+
+/// Frames someone without the key can put on the line: an unkeyed HELLO with
+/// a new epoch (which resets an unkeyed link), handshake messages with valid
+/// CRCs, and garbage; COBS-encoded.
+fn forged_frames(rng: &mut Rng) -> Vec<u8> {
+    use crate::link::{cobs, crc, frame, handshake};
+    let mut raws = Vec::new();
+    let mut hello = Vec::new();
+    frame::Repr::Hello(frame::Hello {
+        epoch: rng.next_u32() | 1,
+        seen: rng.next_u32(),
+        window: 64,
+        reply: rng.chance(0.5),
+    })
+    .emit(&[0; 8], &mut hello);
+    raws.push(hello);
+    let mut hs = vec![handshake::KIND_HANDSHAKE << 4 | (1 + rng.below(2) as u8)];
+    let mut msg = vec![0u8; handshake::MSG_LEN];
+    rng.fill(&mut msg);
+    hs.extend_from_slice(&msg);
+    let c = crc::crc32c(&[], &hs);
+    hs.extend_from_slice(&c.to_le_bytes());
+    raws.push(hs);
+    let mut junk = vec![0u8; 1 + rng.below(60) as usize];
+    rng.fill(&mut junk);
+    raws.push(junk);
+    let mut out = Vec::new();
+    for r in raws {
+        out.push(0);
+        cobs::encode(&r, &mut out);
+        out.push(0);
+    }
+    out
 }
 
 /// What one run produced, for the checks and for counting.
@@ -252,8 +302,10 @@ fn run(seed: u64, case: Case) -> Run {
     rng.fill(&mut reply);
     let status = ExitStatus::Code(rng.below(256) as u32);
     let impairment = match case {
-        Case::Clean | Case::Restart(_) => ImpairmentKind::Clean,
-        Case::Ber4 => ImpairmentKind::Ber(1e-4),
+        Case::Clean | Case::Restart(_) | Case::KeyedRestart(_) | Case::KeyedAttacked => {
+            ImpairmentKind::Clean
+        }
+        Case::Ber4 | Case::KeyedBer4 => ImpairmentKind::Ber(1e-4),
         Case::DropInsert => ImpairmentKind::DropInsert(1e-5),
         Case::Bursts => ImpairmentKind::Bursts(0.5, 20),
         Case::Outage | Case::LongOutage => {
@@ -264,7 +316,17 @@ fn run(seed: u64, case: Case) -> Run {
             )
         }
     };
-    let cfg = StationConfig::for_byte_rate(byte_rate, "sim");
+    let mut cfg = StationConfig::for_byte_rate(byte_rate, "sim");
+    if case.keyed() {
+        let mut secret = [0u8; 32];
+        rng.fill(&mut secret);
+        let mut seed = [0u8; 32];
+        rng.fill(&mut seed);
+        cfg.link.key = Some(crate::link::crypto::KeyConfig {
+            secret: crate::link::crypto::Secret(secret),
+            seed,
+        });
+    }
     let base = Instant::now();
     let mut pair = StationPair::new(
         cfg,
@@ -279,9 +341,12 @@ fn run(seed: u64, case: Case) -> Run {
     let mut b = App::server(reply, upload, rng.chance(0.5), status);
     a.open = Some(pair.a.station.open(base, SERVICE));
     let restart = match case {
-        Case::Restart(w) => Some((w, Duration::from_millis(100 + rng.below(1500)))),
+        Case::Restart(w) | Case::KeyedRestart(w) => {
+            Some((w, Duration::from_millis(100 + rng.below(1500))))
+        }
         _ => None,
     };
+    let mut next_attack = base + Duration::from_millis(300);
     let mut out = Run {
         a: App::uploader(Vec::new(), Vec::new(), 1),
         b: App::server(Vec::new(), Vec::new(), false, status),
@@ -295,6 +360,15 @@ fn run(seed: u64, case: Case) -> Run {
         pair.step(QUANTUM, limit);
         a.turn(&mut pair.a.station);
         b.turn(&mut pair.b.station);
+        if case == Case::KeyedAttacked && pair.now >= next_attack {
+            next_attack = pair.now + Duration::from_millis(20 + rng.below(200));
+            let f = forged_frames(&mut rng);
+            if rng.chance(0.5) {
+                pair.a.station.handle_input(pair.now, &f);
+            } else {
+                pair.b.station.handle_input(pair.now, &f);
+            }
+        }
         if let Some((which, at)) = restart {
             if out.restarted_at.is_none() && pair.elapsed() >= at {
                 out.restarted_at = Some(pair.elapsed());
@@ -454,6 +528,27 @@ fn one_shot_with_server_restart() {
 #[test]
 fn one_shot_with_client_restart() {
     run_case(Case::Restart(Which::A));
+}
+
+#[test]
+fn keyed_one_shot_ber_1e4() {
+    must_all_confirm(Case::KeyedBer4);
+}
+
+#[test]
+fn keyed_one_shot_with_a_restart_either_end() {
+    // A restarted server (with the key) is recognised: the old session's
+    // transfers are cut, not left hanging.
+    let (confirmed, cut, _) = run_case(Case::KeyedRestart(Which::B));
+    assert!(cut > 0, "{confirmed} confirmed, {cut} cut");
+    run_case(Case::KeyedRestart(Which::A));
+}
+
+/// Forged HELLOs (which would reset an unkeyed link), handshake messages and
+/// garbage from someone without the key: every transfer still confirms.
+#[test]
+fn keyed_one_shot_under_injected_forgeries() {
+    must_all_confirm(Case::KeyedAttacked);
 }
 
 /// A pair of stations on a clean line at `byte_rate`, both offering SERVICE.

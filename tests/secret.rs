@@ -1,0 +1,175 @@
+//! `secret-file=` end to end: two real sfs processes over the virtual cable.
+//! The same key carries a transfer intact; a different key carries nothing and
+//! both logs say why; key files that others may read are refused.
+#![allow(clippy::disallowed_methods)] // test set-up reads the clock
+
+mod util;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use util::*;
+
+fn gen_secret(dir: &Path, name: &str) -> PathBuf {
+    let p = dir.join(name);
+    let out = std::process::Command::new(bin())
+        .arg("--gen-secret")
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{:?}", out);
+    p
+}
+
+/// `TCP-LISTEN → SERIAL-MUX(a)` and `SERIAL-MUX(b) → echo server`, with keys.
+async fn pair(cable: &Cable, key_a: &Path, key_b: &Path) -> (Sfs, Sfs, u16) {
+    let port = free_port();
+    let echo = echo_server().await;
+    let a = Sfs::start(&[
+        format!("TCP-LISTEN:{port},fork,bind=127.0.0.1"),
+        format!(
+            "SERIAL-MUX:{},b115200,secret-file={}",
+            cable.a.display(),
+            key_a.display()
+        ),
+    ]);
+    let b = Sfs::start(&[
+        format!(
+            "SERIAL-MUX:{},b115200,secret-file={}",
+            cable.b.display(),
+            key_b.display()
+        ),
+        format!("TCP:127.0.0.1:{echo}"),
+    ]);
+    (a, b, port)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_secret_carries_a_transfer_intact() {
+    let cable = Cable::start_with("secret-ok", 115_200, ",ber=1e-5").await;
+    let key = gen_secret(&cable.dir, "k");
+    let (a, b, port) = pair(&cable, &key, &key).await;
+    let data = pattern(60_000, 12);
+    let s = connect_retry(port, Duration::from_secs(5)).await;
+    let back = tokio::time::timeout(Duration::from_secs(60), roundtrip_all(s, &data))
+        .await
+        .unwrap_or_else(|_| panic!("in time\nA:\n{}\nB:\n{}", a.log_text(), b.log_text()));
+    assert!(
+        back == data,
+        "echo differs ({} of {} bytes)",
+        back.len(),
+        data.len()
+    );
+    for log in [a.log_text(), b.log_text()] {
+        assert!(log.contains("keyed (secret-file)"), "{log}");
+        assert!(log.contains("link up"), "{log}");
+        assert!(!log.contains("does not know our secret"), "{log}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn different_secrets_carry_nothing_and_both_logs_say_so() {
+    let cable = Cable::start("secret-bad", 115_200).await;
+    let (ka, kb) = (gen_secret(&cable.dir, "ka"), gen_secret(&cable.dir, "kb"));
+    let (a, b, port) = pair(&cable, &ka, &kb).await;
+    let s = connect_retry(port, Duration::from_secs(5)).await;
+    let r = tokio::time::timeout(
+        Duration::from_secs(4),
+        try_roundtrip_all(s, b"hello, is anybody there?"),
+    )
+    .await;
+    // Either still waiting for the link, or refused: never an echo.
+    if let Ok(Ok(back)) = &r {
+        assert!(back.is_empty(), "data passed: {back:?}");
+    }
+    for (who, log) in [("A", a.log_text()), ("B", b.log_text())] {
+        assert!(
+            log.contains("does not know our secret"),
+            "{who} log:\n{log}"
+        );
+        assert!(!log.contains("link up"), "{who} log:\n{log}");
+        // Once per attempt series, not once per retry.
+        assert!(
+            log.matches("does not know our secret").count() <= 2,
+            "{who} log:\n{log}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyed_and_unkeyed_ends_are_both_told() {
+    let cable = Cable::start("secret-none", 115_200).await;
+    let key = gen_secret(&cable.dir, "k");
+    let echo = echo_server().await;
+    let port = free_port();
+    let a = Sfs::start(&[
+        format!("TCP-LISTEN:{port},fork,bind=127.0.0.1"),
+        format!(
+            "SERIAL-MUX:{},b115200,secret-file={}",
+            cable.a.display(),
+            key.display()
+        ),
+    ]);
+    let b = Sfs::start(&[
+        format!("SERIAL-MUX:{},b115200", cable.b.display()),
+        format!("TCP:127.0.0.1:{echo}"),
+    ]);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let (la, lb) = (a.log_text(), b.log_text());
+    assert!(la.contains("unkeyed protocol"), "A:\n{la}");
+    assert!(lb.contains("requires a shared secret"), "B:\n{lb}");
+    assert!(!la.contains("link up") && !lb.contains("link up"));
+}
+
+#[test]
+fn key_files_others_may_read_or_garbled_are_refused() {
+    let dir = temp_dir("secret-perm");
+    let key = gen_secret(&dir, "k");
+    let run = |k: &Path| {
+        std::process::Command::new(bin())
+            .arg(format!("SERIAL-MUX:/dev/null,secret-file={}", k.display()))
+            .arg("TCP:127.0.0.1:9")
+            .output()
+            .unwrap()
+    };
+    // Made by --gen-secret: owner-only, 32 bytes of base64 on one line.
+    let text = std::fs::read_to_string(&key).unwrap();
+    assert_eq!(text.trim().len(), 44, "{text}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let out = run(&key);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains("too open") && err.contains("chmod 600"),
+            "{err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    // --gen-secret does not overwrite.
+    let again = std::process::Command::new(bin())
+        .arg("--gen-secret")
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert_eq!(std::fs::read_to_string(&key).unwrap(), text);
+    for (content, word) in [
+        ("c2hvcnQ=\n", "a secret is 32"),
+        ("this is not a key\n", "not base64"),
+        ("", "empty"),
+    ] {
+        std::fs::write(&key, content).unwrap();
+        let out = run(&key);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(word), "{content:?}: {err}");
+    }
+    let out = run(&dir.join("missing"));
+    assert_eq!(out.status.code(), Some(2));
+    let _ = std::fs::remove_dir_all(&dir);
+}
