@@ -850,7 +850,9 @@ fn a_hostile_peer_cannot_grow_memory_or_stop_other_channels() {
     );
     assert_eq!(b.end, Some(End::Confirmed));
     let st = pair.b.station.stats();
-    assert!(opens_sent > 10_000, "{opens_sent}");
+    // The flood lasts as long as the download, which takes less since
+    // refusals may fill only half of each payload while data waits.
+    assert!(opens_sent > 5_000, "{opens_sent}");
     assert!(st.unknown_service > 1000, "{st:?}");
     let window = pair.b.station.config().mux.window as usize;
     assert!(peak_heap < 64 * 1024 + 4 * window, "peak heap {peak_heap}");
