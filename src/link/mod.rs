@@ -262,6 +262,11 @@ pub struct Link {
     garbage_bytes: u64,
     rx_since_rto: bool,
     mismatch_reported: bool,
+    /// When an intact sfs frame (of any kind, keyed or not) last arrived: text
+    /// seen within `mismatch_after` of one is a frame in progress whose random
+    /// bytes happen to look like a line (keyed frames have printable kind
+    /// bytes), not a modem.
+    heard_sfs_at: Option<Instant>,
     /// The epoch before the last change: its HELLOs may still come back
     /// through a loop.
     prev_epoch: u32,
@@ -333,6 +338,7 @@ impl Link {
             garbage_bytes: 0,
             rx_since_rto: false,
             mismatch_reported: false,
+            heard_sfs_at: None,
             prev_epoch: epoch.max(1),
             own_hellos: 0,
             tail: Vec::with_capacity(TAIL_LEN),
@@ -472,7 +478,16 @@ impl Link {
         let mut dec = std::mem::replace(&mut self.decoder, cobs::Decoder::new(0));
         dec.push(bytes, |chunk| self.on_chunk(now, chunk));
         self.decoder = dec;
-        if !self.established && !self.mismatch_reported {
+        let heard_sfs_lately = self
+            .heard_sfs_at
+            .is_some_and(|t| now.saturating_duration_since(t) < self.cfg.mismatch_after);
+        // A keyed frame's kind byte (after the COBS code) is printable: a
+        // keyed handshake in progress is not a modem's line.
+        let keyed_frame_start = self
+            .tail
+            .get(1)
+            .is_some_and(|&k| k >> 4 == handshake::KIND_HANDSHAKE || k >> 4 == crypto::KIND_SEALED);
+        if !self.established && !self.mismatch_reported && !heard_sfs_lately && !keyed_frame_start {
             if let Some(why) = session::foreign_text(&self.tail) {
                 self.report_mismatch(why);
             }
@@ -590,6 +605,7 @@ impl Link {
                 Err(_) => self.stats.malformed += 1,
             },
             handshake::Received::Handshake | handshake::Received::Refused => {
+                self.heard_sfs_at = Some(now);
                 // Intact sfs frames: the peer speaks sfs (no "not sfs" report).
                 self.garbage_since = None;
                 self.garbage_bytes = 0;
@@ -616,6 +632,7 @@ impl Link {
             }
         }
         self.stats.frames_received += 1;
+        self.heard_sfs_at = Some(now);
         self.tail.clear();
         self.last_rx_valid = now;
         self.rx_since_rto = true;
