@@ -6,10 +6,15 @@
 //! shorter transfers.
 //!
 //! Goodput = intact payload bytes per second ÷ line byte rate (baud/10, 8N1).
+//!
+//! `SFS_BENCH_BIN=/path/to/sfs` runs another build (e.g. the previous commit's)
+//! under the same cases, for back-to-back before/after comparisons.
 #![allow(clippy::disallowed_methods)] // measurements and test set-up read the clock
 
-use sfs::testbed::{download, upload, CableSpec, Echo, Testbed, TestbedOptions};
+use sfs::testbed::{download, upload, upload_counted, CableSpec, Echo, Testbed, TestbedOptions};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 
@@ -29,7 +34,9 @@ struct Row {
 }
 
 fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_sfs"))
+    std::env::var_os("SFS_BENCH_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_sfs")))
 }
 
 async fn start(cable: CableSpec) -> Testbed {
@@ -89,16 +96,21 @@ async fn outage(case: &str, baud: u32, at: f64, dur: f64, secs: f64) -> Row {
 
 async fn echo_latency(case: &str, cable: CableSpec, with_bulk: bool, samples: usize) -> Row {
     let bed = start(cable.clone()).await;
+    let progress = Arc::new(AtomicU64::new(0));
     let bulk = with_bulk.then(|| {
         let e = bed.entry;
         let len = (cable.byte_rate() * 60.0) as u64;
-        tokio::spawn(async move { upload(e, len, 7).await })
+        let p = progress.clone();
+        tokio::spawn(async move { upload_counted(e, len, 7, Some(p)).await })
     });
     if with_bulk {
         tokio::time::sleep(Duration::from_millis(1500)).await;
     }
     let mut echo = Echo::connect(bed.entry).await.expect("echo");
     let _ = echo.round_trip().await;
+    // The bulk's goodput over exactly the sampling window: the upload has been
+    // running for 1.5 s, so every buffer below the client is full at both ends.
+    let (b0, t0) = (progress.load(Ordering::Relaxed), Instant::now());
     let mut v = Vec::new();
     for _ in 0..samples {
         if let Ok(Ok(d)) = tokio::time::timeout(Duration::from_secs(5), echo.round_trip()).await {
@@ -106,6 +118,11 @@ async fn echo_latency(case: &str, cable: CableSpec, with_bulk: bool, samples: us
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let bulk_goodput = with_bulk.then(|| {
+        (progress.load(Ordering::Relaxed) - b0) as f64
+            / t0.elapsed().as_secs_f64()
+            / cable.byte_rate()
+    });
     if let Some(b) = bulk {
         b.abort();
     }
@@ -120,8 +137,9 @@ async fn echo_latency(case: &str, cable: CableSpec, with_bulk: bool, samples: us
         intact: format!("{}/{samples} echoes", v.len()),
         p50_ms: q(0.5),
         p99_ms: q(0.99),
+        goodput: bulk_goodput,
         note: if with_bulk {
-            "bulk upload on another connection".into()
+            "bulk upload on another connection; goodput = the bulk's, during the echoes".into()
         } else {
             "idle line".into()
         },

@@ -519,6 +519,19 @@ pub struct Transfer {
 
 /// Sends `len` pattern bytes through the bed to the sink and checks the verdict.
 pub async fn upload(entry: SocketAddr, len: u64, seed: u64) -> io::Result<Transfer> {
+    upload_counted(entry, len, seed, None).await
+}
+
+/// [`upload`] that adds every byte handed to the socket to `progress`, so a
+/// caller can measure the goodput over part of the transfer (in steady state
+/// the buffers below are full at both ends of the window, so the difference is
+/// what crossed the line).
+pub async fn upload_counted(
+    entry: SocketAddr,
+    len: u64,
+    seed: u64,
+    progress: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
+) -> io::Result<Transfer> {
     let t0 = Instant::now();
     let mut s = TcpStream::connect(entry).await?;
     s.set_nodelay(true)?;
@@ -533,6 +546,9 @@ pub async fn upload(entry: SocketAddr, len: u64, seed: u64) -> io::Result<Transf
         digest.update(&buf[..k]);
         s.write_all(&buf[..k]).await?;
         left -= k as u64;
+        if let Some(p) = &progress {
+            p.fetch_add(k as u64, std::sync::atomic::Ordering::Relaxed);
+        }
     }
     s.shutdown().await?;
     let n = s.read_u64().await?;
