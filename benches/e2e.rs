@@ -96,21 +96,19 @@ async fn outage(case: &str, baud: u32, at: f64, dur: f64, secs: f64) -> Row {
 
 async fn echo_latency(case: &str, cable: CableSpec, with_bulk: bool, samples: usize) -> Row {
     let bed = start(cable.clone()).await;
-    let progress = Arc::new(AtomicU64::new(0));
     let bulk = with_bulk.then(|| {
         let e = bed.entry;
         let len = (cable.byte_rate() * 60.0) as u64;
-        let p = progress.clone();
-        tokio::spawn(async move { upload_counted(e, len, 7, Some(p)).await })
+        tokio::spawn(async move { upload(e, len, 7).await })
     });
     if with_bulk {
         tokio::time::sleep(Duration::from_millis(1500)).await;
     }
     let mut echo = Echo::connect(bed.entry).await.expect("echo");
     let _ = echo.round_trip().await;
-    // The bulk's goodput over exactly the sampling window: the upload has been
-    // running for 1.5 s, so every buffer below the client is full at both ends.
-    let (b0, t0) = (progress.load(Ordering::Relaxed), Instant::now());
+    // The bulk's goodput over exactly the sampling window, as the sink behind
+    // side B receives it.
+    let (b0, t0) = (sink_bytes(), Instant::now());
     let mut v = Vec::new();
     for _ in 0..samples {
         if let Ok(Ok(d)) = tokio::time::timeout(Duration::from_secs(5), echo.round_trip()).await {
@@ -118,11 +116,8 @@ async fn echo_latency(case: &str, cable: CableSpec, with_bulk: bool, samples: us
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let bulk_goodput = with_bulk.then(|| {
-        (progress.load(Ordering::Relaxed) - b0) as f64
-            / t0.elapsed().as_secs_f64()
-            / cable.byte_rate()
-    });
+    let bulk_goodput = with_bulk
+        .then(|| (sink_bytes() - b0) as f64 / t0.elapsed().as_secs_f64() / cable.byte_rate());
     if let Some(b) = bulk {
         b.abort();
     }

@@ -387,6 +387,16 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     Some(ticks / 100.0)
 }
 
+/// Bytes every in-process sink (`S`) of this process has received so far: a
+/// caller measures a transfer's goodput over part of it by the difference (the
+/// client's own writes say little: kernel buffers take megabytes at once).
+static SINK_BYTES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// See [`SINK_BYTES`].
+pub fn sink_bytes() -> u64 {
+    SINK_BYTES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 async fn serve_target(listener: TcpListener) {
     loop {
         let Ok((s, _)) = listener.accept().await else {
@@ -419,6 +429,7 @@ async fn target_conn(mut s: TcpStream) -> io::Result<()> {
                 }
                 digest.update(&buf[..k]);
                 n += k as u64;
+                SINK_BYTES.fetch_add(k as u64, std::sync::atomic::Ordering::Relaxed);
             }
             let mut out = n.to_be_bytes().to_vec();
             out.extend_from_slice(&digest.finalize().to_be_bytes());
@@ -519,19 +530,6 @@ pub struct Transfer {
 
 /// Sends `len` pattern bytes through the bed to the sink and checks the verdict.
 pub async fn upload(entry: SocketAddr, len: u64, seed: u64) -> io::Result<Transfer> {
-    upload_counted(entry, len, seed, None).await
-}
-
-/// [`upload`] that adds every byte handed to the socket to `progress`, so a
-/// caller can measure the goodput over part of the transfer (in steady state
-/// the buffers below are full at both ends of the window, so the difference is
-/// what crossed the line).
-pub async fn upload_counted(
-    entry: SocketAddr,
-    len: u64,
-    seed: u64,
-    progress: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
-) -> io::Result<Transfer> {
     let t0 = Instant::now();
     let mut s = TcpStream::connect(entry).await?;
     s.set_nodelay(true)?;
@@ -546,9 +544,6 @@ pub async fn upload_counted(
         digest.update(&buf[..k]);
         s.write_all(&buf[..k]).await?;
         left -= k as u64;
-        if let Some(p) = &progress {
-            p.fetch_add(k as u64, std::sync::atomic::Ordering::Relaxed);
-        }
     }
     s.shutdown().await?;
     let n = s.read_u64().await?;

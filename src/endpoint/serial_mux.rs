@@ -1033,6 +1033,12 @@ impl Driver {
                         self.device
                     );
                 }
+                StationEvent::PeerFeatures { features } => {
+                    info!(
+                        "SERIAL-MUX:{}: link features in use: {features}",
+                        self.device
+                    );
+                }
                 StationEvent::LinkDown { reason } => {
                     self.up_since = None;
                     warn!(

@@ -30,6 +30,11 @@
 //!   probability `q`, between 64 B and `max_payload` (512 B by default).
 //! - Sessions: random epochs, HELLO handshake, restarts detected, keepalives every
 //!   second when idle, `PeerLost` after 60 s of silence, then probing until `Up`.
+//! - Features ([`Features`], announced in CAPS, kind 4; a v1 peer drops CAPS as
+//!   malformed and so sees plain v1): frames are handed out in pieces
+//!   ([`Link::poll_transmit_max`]); a peer that announced RESUME lets a big frame be
+//!   suspended for an urgent one ([`Link::preempt`]) and finished by a RESUME frame
+//!   (kind 5); LARGE_FRAMES raises the payload cap to 1984 B (CRC-32K).
 //!
 //! # Layout
 //! - [`cobs`]: framing; [`frame`]: header `Repr` parse/emit; [`crc`]: CRC-32C;
@@ -40,6 +45,7 @@
 pub mod arq;
 pub mod cobs;
 pub mod crc;
+pub mod features;
 pub mod frame;
 pub mod pacer;
 pub mod rtt;
@@ -54,10 +60,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use arq::{AckOutcome, RecvOutcome, RecvWindow, SendWindow, MAX_WINDOW};
-use frame::{Hello, ParseError, Repr, MAX_PAYLOAD, MAX_RAW_FRAME, VERSION};
+use frame::{
+    Caps, Hello, ParseError, Repr, KIND_RESUME, LARGE_MAX_PAYLOAD, MAX_PAYLOAD, MAX_RAW_FRAME,
+    VERSION,
+};
 use rtt::RttEstimator;
 use session::ErrorRate;
 
+pub use features::Features;
 pub use pacer::Pacer;
 pub use seq::Seq;
 
@@ -95,6 +105,12 @@ pub struct LinkConfig {
     pub mismatch_after: Duration,
     /// Adapt the frame size to the observed error rate.
     pub adaptive: bool,
+    /// Features offered to the peer in CAPS; [`Features::NONE`] runs plain wire v1
+    /// (no CAPS sent, none understood).
+    pub features: Features,
+    /// Largest payload when both ends offer [`Features::LARGE_FRAMES`]
+    /// (`max_payload..=1984`).
+    pub large_max_payload: usize,
 }
 
 impl LinkConfig {
@@ -111,6 +127,17 @@ impl LinkConfig {
             max_rto: Duration::from_secs(2),
             mismatch_after: Duration::from_secs(3),
             adaptive: true,
+            features: Features::DEFAULT,
+            large_max_payload: LARGE_MAX_PAYLOAD,
+        }
+    }
+
+    /// The largest payload this end may ever send, given what it offers.
+    pub fn payload_ceiling(&self) -> usize {
+        if self.features.contains(Features::LARGE_FRAMES) {
+            self.large_max_payload.max(self.max_payload)
+        } else {
+            self.max_payload
         }
     }
 
@@ -123,6 +150,12 @@ impl LinkConfig {
             return Err(format!(
                 "max_payload must be in {MIN_PAYLOAD}..={MAX_PAYLOAD}, got {}",
                 self.max_payload
+            ));
+        }
+        if !(self.max_payload..=LARGE_MAX_PAYLOAD).contains(&self.large_max_payload) {
+            return Err(format!(
+                "large_max_payload must be in {}..={LARGE_MAX_PAYLOAD}, got {}",
+                self.max_payload, self.large_max_payload
             ));
         }
         if self.window == 0 || self.window > MAX_WINDOW {
@@ -149,9 +182,15 @@ impl LinkConfig {
         Duration::from_nanos(((n as u128 * 1_000_000_000) / self.byte_rate.max(1) as u128) as u64)
     }
 
-    /// RTO floor: two maximum frame times, the pacing queue, the ack delay and 5 ms.
+    /// RTO floor of wire v1: two maximum frame times, the pacing queue, the ack
+    /// delay and 5 ms.
     pub fn rto_floor(&self) -> Duration {
-        self.byte_time(2 * cobs::max_encoded_len(self.max_payload + 16))
+        self.rto_floor_for(self.max_payload)
+    }
+
+    /// RTO floor when frames carry up to `payload` bytes (large frames raise it).
+    pub fn rto_floor_for(&self, payload: usize) -> Duration {
+        self.byte_time(2 * cobs::max_encoded_len(payload + 16))
             + self.pacing_target
             + self.ack_delay
             + Duration::from_millis(5)
@@ -176,6 +215,9 @@ pub enum LinkEvent {
     PeerLost,
     /// The peer does not speak this protocol (reported once).
     ProtocolMismatch(String),
+    /// The peer's CAPS arrived for this session: the features both ends use from
+    /// now on (ours ∩ the peer's; once per session, after `Up`).
+    PeerFeatures(Features),
 }
 
 /// Link counters.
@@ -217,6 +259,47 @@ pub struct LinkStats {
     pub error_rate: f64,
     /// Sessions established (counting re-establishment after a restart).
     pub sessions: u64,
+    /// Frames we suspended for an urgent frame (finished later by RESUME).
+    pub frames_suspended: u64,
+    /// Frames received in more than one piece and put back together.
+    pub frames_resumed: u64,
+    /// RESUME frames that did not continue the piece we held (dropped; ARQ resends).
+    pub resume_mismatches: u64,
+}
+
+/// The frame being handed out, possibly in pieces.
+#[derive(Debug)]
+struct Tx {
+    /// Its encoding, with a leading delimiter if any, and the trailing one.
+    buf: Vec<u8>,
+    /// Bytes of `buf` already handed out.
+    pos: usize,
+    /// 1 if `buf` starts with a leading delimiter.
+    lead: usize,
+    /// A DATA frame (or its RESUME) that can be suspended.
+    data: Option<TxData>,
+}
+
+#[derive(Debug)]
+struct TxData {
+    seq: Seq,
+    /// The whole raw DATA frame with its check.
+    raw: Vec<u8>,
+    /// Raw bytes of it the receiver has from earlier pieces (0: the original frame;
+    /// else this is a RESUME from here).
+    base: usize,
+    /// Line bytes spent on this frame so far (all pieces).
+    wire: usize,
+    /// This encoding is a RESUME (3 header bytes before the frame's bytes).
+    resume: bool,
+}
+
+/// A DATA frame stopped for an urgent one, to be finished by a RESUME.
+#[derive(Debug)]
+struct Suspended {
+    data: TxData,
+    /// The one frame let past has been started.
+    passed: bool,
 }
 
 /// The link state machine (see the module docs).
@@ -253,7 +336,23 @@ pub struct Link {
     stats: LinkStats,
     errors: ErrorRate,
     cur_max_payload: usize,
+    tx: Option<Tx>,
+    suspended: Option<Suspended>,
+    /// The last piece of a suspended frame received (raw bytes so far), if any.
+    rx_kept: Option<Vec<u8>>,
+    /// The peer's latest CAPS (valid while its epoch is the peer's epoch).
+    peer_caps: Option<Caps>,
+    /// The peer confirmed it has our CAPS for this session.
+    caps_confirmed: bool,
+    caps_due: bool,
+    caps_deadline: Option<Instant>,
+    caps_tries: u8,
+    features_reported: bool,
 }
+
+/// CAPS resent after the session is up while the peer has not confirmed ours
+/// (a v1 peer never will): at most this many times per session.
+const CAPS_RETRIES: u8 = 6;
 
 const HELLO_INITIAL: Duration = Duration::from_millis(100);
 
@@ -272,9 +371,12 @@ impl Link {
     pub fn new(mut cfg: LinkConfig, epoch: u32, now: Instant) -> Self {
         cfg.byte_rate = cfg.byte_rate.max(1);
         cfg.max_payload = cfg.max_payload.clamp(MIN_PAYLOAD, MAX_PAYLOAD);
+        cfg.large_max_payload = cfg
+            .large_max_payload
+            .clamp(cfg.max_payload, LARGE_MAX_PAYLOAD);
         cfg.window = cfg.window.clamp(1, MAX_WINDOW);
         let floor = cfg.rto_floor();
-        cfg.max_rto = cfg.max_rto.max(floor);
+        cfg.max_rto = cfg.max_rto.max(cfg.rto_floor_for(cfg.payload_ceiling()));
         let initial = floor.max(Duration::from_millis(300)).min(cfg.max_rto);
         Link {
             rtt: RttEstimator::new(floor, cfg.max_rto, initial),
@@ -316,7 +418,43 @@ impl Link {
                 256.0 * 1024.0,
             ),
             cur_max_payload: INITIAL_PAYLOAD.min(cfg.max_payload),
+            tx: None,
+            suspended: None,
+            rx_kept: None,
+            peer_caps: None,
+            caps_confirmed: false,
+            caps_due: false,
+            caps_deadline: None,
+            caps_tries: 0,
+            features_reported: false,
             cfg,
+        }
+    }
+
+    /// The features the peer announced for its current session ([`Features::NONE`]
+    /// until its CAPS arrives, and for a v1 peer).
+    pub fn peer_features(&self) -> Features {
+        match (self.peer_caps, self.peer_epoch) {
+            (Some(c), Some(p)) if c.epoch == p => c.features,
+            _ => Features::NONE,
+        }
+    }
+
+    /// Features both ends offer: what this session uses.
+    pub fn features(&self) -> Features {
+        self.cfg.features.intersect(self.peer_features())
+    }
+
+    /// The payload cap of this session before the error-rate rule.
+    fn session_payload_cap(&self) -> usize {
+        if self.features().contains(Features::LARGE_FRAMES) {
+            let peer = self.peer_caps.map_or(0, |c| c.max_payload as usize);
+            self.cfg
+                .large_max_payload
+                .min(peer)
+                .max(self.cfg.max_payload)
+        } else {
+            self.cfg.max_payload
         }
     }
 
@@ -344,7 +482,14 @@ impl Link {
     /// window has room and no earlier frame is still waiting for its first
     /// transmission.
     pub fn can_send(&self) -> bool {
-        self.is_up() && self.snd.has_room() && !self.snd.has_unsent()
+        self.is_up()
+            && self.snd.has_room()
+            && !self.snd.has_unsent()
+            // Payloads are taken when they can start at once, not a frame ahead, so
+            // the layer above chooses as late as possible; a suspended frame lets
+            // exactly one frame past.
+            && self.tx.is_none()
+            && self.suspended.as_ref().map_or(true, |s| !s.passed)
     }
 
     /// Current adaptive payload size limit.
@@ -377,6 +522,7 @@ impl Link {
         self.reset_session();
         self.epoch = next_epoch(self.epoch);
         self.hello_due = true;
+        self.caps_confirmed = false;
     }
 
     /// Next event for the layer above.
@@ -430,13 +576,74 @@ impl Link {
     }
 
     fn on_chunk(&mut self, now: Instant, chunk: cobs::Chunk<'_>) {
+        let resume = |raw: &[u8]| raw.first().is_some_and(|b| b >> 4 == KIND_RESUME);
         let raw = match chunk {
+            cobs::Chunk::Frame(raw) if resume(raw) && !self.cfg.features.is_empty() => {
+                self.on_resume(now, raw, true);
+                return;
+            }
             cobs::Chunk::Frame(raw) => raw,
-            cobs::Chunk::TooLong | cobs::Chunk::BadCobs => {
+            cobs::Chunk::Partial(raw) if self.cfg.features.is_empty() => {
+                let _ = raw;
+                self.stats.malformed += 1;
+                return;
+            }
+            cobs::Chunk::Partial(raw) if resume(raw) => {
+                self.on_resume(now, raw, false);
+                return;
+            }
+            cobs::Chunk::Partial(raw) => {
+                // Perhaps a suspended frame: keep its bytes (one slot, bounded) for
+                // the RESUME that may follow. Damage looks the same and is
+                // harmless here: only a RESUME at exactly this length continues it,
+                // and the frame's own check covers the whole.
+                let kept = self.rx_kept.get_or_insert_with(Vec::new);
+                kept.clear();
+                if raw.len() <= MAX_RAW_FRAME {
+                    kept.extend_from_slice(raw);
+                } else {
+                    self.rx_kept = None;
+                }
+                return;
+            }
+            cobs::Chunk::TooLong => {
                 self.stats.malformed += 1;
                 return;
             }
         };
+        self.on_raw(now, raw);
+    }
+
+    /// A RESUME (kind 5): `offset:u16` then the rest of the frame whose first
+    /// `offset` raw bytes came in earlier pieces. `complete` is false for a RESUME
+    /// that was itself suspended (its bytes extend the kept piece).
+    fn on_resume(&mut self, now: Instant, raw: &[u8], complete: bool) {
+        if raw.len() < 3 {
+            if complete {
+                self.stats.malformed += 1;
+            }
+            return;
+        }
+        let offset = u16::from_be_bytes([raw[1], raw[2]]) as usize;
+        let rest = &raw[3..];
+        let Some(mut kept) = self.rx_kept.take() else {
+            self.stats.resume_mismatches += 1;
+            return;
+        };
+        if kept.len() != offset || offset + rest.len() > MAX_RAW_FRAME {
+            self.stats.resume_mismatches += 1;
+            return;
+        }
+        kept.extend_from_slice(rest);
+        if complete {
+            self.stats.frames_resumed += 1;
+            self.on_raw(now, &kept);
+        } else {
+            self.rx_kept = Some(kept);
+        }
+    }
+
+    fn on_raw(&mut self, now: Instant, raw: &[u8]) {
         let key = frame::session_key(self.peer_epoch.unwrap_or(0), self.epoch);
         match frame::parse(raw, &key) {
             Ok(repr) => {
@@ -501,7 +708,45 @@ impl Link {
                 self.on_session_frame(now);
                 self.on_ack(now, &a);
             }
+            Repr::Caps(c) => self.on_caps(now, c),
         }
+    }
+
+    fn on_caps(&mut self, now: Instant, c: Caps) {
+        if self.cfg.features.is_empty() {
+            // Plain v1 does not know this kind.
+            self.stats.malformed += 1;
+            return;
+        }
+        self.peer_caps = Some(c);
+        if c.have_yours && c.seen == self.epoch {
+            self.caps_confirmed = true;
+            self.caps_deadline = None;
+        } else {
+            self.caps_due = true;
+        }
+        self.report_features(now);
+    }
+
+    /// Once per session, when both the session and the peer's CAPS are there:
+    /// apply and report the features in use.
+    fn report_features(&mut self, _now: Instant) {
+        if self.features_reported || !self.is_up() {
+            return;
+        }
+        if !self
+            .peer_caps
+            .is_some_and(|c| Some(c.epoch) == self.peer_epoch)
+        {
+            return;
+        }
+        self.features_reported = true;
+        // Large frames take longer on the wire, and so may their acks.
+        let cap = self.session_payload_cap();
+        self.rtt.set_min_rto(self.cfg.rto_floor_for(cap));
+        self.update_payload_size();
+        self.events
+            .push_back(LinkEvent::PeerFeatures(self.features()));
     }
 
     fn on_session_frame(&mut self, now: Instant) {
@@ -520,7 +765,7 @@ impl Link {
         }
     }
 
-    fn establish(&mut self, _now: Instant) {
+    fn establish(&mut self, now: Instant) {
         self.established = true;
         self.alive = true;
         self.mismatch_reported = false;
@@ -530,9 +775,32 @@ impl Link {
         if let Some(p) = self.peer_epoch {
             self.events.push_back(LinkEvent::Up { peer_epoch: p });
         }
+        if !self.cfg.features.is_empty() && !self.caps_confirmed {
+            self.caps_tries = 0;
+            self.caps_deadline = Some(now + HELLO_INITIAL);
+        }
+        self.report_features(now);
     }
 
     fn reset_session(&mut self) {
+        // A frame cut off mid-way is closed with a delimiter, so it cannot merge
+        // with what follows; a suspended one is forgotten (the new session starts
+        // from nothing).
+        if let Some(tx) = &mut self.tx {
+            if tx.pos > 0 && tx.pos < tx.buf.len() {
+                tx.buf.truncate(tx.pos);
+                tx.buf.push(0);
+                tx.data = None;
+            } else {
+                self.tx = None;
+            }
+        }
+        self.suspended = None;
+        self.rx_kept = None;
+        self.features_reported = false;
+        self.caps_deadline = None;
+        self.rtt.set_min_rto(self.cfg.rto_floor());
+        self.cur_max_payload = self.cur_max_payload.min(self.cfg.max_payload);
         self.snd = SendWindow::new(self.cfg.window);
         self.rcv = RecvWindow::new(self.cfg.window);
         self.established = false;
@@ -553,6 +821,7 @@ impl Link {
                 self.events.push_back(LinkEvent::PeerRestarted);
             }
             self.reset_session();
+            self.caps_confirmed = false;
         }
         self.peer_epoch = Some(h.epoch);
         self.peer_window = h.window.clamp(1, MAX_WINDOW);
@@ -588,13 +857,12 @@ impl Link {
     }
 
     fn update_payload_size(&mut self) {
+        let cap = self.session_payload_cap();
         if self.cfg.adaptive {
-            self.cur_max_payload = session::optimal_payload(
-                FRAME_OVERHEAD,
-                self.errors.q(),
-                MIN_PAYLOAD,
-                self.cfg.max_payload,
-            );
+            self.cur_max_payload =
+                session::optimal_payload(FRAME_OVERHEAD, self.errors.q(), MIN_PAYLOAD, cap);
+        } else {
+            self.cur_max_payload = cap;
         }
     }
 
@@ -644,7 +912,16 @@ impl Link {
             self.reset_session();
             self.epoch = next_epoch(self.epoch);
             self.hello_due = true;
+            self.caps_confirmed = false;
             self.hello_interval = self.cfg.keepalive;
+        }
+        if self.caps_deadline.is_some_and(|t| now >= t) {
+            self.caps_deadline = None;
+            if self.is_up() && !self.caps_confirmed && self.caps_tries < CAPS_RETRIES {
+                self.caps_tries += 1;
+                self.caps_due = true;
+                self.caps_deadline = Some(now + HELLO_INITIAL * (1 << self.caps_tries.min(4)));
+            }
         }
     }
 
@@ -658,6 +935,7 @@ impl Link {
         };
         consider(self.rto_deadline);
         consider(self.ack_deadline);
+        consider(self.caps_deadline);
         if self.established && !self.keepalive_due {
             consider(Some(self.last_tx + self.cfg.keepalive));
         }
@@ -682,11 +960,106 @@ impl Link {
     /// is nothing to send now). Priority: handshake, retransmissions, new data,
     /// standalone ack, keepalive.
     pub fn poll_transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> usize {
+        self.poll_transmit_max(now, out, usize::MAX)
+    }
+
+    /// Appends at most `max` bytes (at least 1) of the frame being sent, starting a
+    /// new one if none is, and returns how many (0: nothing to send now). A driver
+    /// that paces its writes hands frames out in pieces this way, so that
+    /// [`preempt`](Self::preempt) can stop a big frame for an urgent one.
+    pub fn poll_transmit_max(&mut self, now: Instant, out: &mut Vec<u8>, max: usize) -> usize {
+        if self.tx.is_none() && !self.start_frame(now) {
+            return 0;
+        }
+        let Some(tx) = self.tx.as_mut() else {
+            return 0;
+        };
+        let n = (tx.buf.len() - tx.pos).min(max.max(1));
+        out.extend_from_slice(&tx.buf[tx.pos..tx.pos + n]);
+        tx.pos += n;
+        if let Some(d) = &mut tx.data {
+            d.wire += n;
+        }
+        if tx.pos == tx.buf.len() {
+            if let Some(tx) = self.tx.take() {
+                if let Some(d) = tx.data {
+                    self.snd.end_transmit(d.seq, d.wire);
+                }
+            }
+        }
+        n
+    }
+
+    /// A frame is being handed out and not finished.
+    pub fn transmitting(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    /// Whether [`preempt`](Self::preempt) would stop the current frame: it is a
+    /// DATA frame (or the RESUME of one) with more than `min_left` bytes still to go,
+    /// and the peer announced RESUME.
+    pub fn can_preempt(&self, min_left: usize) -> bool {
+        self.features().contains(Features::RESUME)
+            && self.suspended.is_none()
+            && self
+                .tx
+                .as_ref()
+                .is_some_and(|t| t.data.is_some() && t.buf.len() - t.pos > min_left)
+    }
+
+    /// Stops the DATA frame being sent (see [`can_preempt`](Self::can_preempt)) so
+    /// that one frame — the next new payload, for an urgent channel — goes first;
+    /// the frame is finished by a RESUME right after it. The cut falls inside a
+    /// COBS group at or after what was handed out, so the receiver gets an
+    /// undecodable piece it keeps, never a frame. Returns whether it stopped.
+    pub fn preempt(&mut self, min_left: usize) -> bool {
+        if !self.can_preempt(min_left) {
+            return false;
+        }
+        let Some(tx) = self.tx.as_mut() else {
+            return false;
+        };
+        let end = tx.buf.len() - 1; // the trailing delimiter
+        let enc = &tx.buf[tx.lead..end];
+        let Some(p) = cobs::cut_point(enc, tx.pos.saturating_sub(tx.lead)) else {
+            return false;
+        };
+        if end - (tx.lead + p) <= min_left / 2 {
+            return false;
+        }
+        let mut piece = Vec::new();
+        cobs::decode_partial(&enc[..p], &mut piece);
+        let Some(mut data) = tx.data.take() else {
+            return false;
+        };
+        // Raw bytes of the frame the receiver will hold after this piece.
+        data.base += if data.resume {
+            piece.len().saturating_sub(3)
+        } else {
+            piece.len()
+        };
+        tx.buf.truncate(tx.lead + p);
+        tx.buf.push(0);
+        data.wire += 1;
+        if !data.resume {
+            self.stats.frames_suspended += 1;
+        }
+        self.suspended = Some(Suspended {
+            data,
+            passed: false,
+        });
+        true
+    }
+
+    /// Builds the next frame into `self.tx`; false if there is none to send.
+    fn start_frame(&mut self, now: Instant) -> bool {
         let key = frame::session_key(self.epoch, self.peer_epoch.unwrap_or(0));
         let mut raw = std::mem::take(&mut self.raw);
         raw.clear();
         let mut payload_len = 0usize;
         let mut carried_ack = false;
+        let mut data: Option<TxData> = None;
+        let mut resume_of: Option<TxData> = None;
         if self.hello_due {
             self.hello_due = false;
             Repr::Hello(Hello {
@@ -701,8 +1074,44 @@ impl Link {
                 self.hello_deadline = Some(now + self.hello_interval);
                 self.hello_interval = (self.hello_interval * 2).min(self.cfg.keepalive);
             }
+            // Features travel with every HELLO until the peer has them.
+            if !self.cfg.features.is_empty() && !self.caps_confirmed {
+                self.caps_due = true;
+            }
+        } else if self.caps_due {
+            self.caps_due = false;
+            let have_yours = self
+                .peer_caps
+                .is_some_and(|c| Some(c.epoch) == self.peer_epoch && c.seen == self.epoch);
+            Repr::Caps(Caps {
+                epoch: self.epoch,
+                seen: self.peer_epoch.unwrap_or(0),
+                features: self.cfg.features,
+                max_payload: self.cfg.payload_ceiling() as u16,
+                have_yours,
+            })
+            .emit(&key, &mut raw);
         } else if self.established {
-            if let Some((seq, payload, retx)) = self.snd.next_to_send() {
+            // A suspended frame lets one new frame past, then is resumed.
+            let mut pick = None;
+            if let Some(sus) = &mut self.suspended {
+                if !self.snd.is_unacked(sus.data.seq) {
+                    self.suspended = None;
+                } else if !sus.passed && self.snd.has_unsent() {
+                    sus.passed = true;
+                    pick = self.snd.next_unsent().map(|(q, p)| (q, p, false));
+                } else {
+                    resume_of = self.suspended.take().map(|s| s.data);
+                }
+            }
+            if resume_of.is_none() && pick.is_none() && self.suspended.is_none() {
+                pick = self.snd.next_to_send();
+            }
+            if let Some(d) = &resume_of {
+                raw.push(KIND_RESUME << 4);
+                raw.extend_from_slice(&(d.base as u16).to_be_bytes());
+                raw.extend_from_slice(&d.raw[d.base..]);
+            } else if let Some((seq, payload, retx)) = pick {
                 let ack = self.ack_for_data();
                 carried_ack = ack.is_some();
                 Repr::Data {
@@ -712,8 +1121,7 @@ impl Link {
                 }
                 .emit(&key, &mut raw);
                 payload_len = payload.len();
-                let wire = cobs::max_encoded_len(raw.len()) + 1;
-                self.snd.on_transmit(seq, now, wire);
+                self.snd.begin_transmit(seq, now);
                 if retx {
                     self.stats.frames_retransmitted += 1;
                 }
@@ -721,6 +1129,13 @@ impl Link {
                 if self.rto_deadline.is_none() {
                     self.rto_deadline = Some(now + self.rtt.rto());
                 }
+                data = Some(TxData {
+                    seq,
+                    raw: raw.clone(),
+                    base: 0,
+                    wire: 0,
+                    resume: false,
+                });
             } else if self.ack_due || self.keepalive_due {
                 Repr::Ack(self.rcv.ack_info()).emit(&key, &mut raw);
                 carried_ack = true;
@@ -729,21 +1144,22 @@ impl Link {
         }
         if raw.is_empty() {
             self.raw = raw;
-            return 0;
+            return false;
         }
         if carried_ack {
             self.ack_due = false;
             self.ack_deadline = None;
             self.ack_repeat = self.ack_repeat.saturating_sub(1);
         }
-        let start = out.len();
+        let mut buf = Vec::with_capacity(cobs::max_encoded_len(raw.len()) + 2);
         // After an idle line, a leading delimiter flushes any garbage the receiver
         // may hold, so this frame is not merged with it.
-        if now >= self.last_tx_end + Duration::from_millis(5) {
-            out.push(0);
+        let lead = usize::from(now >= self.last_tx_end + Duration::from_millis(5));
+        if lead == 1 {
+            buf.push(0);
         }
-        cobs::encode(&raw, out);
-        let n = out.len() - start;
+        cobs::encode(&raw, &mut buf);
+        let n = buf.len();
         self.raw = raw;
         self.keepalive_due = false;
         self.last_tx = now;
@@ -751,6 +1167,14 @@ impl Link {
         self.stats.frames_sent += 1;
         self.stats.bytes_sent += n as u64;
         self.stats.framing_overhead_bytes += (n - payload_len) as u64;
-        n
+        // A RESUME continues the same transmission of the same frame.
+        let data = data.or(resume_of.map(|d| TxData { resume: true, ..d }));
+        self.tx = Some(Tx {
+            buf,
+            pos: 0,
+            lead,
+            data,
+        });
+        true
     }
 }
