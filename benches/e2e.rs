@@ -11,10 +11,8 @@
 //! under the same cases, for back-to-back before/after comparisons.
 #![allow(clippy::disallowed_methods)] // measurements and test set-up read the clock
 
-use sfs::testbed::{download, upload, upload_counted, CableSpec, Echo, Testbed, TestbedOptions};
+use sfs::testbed::{download, sink_bytes, upload, CableSpec, Echo, Testbed, TestbedOptions};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 
