@@ -11,8 +11,11 @@ use std::time::{Duration, Instant};
 
 use sfs::link::crc::{crc32c, crc32c_table, crc32k};
 
+/// A keyed frame check: `f(key, frame)`.
+type Check = fn(&[u8], &[u8]) -> u32;
+
 /// MB/s of `f` over frames of `len` bytes, run for about `for_`.
-fn rate(f: fn(&[u8], &[u8]) -> u32, len: usize, for_: Duration) -> f64 {
+fn rate(f: Check, len: usize, for_: Duration) -> f64 {
     let key = [7u8; 8];
     let data: Vec<u8> = (0..len).map(|i| (i * 31 + 7) as u8).collect();
     let mut bytes = 0u64;
@@ -35,7 +38,7 @@ fn main() {
         "{:<28} {:>10} {:>10} {:>10} {:>10}",
         "check (MB/s)", "64 B", "600 B", "1984 B", "64 KiB"
     );
-    let cases: [(&str, fn(&[u8], &[u8]) -> u32); 3] = [
+    let cases: [(&str, Check); 3] = [
         ("crc32c table (before)", crc32c_table),
         ("crc32c crate (after)", crc32c),
         ("crc32k 16 tables (large)", crc32k),
