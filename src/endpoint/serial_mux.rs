@@ -606,6 +606,14 @@ fn station_config(addr: &SerialMux) -> Result<StationConfig> {
     if let Some(m) = addr.max_channels {
         cfg.mux.max_channels = m;
     }
+    // Link features to offer (bit set, docs/link-protocol.md §9; default none =
+    // plain wire v1), for measurements until an address option carries it.
+    if let Some(bits) = std::env::var("SFS_LINK_FEATURES")
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok())
+    {
+        cfg.link.features = crate::link::Features(bits);
+    }
     cfg.validate()
         .map_err(|e| Error::Usage(format!("SERIAL-MUX:{}: {e}", addr.device)))?;
     Ok(cfg)

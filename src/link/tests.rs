@@ -312,10 +312,9 @@ fn frame_size_adapts_to_error_rate() {
     let mut clean = pair(&ImpairmentKind::Clean, 1, u64::MAX);
     clean.a.upper.full_frames = true;
     clean.run_for(Duration::from_secs(2));
-    // Both ends offer large frames: a clean line reaches their cap.
     assert_eq!(
         clean.a.link.max_payload(),
-        clean.a.link.config().large_max_payload
+        clean.a.link.config().max_payload
     );
     let mut noisy = pair(&ImpairmentKind::Ber(1e-4), 1, u64::MAX);
     noisy.a.upper.full_frames = true;

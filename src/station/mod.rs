@@ -568,8 +568,14 @@ impl Station {
         // Frames go out in pieces of about the pacing target, so the device queue
         // never holds more than twice that: a big frame in progress is where an
         // urgent one can still cut in.
+        // Only when the peer can resume: otherwise pieces would buy nothing, and a
+        // driver woken late (a loaded machine) would leave the line idle.
         let target = self.pacer.target_bytes();
-        let piece = (2 * target).saturating_sub(self.pacer.queued(now)).max(16);
+        let piece = if self.link.features().contains(Features::RESUME) {
+            (2 * target).saturating_sub(self.pacer.queued(now)).max(16)
+        } else {
+            usize::MAX
+        };
         if self.link.can_preempt(2 * target.max(16)) && self.mux.has_interactive_pending() {
             self.link.preempt(2 * target.max(16));
         }
