@@ -6,9 +6,12 @@
 //! shorter transfers.
 //!
 //! Goodput = intact payload bytes per second ÷ line byte rate (baud/10, 8N1).
+//!
+//! `SFS_BENCH_BIN=/path/to/sfs` runs another build (e.g. the previous commit's)
+//! under the same cases, for back-to-back before/after comparisons.
 #![allow(clippy::disallowed_methods)] // measurements and test set-up read the clock
 
-use sfs::testbed::{download, upload, CableSpec, Echo, Testbed, TestbedOptions};
+use sfs::testbed::{download, sink_bytes, upload, CableSpec, Echo, Testbed, TestbedOptions};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
@@ -29,7 +32,9 @@ struct Row {
 }
 
 fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_sfs"))
+    std::env::var_os("SFS_BENCH_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_sfs")))
 }
 
 async fn start(cable: CableSpec) -> Testbed {
@@ -124,6 +129,9 @@ async fn echo_latency(case: &str, cable: CableSpec, with_bulk: bool, samples: us
     }
     let mut echo = Echo::connect(bed.entry).await.expect("echo");
     let _ = echo.round_trip().await;
+    // The bulk's goodput over exactly the sampling window, as the sink behind
+    // side B receives it.
+    let (b0, t0) = (sink_bytes(), Instant::now());
     let mut v = Vec::new();
     for _ in 0..samples {
         if let Ok(Ok(d)) = tokio::time::timeout(Duration::from_secs(5), echo.round_trip()).await {
@@ -131,6 +139,8 @@ async fn echo_latency(case: &str, cable: CableSpec, with_bulk: bool, samples: us
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let bulk_goodput = with_bulk
+        .then(|| (sink_bytes() - b0) as f64 / t0.elapsed().as_secs_f64() / cable.byte_rate());
     if let Some(b) = bulk {
         b.abort();
     }
@@ -145,8 +155,9 @@ async fn echo_latency(case: &str, cable: CableSpec, with_bulk: bool, samples: us
         intact: format!("{}/{samples} echoes", v.len()),
         p50_ms: q(0.5),
         p99_ms: q(0.99),
+        goodput: bulk_goodput,
         note: if with_bulk {
-            "bulk upload on another connection".into()
+            "bulk upload on another connection; goodput = the bulk's, during the echoes".into()
         } else {
             "idle line".into()
         },

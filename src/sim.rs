@@ -480,6 +480,7 @@ impl Upper for StreamTester {
                 self.reset_stream();
             }
             LinkEvent::ProtocolMismatch(_) => self.mismatches += 1,
+            LinkEvent::PeerFeatures(_) => {}
         }
     }
 

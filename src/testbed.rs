@@ -387,6 +387,16 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     Some(ticks / 100.0)
 }
 
+/// Bytes every in-process sink (`S`) of this process has received so far: a
+/// caller measures a transfer's goodput over part of it by the difference (the
+/// client's own writes say little: kernel buffers take megabytes at once).
+static SINK_BYTES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// See [`SINK_BYTES`].
+pub fn sink_bytes() -> u64 {
+    SINK_BYTES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 async fn serve_target(listener: TcpListener) {
     loop {
         let Ok((s, _)) = listener.accept().await else {
@@ -419,6 +429,7 @@ async fn target_conn(mut s: TcpStream) -> io::Result<()> {
                 }
                 digest.update(&buf[..k]);
                 n += k as u64;
+                SINK_BYTES.fetch_add(k as u64, std::sync::atomic::Ordering::Relaxed);
             }
             let mut out = n.to_be_bytes().to_vec();
             out.extend_from_slice(&digest.finalize().to_be_bytes());

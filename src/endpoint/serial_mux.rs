@@ -614,6 +614,14 @@ fn station_config(addr: &SerialMux) -> Result<StationConfig> {
             .map_err(|e| Error::Usage(format!("SERIAL-MUX:{}: {e}", addr.device)))?;
         cfg.link.key = Some(crate::link::crypto::KeyConfig { secret, seed });
     }
+    // Link features to offer (bit set, docs/link-protocol.md §9; default none =
+    // plain wire v1), for measurements until an address option carries it.
+    if let Some(bits) = std::env::var("SFS_LINK_FEATURES")
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok())
+    {
+        cfg.link.features = crate::link::Features(bits);
+    }
     cfg.validate()
         .map_err(|e| Error::Usage(format!("SERIAL-MUX:{}: {e}", addr.device)))?;
     Ok(cfg)
@@ -1043,6 +1051,12 @@ impl Driver {
                     self.up_since = Some(Instant::now());
                     info!(
                         "SERIAL-MUX:{}: link up (peer epoch {peer_epoch:08x})",
+                        self.device
+                    );
+                }
+                StationEvent::PeerFeatures { features } => {
+                    info!(
+                        "SERIAL-MUX:{}: link features in use: {features}",
                         self.device
                     );
                 }

@@ -29,6 +29,9 @@ struct Slot {
     wire_len: usize,
     acked: bool,
     lost: bool,
+    /// Its current transmission has started but not ended (a frame emitted in
+    /// pieces, possibly suspended): neither lost nor timed out yet.
+    partial: bool,
 }
 
 /// What an ack or a timer expiry changed in the [`SendWindow`].
@@ -117,6 +120,7 @@ impl SendWindow {
             wire_len: 0,
             acked: false,
             lost: false,
+            partial: false,
         });
         seq
     }
@@ -133,22 +137,60 @@ impl SendWindow {
         Some((self.una.plus(i as u16), s.payload.clone(), s.tx_count > 0))
     }
 
-    /// Records the transmission of `seq` at `now` taking `wire_len` line bytes.
+    /// The oldest frame never transmitted (what a suspended frame lets past).
+    pub fn next_unsent(&self) -> Option<(Seq, Bytes)> {
+        let i = self.slots.iter().position(|s| s.tx_count == 0)?;
+        Some((self.una.plus(i as u16), self.slots[i].payload.clone()))
+    }
+
+    /// `seq` is in the window and not acknowledged yet.
+    pub fn is_unacked(&self, seq: Seq) -> bool {
+        usize::try_from(seq.diff(self.una))
+            .ok()
+            .and_then(|i| self.slots.get(i))
+            .is_some_and(|s| !s.acked)
+    }
+
+    /// Records the complete transmission of `seq` at `now` taking `wire_len` line bytes.
     pub fn on_transmit(&mut self, seq: Seq, now: Instant, wire_len: usize) {
+        self.begin_transmit(seq, now);
+        self.end_transmit(seq, wire_len);
+    }
+
+    /// A transmission of `seq` starts at `now`; until [`end_transmit`](Self::end_transmit)
+    /// it can be neither lost nor timed out (it may be emitted in pieces, or suspended
+    /// for an urgent frame and resumed after it).
+    pub fn begin_transmit(&mut self, seq: Seq, now: Instant) {
+        let Ok(i) = usize::try_from(seq.diff(self.una)) else {
+            return;
+        };
+        if let Some(s) = self.slots.get_mut(i) {
+            s.tx_count += 1;
+            s.sent_at = Some(now);
+            s.lost = false;
+            s.partial = true;
+        }
+    }
+
+    /// The transmission of `seq` ended (its last byte was handed out): it takes its
+    /// place in the transmit order now, so frames that overtook it while it was
+    /// suspended do not make it look lost.
+    pub fn end_transmit(&mut self, seq: Seq, wire_len: usize) {
         let Ok(i) = usize::try_from(seq.diff(self.una)) else {
             return;
         };
         self.order += 1;
         let order = self.order;
         if let Some(s) = self.slots.get_mut(i) {
-            if s.tx_count == 0 {
+            if !s.partial {
+                return;
+            }
+            if s.tx_count == 1 {
                 s.first_order = order;
             }
             s.last_order = order;
-            s.tx_count += 1;
-            s.sent_at = Some(now);
             s.wire_len = wire_len;
-            s.lost = false;
+            s.partial = false;
         }
     }
 
@@ -193,7 +235,7 @@ impl SendWindow {
         self.max_acked_first_order = self.max_acked_first_order.max(newest_first);
         let horizon = self.max_acked_first_order;
         for s in self.slots.iter_mut() {
-            if s.acked || s.lost || s.tx_count == 0 {
+            if s.acked || s.lost || s.partial || s.tx_count == 0 {
                 continue;
             }
             if s.last_order < horizon {
@@ -220,6 +262,7 @@ impl SendWindow {
             for s in self.slots.iter_mut() {
                 if !s.acked
                     && !s.lost
+                    && !s.partial
                     && s.tx_count > 0
                     && s.sent_at
                         .is_some_and(|t| now.saturating_duration_since(t) >= rto)
@@ -230,7 +273,11 @@ impl SendWindow {
             }
         }
         if marked == 0 {
-            if let Some(s) = self.slots.iter_mut().find(|s| !s.acked && s.tx_count > 0) {
+            if let Some(s) = self
+                .slots
+                .iter_mut()
+                .find(|s| !s.acked && !s.partial && s.tx_count > 0)
+            {
                 if !s.lost {
                     s.lost = true;
                     marked += 1;

@@ -8,6 +8,11 @@
 //!
 //! The [`Decoder`] buffer is bounded by the maximum encoded frame size; an over-long
 //! frame is reported once and skipped up to the next delimiter.
+//!
+//! A sender may stop a frame early (a suspended frame, see `docs/link-protocol.md`
+//! §8): it cuts inside a COBS group ([`cut_point`]), so the piece can never decode
+//! as a complete block, and both ends agree on how many raw bytes the piece holds
+//! ([`decode_partial`], [`Chunk::Partial`]).
 
 /// Appends the COBS encoding of `src` followed by the `0x00` delimiter to `out`.
 pub fn encode(src: &[u8], out: &mut Vec<u8>) {
@@ -64,6 +69,44 @@ pub fn decode(src: &[u8], out: &mut Vec<u8>) -> Result<(), ()> {
     Ok(())
 }
 
+/// Decodes a block whose last group is cut short (a suspended frame's piece, or a
+/// damaged block): every complete group, with the zero between groups, then the data
+/// bytes present of the last one. `out` is cleared first. Both ends use this one rule
+/// to agree on how many raw bytes a piece carries.
+pub fn decode_partial(src: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    let mut i = 0;
+    while i < src.len() {
+        let code = (src[i] as usize).max(1);
+        let end = (i + code).min(src.len());
+        out.extend(src[i + 1..end].iter().copied());
+        i += code;
+        if code < 0xFF && i < src.len() {
+            out.push(0);
+        }
+    }
+}
+
+/// The first position `p ≥ from` in the encoding `enc` (no delimiter) at which the
+/// prefix `enc[..p]` ends strictly inside a group (its code byte is there, some data
+/// byte is not), so the prefix can never decode as a complete block. `None` when no
+/// such position is left before the end.
+pub fn cut_point(enc: &[u8], from: usize) -> Option<usize> {
+    let mut i = 0;
+    while i < enc.len() {
+        let code = (enc[i] as usize).max(1);
+        let end = i + code; // one past the group's last data byte
+        if code >= 2 && from < end {
+            let p = from.max(i + 1);
+            if p < end && p <= enc.len() {
+                return Some(p);
+            }
+        }
+        i = end;
+    }
+    None
+}
+
 /// What the [`Decoder`] found between two delimiters.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Chunk<'a> {
@@ -71,8 +114,9 @@ pub enum Chunk<'a> {
     Frame(&'a [u8]),
     /// More bytes than the maximum encoded frame size before a delimiter.
     TooLong,
-    /// Invalid COBS code structure.
-    BadCobs,
+    /// A block whose last group runs past the delimiter: a suspended frame's piece
+    /// (or damage); the raw bytes per [`decode_partial`].
+    Partial(&'a [u8]),
 }
 
 /// Streaming COBS decoder with a bounded buffer.
@@ -117,7 +161,10 @@ impl Decoder {
             } else if !self.buf.is_empty() {
                 match decode(&self.buf, &mut self.out) {
                     Ok(()) => f(Chunk::Frame(&self.out)),
-                    Err(()) => f(Chunk::BadCobs),
+                    Err(()) => {
+                        decode_partial(&self.buf, &mut self.out);
+                        f(Chunk::Partial(&self.out))
+                    }
                 }
                 self.buf.clear();
             }
@@ -172,15 +219,74 @@ mod tests {
                 got.push(match c {
                     Chunk::Frame(f) => Ok(f.to_vec()),
                     Chunk::TooLong => Err("long"),
-                    Chunk::BadCobs => Err("cobs"),
+                    Chunk::Partial(p) => Ok([&[0xEE], p].concat()),
                 })
             },
         );
-        assert_eq!(got, vec![Err("long"), Ok(vec![1, 2]), Err("cobs")]);
+        assert_eq!(got, vec![Err("long"), Ok(vec![1, 2]), Ok(vec![0xEE, 1])]);
         assert_eq!(d.pending(), 0);
     }
 
+    #[test]
+    fn partial_pieces() {
+        let raw: Vec<u8> = (0..700u32)
+            .map(|i| if i % 97 == 5 { 0 } else { i as u8 | 1 })
+            .collect();
+        let mut enc = Vec::new();
+        encode(&raw, &mut enc);
+        enc.pop(); // delimiter
+        let mut out = Vec::new();
+        let mut last = 0;
+        let mut cuts = 0;
+        while let Some(p) = cut_point(&enc, last) {
+            assert!(p >= last && p < enc.len());
+            assert!(
+                decode(&enc[..p], &mut out).is_err(),
+                "cut {p} decodes as a block"
+            );
+            decode_partial(&enc[..p], &mut out);
+            assert_eq!(&out[..], &raw[..out.len()], "cut {p}");
+            // The piece as the receiver's decoder reports it.
+            let mut d = Decoder::new(max_encoded_len(raw.len()));
+            let mut seen = None;
+            let mut piece = enc[..p].to_vec();
+            piece.push(0);
+            d.push(&piece, |c| {
+                if let Chunk::Partial(x) = c {
+                    seen = Some(x.to_vec())
+                }
+            });
+            assert_eq!(seen.as_deref(), Some(&out[..]));
+            last = p + 1;
+            cuts += 1;
+        }
+        assert!(cuts > 600, "{cuts}");
+        // Only zeros: no group with data, so no cut.
+        let mut z = Vec::new();
+        encode(&[0, 0, 0], &mut z);
+        z.pop();
+        assert_eq!(cut_point(&z, 0), None);
+        decode_partial(&[5, 1, 2], &mut out);
+        assert_eq!(out, vec![1, 2]);
+        decode_partial(&[1, 3, 7], &mut out);
+        assert_eq!(out, vec![0, 7]);
+    }
+
     proptest! {
+        #[test]
+        fn partial_is_a_prefix(data in proptest::collection::vec(any::<u8>(), 1..1200), at in 0usize..1300) {
+            let mut enc = Vec::new();
+            encode(&data, &mut enc);
+            enc.pop();
+            if let Some(p) = cut_point(&enc, at.min(enc.len())) {
+                let mut out = Vec::new();
+                prop_assert!(decode(&enc[..p], &mut out).is_err());
+                decode_partial(&enc[..p], &mut out);
+                prop_assert!(out.len() <= data.len());
+                prop_assert_eq!(&out[..], &data[..out.len()]);
+            }
+        }
+
         #[test]
         fn round_trip(data in proptest::collection::vec(any::<u8>(), 0..2000)) {
             let mut enc = Vec::new();

@@ -7,35 +7,49 @@
 //! DATA  (1)   seq:u16 [ack:u16 if flag A=0x1] [sack if flag S=0x2] payload…
 //! ACK   (2)   ack:u16 [sack if flag S=0x2]
 //! HELLO (3)   version:u8 epoch:u32 seen:u32 window:u16      (flag R=0x1: reply/established)
+//! CAPS  (4)   epoch:u32 seen:u32 features:u32 max_payload:u16 (flag K=0x1: I have yours)
+//! RESUME (5)  offset:u16 rest-of-a-suspended-frame…  (no trailer of its own; link layer)
 //! sack        n:u8 (1..=32) bitmap[n]   bit i (LSB first) ⇒ seq ack+1+i received
-//! trailer     crc32c:u32 little-endian over key ‖ frame
+//! trailer     check:u32 little-endian over key ‖ frame: CRC-32C, or CRC-32K when
+//!             key ‖ frame is longer than 655 bytes (large frames only)
 //! ```
 //!
 //! The CRC key of DATA/ACK is `sender_epoch ‖ receiver_epoch` (u32 LE each), never
-//! transmitted, so a frame of another session fails the check; HELLO uses an empty key
-//! so it can be read before a session exists, whatever the version (as does the
-//! keyed link's handshake, kind 6). Kind 7 (sealed) has no CRC: see `crypto.rs`.
+//! transmitted, so a frame of another session fails the check; HELLO and CAPS use an
+//! empty key so they can be read before a session exists, whatever the version (as
+//! does the keyed link's handshake, kind 6). Kind 7 (sealed) has no CRC: see
+//! `crypto.rs`.
 
-use super::crc::crc32c;
+use super::crc::frame_check;
+use super::features::Features;
 use super::seq::Seq;
 
 /// Wire protocol version carried in HELLO.
 pub const VERSION: u8 = 1;
-/// Largest payload the wire format allows (keeps the CRC-covered length ≤ 650 B).
+/// Largest payload of wire v1 (keeps the CRC-covered length ≤ 650 B, CRC-32C's HD 6
+/// range); larger payloads need [`Features::LARGE_FRAMES`] from the peer.
 pub const MAX_PAYLOAD: usize = 600;
+/// Largest payload of a large frame: the covered length (key 8 + header ≤ 38 +
+/// payload) stays ≤ 2045 B, CRC-32K's HD 6 range.
+pub const LARGE_MAX_PAYLOAD: usize = 1984;
 /// Largest SACK bitmap in bytes (window ≤ 256 frames).
 pub const MAX_SACK_BYTES: usize = 32;
 /// Largest raw frame: type, seq, ack, sack, payload, CRC.
-pub const MAX_RAW_FRAME: usize = 1 + 2 + 2 + 1 + MAX_SACK_BYTES + MAX_PAYLOAD + 4;
+pub const MAX_RAW_FRAME: usize = 1 + 2 + 2 + 1 + MAX_SACK_BYTES + LARGE_MAX_PAYLOAD + 4;
 /// CRC trailer length.
 pub const CRC_LEN: usize = 4;
 
 const KIND_DATA: u8 = 1;
 const KIND_ACK: u8 = 2;
 const KIND_HELLO: u8 = 3;
+const KIND_CAPS: u8 = 4;
+/// The kind of a RESUME frame (handled by the link before [`parse`]).
+pub const KIND_RESUME: u8 = 5;
 const FLAG_ACK: u8 = 0x1;
 const FLAG_SACK: u8 = 0x2;
 const FLAG_REPLY: u8 = 0x1;
+const FLAG_HAVE: u8 = 0x1;
+const CAPS_BODY: usize = 15;
 
 /// Selective acknowledgement bitmap of the frames after the cumulative ack.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
@@ -101,6 +115,21 @@ pub struct Hello {
     pub reply: bool,
 }
 
+/// Feature announcement (kind 4).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Caps {
+    /// Sender's epoch (the announcement holds for this session of the sender).
+    pub epoch: u32,
+    /// Receiver's epoch as the sender last saw it (0 = none).
+    pub seen: u32,
+    /// Features the sender offers.
+    pub features: Features,
+    /// Largest payload the sender accepts.
+    pub max_payload: u16,
+    /// The sender has the receiver's CAPS for (`seen`, `epoch`): no reply needed.
+    pub have_yours: bool,
+}
+
 /// A parsed frame.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Repr<'a> {
@@ -117,6 +146,8 @@ pub enum Repr<'a> {
     Ack(AckInfo),
     /// Handshake.
     Hello(Hello),
+    /// Feature announcement.
+    Caps(Caps),
 }
 
 /// Why a raw frame was rejected.
@@ -139,7 +170,7 @@ pub enum ParseError {
 fn key_for(kind: u8, key: &[u8; 8]) -> &[u8] {
     // Kind 6 (keyed-link handshake, `handshake.rs`) is unkeyed too, so that an
     // unkeyed link can tell a keyed peer from noise.
-    if kind == KIND_HELLO || kind == 6 {
+    if kind == KIND_HELLO || kind == KIND_CAPS || kind == 6 {
         &[]
     } else {
         key
@@ -159,6 +190,7 @@ impl Repr<'_> {
             Repr::Data { ack, .. } => 3 + ack.map_or(0, |a| 2 + sack(&a.sack)),
             Repr::Ack(a) => 3 + sack(&a.sack),
             Repr::Hello(_) => 12,
+            Repr::Caps(_) => CAPS_BODY,
         }
     }
 
@@ -167,7 +199,7 @@ impl Repr<'_> {
         let start = out.len();
         self.emit_body(out);
         let kind = out[start] >> 4;
-        let crc = crc32c(key_for(kind, key), &out[start..]);
+        let crc = frame_check(key_for(kind, key), &out[start..]);
         out.extend_from_slice(&crc.to_le_bytes());
     }
 
@@ -206,6 +238,13 @@ impl Repr<'_> {
                 out.extend_from_slice(&h.epoch.to_be_bytes());
                 out.extend_from_slice(&h.seen.to_be_bytes());
                 out.extend_from_slice(&h.window.to_be_bytes());
+            }
+            Repr::Caps(c) => {
+                out.push(KIND_CAPS << 4 | if c.have_yours { FLAG_HAVE } else { 0 });
+                out.extend_from_slice(&c.epoch.to_be_bytes());
+                out.extend_from_slice(&c.seen.to_be_bytes());
+                out.extend_from_slice(&c.features.0.to_be_bytes());
+                out.extend_from_slice(&c.max_payload.to_be_bytes());
             }
         }
     }
@@ -248,7 +287,7 @@ pub fn parse<'a>(raw: &'a [u8], key: &[u8; 8]) -> Result<Repr<'a>, ParseError> {
     let (body, crc) = raw.split_at(raw.len() - CRC_LEN);
     let kind = body[0] >> 4;
     let want = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
-    if crc32c(key_for(kind, key), body) != want {
+    if frame_check(key_for(kind, key), body) != want {
         return Err(ParseError::BadCrc);
     }
     parse_body(body)
@@ -287,7 +326,7 @@ pub fn parse_body(body: &[u8]) -> Result<Repr<'_>, ParseError> {
                 None
             };
             let payload = &body[i..];
-            if payload.len() > MAX_PAYLOAD {
+            if payload.len() > LARGE_MAX_PAYLOAD {
                 return Err(ParseError::TooLong);
             }
             Ok(Repr::Data { seq, ack, payload })
@@ -328,6 +367,18 @@ pub fn parse_body(body: &[u8]) -> Result<Repr<'_>, ParseError> {
                 seen: u32_at(body, 6)?,
                 window: u16_at(body, 10)?,
                 reply: flags & FLAG_REPLY != 0,
+            }))
+        }
+        KIND_CAPS => {
+            if flags & !FLAG_HAVE != 0 || body.len() != CAPS_BODY {
+                return Err(ParseError::BadFlags);
+            }
+            Ok(Repr::Caps(Caps {
+                epoch: u32_at(body, 1)?,
+                seen: u32_at(body, 5)?,
+                features: Features(u32_at(body, 9)?),
+                max_payload: u16_at(body, 13)?,
+                have_yours: flags & FLAG_HAVE != 0,
             }))
         }
         k => Err(ParseError::UnknownKind(k)),
@@ -395,6 +446,18 @@ mod tests {
             ack: Some(a),
             payload: &[0u8; MAX_PAYLOAD],
         });
+        rt(Repr::Data {
+            seq: Seq(3),
+            ack: Some(a),
+            payload: &[7u8; LARGE_MAX_PAYLOAD],
+        });
+        rt(Repr::Caps(Caps {
+            epoch: 5,
+            seen: 6,
+            features: Features(0x8000_0003),
+            max_payload: 1984,
+            have_yours: true,
+        }));
         rt(Repr::Ack(a));
         rt(Repr::Ack(plain));
         rt(Repr::Hello(Hello {
@@ -437,7 +500,7 @@ mod tests {
         // Unknown kind / bad flags / truncated fields with a valid CRC.
         let with_crc = |body: &[u8], key: &[u8]| {
             let mut v = body.to_vec();
-            v.extend_from_slice(&crc32c(key, body).to_le_bytes());
+            v.extend_from_slice(&frame_check(key, body).to_le_bytes());
             v
         };
         assert_eq!(

@@ -34,6 +34,11 @@
 //!   per session, then every frame above travels sealed (kind 7, ChaCha20-Poly1305
 //!   with an explicit counter and a replay window) instead of carrying a CRC; see
 //!   [`crypto`] and [`handshake`].
+//! - Features ([`Features`], announced in CAPS, kind 4; a v1 peer drops CAPS as
+//!   malformed and so sees plain v1): frames are handed out in pieces
+//!   ([`Link::poll_transmit_max`]); a peer that announced RESUME lets a big frame be
+//!   suspended for an urgent one ([`Link::preempt`]) and finished by a RESUME frame
+//!   (kind 5); LARGE_FRAMES raises the payload cap to 1984 B (CRC-32K).
 //!
 //! # Layout
 //! - [`cobs`]: framing; [`frame`]: header `Repr` parse/emit; [`crc`]: CRC-32C;
@@ -45,6 +50,7 @@ pub mod arq;
 pub mod cobs;
 pub mod crc;
 pub mod crypto;
+pub mod features;
 pub mod frame;
 pub mod handshake;
 #[cfg(test)]
@@ -62,10 +68,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use arq::{AckOutcome, RecvOutcome, RecvWindow, SendWindow, MAX_WINDOW};
-use frame::{Hello, ParseError, Repr, MAX_PAYLOAD, MAX_RAW_FRAME, VERSION};
+use frame::{
+    Caps, Hello, ParseError, Repr, KIND_RESUME, LARGE_MAX_PAYLOAD, MAX_PAYLOAD, MAX_RAW_FRAME,
+    VERSION,
+};
 use rtt::RttEstimator;
 use session::ErrorRate;
 
+pub use features::Features;
 pub use pacer::Pacer;
 pub use seq::Seq;
 
@@ -106,6 +116,12 @@ pub struct LinkConfig {
     /// Pre-shared secret: authenticate and encrypt the link (None: the plain v1
     /// protocol, unchanged on the wire).
     pub key: Option<crypto::KeyConfig>,
+    /// Features offered to the peer in CAPS; [`Features::NONE`] runs plain wire v1
+    /// (no CAPS sent, none understood).
+    pub features: Features,
+    /// Largest payload when both ends offer [`Features::LARGE_FRAMES`]
+    /// (`max_payload..=1984`).
+    pub large_max_payload: usize,
 }
 
 impl LinkConfig {
@@ -123,6 +139,19 @@ impl LinkConfig {
             mismatch_after: Duration::from_secs(3),
             adaptive: true,
             key: None,
+            // Plain v1 until suspend/resume also overtakes in delivery order
+            // (see `Features::DEFAULT`); the multiplexer's bits may be offered alone.
+            features: Features::NONE,
+            large_max_payload: LARGE_MAX_PAYLOAD,
+        }
+    }
+
+    /// The largest payload this end may ever send, given what it offers.
+    pub fn payload_ceiling(&self) -> usize {
+        if self.features.contains(Features::LARGE_FRAMES) {
+            self.large_max_payload.max(self.max_payload)
+        } else {
+            self.max_payload
         }
     }
 
@@ -135,6 +164,12 @@ impl LinkConfig {
             return Err(format!(
                 "max_payload must be in {MIN_PAYLOAD}..={MAX_PAYLOAD}, got {}",
                 self.max_payload
+            ));
+        }
+        if !(self.max_payload..=LARGE_MAX_PAYLOAD).contains(&self.large_max_payload) {
+            return Err(format!(
+                "large_max_payload must be in {}..={LARGE_MAX_PAYLOAD}, got {}",
+                self.max_payload, self.large_max_payload
             ));
         }
         if self.window == 0 || self.window > MAX_WINDOW {
@@ -161,9 +196,15 @@ impl LinkConfig {
         Duration::from_nanos(((n as u128 * 1_000_000_000) / self.byte_rate.max(1) as u128) as u64)
     }
 
-    /// RTO floor: two maximum frame times, the pacing queue, the ack delay and 5 ms.
+    /// RTO floor of wire v1: two maximum frame times, the pacing queue, the ack
+    /// delay and 5 ms.
     pub fn rto_floor(&self) -> Duration {
-        self.byte_time(2 * cobs::max_encoded_len(self.max_payload + 16))
+        self.rto_floor_for(self.max_payload)
+    }
+
+    /// RTO floor when frames carry up to `payload` bytes (large frames raise it).
+    pub fn rto_floor_for(&self, payload: usize) -> Duration {
+        self.byte_time(2 * cobs::max_encoded_len(payload + 16))
             + self.pacing_target
             + self.ack_delay
             + Duration::from_millis(5)
@@ -188,6 +229,9 @@ pub enum LinkEvent {
     PeerLost,
     /// The peer does not speak this protocol (reported once).
     ProtocolMismatch(String),
+    /// The peer's CAPS arrived for this session: the features both ends use from
+    /// now on (ours ∩ the peer's; once per session, after `Up`).
+    PeerFeatures(Features),
 }
 
 /// Link counters.
@@ -232,6 +276,47 @@ pub struct LinkStats {
     /// Our own frames received back (a looped line, or a bus that echoes what
     /// we send): ignored, and not counted as line errors.
     pub own_frames: u64,
+    /// Frames we suspended for an urgent frame (finished later by RESUME).
+    pub frames_suspended: u64,
+    /// Frames received in more than one piece and put back together.
+    pub frames_resumed: u64,
+    /// RESUME frames that did not continue the piece we held (dropped; ARQ resends).
+    pub resume_mismatches: u64,
+}
+
+/// The frame being handed out, possibly in pieces.
+#[derive(Debug)]
+struct Tx {
+    /// Its encoding, with a leading delimiter if any, and the trailing one.
+    buf: Vec<u8>,
+    /// Bytes of `buf` already handed out.
+    pos: usize,
+    /// 1 if `buf` starts with a leading delimiter.
+    lead: usize,
+    /// A DATA frame (or its RESUME) that can be suspended.
+    data: Option<TxData>,
+}
+
+#[derive(Debug)]
+struct TxData {
+    seq: Seq,
+    /// The whole raw DATA frame with its check.
+    raw: Vec<u8>,
+    /// Raw bytes of it the receiver has from earlier pieces (0: the original frame;
+    /// else this is a RESUME from here).
+    base: usize,
+    /// Line bytes spent on this frame so far (all pieces).
+    wire: usize,
+    /// This encoding is a RESUME (3 header bytes before the frame's bytes).
+    resume: bool,
+}
+
+/// A DATA frame stopped for an urgent one, to be finished by a RESUME.
+#[derive(Debug)]
+struct Suspended {
+    data: TxData,
+    /// The one frame let past has been started.
+    passed: bool,
 }
 
 /// The link state machine (see the module docs).
@@ -284,7 +369,23 @@ pub struct Link {
     cur_max_payload: usize,
     keyed: Option<Box<handshake::Keyed>>,
     plain: Vec<u8>,
+    tx: Option<Tx>,
+    suspended: Option<Suspended>,
+    /// The last piece of a suspended frame received (raw bytes so far), if any.
+    rx_kept: Option<Vec<u8>>,
+    /// The peer's latest CAPS (valid while its epoch is the peer's epoch).
+    peer_caps: Option<Caps>,
+    /// The peer confirmed it has our CAPS for this session.
+    caps_confirmed: bool,
+    caps_due: bool,
+    caps_deadline: Option<Instant>,
+    caps_tries: u8,
+    features_reported: bool,
 }
+
+/// CAPS resent after the session is up while the peer has not confirmed ours
+/// (a v1 peer never will): at most this many times per session.
+const CAPS_RETRIES: u8 = 6;
 
 const HELLO_INITIAL: Duration = Duration::from_millis(100);
 /// Line bytes kept to recognise a foreign peer's text.
@@ -309,9 +410,12 @@ impl Link {
     pub fn new(mut cfg: LinkConfig, epoch: u32, now: Instant) -> Self {
         cfg.byte_rate = cfg.byte_rate.max(1);
         cfg.max_payload = cfg.max_payload.clamp(MIN_PAYLOAD, MAX_PAYLOAD);
+        cfg.large_max_payload = cfg
+            .large_max_payload
+            .clamp(cfg.max_payload, LARGE_MAX_PAYLOAD);
         cfg.window = cfg.window.clamp(1, MAX_WINDOW);
         let floor = cfg.rto_floor();
-        cfg.max_rto = cfg.max_rto.max(floor);
+        cfg.max_rto = cfg.max_rto.max(cfg.rto_floor_for(cfg.payload_ceiling()));
         let initial = floor.max(Duration::from_millis(300)).min(cfg.max_rto);
         Link {
             rtt: RttEstimator::new(floor, cfg.max_rto, initial),
@@ -364,7 +468,43 @@ impl Link {
                 .as_ref()
                 .map(|k| Box::new(handshake::Keyed::new(k, epoch.max(1)))),
             plain: Vec::new(),
+            tx: None,
+            suspended: None,
+            rx_kept: None,
+            peer_caps: None,
+            caps_confirmed: false,
+            caps_due: false,
+            caps_deadline: None,
+            caps_tries: 0,
+            features_reported: false,
             cfg,
+        }
+    }
+
+    /// The features the peer announced for its current session ([`Features::NONE`]
+    /// until its CAPS arrives, and for a v1 peer).
+    pub fn peer_features(&self) -> Features {
+        match (self.peer_caps, self.peer_epoch) {
+            (Some(c), Some(p)) if c.epoch == p => c.features,
+            _ => Features::NONE,
+        }
+    }
+
+    /// Features both ends offer: what this session uses.
+    pub fn features(&self) -> Features {
+        self.cfg.features.intersect(self.peer_features())
+    }
+
+    /// The payload cap of this session before the error-rate rule.
+    fn session_payload_cap(&self) -> usize {
+        if self.features().contains(Features::LARGE_FRAMES) {
+            let peer = self.peer_caps.map_or(0, |c| c.max_payload as usize);
+            self.cfg
+                .large_max_payload
+                .min(peer)
+                .max(self.cfg.max_payload)
+        } else {
+            self.cfg.max_payload
         }
     }
 
@@ -392,7 +532,14 @@ impl Link {
     /// window has room and no earlier frame is still waiting for its first
     /// transmission.
     pub fn can_send(&self) -> bool {
-        self.is_up() && self.snd.has_room() && !self.snd.has_unsent()
+        self.is_up()
+            && self.snd.has_room()
+            && !self.snd.has_unsent()
+            // Payloads are taken when they can start at once, not a frame ahead, so
+            // the layer above chooses as late as possible; a suspended frame lets
+            // exactly one frame past.
+            && self.tx.is_none()
+            && self.suspended.as_ref().map_or(true, |s| !s.passed)
     }
 
     /// Current adaptive payload size limit.
@@ -425,6 +572,7 @@ impl Link {
         self.reset_session();
         self.new_epoch();
         self.hello_due = true;
+        self.caps_confirmed = false;
     }
 
     fn new_epoch(&mut self) {
@@ -526,13 +674,74 @@ impl Link {
     }
 
     fn on_chunk(&mut self, now: Instant, chunk: cobs::Chunk<'_>) {
+        let resume = |raw: &[u8]| raw.first().is_some_and(|b| b >> 4 == KIND_RESUME);
         let raw = match chunk {
+            cobs::Chunk::Frame(raw) if resume(raw) && !self.cfg.features.is_empty() => {
+                self.on_resume(now, raw, true);
+                return;
+            }
             cobs::Chunk::Frame(raw) => raw,
-            cobs::Chunk::TooLong | cobs::Chunk::BadCobs => {
+            cobs::Chunk::Partial(raw) if self.cfg.features.is_empty() => {
+                let _ = raw;
+                self.stats.malformed += 1;
+                return;
+            }
+            cobs::Chunk::Partial(raw) if resume(raw) => {
+                self.on_resume(now, raw, false);
+                return;
+            }
+            cobs::Chunk::Partial(raw) => {
+                // Perhaps a suspended frame: keep its bytes (one slot, bounded) for
+                // the RESUME that may follow. Damage looks the same and is
+                // harmless here: only a RESUME at exactly this length continues it,
+                // and the frame's own check covers the whole.
+                let kept = self.rx_kept.get_or_insert_with(Vec::new);
+                kept.clear();
+                if raw.len() <= MAX_RAW_FRAME {
+                    kept.extend_from_slice(raw);
+                } else {
+                    self.rx_kept = None;
+                }
+                return;
+            }
+            cobs::Chunk::TooLong => {
                 self.stats.malformed += 1;
                 return;
             }
         };
+        self.on_raw(now, raw);
+    }
+
+    /// A RESUME (kind 5): `offset:u16` then the rest of the frame whose first
+    /// `offset` raw bytes came in earlier pieces. `complete` is false for a RESUME
+    /// that was itself suspended (its bytes extend the kept piece).
+    fn on_resume(&mut self, now: Instant, raw: &[u8], complete: bool) {
+        if raw.len() < 3 {
+            if complete {
+                self.stats.malformed += 1;
+            }
+            return;
+        }
+        let offset = u16::from_be_bytes([raw[1], raw[2]]) as usize;
+        let rest = &raw[3..];
+        let Some(mut kept) = self.rx_kept.take() else {
+            self.stats.resume_mismatches += 1;
+            return;
+        };
+        if kept.len() != offset || offset + rest.len() > MAX_RAW_FRAME {
+            self.stats.resume_mismatches += 1;
+            return;
+        }
+        kept.extend_from_slice(rest);
+        if complete {
+            self.stats.frames_resumed += 1;
+            self.on_raw(now, &kept);
+        } else {
+            self.rx_kept = Some(kept);
+        }
+    }
+
+    fn on_raw(&mut self, now: Instant, raw: &[u8]) {
         if self.keyed.is_some() {
             return self.on_keyed_chunk(now, raw);
         }
@@ -670,6 +879,7 @@ impl Link {
                 self.on_session_frame(now);
                 self.on_ack(now, &a);
             }
+            Repr::Caps(c) => self.on_caps(now, c),
         }
     }
 
@@ -693,6 +903,43 @@ impl Link {
         }
     }
 
+    fn on_caps(&mut self, now: Instant, c: Caps) {
+        if self.cfg.features.is_empty() {
+            // Plain v1 does not know this kind.
+            self.stats.malformed += 1;
+            return;
+        }
+        self.peer_caps = Some(c);
+        if c.have_yours && c.seen == self.epoch {
+            self.caps_confirmed = true;
+            self.caps_deadline = None;
+        } else {
+            self.caps_due = true;
+        }
+        self.report_features(now);
+    }
+
+    /// Once per session, when both the session and the peer's CAPS are there:
+    /// apply and report the features in use.
+    fn report_features(&mut self, _now: Instant) {
+        if self.features_reported || !self.is_up() {
+            return;
+        }
+        if !self
+            .peer_caps
+            .is_some_and(|c| Some(c.epoch) == self.peer_epoch)
+        {
+            return;
+        }
+        self.features_reported = true;
+        // Large frames take longer on the wire, and so may their acks.
+        let cap = self.session_payload_cap();
+        self.rtt.set_min_rto(self.cfg.rto_floor_for(cap));
+        self.update_payload_size();
+        self.events
+            .push_back(LinkEvent::PeerFeatures(self.features()));
+    }
+
     fn on_session_frame(&mut self, now: Instant) {
         if !self.established {
             self.establish(now);
@@ -709,7 +956,7 @@ impl Link {
         }
     }
 
-    fn establish(&mut self, _now: Instant) {
+    fn establish(&mut self, now: Instant) {
         self.established = true;
         self.alive = true;
         self.mismatch_reported = false;
@@ -720,9 +967,32 @@ impl Link {
         if let Some(p) = self.peer_epoch {
             self.events.push_back(LinkEvent::Up { peer_epoch: p });
         }
+        if !self.cfg.features.is_empty() && !self.caps_confirmed {
+            self.caps_tries = 0;
+            self.caps_deadline = Some(now + HELLO_INITIAL);
+        }
+        self.report_features(now);
     }
 
     fn reset_session(&mut self) {
+        // A frame cut off mid-way is closed with a delimiter, so it cannot merge
+        // with what follows; a suspended one is forgotten (the new session starts
+        // from nothing).
+        if let Some(tx) = &mut self.tx {
+            if tx.pos > 0 && tx.pos < tx.buf.len() {
+                tx.buf.truncate(tx.pos);
+                tx.buf.push(0);
+                tx.data = None;
+            } else {
+                self.tx = None;
+            }
+        }
+        self.suspended = None;
+        self.rx_kept = None;
+        self.features_reported = false;
+        self.caps_deadline = None;
+        self.rtt.set_min_rto(self.cfg.rto_floor());
+        self.cur_max_payload = self.cur_max_payload.min(self.cfg.max_payload);
         self.snd = SendWindow::new(self.cfg.window);
         self.rcv = RecvWindow::new(self.cfg.window);
         self.established = false;
@@ -743,6 +1013,7 @@ impl Link {
                 self.events.push_back(LinkEvent::PeerRestarted);
             }
             self.reset_session();
+            self.caps_confirmed = false;
         }
         self.peer_epoch = Some(h.epoch);
         self.peer_window = h.window.clamp(1, MAX_WINDOW);
@@ -778,6 +1049,7 @@ impl Link {
     }
 
     fn update_payload_size(&mut self) {
+        let cap = self.session_payload_cap();
         if self.cfg.adaptive {
             // A sealed frame carries a tag and a counter instead of a CRC.
             let sealed = if self.keyed.is_some() {
@@ -789,8 +1061,10 @@ impl Link {
                 FRAME_OVERHEAD + sealed,
                 self.errors.q(),
                 MIN_PAYLOAD,
-                self.cfg.max_payload,
+                cap,
             );
+        } else {
+            self.cur_max_payload = cap;
         }
     }
 
@@ -846,7 +1120,16 @@ impl Link {
             self.reset_session();
             self.new_epoch();
             self.hello_due = true;
+            self.caps_confirmed = false;
             self.hello_interval = self.cfg.keepalive;
+        }
+        if self.caps_deadline.is_some_and(|t| now >= t) {
+            self.caps_deadline = None;
+            if self.is_up() && !self.caps_confirmed && self.caps_tries < CAPS_RETRIES {
+                self.caps_tries += 1;
+                self.caps_due = true;
+                self.caps_deadline = Some(now + HELLO_INITIAL * (1 << self.caps_tries.min(4)));
+            }
         }
     }
 
@@ -860,6 +1143,7 @@ impl Link {
         };
         consider(self.rto_deadline);
         consider(self.ack_deadline);
+        consider(self.caps_deadline);
         if self.established && !self.keepalive_due {
             consider(Some(self.last_tx + self.cfg.keepalive));
         }
@@ -887,23 +1171,120 @@ impl Link {
     /// is nothing to send now). Priority: handshake, retransmissions, new data,
     /// standalone ack, keepalive.
     pub fn poll_transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> usize {
+        self.poll_transmit_max(now, out, usize::MAX)
+    }
+
+    /// Appends at most `max` bytes (at least 1) of the frame being sent, starting a
+    /// new one if none is, and returns how many (0: nothing to send now). A driver
+    /// that paces its writes hands frames out in pieces this way, so that
+    /// [`preempt`](Self::preempt) can stop a big frame for an urgent one.
+    pub fn poll_transmit_max(&mut self, now: Instant, out: &mut Vec<u8>, max: usize) -> usize {
+        if self.tx.is_none() && !self.start_frame(now) {
+            return 0;
+        }
+        let Some(tx) = self.tx.as_mut() else {
+            return 0;
+        };
+        let n = (tx.buf.len() - tx.pos).min(max.max(1));
+        out.extend_from_slice(&tx.buf[tx.pos..tx.pos + n]);
+        tx.pos += n;
+        if let Some(d) = &mut tx.data {
+            d.wire += n;
+        }
+        if tx.pos == tx.buf.len() {
+            if let Some(tx) = self.tx.take() {
+                if let Some(d) = tx.data {
+                    self.snd.end_transmit(d.seq, d.wire);
+                }
+            }
+        }
+        n
+    }
+
+    /// A frame is being handed out and not finished.
+    pub fn transmitting(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    /// Whether [`preempt`](Self::preempt) would stop the current frame: it is a
+    /// DATA frame (or the RESUME of one) with more than `min_left` bytes still to go,
+    /// and the peer announced RESUME.
+    pub fn can_preempt(&self, min_left: usize) -> bool {
+        self.features().contains(Features::RESUME)
+            && self.suspended.is_none()
+            && self
+                .tx
+                .as_ref()
+                .is_some_and(|t| t.data.is_some() && t.buf.len() - t.pos > min_left)
+    }
+
+    /// Stops the DATA frame being sent (see [`can_preempt`](Self::can_preempt)) so
+    /// that one frame — the next new payload, for an urgent channel — goes first;
+    /// the frame is finished by a RESUME right after it. The cut falls inside a
+    /// COBS group at or after what was handed out, so the receiver gets an
+    /// undecodable piece it keeps, never a frame. Returns whether it stopped.
+    pub fn preempt(&mut self, min_left: usize) -> bool {
+        if !self.can_preempt(min_left) {
+            return false;
+        }
+        let Some(tx) = self.tx.as_mut() else {
+            return false;
+        };
+        let end = tx.buf.len() - 1; // the trailing delimiter
+        let enc = &tx.buf[tx.lead..end];
+        let Some(p) = cobs::cut_point(enc, tx.pos.saturating_sub(tx.lead)) else {
+            return false;
+        };
+        if end - (tx.lead + p) <= min_left / 2 {
+            return false;
+        }
+        let mut piece = Vec::new();
+        cobs::decode_partial(&enc[..p], &mut piece);
+        let Some(mut data) = tx.data.take() else {
+            return false;
+        };
+        // Raw bytes of the frame the receiver will hold after this piece.
+        data.base += if data.resume {
+            piece.len().saturating_sub(3)
+        } else {
+            piece.len()
+        };
+        tx.buf.truncate(tx.lead + p);
+        tx.buf.push(0);
+        data.wire += 1;
+        if !data.resume {
+            self.stats.frames_suspended += 1;
+        }
+        self.suspended = Some(Suspended {
+            data,
+            passed: false,
+        });
+        true
+    }
+
+    /// Builds the next frame into `self.tx`; false if there is none to send.
+    fn start_frame(&mut self, now: Instant) -> bool {
         let key = frame::session_key(self.epoch, self.peer_epoch.unwrap_or(0));
         let mut raw = std::mem::take(&mut self.raw);
         raw.clear();
         let mut payload_len = 0usize;
         let mut carried_ack = false;
+        let mut data: Option<TxData> = None;
+        let mut resume_of: Option<TxData> = None;
+        let mut handshake = false;
         if let Some(k) = self.keyed.as_mut() {
             // Keyed: handshake messages first; nothing else until keys are agreed.
             if k.poll_handshake(now, &mut raw) {
                 self.stats.hellos_sent += 1;
-                return self.finish_transmit(now, raw, out, 0);
-            }
-            if !k.ready() {
+                handshake = true;
+            } else if !k.ready() {
                 self.raw = raw;
-                return 0;
+                return false;
             }
         }
-        if self.hello_due {
+        if handshake {
+            // The handshake message is this frame.
+        } else if self.hello_due {
             self.hello_due = false;
             Repr::Hello(Hello {
                 epoch: self.epoch,
@@ -917,8 +1298,44 @@ impl Link {
                 self.hello_deadline = Some(now + self.hello_interval);
                 self.hello_interval = (self.hello_interval * 2).min(self.cfg.keepalive);
             }
+            // Features travel with every HELLO until the peer has them.
+            if !self.cfg.features.is_empty() && !self.caps_confirmed {
+                self.caps_due = true;
+            }
+        } else if self.caps_due {
+            self.caps_due = false;
+            let have_yours = self
+                .peer_caps
+                .is_some_and(|c| Some(c.epoch) == self.peer_epoch && c.seen == self.epoch);
+            Repr::Caps(Caps {
+                epoch: self.epoch,
+                seen: self.peer_epoch.unwrap_or(0),
+                features: self.cfg.features,
+                max_payload: self.cfg.payload_ceiling() as u16,
+                have_yours,
+            })
+            .emit(&key, &mut raw);
         } else if self.established {
-            if let Some((seq, payload, retx)) = self.snd.next_to_send() {
+            // A suspended frame lets one new frame past, then is resumed.
+            let mut pick = None;
+            if let Some(sus) = &mut self.suspended {
+                if !self.snd.is_unacked(sus.data.seq) {
+                    self.suspended = None;
+                } else if !sus.passed && self.snd.has_unsent() {
+                    sus.passed = true;
+                    pick = self.snd.next_unsent().map(|(q, p)| (q, p, false));
+                } else {
+                    resume_of = self.suspended.take().map(|s| s.data);
+                }
+            }
+            if resume_of.is_none() && pick.is_none() && self.suspended.is_none() {
+                pick = self.snd.next_to_send();
+            }
+            if let Some(d) = &resume_of {
+                raw.push(KIND_RESUME << 4);
+                raw.extend_from_slice(&(d.base as u16).to_be_bytes());
+                raw.extend_from_slice(&d.raw[d.base..]);
+            } else if let Some((seq, payload, retx)) = pick {
                 let ack = self.ack_for_data();
                 carried_ack = ack.is_some();
                 Repr::Data {
@@ -928,8 +1345,7 @@ impl Link {
                 }
                 .emit(&key, &mut raw);
                 payload_len = payload.len();
-                let wire = cobs::max_encoded_len(raw.len()) + 1;
-                self.snd.on_transmit(seq, now, wire);
+                self.snd.begin_transmit(seq, now);
                 if retx {
                     self.stats.frames_retransmitted += 1;
                 }
@@ -937,6 +1353,13 @@ impl Link {
                 if self.rto_deadline.is_none() {
                     self.rto_deadline = Some(now + self.rtt.rto());
                 }
+                data = Some(TxData {
+                    seq,
+                    raw: raw.clone(),
+                    base: 0,
+                    wire: 0,
+                    resume: false,
+                });
             } else if self.ack_due || self.keepalive_due {
                 Repr::Ack(self.rcv.ack_info()).emit(&key, &mut raw);
                 carried_ack = true;
@@ -945,7 +1368,7 @@ impl Link {
         }
         if raw.is_empty() {
             self.raw = raw;
-            return 0;
+            return false;
         }
         if carried_ack {
             self.ack_due = false;
@@ -953,29 +1376,24 @@ impl Link {
             self.ack_repeat = self.ack_repeat.saturating_sub(1);
         }
         if let Some(k) = self.keyed.as_mut() {
-            // Sealed once per transmission, so a retransmission takes a new nonce;
-            // a driver that suspends and resumes a frame resends these bytes.
-            k.seal(&mut raw);
+            if !handshake && resume_of.is_none() {
+                // Sealed once per transmission, so a retransmission takes a new
+                // nonce; a RESUME resends these very bytes, never resealed.
+                k.seal(&mut raw);
+                if let Some(d) = &mut data {
+                    d.raw.clone_from(&raw);
+                }
+            }
         }
-        self.finish_transmit(now, raw, out, payload_len)
-    }
-
-    /// COBS-encodes `raw` into `out` and does the per-transmission bookkeeping.
-    fn finish_transmit(
-        &mut self,
-        now: Instant,
-        raw: Vec<u8>,
-        out: &mut Vec<u8>,
-        payload_len: usize,
-    ) -> usize {
-        let start = out.len();
+        let mut buf = Vec::with_capacity(cobs::max_encoded_len(raw.len()) + 2);
         // After an idle line, a leading delimiter flushes any garbage the receiver
         // may hold, so this frame is not merged with it.
-        if now >= self.last_tx_end + Duration::from_millis(5) {
-            out.push(0);
+        let lead = usize::from(now >= self.last_tx_end + Duration::from_millis(5));
+        if lead == 1 {
+            buf.push(0);
         }
-        cobs::encode(&raw, out);
-        let n = out.len() - start;
+        cobs::encode(&raw, &mut buf);
+        let n = buf.len();
         self.raw = raw;
         self.keepalive_due = false;
         self.last_tx = now;
@@ -983,6 +1401,14 @@ impl Link {
         self.stats.frames_sent += 1;
         self.stats.bytes_sent += n as u64;
         self.stats.framing_overhead_bytes += (n - payload_len) as u64;
-        n
+        // A RESUME continues the same transmission of the same frame.
+        let data = data.or(resume_of.map(|d| TxData { resume: true, ..d }));
+        self.tx = Some(Tx {
+            buf,
+            pos: 0,
+            lead,
+            data,
+        });
+        true
     }
 }

@@ -31,6 +31,11 @@ impl RttEstimator {
         }
     }
 
+    /// Changes the floor (the largest frame in use changed).
+    pub fn set_min_rto(&mut self, min_rto: Duration) {
+        self.min_rto = min_rto.min(self.max_rto);
+    }
+
     /// Feeds one RTT sample (from a frame transmitted exactly once).
     pub fn sample(&mut self, rtt: Duration) {
         match self.srtt {

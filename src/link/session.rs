@@ -82,7 +82,14 @@ pub struct ErrorRate {
     losses: f64,
     bytes: f64,
     memory_bytes: f64,
+    /// The prior's losses, forgotten after [`PRIOR_MEMORY`] bytes of traffic: the
+    /// cautious start must not hold a clean line below large frames for the
+    /// whole (256 KB) memory.
+    prior_losses: f64,
 }
+
+/// Traffic over which the prior's losses fade (by e).
+const PRIOR_MEMORY: f64 = 8.0 * 1024.0;
 
 impl ErrorRate {
     /// Starts from `prior_frames` clean frames of `prior_len` bytes; remembers about
@@ -93,6 +100,7 @@ impl ErrorRate {
             losses: 0.0,
             bytes: prior_frames * prior_len,
             memory_bytes,
+            prior_losses: 0.0,
         }
     }
 
@@ -110,7 +118,7 @@ impl ErrorRate {
         let t = payload + h;
         let q = h / (t * t - h * t);
         let mut e = Self::new(prior_frames, prior_len, memory_bytes);
-        e.losses = prior_frames * (1.0 - (1.0 - q).powf(prior_len));
+        e.prior_losses = prior_frames * (1.0 - (1.0 - q).powf(prior_len));
         e
     }
 
@@ -123,6 +131,7 @@ impl ErrorRate {
         self.frames = self.frames * d + frames as f64;
         self.losses = self.losses * d + losses as f64;
         self.bytes = self.bytes * d + bytes as f64;
+        self.prior_losses *= (-(bytes as f64) / PRIOR_MEMORY).exp();
     }
 
     /// Estimated per-byte error probability.
@@ -130,7 +139,7 @@ impl ErrorRate {
         if self.frames <= 0.0 || self.bytes <= 0.0 {
             return 0.0;
         }
-        let p = (self.losses / self.frames).min(0.99);
+        let p = ((self.losses + self.prior_losses) / self.frames).min(0.99);
         let avg = self.bytes / self.frames;
         -(1.0 - p).ln() / avg
     }

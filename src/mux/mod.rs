@@ -1333,6 +1333,12 @@ impl Mux {
 
     // ----- output -----------------------------------------------------------
 
+    /// A channel waits in the scheduler's interactive lane: the next payload would
+    /// carry its data (the station may let it cut in front of a big frame).
+    pub fn has_interactive_pending(&self) -> bool {
+        self.sched.has_interactive()
+    }
+
     /// Is there anything to send (control records or data with credit)?
     pub fn has_pending(&self) -> bool {
         !self.ctl.is_empty()

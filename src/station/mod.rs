@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tracing::{info, warn};
 
-use crate::link::{Link, LinkConfig, LinkEvent, LinkStats, Pacer};
+use crate::link::{Features, Link, LinkConfig, LinkEvent, LinkStats, Pacer};
 use crate::mux::{
     ChannelId, ExitStatus, Mux, MuxConfig, MuxError, MuxEvent, MuxStats, RefuseReason, Target,
 };
@@ -178,6 +178,12 @@ pub enum StationEvent {
         service: String,
         /// The destination asked for (an OPEN_TO), if any.
         target: Option<Target>,
+    },
+    /// The peer's link features for this session are known: the features both
+    /// ends use (a v1 peer never sends this; its session runs without them).
+    PeerFeatures {
+        /// Ours ∩ the peer's.
+        features: Features,
     },
     /// Data to [`Station::read`] (edge-triggered, as [`MuxEvent::Readable`]).
     Readable {
@@ -411,6 +417,12 @@ impl Station {
         self.link.epoch()
     }
 
+    /// The link features this session uses (ours ∩ the peer's; none until the
+    /// peer's CAPS arrived, and none with a v1 peer).
+    pub fn features(&self) -> Features {
+        self.link.features()
+    }
+
     /// The link's counters.
     pub fn link_stats(&self) -> LinkStats {
         self.link.stats()
@@ -614,6 +626,20 @@ impl Station {
             self.pacer_wake = self.pacer.next_writable(now);
             return 0;
         }
+        // Frames go out in pieces of about the pacing target, so the device queue
+        // never holds more than twice that: a big frame in progress is where an
+        // urgent one can still cut in.
+        // Only when the peer can resume: otherwise pieces would buy nothing, and a
+        // driver woken late (a loaded machine) would leave the line idle.
+        let target = self.pacer.target_bytes();
+        let piece = if self.link.features().contains(Features::RESUME) {
+            (2 * target).saturating_sub(self.pacer.queued(now)).max(16)
+        } else {
+            usize::MAX
+        };
+        if self.link.can_preempt(2 * target.max(16)) && self.mux.has_interactive_pending() {
+            self.link.preempt(2 * target.max(16));
+        }
         while self.link.can_send() {
             let Some(p) = self.mux.poll_payload(self.link.max_payload()) else {
                 break;
@@ -622,7 +648,7 @@ impl Station {
                 break;
             }
         }
-        let n = self.link.poll_transmit(now, out);
+        let n = self.link.poll_transmit_max(now, out, piece);
         if n > 0 {
             self.pacer.on_written(now, n);
         }
@@ -811,6 +837,10 @@ impl Station {
             }
             LinkEvent::ProtocolMismatch(why) => {
                 warn!("SERIAL-MUX:{}: {why}", self.cfg.label);
+            }
+            LinkEvent::PeerFeatures(features) => {
+                self.events
+                    .push_back(StationEvent::PeerFeatures { features });
             }
         }
     }

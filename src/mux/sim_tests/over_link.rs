@@ -101,6 +101,7 @@ impl Upper for MuxUpper {
                     .handle_session_reset(&format!("{SESSION_LOST}: serial link lost"));
             }
             LinkEvent::ProtocolMismatch(why) => panic!("protocol mismatch: {why}"),
+            LinkEvent::PeerFeatures(_) => {}
         }
     }
 
