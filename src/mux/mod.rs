@@ -72,7 +72,9 @@
 //! # Scheduling
 //! Control records first (the channels' own, then refusals and replies to
 //! unknown ids, so a flood of those never delays a CREDIT), then interactive
-//! channels (little queued, not recently bulk), then deficit round robin between bulk channels; several
+//! channels (little queued, not recently bulk), then sparse channels (sent
+//! little recently: a new connection's handshake), then deficit round robin
+//! between bulk channels; several
 //! records are packed into one payload and DATA may be cut to fit. See
 //! `scheduler`.
 //!
@@ -170,6 +172,11 @@ pub struct MuxConfig {
     /// A channel with at most this many bytes queued and no recent bulk
     /// traffic is interactive and goes ahead of bulk data.
     pub interactive_bytes: u32,
+    /// A channel that sent fewer than this many bytes recently (a counter
+    /// halving every 32 KiB of line traffic) goes ahead of bulk channels until
+    /// it has used them: a new connection's handshake (an ssh login) is not
+    /// slowed to a fair share by transfers already running. 0 turns it off.
+    pub sparse_bytes: u32,
 }
 
 impl MuxConfig {
@@ -185,6 +192,7 @@ impl MuxConfig {
             send_buffer: window,
             max_channels: 256,
             interactive_bytes: 128,
+            sparse_bytes: 8192,
         }
     }
 
@@ -210,6 +218,9 @@ impl MuxConfig {
                 "interactive bytes {} > 4096",
                 self.interactive_bytes
             ));
+        }
+        if self.sparse_bytes > 1 << 20 {
+            return Err(format!("sparse bytes {} > 1 MiB", self.sparse_bytes));
         }
         Ok(())
     }
@@ -720,7 +731,7 @@ impl Mux {
     pub fn new(cfg: MuxConfig) -> Self {
         debug_assert!(cfg.validate().is_ok(), "{:?}", cfg.validate());
         Mux {
-            sched: Scheduler::new(cfg.interactive_bytes as usize),
+            sched: Scheduler::new(cfg.interactive_bytes as usize, cfg.sparse_bytes as usize),
             cfg,
             channels: HashMap::new(),
             wire: HashMap::new(),
@@ -1538,7 +1549,7 @@ impl Mux {
             let Some(p) = pick else {
                 return;
             };
-            interactive |= p.interactive;
+            interactive |= p.interactive();
             let c = self.channels.get_mut(&p.ch).expect("picked a live channel");
             debug_assert!(p.len >= 1 && p.len <= c.sendable());
             buf.put_u8(code::DATA | if c.ours() { 0x80 } else { 0 });

@@ -730,6 +730,7 @@ fn random_config(rng: &mut Rng, seed: u64) -> MuxConfig {
         send_buffer: [1024, 4096][rng.range(0, 1)],
         max_channels: if seed % 4 == 0 { 6 } else { 32 },
         interactive_bytes: 128,
+        sparse_bytes: 8192,
     }
 }
 

@@ -10,6 +10,7 @@ fn cfg() -> MuxConfig {
         send_buffer: 4096,
         max_channels: 8,
         interactive_bytes: 128,
+        sparse_bytes: 8192,
     }
 }
 
@@ -893,6 +894,7 @@ fn one_byte_records_cost_no_more_than_the_window() {
         send_buffer: 1024,
         max_channels: channels as u32,
         interactive_bytes: 128,
+        sparse_bytes: 8192,
     };
     let (mut a, mut b) = (Mux::new(c.clone()), Mux::new(c));
     let handles: Vec<ChannelId> = (0..channels)
