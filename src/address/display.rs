@@ -275,6 +275,9 @@ impl Display for Address {
                 if let Some(d) = a.dead_after {
                     write!(f, ",dead-after={}", format_duration(d, SECONDS))?;
                 }
+                if let Some(c) = a.compress {
+                    f.write_str(if c { ",compress=on" } else { ",compress=off" })?;
+                }
                 Ok(())
             }
             Address::Pty(a) => {

@@ -907,6 +907,7 @@ impl<'a> Ctx<'a> {
         })?;
         let keepalive = self.value("keepalive", positive_seconds)?;
         let dead_after = self.value("dead-after", positive_seconds)?;
+        let compress = self.opt("compress").map(|o| o.value == "on");
         let (k, d) = (
             keepalive.unwrap_or(DEFAULT_KEEPALIVE),
             dead_after.unwrap_or(DEFAULT_DEAD_AFTER),
@@ -941,6 +942,7 @@ impl<'a> Ctx<'a> {
             max_channels,
             keepalive,
             dead_after,
+            compress,
         }))
     }
 

@@ -495,6 +495,15 @@ pub static OPTIONS: &[OptionSpec] = &[
         help: "Silence after which the peer is declared gone and all channels reset; \
                must exceed keepalive, at most 86400 (default 60).",
     },
+    OptionSpec {
+        name: "compress",
+        aliases: &[],
+        group: OptionGroup::Mux,
+        value: ValueKind::Choice(&["on", "off"]),
+        help: "Compress channel data (LZ4, record by record, only what shrinks) when \
+               the peer supports it; text moves at several times the line rate \
+               (default on).",
+    },
     // Pseudo-terminals.
     OptionSpec {
         name: "link",

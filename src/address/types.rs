@@ -247,7 +247,7 @@ pub struct Serial {
     pub line: LineSettings,
 }
 
-/// `SERIAL-MUX:DEVICE[,LINE OPTIONS][,service=NAME][,window=BYTES][,max-channels=N][,keepalive=SECONDS][,dead-after=SECONDS]`.
+/// `SERIAL-MUX:DEVICE[,LINE OPTIONS][,service=NAME][,window=BYTES][,max-channels=N][,keepalive=SECONDS][,dead-after=SECONDS][,compress=on|off]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SerialMux {
     /// Device path.
@@ -267,6 +267,9 @@ pub struct SerialMux {
     /// `dead-after=SECONDS`: silence after which the peer is declared gone and all
     /// channels are reset, default 60 s (rides out line outages shorter than that).
     pub dead_after: Option<Duration>,
+    /// `compress=on|off`: compress channel data (LZ4, per record, only what
+    /// shrinks) when the peer supports it; default on.
+    pub compress: Option<bool>,
 }
 
 /// Seeded impairments a PTY end applies to the bytes its program writes, on their

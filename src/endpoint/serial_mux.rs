@@ -606,6 +606,9 @@ fn station_config(addr: &SerialMux) -> Result<StationConfig> {
     if let Some(m) = addr.max_channels {
         cfg.mux.max_channels = m;
     }
+    if let Some(c) = addr.compress {
+        cfg.mux.compress = c;
+    }
     cfg.validate()
         .map_err(|e| Error::Usage(format!("SERIAL-MUX:{}: {e}", addr.device)))?;
     Ok(cfg)

@@ -244,7 +244,6 @@ impl Scheduler {
     /// The mux put only `used` of the `p.len` bytes of pick `p` on the wire
     /// (compressed data): give the rest back to the channel's deficit and
     /// counters, so that all accounting is in wire bytes.
-    #[allow(dead_code)] // used by compressed data (next commit)
     pub fn refund(&mut self, p: &Pick, used: usize) {
         let back = p.len.saturating_sub(used);
         if back == 0 {
