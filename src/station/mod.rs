@@ -54,6 +54,12 @@ pub struct StationConfig {
     pub max_waiting: usize,
     /// Name for log lines (the device).
     pub label: String,
+    /// Interim, until the link's feature exchange reports what the peer can
+    /// decompress: assume it in every session (set from the environment
+    /// variable `SFS_ASSUME_PEER_COMPRESS=lz4` by the driver, for benchmarks
+    /// between two ends of this build). `None`: nothing is sent compressed
+    /// unless [`Station::set_peer_compression`] says so.
+    pub assume_peer_compression: Option<Codec>,
 }
 
 impl StationConfig {
@@ -66,6 +72,7 @@ impl StationConfig {
             channel_wait: Duration::from_secs(60),
             max_waiting: 4096,
             label: label.into(),
+            assume_peer_compression: None,
         }
     }
 
@@ -746,6 +753,9 @@ impl Station {
     fn on_link_event(&mut self, ev: LinkEvent) {
         match ev {
             LinkEvent::Up { peer_epoch } => {
+                if let Some(c) = self.cfg.assume_peer_compression {
+                    self.mux.set_peer_compression(Some(c));
+                }
                 self.events.push_back(StationEvent::LinkUp { peer_epoch });
             }
             LinkEvent::Delivered(p) => {
