@@ -843,3 +843,120 @@ pub async fn demo() -> Result<()> {
         )))
     }
 }
+
+/// A private OpenSSH server on loopback for tests and benchmarks: own host
+/// and user keys in a temporary directory, own port, key authentication only.
+/// Killed (and its directory removed) on drop.
+pub struct PrivateSshd {
+    child: std::process::Child,
+    dir: PathBuf,
+    /// The port it listens on (127.0.0.1).
+    pub port: u16,
+    /// The user key that logs in.
+    pub key: PathBuf,
+}
+
+impl Drop for PrivateSshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl PrivateSshd {
+    /// The sshd binary, if installed.
+    pub fn binary() -> Option<PathBuf> {
+        ["/usr/sbin/sshd", "/usr/local/sbin/sshd"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+    }
+
+    /// Starts `sshd` (from [`PrivateSshd::binary`]) and waits for its port.
+    pub fn start(sshd: &Path) -> io::Result<PrivateSshd> {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("sfs-sshd-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let (host, key) = (dir.join("host_key"), dir.join("user_key"));
+        for k in [&host, &key] {
+            let ok = std::process::Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(k)
+                .status()?
+                .success();
+            if !ok {
+                return Err(io::Error::other("ssh-keygen failed"));
+            }
+        }
+        std::fs::copy(dir.join("user_key.pub"), dir.join("authorized_keys"))?;
+        let port = free_port()?;
+        let config = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\nPidFile {}\n\
+             PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n\
+             PermitRootLogin prohibit-password\nSubsystem sftp internal-sftp\n",
+            host.display(),
+            dir.join("authorized_keys").display(),
+            dir.join("sshd.pid").display()
+        );
+        std::fs::write(dir.join("sshd_config"), config)?;
+        let _ = std::fs::create_dir_all("/run/sshd");
+        let child = std::process::Command::new(sshd)
+            .args(["-D", "-e", "-f"])
+            .arg(dir.join("sshd_config"))
+            .stderr(std::fs::File::create(dir.join("sshd.log"))?)
+            .spawn()?;
+        let me = PrivateSshd {
+            child,
+            dir,
+            port,
+            key,
+        };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(me);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "sshd did not listen",
+        ))
+    }
+
+    /// Options for `ssh`/`scp`/`sftp`: this key, no host key checks, batch mode.
+    pub fn client_opts(&self) -> Vec<String> {
+        [
+            "-i",
+            &self.key.display().to_string(),
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            "ConnectTimeout=30",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+
+    /// The local user name (whom the server lets in with the key).
+    pub fn user() -> String {
+        std::env::var("USER")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| {
+                std::process::Command::new("id")
+                    .arg("-un")
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                    .unwrap_or_else(|_| "root".into())
+            })
+    }
+}

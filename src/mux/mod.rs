@@ -27,6 +27,7 @@
 //! | 0x8  | RESET   | reason s8 (≤ 48 B)                     | 4 + n     |
 //! | 0x9  | EXIT    | kind u8 (0 code, 1 signal), value u32  | 8         |
 //! | 0xA  | OPEN_TO | OPEN + port u16, host s8 (≤ 64 B in all)| 11 + n + h|
+//! | 0xB  | DATA_LZ4| len u16, raw u16, LZ4 block (`compress`) | 7 + n     |
 //!
 //! EXIT is an EOF that carries the exit status of the program behind the
 //! sender's stream ([`Mux::close_write_with_status`]); the receiving
