@@ -852,6 +852,15 @@ impl Station {
                 reason,
                 unconfirmed,
             } => {
+                if reason.starts_with("protocol error") {
+                    // The peer broke the protocol on this channel (e.g. a
+                    // compressed record that does not decode): say so once.
+                    warn!(
+                        "SERIAL-MUX:{}: channel {ch} reset: {}",
+                        self.cfg.label,
+                        reason.escape_debug()
+                    );
+                }
                 if let Some(c) = self.chans.remove(&ch) {
                     match c.role {
                         ChanRole::Opening(open) => {
