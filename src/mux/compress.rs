@@ -18,12 +18,11 @@
 //! (ssh, TLS) cost no memory for it.
 //!
 //! Why LZ4 (lz4_flex, pure Rust) and not zstd: see docs/mux-protocol.md §8;
-//! in short, zstd compresses logs and HTML a bit better, but LZ4 already
-//! clears the 3× target on them, costs a fraction of the CPU per byte, needs
-//! no C toolchain for the Windows (MinGW) cross build, and its block format
-//! with an external dictionary gives the per-record raw/compressed choice
-//! for free, where zstd's streaming state would have to see the raw records
-//! too.
+//! in short, zstd compresses logs and HTML ~1.5× better, but LZ4 already
+//! clears the 3× target on them, needs no C toolchain for the Windows
+//! (MinGW) cross build, and its block format with an external dictionary
+//! gives the per-record raw/compressed choice for free, where zstd's
+//! streaming state would have to see the raw records too.
 
 /// Bytes of channel data (per direction) that serve as the dictionary of
 /// the next compressed record. Part of the wire protocol: both sides must
