@@ -11,7 +11,10 @@
 //! under the same cases, for back-to-back before/after comparisons.
 #![allow(clippy::disallowed_methods)] // measurements and test set-up read the clock
 
-use sfs::testbed::{download, sink_bytes, upload, CableSpec, Echo, Testbed, TestbedOptions};
+use sfs::testbed::{
+    download, sink_bytes, upload, upload_text, CableSpec, Echo, PatternGen, PrivateSshd, Testbed,
+    TestbedOptions,
+};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
@@ -31,6 +34,8 @@ struct Row {
     note: String,
 }
 
+/// The sfs binary under test: this build, or `SFS_BENCH_BIN` (e.g. a build of
+/// an older commit, for before/after figures measured back to back).
 fn bin() -> PathBuf {
     std::env::var_os("SFS_BENCH_BIN")
         .map(PathBuf::from)
@@ -38,9 +43,22 @@ fn bin() -> PathBuf {
 }
 
 async fn start(cable: CableSpec) -> Testbed {
-    Testbed::start(TestbedOptions::new(bin(), cable))
-        .await
-        .expect("testbed starts")
+    start_with(cable, "").await
+}
+
+async fn start_with(cable: CableSpec, mux_opts: &str) -> Testbed {
+    let mut o = TestbedOptions::new(bin(), cable);
+    o.mux_opts = mux_opts.into();
+    Testbed::start(o).await.expect("testbed starts")
+}
+
+/// What a bulk case sends.
+#[derive(Clone, Copy, PartialEq)]
+enum Data {
+    /// Pseudo-random bytes (incompressible, like ssh or TLS).
+    Random,
+    /// Realistic text: logs, HTML, JSON, CSV (`TextGen`).
+    Text,
 }
 
 /// A fresh key file for the `keyed-*` cases (secret-file=).
@@ -60,18 +78,22 @@ fn key_file() -> PathBuf {
 
 /// Uploads `conns` streams of about `secs` seconds of line time in total.
 async fn bulk(case: &str, cable: CableSpec, conns: u64, secs: f64) -> Row {
-    bulk_with(case, cable, conns, secs, String::new()).await
+    bulk_with(case, cable, conns, secs, Data::Random, "").await
 }
 
-/// [`bulk`] with extra SERIAL-MUX options on both ends.
-async fn bulk_with(case: &str, cable: CableSpec, conns: u64, secs: f64, mux_opts: String) -> Row {
-    let bed = Testbed::start(TestbedOptions {
-        mux_opts,
-        ..TestbedOptions::new(bin(), cable.clone())
-    })
-    .await
-    .expect("testbed starts");
-    let total = (cable.byte_rate() * secs) as u64;
+/// [`bulk`] with a choice of data and extra SERIAL-MUX options; text cases
+/// send 4× as many bytes (they should move at several times the line rate).
+async fn bulk_with(
+    case: &str,
+    cable: CableSpec,
+    conns: u64,
+    secs: f64,
+    data: Data,
+    mux_opts: &str,
+) -> Row {
+    let bed = start_with(cable.clone(), mux_opts).await;
+    let scale = if data == Data::Text { 4.0 } else { 1.0 };
+    let total = (cable.byte_rate() * secs * scale) as u64;
     let per = total / conns;
     let (ca, cb) = (
         bed.cpu_seconds(1).unwrap_or(0.0),
@@ -80,7 +102,10 @@ async fn bulk_with(case: &str, cable: CableSpec, conns: u64, secs: f64, mux_opts
     let t0 = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..conns {
-        tasks.push(tokio::spawn(upload(bed.entry, per, 100 + i)));
+        tasks.push(match data {
+            Data::Random => tokio::spawn(upload(bed.entry, per, 100 + i)),
+            Data::Text => tokio::spawn(upload_text(bed.entry, per, 100 + i)),
+        });
     }
     let mut ok = 0;
     for t in tasks {
@@ -103,6 +128,12 @@ async fn bulk_with(case: &str, cable: CableSpec, conns: u64, secs: f64, mux_opts
         cpu_b_per_mb: Some((cb2 - cb) / mb),
         cpu_a_frac: Some((ca2 - ca) / wall),
         cpu_b_frac: Some((cb2 - cb) / wall),
+        note: match (data, mux_opts) {
+            (Data::Text, "") => "text (logs/HTML/JSON/CSV), compression on".into(),
+            (Data::Text, o) => format!("text (logs/HTML/JSON/CSV), {o}"),
+            (Data::Random, "") => String::new(),
+            (Data::Random, o) => o.into(),
+        },
         ..Row::default()
     };
     bed.stop().await;
@@ -197,6 +228,150 @@ async fn stalled(case: &str, baud: u32, secs: f64) -> Row {
     drop(stall);
     bed.stop().await;
     row
+}
+
+/// Runs a command to completion off the async threads; its wall time and
+/// whether it succeeded.
+async fn timed(mut cmd: std::process::Command) -> (f64, bool) {
+    tokio::task::spawn_blocking(move || {
+        let t0 = Instant::now();
+        let ok = cmd
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        (t0.elapsed().as_secs_f64(), ok)
+    })
+    .await
+    .unwrap()
+}
+
+fn median(v: &mut [f64]) -> Option<f64> {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v.get(v.len() / 2).copied()
+}
+
+/// OpenSSH through sfs to a private sshd: `ssh host true` alone, then while
+/// three `scp` uploads run; scp's aggregate goodput without and with the
+/// logins. Four rows (login times in the p50/p99 columns, in ms).
+async fn ssh_login_during_scp(baud: u32, logins: usize, scp_bytes: usize) -> Vec<Row> {
+    let Some(sshd_bin) = PrivateSshd::binary() else {
+        println!("ssh-login-scp-{baud}: skipped: no sshd (apt-get install openssh-server)");
+        return Vec::new();
+    };
+    let sshd = PrivateSshd::start(&sshd_bin).expect("sshd starts");
+    let cable = CableSpec::clean(baud);
+    let mut o = TestbedOptions::new(bin(), cable.clone());
+    o.target = Some(([127, 0, 0, 1], sshd.port).into());
+    let bed = Testbed::start(o).await.expect("testbed starts");
+    let port = bed.entry.port().to_string();
+    let dest = format!("{}@127.0.0.1", PrivateSshd::user());
+    let opts = sshd.client_opts();
+    let login = || {
+        let mut c = std::process::Command::new("ssh");
+        c.args(&opts).args(["-p", &port, &dest, "true"]);
+        c
+    };
+    let dir = bed.dir().join("scp");
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join("up.bin");
+    let mut data = vec![0u8; scp_bytes];
+    PatternGen::new(5).fill(&mut data);
+    std::fs::write(&src, &data).unwrap();
+    let scp = |i: usize| {
+        let mut c = std::process::Command::new("scp");
+        c.args(&opts).args(["-P", &port]).arg(&src).arg(format!(
+            "{dest}:{}",
+            dir.join(format!("remote{i}.bin")).display()
+        ));
+        c
+    };
+    // A first login warms up (sshd forks, key loading).
+    let _ = timed(login()).await;
+    let mut alone = Vec::new();
+    for _ in 0..logins {
+        let (t, ok) = timed(login()).await;
+        if ok {
+            alone.push(t * 1000.0);
+        }
+    }
+    // Three uploads alone, then three uploads with logins during them.
+    let mut rows = Vec::new();
+    let mut during = Vec::new();
+    let mut goodput = [None, None];
+    for (round, with_logins) in [false, true].into_iter().enumerate() {
+        let t0 = Instant::now();
+        let ups: Vec<_> = (0..3).map(|i| tokio::spawn(timed(scp(i)))).collect();
+        if with_logins {
+            // Let the uploads get going (their own logins are done).
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            for _ in 0..logins {
+                if ups.iter().all(|u| u.is_finished()) {
+                    break;
+                }
+                let (t, ok) = timed(login()).await;
+                if ok {
+                    during.push(t * 1000.0);
+                }
+            }
+        }
+        let mut ok = 0;
+        for u in ups {
+            ok += u32::from(u.await.unwrap().1);
+        }
+        let wall = t0.elapsed().as_secs_f64();
+        goodput[round] = Some((3 * scp_bytes) as f64 / wall / cable.byte_rate());
+        if ok != 3 {
+            println!("ssh-login-scp-{baud}: only {ok}/3 scp uploads succeeded");
+        }
+    }
+    let n_alone = alone.len();
+    let n_during = during.len();
+    let max = |v: &[f64]| {
+        v.iter()
+            .copied()
+            .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))))
+    };
+    rows.push(Row {
+        case: format!("ssh-login-{baud}"),
+        baud,
+        intact: format!("{n_alone}/{logins} logins"),
+        p50_ms: median(&mut alone),
+        p99_ms: max(&alone),
+        note: "ssh host true, idle line (p50 = median, p99 col = max)".into(),
+        ..Row::default()
+    });
+    rows.push(Row {
+        case: format!("ssh-login-scp-{baud}"),
+        baud,
+        intact: format!("{n_during}/{logins} logins"),
+        p50_ms: median(&mut during),
+        p99_ms: max(&during),
+        note: "ssh host true during 3 scp uploads (p50 = median, p99 col = max)".into(),
+        ..Row::default()
+    });
+    rows.push(Row {
+        case: format!("scp3-{baud}"),
+        baud,
+        goodput: goodput[0],
+        intact: "3 uploads".into(),
+        note: format!(
+            "3 concurrent scp of {} KB, aggregate (incl. their logins)",
+            scp_bytes / 1000
+        ),
+        ..Row::default()
+    });
+    rows.push(Row {
+        case: format!("scp3-login-{baud}"),
+        baud,
+        goodput: goodput[1],
+        intact: "3 uploads".into(),
+        note: "the same while ssh logins run".into(),
+        ..Row::default()
+    });
+    bed.stop().await;
+    drop(sshd);
+    rows
 }
 
 fn fmt(v: Option<f64>, prec: usize) -> String {
@@ -306,7 +481,10 @@ async fn main() {
                 cable = cable.both(impair);
             }
             let opts = format!("secret-file={}", key_file().display());
-            case!(name, bulk_with(name, cable, 1, secs, opts).await);
+            case!(
+                name,
+                bulk_with(name, cable, 1, secs, Data::Random, &opts).await
+            );
         }
     }
     case!(
@@ -367,6 +545,44 @@ async fn main() {
         )
         .await
     );
+    for baud in [115_200, 3_000_000] {
+        let name = format!("text-{baud}");
+        case!(
+            &name,
+            bulk_with(&name, CableSpec::clean(baud), 1, secs, Data::Text, "").await
+        );
+        let name = format!("text-nocomp-{baud}");
+        case!(
+            &name,
+            bulk_with(
+                &name,
+                CableSpec::clean(baud),
+                1,
+                secs,
+                Data::Text,
+                "compress=off"
+            )
+            .await
+        );
+    }
+    // Incompressible data with compression on and off, back to back: what
+    // trying to compress costs (target: at most 0.5 % of goodput).
+    for (name, opts) in [
+        ("random-115200", ""),
+        ("random-nocomp-115200", "compress=off"),
+        ("random-3000000", ""),
+        ("random-nocomp-3000000", "compress=off"),
+    ] {
+        let baud = if name.ends_with("3000000") {
+            3_000_000
+        } else {
+            115_200
+        };
+        case!(
+            name,
+            bulk_with(name, CableSpec::clean(baud), 1, secs, Data::Random, opts).await
+        );
+    }
     case!(
         "echo-idle-115200",
         echo_latency("echo-idle-115200", CableSpec::clean(115_200), false, 200).await
@@ -375,6 +591,11 @@ async fn main() {
         "echo-bulk-115200",
         echo_latency("echo-bulk-115200", CableSpec::clean(115_200), true, 200).await
     );
+    if want("ssh-login-scp-115200") {
+        let r = ssh_login_during_scp(115_200, if quick { 3 } else { 5 }, 120_000).await;
+        print_table(&r);
+        rows.extend(r);
+    }
     case!(
         "stalled-921600",
         stalled("stalled-921600", 921_600, secs).await

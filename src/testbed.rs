@@ -489,6 +489,170 @@ impl PatternGen {
     }
 }
 
+/// Deterministic realistic text — server logs, HTML, JSON and CSV, in runs
+/// of lines of one kind — for compression benchmarks. Like [`PatternGen`],
+/// the stream does not depend on how it is cut into buffers.
+pub struct TextGen {
+    state: u64,
+    pending: Vec<u8>,
+    at: usize,
+    kind: usize,
+    left_in_run: u32,
+    line: u64,
+}
+
+impl TextGen {
+    /// A generator for `seed`.
+    pub fn new(seed: u64) -> Self {
+        TextGen {
+            state: seed,
+            pending: Vec::new(),
+            at: 0,
+            kind: 0,
+            left_in_run: 0,
+            line: 0,
+        }
+    }
+
+    fn next(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+        from[(self.next() % from.len() as u64) as usize]
+    }
+
+    fn more(&mut self) {
+        const PATHS: &[&str] = &[
+            "/",
+            "/index.html",
+            "/api/v1/items",
+            "/api/v1/items/42",
+            "/static/app.js",
+            "/static/style.css",
+            "/login",
+            "/search?q=serial+line",
+            "/favicon.ico",
+        ];
+        const AGENTS: &[&str] = &[
+            "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+            "curl/8.5.0",
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/126.0",
+            "Prometheus/2.51.0",
+        ];
+        const LEVELS: &[&str] = &["INFO", "INFO", "INFO", "DEBUG", "WARN", "ERROR"];
+        const WORDS: &[&str] = &[
+            "serial",
+            "line",
+            "packet",
+            "frame",
+            "window",
+            "credit",
+            "channel",
+            "sensor",
+            "temperature",
+            "pressure",
+            "valve",
+            "pump",
+            "status",
+            "ok",
+            "retry",
+            "timeout",
+        ];
+        if self.left_in_run == 0 {
+            self.kind = (self.next() % 4) as usize;
+            self.left_in_run = 20 + (self.next() % 200) as u32;
+        }
+        self.left_in_run -= 1;
+        self.line += 1;
+        let r = self.next();
+        let (h, m, s, ms) = (
+            (self.line / 3_600_000) % 24,
+            (self.line / 60_000) % 60,
+            (self.line / 1000) % 60,
+            r % 1000,
+        );
+        let line = match self.kind {
+            0 => {
+                let path = self.pick(PATHS);
+                let agent = self.pick(AGENTS);
+                format!(
+                    "10.0.{}.{} - - [01/Dec/2026:{h:02}:{m:02}:{s:02} +0000] \"GET {path} HTTP/1.1\" {} {} \"-\" \"{agent}\"\n",
+                    (r >> 8) % 256,
+                    (r >> 16) % 256,
+                    [200, 200, 200, 304, 404, 500][((r >> 24) % 6) as usize],
+                    (r >> 32) % 50_000,
+                )
+            }
+            1 => {
+                let level = self.pick(LEVELS);
+                let (w1, w2) = (self.pick(WORDS), self.pick(WORDS));
+                format!(
+                    "2026-12-01T{h:02}:{m:02}:{s:02}.{ms:03}Z {level:5} sfs::worker[{}]: {w1} {w2} id={} took {}ms\n",
+                    (r >> 10) % 8,
+                    (r >> 20) % 100_000,
+                    (r >> 40) % 900,
+                )
+            }
+            2 => {
+                let (w1, w2) = (self.pick(WORDS), self.pick(WORDS));
+                format!(
+                    "{{\"id\":{},\"name\":\"{w1}-{w2}\",\"value\":{}.{},\"unit\":\"{}\",\"ok\":{},\"tags\":[\"{w1}\",\"site-{}\"]}}\n",
+                    self.line,
+                    (r >> 8) % 1000,
+                    (r >> 20) % 100,
+                    ["C", "kPa", "rpm", "V"][((r >> 30) % 4) as usize],
+                    (r >> 33) % 2 == 0,
+                    (r >> 36) % 16,
+                )
+            }
+            _ => {
+                let w1 = self.pick(WORDS);
+                if self.line % 3 == 0 {
+                    format!(
+                        "<tr class=\"row\"><td>{}</td><td><a href=\"/items/{}\">{w1}</a></td><td class=\"num\">{}.{:02}</td></tr>\n",
+                        self.line,
+                        (r >> 8) % 10_000,
+                        (r >> 24) % 1000,
+                        (r >> 40) % 100,
+                    )
+                } else {
+                    format!(
+                        "{},{w1},{}.{:02},{},2026-12-01 {h:02}:{m:02}:{s:02}\n",
+                        self.line,
+                        (r >> 8) % 1000,
+                        (r >> 24) % 100,
+                        (r >> 32) % 2 == 0,
+                    )
+                }
+            }
+        };
+        self.pending.extend_from_slice(line.as_bytes());
+    }
+
+    /// Fills `buf` with the next bytes of the text.
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        let mut done = 0;
+        while done < buf.len() {
+            if self.at == self.pending.len() {
+                self.pending.clear();
+                self.at = 0;
+                while self.pending.len() < 4096 {
+                    self.more();
+                }
+            }
+            let k = (self.pending.len() - self.at).min(buf.len() - done);
+            buf[done..done + k].copy_from_slice(&self.pending[self.at..self.at + k]);
+            self.at += k;
+            done += k;
+        }
+    }
+}
+
 /// An echo connection through the test bed.
 pub struct Echo(TcpStream);
 
@@ -530,17 +694,34 @@ pub struct Transfer {
 
 /// Sends `len` pattern bytes through the bed to the sink and checks the verdict.
 pub async fn upload(entry: SocketAddr, len: u64, seed: u64) -> io::Result<Transfer> {
+    let mut g = PatternGen::new(seed);
+    upload_from(entry, len, move |b| g.fill(b)).await
+}
+
+/// Sends `len` bytes of realistic text ([`TextGen`]) through the bed to the
+/// sink and checks the verdict.
+pub async fn upload_text(entry: SocketAddr, len: u64, seed: u64) -> io::Result<Transfer> {
+    let mut g = TextGen::new(seed);
+    upload_from(entry, len, move |b| g.fill(b)).await
+}
+
+/// Sends `len` bytes made by `fill` through the bed to the sink and checks
+/// the verdict.
+pub async fn upload_from(
+    entry: SocketAddr,
+    len: u64,
+    mut fill: impl FnMut(&mut [u8]),
+) -> io::Result<Transfer> {
     let t0 = Instant::now();
     let mut s = TcpStream::connect(entry).await?;
     s.set_nodelay(true)?;
     s.write_all(b"S").await?;
-    let mut g = PatternGen::new(seed);
     let mut digest = STREAM_CRC.digest();
     let mut buf = vec![0u8; 8192];
     let mut left = len;
     while left > 0 {
         let k = left.min(buf.len() as u64) as usize;
-        g.fill(&mut buf[..k]);
+        fill(&mut buf[..k]);
         digest.update(&buf[..k]);
         s.write_all(&buf[..k]).await?;
         left -= k as u64;
@@ -671,5 +852,122 @@ pub async fn demo() -> Result<()> {
         Err(Error::Runtime(format!(
             "demo: only {intact} of {conns} streams arrived intact"
         )))
+    }
+}
+
+/// A private OpenSSH server on loopback for tests and benchmarks: own host
+/// and user keys in a temporary directory, own port, key authentication only.
+/// Killed (and its directory removed) on drop.
+pub struct PrivateSshd {
+    child: std::process::Child,
+    dir: PathBuf,
+    /// The port it listens on (127.0.0.1).
+    pub port: u16,
+    /// The user key that logs in.
+    pub key: PathBuf,
+}
+
+impl Drop for PrivateSshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl PrivateSshd {
+    /// The sshd binary, if installed.
+    pub fn binary() -> Option<PathBuf> {
+        ["/usr/sbin/sshd", "/usr/local/sbin/sshd"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+    }
+
+    /// Starts `sshd` (from [`PrivateSshd::binary`]) and waits for its port.
+    pub fn start(sshd: &Path) -> io::Result<PrivateSshd> {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("sfs-sshd-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let (host, key) = (dir.join("host_key"), dir.join("user_key"));
+        for k in [&host, &key] {
+            let ok = std::process::Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(k)
+                .status()?
+                .success();
+            if !ok {
+                return Err(io::Error::other("ssh-keygen failed"));
+            }
+        }
+        std::fs::copy(dir.join("user_key.pub"), dir.join("authorized_keys"))?;
+        let port = free_port()?;
+        let config = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\nPidFile {}\n\
+             PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n\
+             PermitRootLogin prohibit-password\nSubsystem sftp internal-sftp\n",
+            host.display(),
+            dir.join("authorized_keys").display(),
+            dir.join("sshd.pid").display()
+        );
+        std::fs::write(dir.join("sshd_config"), config)?;
+        let _ = std::fs::create_dir_all("/run/sshd");
+        let child = std::process::Command::new(sshd)
+            .args(["-D", "-e", "-f"])
+            .arg(dir.join("sshd_config"))
+            .stderr(std::fs::File::create(dir.join("sshd.log"))?)
+            .spawn()?;
+        let me = PrivateSshd {
+            child,
+            dir,
+            port,
+            key,
+        };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(me);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "sshd did not listen",
+        ))
+    }
+
+    /// Options for `ssh`/`scp`/`sftp`: this key, no host key checks, batch mode.
+    pub fn client_opts(&self) -> Vec<String> {
+        [
+            "-i",
+            &self.key.display().to_string(),
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            "ConnectTimeout=30",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+
+    /// The local user name (whom the server lets in with the key).
+    pub fn user() -> String {
+        std::env::var("USER")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| {
+                std::process::Command::new("id")
+                    .arg("-un")
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                    .unwrap_or_else(|_| "root".into())
+            })
     }
 }

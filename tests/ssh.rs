@@ -4,117 +4,16 @@
 
 mod util;
 
-use sfs::testbed::{CableSpec, Testbed, TestbedOptions};
-use std::path::{Path, PathBuf};
+use sfs::testbed::{CableSpec, PrivateSshd, Testbed, TestbedOptions};
 use std::process::Command;
-use std::time::Duration;
 use util::*;
 
-fn sshd_path() -> Option<PathBuf> {
-    ["/usr/sbin/sshd", "/usr/local/sbin/sshd"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-}
-
-struct Sshd {
-    child: std::process::Child,
-    dir: PathBuf,
-    port: u16,
-    key: PathBuf,
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn keygen(path: &Path) {
-    let ok = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-        .arg(path)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "ssh-keygen failed");
-}
-
-fn start_sshd(sshd: &Path) -> Sshd {
-    let dir = temp_dir("sshd");
-    let (host, key) = (dir.join("host_key"), dir.join("user_key"));
-    keygen(&host);
-    keygen(&key);
-    std::fs::copy(dir.join("user_key.pub"), dir.join("authorized_keys")).unwrap();
-    let port = free_port();
-    let config = format!(
-        "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\nPidFile {}\n\
-         PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n\
-         PermitRootLogin prohibit-password\nSubsystem sftp internal-sftp\n",
-        host.display(),
-        dir.join("authorized_keys").display(),
-        dir.join("sshd.pid").display()
-    );
-    std::fs::write(dir.join("sshd_config"), config).unwrap();
-    let _ = std::fs::create_dir_all("/run/sshd");
-    let child = Command::new(sshd)
-        .args(["-D", "-e", "-f"])
-        .arg(dir.join("sshd_config"))
-        .stderr(std::fs::File::create(dir.join("sshd.log")).unwrap())
-        .spawn()
-        .unwrap();
-    // Wait for the port.
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Sshd {
-        child,
-        dir,
-        port,
-        key,
-    }
-}
-
-fn ssh_opts(key: &Path) -> Vec<String> {
-    vec![
-        "-i".into(),
-        key.display().to_string(),
-        "-o".into(),
-        "StrictHostKeyChecking=no".into(),
-        "-o".into(),
-        "UserKnownHostsFile=/dev/null".into(),
-        "-o".into(),
-        "BatchMode=yes".into(),
-        "-o".into(),
-        "LogLevel=ERROR".into(),
-        "-o".into(),
-        "ConnectTimeout=30".into(),
-    ]
-}
-
-fn user() -> String {
-    std::env::var("USER")
-        .ok()
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| {
-            String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout)
-                .unwrap()
-                .trim()
-                .to_string()
-        })
-}
-
 async fn ssh_suite(cable: CableSpec) {
-    let Some(sshd_bin) = sshd_path() else {
+    let Some(sshd_bin) = PrivateSshd::binary() else {
         missing_tool("sshd", "apt-get install openssh-server");
         return;
     };
-    let sshd = start_sshd(&sshd_bin);
+    let sshd = PrivateSshd::start(&sshd_bin).expect("sshd starts");
     let bed = Testbed::start(TestbedOptions {
         target: Some(([127, 0, 0, 1], sshd.port).into()),
         log: "-v".into(),
@@ -123,8 +22,8 @@ async fn ssh_suite(cable: CableSpec) {
     .await
     .unwrap();
     let port = bed.entry.port().to_string();
-    let opts = ssh_opts(&sshd.key);
-    let dest = format!("{}@127.0.0.1", user());
+    let opts = sshd.client_opts();
+    let dest = format!("{}@127.0.0.1", PrivateSshd::user());
     let work = temp_dir("sshwork");
     let run = |mut cmd: Command| tokio::task::spawn_blocking(move || cmd.output().unwrap());
 

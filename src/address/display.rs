@@ -279,6 +279,9 @@ impl Display for Address {
                     f.write_str(",secret-file=")?;
                     write_value(f, &path_text(p))?;
                 }
+                if let Some(c) = a.compress {
+                    f.write_str(if c { ",compress=on" } else { ",compress=off" })?;
+                }
                 Ok(())
             }
             Address::Pty(a) => {

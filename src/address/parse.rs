@@ -907,6 +907,7 @@ impl<'a> Ctx<'a> {
         })?;
         let keepalive = self.value("keepalive", positive_seconds)?;
         let dead_after = self.value("dead-after", positive_seconds)?;
+        let compress = self.opt("compress").map(|o| o.value == "on");
         let (k, d) = (
             keepalive.unwrap_or(DEFAULT_KEEPALIVE),
             dead_after.unwrap_or(DEFAULT_DEAD_AFTER),
@@ -943,6 +944,7 @@ impl<'a> Ctx<'a> {
             keepalive,
             dead_after,
             secret_file,
+            compress,
         }))
     }
 

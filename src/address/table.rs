@@ -507,6 +507,15 @@ pub static OPTIONS: &[OptionSpec] = &[
                PATH, mode 600): authenticate and encrypt the link; both ends need the \
                same key (see SECURITY).",
     },
+    OptionSpec {
+        name: "compress",
+        aliases: &[],
+        group: OptionGroup::Mux,
+        value: ValueKind::Choice(&["on", "off"]),
+        help: "Compress channel data (LZ4, record by record, only what shrinks) when \
+               the peer supports it; text moves at several times the line rate \
+               (default on).",
+    },
     // Pseudo-terminals.
     OptionSpec {
         name: "link",

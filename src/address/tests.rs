@@ -673,7 +673,15 @@ fn serial_mux() {
             keepalive: None,
             dead_after: None,
             secret_file: None,
+            compress: None,
         }
+    );
+    assert_eq!(mux("SERIAL-MUX:x,compress=off").compress, Some(false));
+    assert_eq!(mux("SERIAL-MUX:x,compress=ON").compress, Some(true));
+    err_at(
+        "SERIAL-MUX:x,compress=zstd",
+        22,
+        "option 'compress' needs one of: compress=on|off",
     );
     let m = mux("serial-mux:COM3,b500000,crtscts,service=ssh-2.v_1,window=8k,max-channels=16,keepalive=0.5,dead-after=30");
     assert_eq!(m.device, "COM3");
@@ -929,6 +937,10 @@ fn canonical_forms() {
         "SERIAL-MUX:COM3,service=ssh,window=8k,max-channels=8,keepalive=2,dead-after=120",
     );
     canonical("SERIAL-MUX:COM3,window=1000", "SERIAL-MUX:COM3,window=1000");
+    canonical(
+        "SERIAL-MUX:COM3,Compress=Off,window=1000",
+        "SERIAL-MUX:COM3,window=1000,compress=off",
+    );
     canonical(
         "SERIAL:COM3,crtscts,cstopb,parenb,parodd,cs7,ispeed=9600",
         "SERIAL:COM3,b9600,cs7,parity=odd,stopbits=2,crtscts",

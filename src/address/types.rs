@@ -267,7 +267,7 @@ pub struct Serial {
     pub line: LineSettings,
 }
 
-/// `SERIAL-MUX:DEVICE[,LINE OPTIONS][,service=NAME][,window=BYTES][,max-channels=N][,keepalive=SECONDS][,dead-after=SECONDS]`.
+/// `SERIAL-MUX:DEVICE[,LINE OPTIONS][,service=NAME][,window=BYTES][,max-channels=N][,keepalive=SECONDS][,dead-after=SECONDS][,compress=on|off]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SerialMux {
     /// Device path.
@@ -290,6 +290,9 @@ pub struct SerialMux {
     /// `secret-file=PATH`: pre-shared key; the link is then authenticated and
     /// encrypted (see the man page's SECURITY section). Read when the device opens.
     pub secret_file: Option<PathBuf>,
+    /// `compress=on|off`: compress channel data (LZ4, per record, only what
+    /// shrinks) when the peer supports it; default on.
+    pub compress: Option<bool>,
 }
 
 /// Seeded impairments a PTY end applies to the bytes its program writes, on their

@@ -629,12 +629,16 @@ impl Link {
         let heard_sfs_lately = self
             .heard_sfs_at
             .is_some_and(|t| now.saturating_duration_since(t) < self.cfg.mismatch_after);
-        // A keyed frame's kind byte (after the COBS code) is printable: a
-        // keyed handshake in progress is not a modem's line.
-        let keyed_frame_start = self
-            .tail
-            .get(1)
-            .is_some_and(|&k| k >> 4 == handshake::KIND_HANDSHAKE || k >> 4 == crypto::KIND_SEALED);
+        // A keyed frame's kind byte (after the COBS code) is printable, and a
+        // short piece of one may look like a line: not a modem's, while it is
+        // shorter than a whole handshake frame. Longer text is judged as usual.
+        let keyed_frame_start = self.tail.len()
+            <= cobs::max_encoded_len(handshake::HANDSHAKE_FRAME)
+            && self.tail.get(1).is_some_and(|&k| {
+                k == handshake::KIND_HANDSHAKE << 4 | 1
+                    || k == handshake::KIND_HANDSHAKE << 4 | 2
+                    || k == crypto::KIND_SEALED << 4
+            });
         if !self.established && !self.mismatch_reported && !heard_sfs_lately && !keyed_frame_start {
             if let Some(why) = session::foreign_text(&self.tail) {
                 self.report_mismatch(why);

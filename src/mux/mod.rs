@@ -27,6 +27,7 @@
 //! | 0x8  | RESET   | reason s8 (≤ 48 B)                     | 4 + n     |
 //! | 0x9  | EXIT    | kind u8 (0 code, 1 signal), value u32  | 8         |
 //! | 0xA  | OPEN_TO | OPEN + port u16, host s8 (≤ 64 B in all)| 11 + n + h|
+//! | 0xB  | DATA_LZ4| len u16, raw u16, LZ4 block (`compress`) | 7 + n     |
 //!
 //! EXIT is an EOF that carries the exit status of the program behind the
 //! sender's stream ([`Mux::close_write_with_status`]); the receiving
@@ -72,7 +73,9 @@
 //! # Scheduling
 //! Control records first (the channels' own, then refusals and replies to
 //! unknown ids, so a flood of those never delays a CREDIT), then interactive
-//! channels (little queued, not recently bulk), then deficit round robin between bulk channels; several
+//! channels (little queued, not recently bulk), then sparse channels (sent
+//! little recently: a new connection's handshake), then deficit round robin
+//! between bulk channels; several
 //! records are packed into one payload and DATA may be cut to fit. See
 //! `scheduler`.
 //!
@@ -97,6 +100,7 @@
 //!   and none follows the application's own [`Mux::reset`] / [`Mux::refuse`];
 //!   the handle is dead afterwards (calls on it are ignored).
 
+pub mod compress;
 mod credit;
 mod scheduler;
 pub mod wire;
@@ -111,11 +115,25 @@ use std::fmt;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+pub use compress::Codec;
+use compress::History;
 use credit::{RecvWindow, SendCredit};
-use scheduler::{Scheduler, MIN_CUT};
+use scheduler::{Pick, Scheduler, Tier, MIN_CUT};
 use wire::{
-    code, truncate_str, Record, DATA_HEADER_LEN, MAX_HOST_LEN, MAX_SERVICE_LEN, MAX_TEXT_LEN,
+    code, truncate_str, Record, DATA_HEADER_LEN, DATA_LZ4_HEADER_LEN, MAX_DATA_LEN, MAX_HOST_LEN,
+    MAX_SERVICE_LEN, MAX_TEXT_LEN,
 };
+
+/// Smallest DATA record worth trying to compress: below it the 2 extra header
+/// bytes and the CPU are not worth it (keystrokes never qualify anyway).
+const COMPRESS_MIN: usize = 32;
+/// Most raw bytes one DATA_LZ4 record may carry per byte of room it was
+/// given: bounds the work of one attempt (highly repetitive data still
+/// moves at up to this many times the line rate).
+const COMPRESS_MAX_RATIO: usize = 16;
+/// Longest run of records sent raw without trying to compress after data
+/// turned out incompressible (doubling from 1 with each failure).
+const COMPRESS_MAX_BACKOFF: u16 = 64;
 
 /// Local handle of a channel.
 ///
@@ -170,6 +188,16 @@ pub struct MuxConfig {
     /// A channel with at most this many bytes queued and no recent bulk
     /// traffic is interactive and goes ahead of bulk data.
     pub interactive_bytes: u32,
+    /// A channel that sent fewer than this many bytes recently (a counter
+    /// halving every 32 KiB of line traffic) goes ahead of bulk channels until
+    /// it has used them: a new connection's handshake (an ssh login) is not
+    /// slowed to a fair share by transfers already running. 0 turns it off.
+    pub sparse_bytes: u32,
+    /// Compress DATA (DATA_LZ4 records) towards a peer that can decompress
+    /// ([`Mux::set_peer_compression`]), and accept compressed records: what
+    /// this side offers in the link's feature negotiation. Off, nothing is
+    /// compressed either way.
+    pub compress: bool,
 }
 
 impl MuxConfig {
@@ -185,6 +213,8 @@ impl MuxConfig {
             send_buffer: window,
             max_channels: 256,
             interactive_bytes: 128,
+            sparse_bytes: 8192,
+            compress: true,
         }
     }
 
@@ -210,6 +240,9 @@ impl MuxConfig {
                 "interactive bytes {} > 4096",
                 self.interactive_bytes
             ));
+        }
+        if self.sparse_bytes > 1 << 20 {
+            return Err(format!("sparse bytes {} > 1 MiB", self.sparse_bytes));
         }
         Ok(())
     }
@@ -450,6 +483,12 @@ pub struct MuxStats {
     /// OPENs): the application's refusals beyond 4096 queued, and refusals of
     /// channels beyond `max_channels` beyond 256 queued replies.
     pub refusals_dropped: u64,
+    /// DATA bytes sent compressed (part of `bytes_sent`).
+    pub compressed_bytes_sent: u64,
+    /// Wire bytes those took (DATA_LZ4 blocks, without record headers).
+    pub compressed_wire_sent: u64,
+    /// DATA bytes received compressed (part of `bytes_received`).
+    pub compressed_bytes_received: u64,
 }
 
 /// Most replies to records for unknown channels (and refusals of channels
@@ -598,6 +637,19 @@ struct Channel {
     credit_queued: bool,
     /// `Readable` was reported and `read` has not drained the buffer since.
     readable_notified: bool,
+
+    /// Our data on this channel since our first DATA_LZ4 record (the
+    /// dictionary of the next one); `None` until then.
+    tx_hist: Option<Box<History>>,
+    /// The peer's data since its first DATA_LZ4 record on this channel.
+    rx_hist: Option<Box<History>>,
+    /// Records to send raw before trying to compress again.
+    z_skip: u16,
+    /// Current length of that run (doubles with each incompressible try).
+    z_backoff: u16,
+    /// Raw bytes per wire byte of the last DATA_LZ4, × 16 (first guess of
+    /// how much to feed the next one).
+    z_ratio16: usize,
 }
 
 impl Channel {
@@ -620,6 +672,11 @@ impl Channel {
             rxw: RecvWindow::new(window),
             credit_queued: false,
             readable_notified: false,
+            tx_hist: None,
+            rx_hist: None,
+            z_skip: 0,
+            z_backoff: 0,
+            z_ratio16: 4 * 16,
         }
     }
 
@@ -678,6 +735,8 @@ impl Channel {
         self.tx = VecDeque::new();
         self.rx = VecDeque::new();
         self.held = 0;
+        self.tx_hist = None;
+        self.rx_hist = None;
     }
 }
 
@@ -712,6 +771,11 @@ pub struct Mux {
     events: VecDeque<MuxEvent>,
     gen: u16,
     stats: MuxStats,
+    /// What the peer can decompress (told by the link's feature exchange).
+    peer_codec: Option<Codec>,
+    /// Scratch buffers for compression (input gathered from the ring, output).
+    z_in: Vec<u8>,
+    z_out: Vec<u8>,
 }
 
 impl Mux {
@@ -720,7 +784,7 @@ impl Mux {
     pub fn new(cfg: MuxConfig) -> Self {
         debug_assert!(cfg.validate().is_ok(), "{:?}", cfg.validate());
         Mux {
-            sched: Scheduler::new(cfg.interactive_bytes as usize),
+            sched: Scheduler::new(cfg.interactive_bytes as usize, cfg.sparse_bytes as usize),
             cfg,
             channels: HashMap::new(),
             wire: HashMap::new(),
@@ -731,7 +795,32 @@ impl Mux {
             events: VecDeque::new(),
             gen: 0,
             stats: MuxStats::default(),
+            peer_codec: None,
+            z_in: Vec::new(),
+            z_out: Vec::new(),
         }
+    }
+
+    /// What this side offers the peer in the link's feature negotiation: the
+    /// codec it can decompress (and would use), or `None` when `compress` is
+    /// off.
+    pub fn compression_offer(&self) -> Option<Codec> {
+        self.cfg.compress.then_some(Codec::Lz4)
+    }
+
+    /// The link told us what the peer can decompress for this link session
+    /// (`None`: nothing, e.g. a peer that predates compression). DATA goes
+    /// compressed only when this is set and our own `compress` is on. Cleared
+    /// by [`Mux::handle_session_reset`]: call it again for each new session,
+    /// after the reset. Channels that already exist start compressing from
+    /// their next record (the history starts there on both sides).
+    pub fn set_peer_compression(&mut self, codec: Option<Codec>) {
+        self.peer_codec = codec;
+    }
+
+    /// The codec DATA goes out with now, if any.
+    pub fn compression(&self) -> Option<Codec> {
+        self.peer_codec.filter(|_| self.cfg.compress)
     }
 
     /// The configuration.
@@ -1172,6 +1261,47 @@ impl Mux {
                 }
                 self.stats.bytes_received += data.len() as u64;
                 append_bounded(&mut c.rx, data, self.cfg.window as usize);
+                if let Some(hist) = &mut c.rx_hist {
+                    hist.push(data);
+                }
+                if !c.readable_notified {
+                    c.readable_notified = true;
+                    self.events.push_back(MuxEvent::Readable { ch: h });
+                }
+            }
+            Record::DataLz4 { raw, block, .. } => {
+                if c.phase != Phase::Established {
+                    self.violation(h, "DATA before OPEN_OK");
+                    return;
+                }
+                if c.recv != RecvHalf::Open {
+                    self.violation(h, "DATA after EOF");
+                    return;
+                }
+                if !self.cfg.compress {
+                    self.violation(h, "compressed DATA not negotiated");
+                    return;
+                }
+                // The announced length is checked against the window before
+                // anything is decompressed: a hostile record cannot expand
+                // beyond what the channel may hold.
+                let raw = usize::from(raw);
+                if let Err(e) = c.rxw.on_data(raw) {
+                    self.violation(h, e);
+                    return;
+                }
+                let hist = c.rx_hist.get_or_insert_with(Box::default);
+                self.z_out.clear();
+                self.z_out.resize(raw, 0);
+                if let Err(e) = compress::decompress(block, hist.dict(), &mut self.z_out) {
+                    // Never hand out bytes that may be wrong.
+                    self.violation(h, e);
+                    return;
+                }
+                hist.push(&self.z_out);
+                self.stats.bytes_received += raw as u64;
+                self.stats.compressed_bytes_received += raw as u64;
+                append_bounded(&mut c.rx, &self.z_out, self.cfg.window as usize);
                 if !c.readable_notified {
                     c.readable_notified = true;
                     self.events.push_back(MuxEvent::Readable { ch: h });
@@ -1329,6 +1459,8 @@ impl Mux {
         self.refusals_queued = 0;
         self.strays = 0;
         self.sched.clear();
+        // The next session announces its features afresh.
+        self.peer_codec = None;
     }
 
     // ----- output -----------------------------------------------------------
@@ -1551,26 +1683,129 @@ impl Mux {
             let Some(p) = pick else {
                 return;
             };
-            interactive |= p.interactive;
+            interactive |= p.interactive();
             let c = self.channels.get_mut(&p.ch).expect("picked a live channel");
             debug_assert!(p.len >= 1 && p.len <= c.sendable());
-            buf.put_u8(code::DATA | if c.ours() { 0x80 } else { 0 });
-            buf.put_u16(c.key.1);
-            buf.put_u16(p.len as u16);
-            let (a, b) = c.tx.as_slices();
-            let from_a = a.len().min(p.len);
-            buf.put_slice(&a[..from_a]);
-            buf.put_slice(&b[..p.len - from_a]);
-            c.tx.drain(..p.len);
-            c.credit.spend(p.len);
-            c.unconfirmed_on_wire += p.len as u64;
-            self.stats.bytes_sent += p.len as u64;
+            let compressed = match self.peer_codec.filter(|_| self.cfg.compress) {
+                Some(Codec::Lz4) if p.tier != Tier::Interactive => {
+                    Self::try_compress(c, &p, &mut self.z_in, &mut self.z_out, buf, &mut self.stats)
+                }
+                _ => None,
+            };
+            let sent = match compressed {
+                Some((raw, wire)) => {
+                    self.sched.refund(&p, wire);
+                    raw
+                }
+                None => {
+                    buf.put_u8(code::DATA | if c.ours() { 0x80 } else { 0 });
+                    buf.put_u16(c.key.1);
+                    buf.put_u16(p.len as u16);
+                    let (a, b) = c.tx.as_slices();
+                    let from_a = a.len().min(p.len);
+                    buf.put_slice(&a[..from_a]);
+                    buf.put_slice(&b[..p.len - from_a]);
+                    if let Some(hist) = &mut c.tx_hist {
+                        hist.push2(&a[..from_a], &b[..p.len - from_a]);
+                    }
+                    p.len
+                }
+            };
+            c.tx.drain(..sent);
+            c.credit.spend(sent);
+            c.unconfirmed_on_wire += sent as u64;
+            self.stats.bytes_sent += sent as u64;
             if c.want_space {
                 c.want_space = false;
                 self.events.push_back(MuxEvent::SendSpace { ch: p.ch });
             }
             Self::maybe_queue_eof(&mut self.ctl, p.ch, c);
         }
+    }
+
+    /// Try to put channel `c`'s data into a DATA_LZ4 record that takes no
+    /// more wire than the DATA record of pick `p` would and saves at least
+    /// 1/32 of what it carries. On success
+    /// the record is in `buf` and the result is `(raw bytes, wire bytes in
+    /// DATA-record terms)`; the caller drains the raw bytes from the ring.
+    /// `None`: send plain DATA (nothing was written).
+    fn try_compress(
+        c: &mut Channel,
+        p: &Pick,
+        z_in: &mut Vec<u8>,
+        z_out: &mut Vec<u8>,
+        buf: &mut BytesMut,
+        stats: &mut MuxStats,
+    ) -> Option<(usize, usize)> {
+        if p.len < COMPRESS_MIN {
+            return None;
+        }
+        if c.z_skip > 0 {
+            c.z_skip -= 1;
+            return None;
+        }
+        let limit = p.len - (DATA_LZ4_HEADER_LEN - DATA_HEADER_LEN);
+        let sendable = c.sendable();
+        let most = sendable.min(p.len * COMPRESS_MAX_RATIO).min(MAX_DATA_LEN);
+        // First guess from the last record's ratio, aiming a little under the
+        // limit; at most two corrections.
+        let mut k = (limit * c.z_ratio16 / 16 * 15 / 16).clamp(p.len.min(most), most);
+        let dict: &[u8] = c.tx_hist.as_deref().map_or(&[], |h| h.dict());
+        let mut compressible = false;
+        let mut priming = false;
+        for _ in 0..4 {
+            z_in.clear();
+            let (a, b) = c.tx.as_slices();
+            let from_a = a.len().min(k);
+            z_in.extend_from_slice(&a[..from_a]);
+            z_in.extend_from_slice(&b[..k - from_a]);
+            let n = compress::compress(z_in, dict, z_out)?;
+            // Worth it when it saves at least 1/32 of the bytes it carries
+            // (a smaller record than the pick allowed leaves the rest of the
+            // payload to the next pick, possibly this channel again).
+            let saved = (k - k / 32).saturating_sub(n + DATA_LZ4_HEADER_LEN - DATA_HEADER_LEN);
+            if n <= limit && (saved > 0 || priming) {
+                let raw = k;
+                buf.put_u8(code::DATA_LZ4 | if c.ours() { 0x80 } else { 0 });
+                buf.put_u16(c.key.1);
+                buf.put_u16(n as u16);
+                buf.put_u16(raw as u16);
+                buf.put_slice(&z_out[..n]);
+                c.tx_hist.get_or_insert_with(Box::default).push(z_in);
+                c.z_ratio16 = (raw * 16 / n).max(16);
+                c.z_backoff = 0;
+                stats.compressed_bytes_sent += raw as u64;
+                stats.compressed_wire_sent += n as u64;
+                return Some((raw, n + (DATA_LZ4_HEADER_LEN - DATA_HEADER_LEN)));
+            }
+            if priming {
+                break;
+            }
+            let next = (k * limit / n * 15 / 16).min(most);
+            if n < k - k / 32 && next >= COMPRESS_MIN && next < k {
+                // Compressible, but this much does not fit: feed less
+                // (aiming a little under the limit).
+                compressible = true;
+                k = next;
+                continue;
+            }
+            if compressible && c.tx_hist.is_none() {
+                // Small records without a dictionary (the channel's first)
+                // compress badly: LZ4 needs history. The data looked
+                // compressible, so prime the history, once, with a record
+                // that carries as much as a plain DATA would, less a few
+                // bytes (a literal-only block).
+                priming = true;
+                k = (limit - 2 - limit / 255).min(sendable);
+                continue;
+            }
+            // Saving under 1/32: incompressible (random, encrypted, already
+            // compressed). Send raw and back off before trying again.
+            break;
+        }
+        c.z_backoff = (c.z_backoff * 2 + 1).min(COMPRESS_MAX_BACKOFF);
+        c.z_skip = c.z_backoff;
+        None
     }
 
     // ----- events and getters ---------------------------------------------------
@@ -1594,7 +1829,12 @@ impl Mux {
     pub fn heap_bytes(&self) -> usize {
         self.channels
             .values()
-            .map(|c| c.rx.capacity() + c.tx.capacity())
+            .map(|c| {
+                c.rx.capacity()
+                    + c.tx.capacity()
+                    + c.tx_hist.as_ref().map_or(0, |h| h.heap_bytes())
+                    + c.rx_hist.as_ref().map_or(0, |h| h.heap_bytes())
+            })
             .sum()
     }
 

@@ -10,6 +10,8 @@ fn cfg() -> MuxConfig {
         send_buffer: 4096,
         max_channels: 8,
         interactive_bytes: 128,
+        sparse_bytes: 8192,
+        compress: true,
     }
 }
 
@@ -925,6 +927,8 @@ fn one_byte_records_cost_no_more_than_the_window() {
         send_buffer: 1024,
         max_channels: channels as u32,
         interactive_bytes: 128,
+        sparse_bytes: 8192,
+        compress: true,
     };
     let (mut a, mut b) = (Mux::new(c.clone()), Mux::new(c));
     let handles: Vec<ChannelId> = (0..channels)
@@ -1088,4 +1092,283 @@ fn open_to_carries_the_target_and_refusals_their_reason() {
         port: 1,
     };
     assert_eq!(a.open_to("", Some(&empty)), Err(MuxError::TargetTooLong));
+}
+
+// ----- compression ----------------------------------------------------------
+
+/// Log-like text: repetitive structure, varying fields (deterministic).
+fn log_text(len: usize, seed: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 200);
+    let mut x = seed | 1;
+    let paths = ["/index.html", "/api/v1/items", "/static/app.js", "/login"];
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(
+            format!(
+                "2026-12-01T02:{:02}:{:02}.{:03}Z INFO http: GET {} status={} bytes={} client=10.0.{}.{}\n",
+                x % 60,
+                (x >> 8) % 60,
+                (x >> 16) % 1000,
+                paths[(x >> 26) as usize % 4],
+                [200, 200, 304, 404][(x >> 28) as usize % 4],
+                (x >> 32) % 20000,
+                (x >> 40) % 256,
+                (x >> 48) % 256
+            )
+            .as_bytes(),
+        );
+    }
+    out.truncate(len);
+    out
+}
+
+fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+fn compressing_pair(window: u32) -> (Mux, Mux) {
+    let c = MuxConfig {
+        window,
+        send_buffer: window,
+        ..cfg()
+    };
+    let (mut a, mut b) = (Mux::new(c.clone()), Mux::new(c));
+    a.set_peer_compression(b.compression_offer());
+    b.set_peer_compression(a.compression_offer());
+    (a, b)
+}
+
+/// Sends `data` from `a` to `b` on channel (`ca`, `cb`), `max`-byte payloads;
+/// returns (bytes received, payload bytes on the wire, DATA_LZ4 records).
+fn transfer(
+    a: &mut Mux,
+    b: &mut Mux,
+    ca: ChannelId,
+    cb: ChannelId,
+    data: &[u8],
+    max: usize,
+) -> (Vec<u8>, usize, usize) {
+    let (mut off, mut got, mut wire, mut lz4) = (0, Vec::new(), 0, 0);
+    for _ in 0..100_000 {
+        off += a.send(ca, &data[off..]);
+        let p = a.poll_payload(max);
+        if let Some(p) = &p {
+            wire += p.len();
+            lz4 += decode(p)
+                .unwrap()
+                .iter()
+                .filter(|r| matches!(r, Record::DataLz4 { .. }))
+                .count();
+            b.handle_payload(p).unwrap();
+        }
+        got.extend(read_all(b, cb));
+        while let Some(q) = b.poll_payload(max) {
+            a.handle_payload(&q).unwrap();
+        }
+        a.check_invariants();
+        b.check_invariants();
+        if p.is_none() && off == data.len() && !a.has_pending() {
+            break;
+        }
+    }
+    (got, wire, lz4)
+}
+
+#[test]
+fn text_goes_compressed_and_arrives_intact() {
+    let (mut a, mut b) = compressing_pair(16384);
+    let (ca, cb) = open_pair(&mut a, &mut b, "logs");
+    let data = log_text(200_000, 7);
+    let (got, wire, lz4) = transfer(&mut a, &mut b, ca, cb, &data, 500);
+    assert!(got == data, "bytes differ");
+    assert!(lz4 > 0);
+    // Log text moves at well over 3× the payload bytes.
+    assert!(
+        wire * 3 < data.len(),
+        "{} app bytes in {wire} wire bytes",
+        data.len()
+    );
+    let st = a.stats();
+    assert_eq!(st.bytes_sent, data.len() as u64);
+    assert!(st.compressed_bytes_sent > data.len() as u64 * 9 / 10);
+    assert_eq!(
+        b.stats().compressed_bytes_received,
+        st.compressed_bytes_sent
+    );
+}
+
+#[test]
+fn random_data_goes_raw_and_costs_nothing() {
+    let (mut a, mut b) = compressing_pair(16384);
+    let (ca, cb) = open_pair(&mut a, &mut b, "ssh");
+    let data = random_bytes(200_000, 3);
+    let (got, wire, lz4) = transfer(&mut a, &mut b, ca, cb, &data, 500);
+    assert!(got == data);
+    assert_eq!(lz4, 0, "random data never compresses");
+    // Same wire cost as without compression.
+    let (mut c, mut d) = pair();
+    let (cc, cd) = open_pair(&mut c, &mut d, "ssh");
+    let (got2, wire_plain, _) = transfer(&mut c, &mut d, cc, cd, &data, 500);
+    assert!(got2 == data);
+    assert!(
+        wire <= wire_plain + wire_plain / 200,
+        "{wire} vs {wire_plain}"
+    );
+}
+
+#[test]
+fn mixed_text_and_random_on_one_channel_stays_in_step() {
+    // Raw and compressed records alternate: both histories must stay equal.
+    let (mut a, mut b) = compressing_pair(8192);
+    let (ca, cb) = open_pair(&mut a, &mut b, "mixed");
+    let mut data = Vec::new();
+    for i in 0..40u64 {
+        if i % 3 == 0 {
+            data.extend(random_bytes(700 + 37 * i as usize, i));
+        } else {
+            data.extend(log_text(3000 + 11 * i as usize, i));
+        }
+    }
+    for max in [64, 200, 500, 1500] {
+        let (got, _, lz4) = transfer(&mut a, &mut b, ca, cb, &data, max);
+        assert!(got == data, "max {max}: bytes differ");
+        assert!(lz4 > 0, "max {max}");
+    }
+}
+
+#[test]
+fn no_compression_towards_a_peer_that_did_not_announce_it() {
+    let (mut a, mut b) = pair();
+    // b offers, but a was never told (a peer built before compression, or
+    // one with compress=off, never announces it).
+    assert_eq!(a.compression(), None);
+    let (ca, cb) = open_pair(&mut a, &mut b, "logs");
+    let data = log_text(20_000, 1);
+    let (got, _, lz4) = transfer(&mut a, &mut b, ca, cb, &data, 500);
+    assert!(got == data);
+    assert_eq!(lz4, 0);
+    // Our own compress=off wins over the peer's offer.
+    let off = MuxConfig {
+        compress: false,
+        ..cfg()
+    };
+    let mut m = Mux::new(off);
+    assert_eq!(m.compression_offer(), None);
+    m.set_peer_compression(Some(Codec::Lz4));
+    assert_eq!(m.compression(), None);
+}
+
+#[test]
+fn session_reset_forgets_the_peers_codec() {
+    let (mut a, _b) = compressing_pair(4096);
+    assert_eq!(a.compression(), Some(Codec::Lz4));
+    a.handle_session_reset("peer restarted");
+    assert_eq!(a.compression(), None);
+}
+
+#[test]
+fn keystrokes_are_never_compressed() {
+    let (mut a, mut b) = compressing_pair(4096);
+    let (ca, cb) = open_pair(&mut a, &mut b, "ssh");
+    for k in b"ls -l\n" {
+        a.send(ca, &[*k]);
+        let p = a.poll_payload(500).unwrap();
+        assert!(matches!(
+            decode(&p).unwrap().as_slice(),
+            [Record::Data { data, .. }] if data == &[*k]
+        ));
+        b.handle_payload(&p).unwrap();
+    }
+    assert_eq!(read_all(&mut b, cb), b"ls -l\n");
+}
+
+/// A hostile or broken peer: compressed records that claim more than the
+/// window, do not decode, or decode to a different length reset that
+/// channel only, and no byte of them is handed out.
+#[test]
+fn bad_compressed_records_reset_only_their_channel() {
+    let mut block = Vec::new();
+    let text = log_text(3000, 5);
+    let n = compress::compress(&text, &[], &mut block).unwrap();
+    block.truncate(n);
+    let cases: Vec<(u16, Vec<u8>, &str)> = vec![
+        // Claims 65535 bytes: beyond the 2048-byte window.
+        (65535, block.clone(), "beyond its credit"),
+        // Garbage.
+        (100, vec![0xff; 40], "undecodable"),
+        // Valid block, wrong length (announces less than it holds).
+        (1000, block.clone(), "compressed"),
+    ];
+    for (raw, blk, why) in cases {
+        let (mut a, mut b) = compressing_pair(2048);
+        let (ca, cb) = open_pair(&mut a, &mut b, "x");
+        let (ca2, cb2) = open_pair(&mut a, &mut b, "y");
+        events(&mut a);
+        let p = payload(&[Record::DataLz4 {
+            initiator: true,
+            id: ca.wire_id(),
+            raw,
+            block: &blk,
+        }]);
+        b.handle_payload(&p).unwrap();
+        let ev = events(&mut b);
+        assert!(
+            matches!(ev.as_slice(), [MuxEvent::Reset { ch, reason, .. }] if *ch == cb && reason.contains("protocol error")),
+            "{why}: {ev:?}"
+        );
+        assert_eq!(b.read(cb, 100_000), None, "{why}: nothing handed out");
+        b.check_invariants();
+        // The other channel still works.
+        a.send(ca2, b"still here");
+        pump(&mut a, &mut b);
+        assert_eq!(read_all(&mut b, cb2), b"still here", "{why}");
+    }
+    // With compress=off, a compressed record is a violation too.
+    let off = MuxConfig {
+        compress: false,
+        ..cfg()
+    };
+    let (mut a, mut b) = (Mux::new(cfg()), Mux::new(off));
+    let (ca, cb) = open_pair(&mut a, &mut b, "x");
+    let p = payload(&[Record::DataLz4 {
+        initiator: true,
+        id: ca.wire_id(),
+        raw: 2048,
+        block: &block,
+    }]);
+    b.handle_payload(&p).unwrap();
+    assert!(matches!(
+        events(&mut b).as_slice(),
+        [MuxEvent::Reset { ch, reason, .. }] if *ch == cb && reason.contains("not negotiated")
+    ));
+}
+
+#[test]
+fn credit_counts_uncompressed_bytes() {
+    // A stalled reader holds at most the window of *decompressed* bytes,
+    // however well the data compresses.
+    let (mut a, mut b) = compressing_pair(4096);
+    let (ca, cb) = open_pair(&mut a, &mut b, "logs");
+    let data = log_text(100_000, 9);
+    let mut off = 0;
+    for _ in 0..200 {
+        off += a.send(ca, &data[off..]);
+        pump(&mut a, &mut b);
+    }
+    assert_eq!(b.buffered(cb), 4096);
+    assert!(
+        off <= 4096 * 2,
+        "sender stopped at credit + its buffer: {off}"
+    );
+    assert!(a.stats().compressed_bytes_sent > 0);
 }

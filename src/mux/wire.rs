@@ -25,6 +25,9 @@ pub const MAX_HOST_LEN: usize = MAX_OPEN_TO_LEN - HEADER_LEN - 4 - 1 - 2 - 1;
 pub const HEADER_LEN: usize = 3;
 /// Bytes of a DATA record header (common header + 16-bit length).
 pub const DATA_HEADER_LEN: usize = 5;
+/// Bytes of a DATA_LZ4 record header (common header + compressed and raw
+/// lengths).
+pub const DATA_LZ4_HEADER_LEN: usize = 7;
 /// Largest data a single DATA record can carry.
 pub const MAX_DATA_LEN: usize = u16::MAX as usize;
 /// Smallest link payload the mux is designed for: every control record fits.
@@ -52,6 +55,9 @@ pub mod code {
     pub const EXIT: u8 = 0x9;
     /// Open a channel to a service and a target host and port.
     pub const OPEN_TO: u8 = 0xA;
+    /// Channel data compressed as an LZ4 block (only towards a peer that
+    /// announced it can decompress).
+    pub const DATA_LZ4: u8 = 0xB;
 }
 
 const INITIATOR_BIT: u8 = 0x80;
@@ -112,6 +118,18 @@ pub enum Record<'a> {
         id: u16,
         /// The bytes.
         data: &'a [u8],
+    },
+    /// Channel data compressed as one LZ4 block whose dictionary is the
+    /// channel's history (see `compress.rs`): `raw` bytes once decompressed.
+    DataLz4 {
+        /// Set when the sender of the record opened the channel.
+        initiator: bool,
+        /// Channel id.
+        id: u16,
+        /// Length of the data once decompressed (1..=65535).
+        raw: u16,
+        /// The LZ4 block (1..=65535 bytes).
+        block: &'a [u8],
     },
     /// The sender consumed `delta` more bytes: the receiver may send that much more.
     Credit {
@@ -248,6 +266,7 @@ impl Record<'_> {
                 Record::OpenOk { .. } => 4,
                 Record::Refuse { detail, .. } => 2 + detail.len(),
                 Record::Data { data, .. } => 2 + data.len(),
+                Record::DataLz4 { block, .. } => 4 + block.len(),
                 Record::Credit { .. } => 4,
                 Record::Eof { .. } | Record::Close { .. } => 0,
                 Record::Reset { reason, .. } => 1 + reason.len(),
@@ -278,6 +297,7 @@ impl Record<'_> {
             Record::OpenOk { id, .. } => (code::OPEN_OK, false, id),
             Record::Refuse { id, .. } => (code::REFUSE, false, id),
             Record::Data { initiator, id, .. } => (code::DATA, initiator, id),
+            Record::DataLz4 { initiator, id, .. } => (code::DATA_LZ4, initiator, id),
             Record::Credit { initiator, id, .. } => (code::CREDIT, initiator, id),
             Record::Eof { initiator, id } => (code::EOF, initiator, id),
             Record::Close { initiator, id } => (code::CLOSE, initiator, id),
@@ -329,6 +349,12 @@ impl Record<'_> {
                 debug_assert!(!data.is_empty() && data.len() <= MAX_DATA_LEN);
                 out.put_u16(data.len() as u16);
                 out.put_slice(data);
+            }
+            Record::DataLz4 { raw, block, .. } => {
+                debug_assert!(*raw > 0 && !block.is_empty() && block.len() <= MAX_DATA_LEN);
+                out.put_u16(block.len() as u16);
+                out.put_u16(*raw);
+                out.put_slice(block);
             }
             Record::Credit { delta, .. } => {
                 debug_assert!(*delta > 0);
@@ -461,6 +487,19 @@ impl<'a> Reader<'a> {
                     data: self.take(n)?,
                 }
             }
+            code::DATA_LZ4 => {
+                let n = self.u16()? as usize;
+                let raw = self.u16()?;
+                if n == 0 || raw == 0 {
+                    return Err(self.malformed("empty DATA_LZ4"));
+                }
+                Record::DataLz4 {
+                    initiator,
+                    id,
+                    raw,
+                    block: self.take(n)?,
+                }
+            }
             code::CREDIT => {
                 let delta = self.u32()?;
                 if delta == 0 {
@@ -575,6 +614,12 @@ mod tests {
                 initiator: false,
                 id: 300,
                 data: &[0xff; 300],
+            },
+            Record::DataLz4 {
+                initiator: true,
+                id: 2,
+                raw: 65535,
+                block: &[0x1f, 0x61, 0x01, 0x00],
             },
             Record::Credit {
                 initiator: false,
@@ -758,7 +803,9 @@ mod tests {
     fn malformed_shapes_are_errors() {
         let bad: &[(&[u8], &str)] = &[
             (&[0x00, 0, 1], "type 0"),
-            (&[0x0b, 0, 1], "type 11"),
+            (&[0x0c, 0, 1], "type 12"),
+            (&[0x0b, 0, 1, 0, 0, 0, 1], "empty DATA_LZ4"),
+            (&[0x0b, 0, 1, 0, 1, 0, 0, 0], "DATA_LZ4 of nothing"),
             (&[0x09, 0, 1, 2, 0, 0, 0, 0], "EXIT kind 2"),
             (&[0x0f, 0, 1], "type 15"),
             (&[0x16, 0, 1], "reserved bit"),
@@ -782,10 +829,10 @@ mod tests {
             initiator: true,
             id: 1,
         });
-        p.extend_from_slice(&[0x0b, 0, 0]);
+        p.extend_from_slice(&[0x0c, 0, 0]);
         assert_eq!(
             decode(&p),
-            Err(DecodeError::UnknownType { at: 3, code: 0xb })
+            Err(DecodeError::UnknownType { at: 3, code: 0xc })
         );
     }
 
@@ -831,7 +878,7 @@ mod tests {
 
     fn arb_record() -> impl Strategy<Value = (u8, bool, u16, u32, Vec<u8>, String)> {
         (
-            1u8..=9,
+            1u8..=10,
             any::<bool>(),
             any::<u16>(),
             1u32..,
@@ -854,6 +901,7 @@ mod tests {
                     6 => Record::Eof { initiator: init, id },
                     7 => Record::Close { initiator: init, id },
                     8 => Record::Reset { initiator: init, id, reason: s },
+                    10 => Record::DataLz4 { initiator: init, id, raw: (*n as u16).max(1), block: data },
                     _ => Record::Exit {
                         initiator: init,
                         id,

@@ -39,7 +39,8 @@ use tracing::{info, warn};
 
 use crate::link::{Features, Link, LinkConfig, LinkEvent, LinkStats, Pacer};
 use crate::mux::{
-    ChannelId, ExitStatus, Mux, MuxConfig, MuxError, MuxEvent, MuxStats, RefuseReason, Target,
+    ChannelId, Codec, ExitStatus, Mux, MuxConfig, MuxError, MuxEvent, MuxStats, RefuseReason,
+    Target,
 };
 
 /// Everything a station needs to know before it starts.
@@ -401,6 +402,26 @@ impl Station {
     }
 
     // ----- getters ----------------------------------------------------------
+
+    /// What this end offers in the link's feature negotiation: the codec it
+    /// can decompress (`None` with `compress=off`). The link announces it to
+    /// the peer in each session.
+    pub fn compression_offer(&self) -> Option<Codec> {
+        self.mux.compression_offer()
+    }
+
+    /// The link reported what the peer can decompress for the current
+    /// session (`None` for a peer that announced nothing, e.g. one built
+    /// before compression). Call it for every session once its features are
+    /// known, after the session reset of the previous one (which clears it).
+    pub fn set_peer_compression(&mut self, codec: Option<Codec>) {
+        self.mux.set_peer_compression(codec);
+    }
+
+    /// The codec DATA goes out with now, if any.
+    pub fn compression(&self) -> Option<Codec> {
+        self.mux.compression()
+    }
 
     /// The configuration in use.
     pub fn config(&self) -> &StationConfig {
@@ -839,6 +860,13 @@ impl Station {
                 warn!("SERIAL-MUX:{}: {why}", self.cfg.label);
             }
             LinkEvent::PeerFeatures(features) => {
+                // What both ends offered for this session (the session reset
+                // before it cleared the last one's).
+                self.mux.set_peer_compression(
+                    features
+                        .contains(crate::link::Features::COMPRESS_LZ4)
+                        .then_some(Codec::Lz4),
+                );
                 self.events
                     .push_back(StationEvent::PeerFeatures { features });
             }

@@ -52,11 +52,14 @@ struct MuxUpper {
     peer_lost: u32,
     /// Session losses the link reported (each reset the mux).
     losses: u32,
+    /// The peer's config offers compression (what its link announces).
+    peer_compress: bool,
 }
 
 impl MuxUpper {
-    fn new(cfg: MuxConfig) -> Self {
+    fn new(cfg: MuxConfig, peer_compress: bool) -> Self {
         MuxUpper {
+            peer_compress,
             mux: Mux::new(cfg.clone()),
             cfg,
             handed: 0,
@@ -65,6 +68,13 @@ impl MuxUpper {
             peer_lost: 0,
             losses: 0,
         }
+    }
+}
+
+impl MuxUpper {
+    fn negotiate(&mut self) {
+        self.mux
+            .set_peer_compression(self.peer_compress.then_some(Codec::Lz4));
     }
 }
 
@@ -82,7 +92,11 @@ impl Upper for MuxUpper {
 
     fn on_event(&mut self, _now: Instant, ev: LinkEvent) {
         match ev {
-            LinkEvent::Up { .. } => self.ups += 1,
+            LinkEvent::Up { .. } => {
+                self.ups += 1;
+                // What the link's feature exchange tells each session.
+                self.negotiate();
+            }
             LinkEvent::Delivered(p) => {
                 if let Err(e) = self.mux.handle_payload(&p) {
                     panic!("a correct peer over a reliable link sent garbage: {e}");
@@ -93,6 +107,8 @@ impl Upper for MuxUpper {
                 self.losses += 1;
                 self.mux
                     .handle_session_reset(&format!("{SESSION_LOST}: peer restarted"));
+                // The new session's feature exchange.
+                self.negotiate();
             }
             LinkEvent::PeerLost => {
                 self.peer_lost += 1;
@@ -133,6 +149,9 @@ enum Case {
 /// Figures of one run.
 #[derive(Debug, Default, Clone, PartialEq)]
 struct Outcome {
+    /// DATA bytes that arrived compressed (the rest of the current
+    /// session's mux; every one was checked by the world).
+    compressed: u64,
     /// Simulated milliseconds until the workload finished.
     finished_ms: u64,
     /// Link steps.
@@ -222,8 +241,8 @@ fn run(seed: u64, case: Case) -> Outcome {
         LinkConfig::for_byte_rate(byte_rate),
         kind.line(byte_rate, seed.wrapping_mul(2) + 1),
         kind.line(byte_rate, seed.wrapping_mul(2) + 2),
-        MuxUpper::new(mcfg[0].clone()),
-        MuxUpper::new(mcfg[1].clone()),
+        MuxUpper::new(mcfg[0].clone(), mcfg[1].compress),
+        MuxUpper::new(mcfg[1].clone(), mcfg[0].compress),
         (0x1000 + seed as u32, 0x2000 + seed as u32),
         t0,
     );
@@ -349,6 +368,8 @@ fn run(seed: u64, case: Case) -> Outcome {
         retransmitted: la.frames_retransmitted + lb.frames_retransmitted,
         rto: la.rto_expiries + lb.rto_expiries,
         bytes: p.a.upper.mux.stats().bytes_received + p.b.upper.mux.stats().bytes_received,
+        compressed: p.a.upper.mux.stats().compressed_bytes_received
+            + p.b.upper.mux.stats().compressed_bytes_received,
         damage,
         cut: w.cut.len(),
     }
@@ -363,11 +384,14 @@ fn run_case(case: Case) -> Outcome {
         sum.steps += o.steps;
         sum.retransmitted += o.retransmitted;
         sum.bytes += o.bytes;
+        sum.compressed += o.compressed;
         sum.damage += o.damage;
         sum.cut += o.cut;
         sum.rto += o.rto;
     }
     assert!(sum.bytes > 0);
+    // Compressed records crossed the damaged line (and the restart) too.
+    assert!(sum.compressed > sum.bytes / 10, "{case:?}: {sum:?}");
     // The impairment was real and the link had to repair it. (A clean line
     // may still see the odd spurious RTO when both directions are busy, so its
     // retransmissions are not asserted to be zero.)
