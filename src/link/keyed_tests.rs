@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::crypto::{KeyConfig, Secret, SEAL_HEADER};
+use super::tests::{done, run_to_completion};
 use super::*;
 use crate::line::rng::Rng;
 use crate::sim::{ImpairmentKind, LinkPair, StreamTester, Which};
@@ -61,23 +62,6 @@ fn pair_with(kind: &ImpairmentKind, seed: u64, msgs: u64, ka: Option<u8>, kb: Op
     p.b.cfg = cfg(kb);
     p.b.link = Link::new(p.b.cfg.clone(), eb, t0);
     p
-}
-
-fn done(p: &Pair) -> bool {
-    p.a.link.is_up()
-        && p.b.link.is_up()
-        && p.a.upper.budget == 0
-        && p.b.upper.budget == 0
-        && p.a.upper.has_all_of(&p.b.upper)
-        && p.b.upper.has_all_of(&p.a.upper)
-}
-
-fn run_to_completion(p: &mut Pair, limit: Duration) {
-    let end = p.start + limit;
-    while p.now < end && !done(p) {
-        let t = (p.now + Duration::from_millis(50)).min(end);
-        p.run_until(t);
-    }
 }
 
 fn check(p: &Pair, what: &str, seed: u64) {

@@ -357,10 +357,17 @@ pub struct Link {
     prev_epoch: u32,
     /// Own HELLOs received back since the last session.
     own_hellos: u32,
-    /// The most recent line bytes after the last delimiter (≤ [`TAIL_LEN`]),
+    /// The first line bytes after the last delimiter (≤ [`TAIL_LEN`]),
     /// kept to recognise what a peer that is not sfs sends (modem responses,
     /// a terminal's echo).
     tail: Vec<u8>,
+    /// The latest line bytes (≤ [`TAIL_LEN`]), wherever frames start: a
+    /// cooked terminal's echo has no delimiter at all.
+    recent: Vec<u8>,
+    /// Where `tail` starts: after a delimiter (at a frame's start, if sfs), or
+    /// at the first byte we ever heard (when that was, since it may be the
+    /// middle of a frame: judged only once a frame's time has surely passed).
+    tail_start: TailStart,
     decoder: cobs::Decoder,
     raw: Vec<u8>,
     events: VecDeque<LinkEvent>,
@@ -390,6 +397,21 @@ const CAPS_RETRIES: u8 = 6;
 const HELLO_INITIAL: Duration = Duration::from_millis(100);
 /// Line bytes kept to recognise a foreign peer's text.
 const TAIL_LEN: usize = 80;
+/// How long bytes heard before any delimiter wait to be judged as text: they
+/// may be the middle of an sfs frame (we started mid-frame), whose delimiter
+/// comes within a frame time.
+const TAIL_SETTLE: Duration = Duration::from_secs(1);
+
+/// Where the kept line bytes start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TailStart {
+    /// Nothing heard yet.
+    Unheard,
+    /// At the first byte ever heard, at this time, with no delimiter since.
+    FirstByte(Instant),
+    /// Right after a delimiter.
+    Delimiter,
+}
 /// Own HELLOs received back, with no session, before the loop is reported:
 /// a bus that echoes what we send (2-wire RS-485) but has a real peer on it
 /// gets its session from the first HELLO exchange, well before the third echo.
@@ -446,6 +468,8 @@ impl Link {
             prev_epoch: epoch.max(1),
             own_hellos: 0,
             tail: Vec::with_capacity(TAIL_LEN),
+            recent: Vec::with_capacity(TAIL_LEN),
+            tail_start: TailStart::Unheard,
             decoder: cobs::Decoder::new(cobs::max_encoded_len(
                 MAX_RAW_FRAME + crypto::SEAL_OVERHEAD,
             )),
@@ -539,7 +563,7 @@ impl Link {
             // the layer above chooses as late as possible; a suspended frame lets
             // exactly one frame past.
             && self.tx.is_none()
-            && self.suspended.as_ref().map_or(true, |s| !s.passed)
+            && self.suspended.as_ref().is_none_or(|s| !s.passed)
     }
 
     /// Current adaptive payload size limit.
@@ -622,7 +646,7 @@ impl Link {
         }
         self.last_rx_byte = Some(now);
         self.garbage_bytes += bytes.len() as u64;
-        self.keep_tail(bytes);
+        self.keep_tail(now, bytes);
         let mut dec = std::mem::replace(&mut self.decoder, cobs::Decoder::new(0));
         dec.push(bytes, |chunk| self.on_chunk(now, chunk));
         self.decoder = dec;
@@ -639,8 +663,20 @@ impl Link {
                     || k == handshake::KIND_HANDSHAKE << 4 | 2
                     || k == crypto::KIND_SEALED << 4
             });
-        if !self.established && !self.mismatch_reported && !heard_sfs_lately && !keyed_frame_start {
-            if let Some(why) = session::foreign_text(&self.tail) {
+        let tail_judgeable = match self.tail_start {
+            TailStart::Delimiter => true,
+            TailStart::FirstByte(t) => now.saturating_duration_since(t) >= TAIL_SETTLE,
+            TailStart::Unheard => false,
+        };
+        if !self.established
+            && !self.mismatch_reported
+            && !heard_sfs_lately
+            && !keyed_frame_start
+            && tail_judgeable
+        {
+            if let Some(why) =
+                session::foreign_text(&self.tail).or_else(|| session::cooked_echo(&self.recent))
+            {
                 self.report_mismatch(why);
             }
         }
@@ -662,19 +698,27 @@ impl Link {
         }
     }
 
-    /// Keeps the line bytes after the last delimiter, at most [`TAIL_LEN`].
-    fn keep_tail(&mut self, bytes: &[u8]) {
+    /// Keeps the first line bytes after the last delimiter, at most
+    /// [`TAIL_LEN`]: the start of an sfs frame holds its control bytes, while its
+    /// payload may well be text (a log file in transit, seen during a restart).
+    fn keep_tail(&mut self, now: Instant, bytes: &[u8]) {
         let after = match bytes.iter().rposition(|&b| b == 0) {
             Some(i) => {
                 self.tail.clear();
+                self.tail_start = TailStart::Delimiter;
                 &bytes[i + 1..]
             }
             None => bytes,
         };
-        let after = &after[after.len().saturating_sub(TAIL_LEN)..];
-        let excess = (self.tail.len() + after.len()).saturating_sub(TAIL_LEN);
-        self.tail.drain(..excess);
-        self.tail.extend_from_slice(after);
+        if self.tail_start == TailStart::Unheard {
+            self.tail_start = TailStart::FirstByte(now);
+        }
+        let room = TAIL_LEN.saturating_sub(self.tail.len());
+        self.tail.extend_from_slice(&after[..after.len().min(room)]);
+        let latest = &bytes[bytes.len().saturating_sub(TAIL_LEN)..];
+        let excess = (self.recent.len() + latest.len()).saturating_sub(TAIL_LEN);
+        self.recent.drain(..excess);
+        self.recent.extend_from_slice(latest);
     }
 
     fn on_chunk(&mut self, now: Instant, chunk: cobs::Chunk<'_>) {
@@ -844,6 +888,14 @@ impl Link {
                 return;
             }
         }
+        if let Repr::Caps(c) = &repr {
+            // Our own CAPS came back through a loop: answering it would make a
+            // CAPS ping-pong with ourselves at line rate.
+            if c.epoch == self.epoch || c.epoch == self.prev_epoch {
+                self.stats.own_frames += 1;
+                return;
+            }
+        }
         self.stats.frames_received += 1;
         self.heard_sfs_at = Some(now);
         self.tail.clear();
@@ -929,9 +981,9 @@ impl Link {
         if self.features_reported || !self.is_up() {
             return;
         }
-        if !self
+        if self
             .peer_caps
-            .is_some_and(|c| Some(c.epoch) == self.peer_epoch)
+            .is_none_or(|c| Some(c.epoch) != self.peer_epoch)
         {
             return;
         }

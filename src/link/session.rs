@@ -47,18 +47,8 @@ pub fn on_hello(my_epoch: u32, known_peer: Option<u32>, h: &Hello) -> HelloActio
 /// `RING`, `NO CARRIER`, a shell, a login prompt. `None` while the bytes
 /// could still be anything else (binary, or no complete line yet).
 pub fn foreign_text(tail: &[u8]) -> Option<String> {
-    // Every sfs frame holds a raw control byte (its kind, HELLO's version);
-    // a cooked terminal shows them all as ^X.
-    let no_controls = tail
-        .iter()
-        .all(|&b| b >= 0x20 || matches!(b, b'\t' | b'\r' | b'\n' | 0x07));
-    if no_controls && tail.windows(2).filter(|w| w == b"^@").count() >= 2 {
-        return Some(
-            "the far end is not sfs: it echoes our frames as text, as a terminal in \
-             cooked mode does (a shell's tty? start sfs there, or make it raw with \
-             `stty raw -echo`)"
-                .into(),
-        );
+    if let Some(why) = cooked_echo(tail) {
+        return Some(why);
     }
     let texty = |b: &u8| matches!(b, b' '..=b'~' | b'\r' | b'\n' | b'\t');
     if !tail.iter().all(texty) {
@@ -73,6 +63,23 @@ pub fn foreign_text(tail: &[u8]) -> Option<String> {
     Some(format!(
         "the far end is not sfs: it sends text like '{line}' (a modem, a console or a shell?)"
     ))
+}
+
+/// A terminal in cooked mode echoing our frames, in any stretch of line bytes:
+/// it never sends a NUL (it shows ours as `^@`), so no delimiter ever marks
+/// where a frame would start.
+pub fn cooked_echo(bytes: &[u8]) -> Option<String> {
+    // Every sfs frame holds a raw control byte (its kind, HELLO's version);
+    // a cooked terminal shows them all as ^X.
+    let no_controls = bytes
+        .iter()
+        .all(|&b| b >= 0x20 || matches!(b, b'\t' | b'\r' | b'\n' | 0x07));
+    (no_controls && bytes.windows(2).filter(|w| w == b"^@").count() >= 2).then(|| {
+        "the far end is not sfs: it echoes our frames as text, as a terminal in \
+         cooked mode does (a shell's tty? start sfs there, or make it raw with \
+         `stty raw -echo`)"
+            .into()
+    })
 }
 
 /// EWMA estimate of the per-byte error probability `q` from frame outcomes.

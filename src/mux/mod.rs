@@ -740,6 +740,18 @@ impl Channel {
     }
 }
 
+/// Why a DATA record (plain or compressed) may not be taken on `c` now, if so:
+/// the peer broke the protocol.
+fn data_refused(c: &Channel) -> Option<&'static str> {
+    if c.phase != Phase::Established {
+        Some("DATA before OPEN_OK")
+    } else if c.recv != RecvHalf::Open {
+        Some("DATA after EOF")
+    } else {
+        None
+    }
+}
+
 /// Append `data` to a buffer whose length never exceeds `limit`, growing its
 /// allocation by doubling (amortised O(1) per byte) but never beyond `limit`,
 /// so the heap a channel holds is bounded by its configured sizes.
@@ -1247,12 +1259,8 @@ impl Mux {
                 Self::maybe_queue_eof(&mut self.ctl, h, c);
             }
             Record::Data { data, .. } => {
-                if c.phase != Phase::Established {
-                    self.violation(h, "DATA before OPEN_OK");
-                    return;
-                }
-                if c.recv != RecvHalf::Open {
-                    self.violation(h, "DATA after EOF");
+                if let Some(why) = data_refused(c) {
+                    self.violation(h, why);
                     return;
                 }
                 if let Err(e) = c.rxw.on_data(data.len()) {
@@ -1270,12 +1278,8 @@ impl Mux {
                 }
             }
             Record::DataLz4 { raw, block, .. } => {
-                if c.phase != Phase::Established {
-                    self.violation(h, "DATA before OPEN_OK");
-                    return;
-                }
-                if c.recv != RecvHalf::Open {
-                    self.violation(h, "DATA after EOF");
+                if let Some(why) = data_refused(c) {
+                    self.violation(h, why);
                     return;
                 }
                 if !self.cfg.compress {

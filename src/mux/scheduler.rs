@@ -226,7 +226,7 @@ impl Scheduler {
     pub fn is_sparse(&self, ch: ChannelId) -> bool {
         self.flows
             .get(&ch)
-            .map_or(true, |f| (f.used_at(self.clock) as usize) < self.budget)
+            .is_none_or(|f| (f.used_at(self.clock) as usize) < self.budget)
     }
 
     fn account(f: &mut Flow, round: u64, clock: u64, n: usize) {
