@@ -70,10 +70,12 @@ pub fn foreign_text(tail: &[u8]) -> Option<String> {
 /// where a frame would start.
 pub fn cooked_echo(bytes: &[u8]) -> Option<String> {
     // Every sfs frame holds a raw control byte (its kind, HELLO's version);
-    // a cooked terminal shows them all as ^X.
+    // a cooked terminal shows them all as ^X — except that our bytes which
+    // are its line-editing keys (erase, word erase, kill, literal next) come
+    // back as backspaces ("\b \b").
     let no_controls = bytes
         .iter()
-        .all(|&b| b >= 0x20 || matches!(b, b'\t' | b'\r' | b'\n' | 0x07));
+        .all(|&b| b >= 0x20 || matches!(b, b'\t' | b'\r' | b'\n' | 0x07 | 0x08));
     (no_controls && bytes.windows(2).filter(|w| w == b"^@").count() >= 2).then(|| {
         "the far end is not sfs: it echoes our frames as text, as a terminal in \
          cooked mode does (a shell's tty? start sfs there, or make it raw with \
@@ -185,6 +187,8 @@ mod tests {
         // A cooked tty shows our frames' delimiters as ^@.
         let echo = b"^@^L\xe1^C^A\xff^@";
         assert!(t(echo).unwrap().contains("echoes our frames as text"));
+        // Our bytes that are its erase/kill keys come back as backspaces.
+        assert!(t(b"^@^L\x08 \x08^C^@").unwrap().contains("cooked mode"));
         // Text about ^@ inside an sfs frame (raw kind byte 0x10) is not an echo.
         assert!(t(b"\x41\x10\x00\x01^@^@").is_none());
     }
