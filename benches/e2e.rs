@@ -7,8 +7,10 @@
 //!
 //! Goodput = intact payload bytes per second ÷ line byte rate (baud/10, 8N1).
 //!
-//! `SFS_BENCH_BIN=/path/to/sfs` runs another build (e.g. the previous commit's)
-//! under the same cases, for back-to-back before/after comparisons.
+//! `SFS_BENCH_BIN=/path/to/sfs` runs another build under the same cases.
+//! `SFS_BENCH_BEFORE=/path/to/old/sfs` runs every case twice in a row, first
+//! with that build (rows marked "(before)"), then with this one: before/after
+//! figures from one run, under the same machine load.
 #![allow(clippy::disallowed_methods)] // measurements and test set-up read the clock
 
 use sfs::testbed::{
@@ -16,6 +18,7 @@ use sfs::testbed::{
     TestbedOptions,
 };
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 
@@ -34,12 +37,30 @@ struct Row {
     note: String,
 }
 
-/// The sfs binary under test: this build, or `SFS_BENCH_BIN` (e.g. a build of
-/// an older commit, for before/after figures measured back to back).
+/// The current pass runs the `SFS_BENCH_BEFORE` build.
+static BEFORE_PASS: AtomicBool = AtomicBool::new(false);
+
+/// The sfs binary under test: this build (or `SFS_BENCH_BIN`), or in a
+/// "before" pass the `SFS_BENCH_BEFORE` build.
 fn bin() -> PathBuf {
-    std::env::var_os("SFS_BENCH_BIN")
+    let var = if BEFORE_PASS.load(Ordering::Relaxed) {
+        "SFS_BENCH_BEFORE"
+    } else {
+        "SFS_BENCH_BIN"
+    };
+    std::env::var_os(var)
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_sfs")))
+}
+
+/// The passes each case runs: `[true, false]` (before, then after) when
+/// `SFS_BENCH_BEFORE` names an older build, else `[false]`.
+fn passes() -> Vec<bool> {
+    if std::env::var_os("SFS_BENCH_BEFORE").is_some() {
+        vec![true, false]
+    } else {
+        vec![false]
+    }
 }
 
 async fn start(cable: CableSpec) -> Testbed {
@@ -164,11 +185,18 @@ async fn echo_latency(case: &str, cable: CableSpec, with_bulk: bool, samples: us
     // side B receives it.
     let (b0, t0) = (sink_bytes(), Instant::now());
     let mut v = Vec::new();
+    // Keystrokes at a fast typist's pace (10 a second on average), at random
+    // moments: a fixed period would fall at the same phase of the bulk frames
+    // every time and measure one point of the distribution.
+    let mut gaps = PatternGen::new(0x7e57);
     for _ in 0..samples {
         if let Ok(Ok(d)) = tokio::time::timeout(Duration::from_secs(5), echo.round_trip()).await {
             v.push(d.as_secs_f64() * 1000.0);
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut r = [0u8; 1];
+        gaps.fill(&mut r);
+        let gap = 40 + u64::from(r[0]) * 120 / 256;
+        tokio::time::sleep(Duration::from_millis(gap)).await;
     }
     let bulk_goodput = with_bulk
         .then(|| (sink_bytes() - b0) as f64 / t0.elapsed().as_secs_f64() / cable.byte_rate());
@@ -381,7 +409,7 @@ fn fmt(v: Option<f64>, prec: usize) -> String {
 
 fn print_table(rows: &[Row]) {
     println!(
-        "{:<22} {:>8} {:>8} {:>10} {:>8} {:>8} {:>10} {:>10} {:>7} {:>7}  note",
+        "{:<31} {:>8} {:>8} {:>10} {:>8} {:>8} {:>10} {:>10} {:>7} {:>7}  note",
         "case",
         "baud",
         "goodput",
@@ -395,7 +423,7 @@ fn print_table(rows: &[Row]) {
     );
     for r in rows {
         println!(
-            "{:<22} {:>8} {:>8} {:>10} {:>8} {:>8} {:>10} {:>10} {:>7} {:>7}  {}",
+            "{:<31} {:>8} {:>8} {:>10} {:>8} {:>8} {:>10} {:>10} {:>7} {:>7}  {}",
             r.case,
             r.baud,
             fmt(r.goodput, 3),
@@ -450,9 +478,15 @@ async fn main() {
     macro_rules! case {
         ($name:expr, $e:expr) => {
             if want($name) {
-                let r = $e;
-                print_table(std::slice::from_ref(&r));
-                rows.push(r);
+                for before in passes() {
+                    BEFORE_PASS.store(before, Ordering::Relaxed);
+                    let mut r = $e;
+                    if before {
+                        r.case.push_str(" (before)");
+                    }
+                    print_table(std::slice::from_ref(&r));
+                    rows.push(r);
+                }
             }
         };
     }
@@ -483,7 +517,7 @@ async fn main() {
             let opts = format!("secret-file={}", key_file().display());
             case!(
                 name,
-                bulk_with(name, cable, 1, secs, Data::Random, &opts).await
+                bulk_with(name, cable.clone(), 1, secs, Data::Random, &opts).await
             );
         }
     }
@@ -592,9 +626,15 @@ async fn main() {
         echo_latency("echo-bulk-115200", CableSpec::clean(115_200), true, 200).await
     );
     if want("ssh-login-scp-115200") {
-        let r = ssh_login_during_scp(115_200, if quick { 3 } else { 5 }, 120_000).await;
-        print_table(&r);
-        rows.extend(r);
+        for before in passes() {
+            BEFORE_PASS.store(before, Ordering::Relaxed);
+            let mut r = ssh_login_during_scp(115_200, if quick { 3 } else { 5 }, 120_000).await;
+            if before {
+                r.iter_mut().for_each(|r| r.case.push_str(" (before)"));
+            }
+            print_table(&r);
+            rows.extend(r);
+        }
     }
     case!(
         "stalled-921600",

@@ -614,8 +614,8 @@ fn station_config(addr: &SerialMux) -> Result<StationConfig> {
             .map_err(|e| Error::Usage(format!("SERIAL-MUX:{}: {e}", addr.device)))?;
         cfg.link.key = Some(crate::link::crypto::KeyConfig { secret, seed });
     }
-    // Link features to offer (bit set, docs/link-protocol.md §9; default none =
-    // plain wire v1), for measurements until an address option carries it.
+    // Link features to offer (bit set, docs/link-protocol.md §10; default
+    // RESUME | LARGE_FRAMES; 0 = plain wire v1), for measurements.
     if let Some(bits) = std::env::var("SFS_LINK_FEATURES")
         .ok()
         .and_then(|v| v.trim().parse::<u32>().ok())

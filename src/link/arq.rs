@@ -143,6 +143,37 @@ impl SendWindow {
         Some((self.una.plus(i as u16), self.slots[i].payload.clone()))
     }
 
+    /// `seq` is being transmitted for the first time (its transmission began and
+    /// has not ended).
+    pub fn is_first_transmission(&self, seq: Seq) -> bool {
+        self.slot(seq)
+            .is_some_and(|s| s.tx_count == 1 && s.partial && !s.acked)
+    }
+
+    /// Lets the never-sent frame `next` overtake the frame `stopped` in the order:
+    /// they trade places, so `stopped`'s number now holds `next`'s payload (not
+    /// sent yet) and `next`'s number the stopped transmission, still in progress.
+    /// Only the first transmission of the frame right before `next` can be
+    /// overtaken (the peer cannot hold it yet); false, and nothing changed,
+    /// otherwise.
+    pub fn overtake(&mut self, stopped: Seq, next: Seq) -> bool {
+        if next != stopped.plus(1)
+            || !self.is_first_transmission(stopped)
+            || self.slot(next).is_none_or(|s| s.tx_count != 0)
+        {
+            return false;
+        }
+        let i = stopped.diff(self.una) as usize;
+        self.slots.swap(i, i + 1);
+        true
+    }
+
+    fn slot(&self, seq: Seq) -> Option<&Slot> {
+        usize::try_from(seq.diff(self.una))
+            .ok()
+            .and_then(|i| self.slots.get(i))
+    }
+
     /// `seq` is in the window and not acknowledged yet.
     pub fn is_unacked(&self, seq: Seq) -> bool {
         usize::try_from(seq.diff(self.una))

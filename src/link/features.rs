@@ -19,11 +19,9 @@ impl Features {
     pub const COMPRESS_LZ4: Features = Features(1 << 2);
     /// Per-channel zstd compression (used by the multiplexer, carried here).
     pub const COMPRESS_ZSTD: Features = Features(1 << 3);
-    /// What this build implements at the link level. Not offered by default yet
-    /// (`LinkConfig::features` is [`NONE`](Self::NONE)): measured end to end, a
-    /// suspended frame does not shorten the wait of the urgent one behind it,
-    /// because the receiver delivers in sequence order and the urgent frame's
-    /// sequence number comes after the suspended one (see docs/link-protocol.md §9).
+    /// What this build offers at the link level by default
+    /// (`LinkConfig::features`): large frames on clean lines, and urgent frames
+    /// that overtake a frame in progress (docs/link-protocol.md §10).
     pub const DEFAULT: Features = Features(Self::RESUME.0 | Self::LARGE_FRAMES.0);
 
     /// Every feature of `other` is in `self`.

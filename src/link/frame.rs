@@ -9,6 +9,8 @@
 //! HELLO (3)   version:u8 epoch:u32 seen:u32 window:u16      (flag R=0x1: reply/established)
 //! CAPS  (4)   epoch:u32 seen:u32 features:u32 max_payload:u16 (flag K=0x1: I have yours)
 //! RESUME (5)  offset:u16 rest-of-a-suspended-frame…  (no trailer of its own; link layer)
+//!             flag N=0x1 (renumbered): offset:u16 seq:u16 check:u32 rest…, the check
+//!             (CRC-32C, keyed, LE) over the kind byte, offset and seq
 //! sack        n:u8 (1..=32) bitmap[n]   bit i (LSB first) ⇒ seq ack+1+i received
 //! trailer     check:u32 little-endian over key ‖ frame: CRC-32C, or CRC-32K when
 //!             key ‖ frame is longer than 655 bytes (large frames only)
@@ -45,6 +47,12 @@ const KIND_HELLO: u8 = 3;
 const KIND_CAPS: u8 = 4;
 /// The kind of a RESUME frame (handled by the link before [`parse`]).
 pub const KIND_RESUME: u8 = 5;
+/// RESUME flag: the frame takes a new sequence number (a frame overtook it).
+const FLAG_RENUMBERED: u8 = 0x1;
+/// Header of a plain RESUME: kind byte, offset.
+pub const RESUME_HEADER: usize = 3;
+/// Header of a renumbered RESUME: kind byte, offset, seq, check.
+pub const RENUMBERED_RESUME_HEADER: usize = 9;
 const FLAG_ACK: u8 = 0x1;
 const FLAG_SACK: u8 = 0x2;
 const FLAG_REPLY: u8 = 0x1;
@@ -385,6 +393,82 @@ pub fn parse_body(body: &[u8]) -> Result<Repr<'_>, ParseError> {
     }
 }
 
+/// The header of a RESUME (kind 5): where the rest continues the suspended
+/// frame, and the frame's new place in the order if it was overtaken.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Resume {
+    /// Raw bytes of the frame the receiver already holds.
+    pub offset: u16,
+    /// The frame's new sequence number (it no longer matches the one inside it).
+    pub renumber: Option<Seq>,
+}
+
+impl Resume {
+    /// Header bytes on the wire.
+    pub fn header_len(&self) -> usize {
+        if self.renumber.is_some() {
+            RENUMBERED_RESUME_HEADER
+        } else {
+            RESUME_HEADER
+        }
+    }
+
+    /// Appends the header (the rest of the frame follows it). The frame's own
+    /// check covers the bytes it continues, not the new sequence number, so a
+    /// renumbered header carries a check of its own: a damaged `seq` would
+    /// deliver the frame in the wrong place.
+    pub fn emit(&self, key: &[u8; 8], out: &mut Vec<u8>) {
+        let start = out.len();
+        let flags = if self.renumber.is_some() {
+            FLAG_RENUMBERED
+        } else {
+            0
+        };
+        out.push(KIND_RESUME << 4 | flags);
+        out.extend_from_slice(&self.offset.to_be_bytes());
+        if let Some(seq) = self.renumber {
+            out.extend_from_slice(&seq.0.to_be_bytes());
+            let check = super::crc::crc32c(key, &out[start..]);
+            out.extend_from_slice(&check.to_le_bytes());
+        }
+    }
+
+    /// Parses the header at the start of `raw` (kind 5 already seen) and
+    /// returns it with the rest of the frame. A renumbered header whose check
+    /// fails is [`ParseError::BadCrc`].
+    pub fn parse<'a>(raw: &'a [u8], key: &[u8; 8]) -> Result<(Resume, &'a [u8]), ParseError> {
+        let first = *raw.first().ok_or(ParseError::Truncated)?;
+        if first >> 4 != KIND_RESUME {
+            return Err(ParseError::UnknownKind(first >> 4));
+        }
+        let offset = u16_at(raw, 1)?;
+        match first & 0xF {
+            0 => Ok((
+                Resume {
+                    offset,
+                    renumber: None,
+                },
+                &raw[RESUME_HEADER..],
+            )),
+            FLAG_RENUMBERED => {
+                let seq = Seq(u16_at(raw, 3)?);
+                let check = u32_at(raw, 5)?.swap_bytes();
+                if super::crc::crc32c(key, &raw[..5]) != check {
+                    return Err(ParseError::BadCrc);
+                }
+                Ok((
+                    Resume {
+                        offset,
+                        renumber: Some(seq),
+                    },
+                    &raw[RENUMBERED_RESUME_HEADER..],
+                ))
+            }
+            _ => Err(ParseError::BadFlags),
+        }
+    }
+}
+
 /// The CRC key of frames sent by `from` to `to`.
 pub fn session_key(from: u32, to: u32) -> [u8; 8] {
     let mut k = [0u8; 8];
@@ -467,6 +551,37 @@ mod tests {
             reply: true,
         }));
         assert!(a.sack.get(17) && !a.sack.get(16) && a.sack.get(255) && !a.sack.get(256));
+    }
+
+    #[test]
+    fn resume_headers_round_trip_and_a_damaged_renumber_is_caught() {
+        for renumber in [None, Some(Seq(0)), Some(Seq(0xBEEF))] {
+            let r = Resume {
+                offset: 517,
+                renumber,
+            };
+            let mut out = Vec::new();
+            r.emit(&K, &mut out);
+            assert_eq!(out.len(), r.header_len());
+            out.extend_from_slice(b"rest");
+            assert_eq!(Resume::parse(&out, &K), Ok((r, &b"rest"[..])));
+            if renumber.is_some() {
+                // Any single bit flip in the header is caught (or, in the kind
+                // byte's flag, turns it into a plain RESUME whose "rest" then
+                // fails the frame's own check).
+                for bit in 0..8 * RENUMBERED_RESUME_HEADER {
+                    let mut bad = out.clone();
+                    bad[bit / 8] ^= 1 << (bit % 8);
+                    if let Ok((h, _)) = Resume::parse(&bad, &K) {
+                        assert!(h.renumber.is_none(), "bit {bit}: {h:?}");
+                    }
+                }
+                // Another session's key fails the check too.
+                assert_eq!(Resume::parse(&out, &[9; 8]), Err(ParseError::BadCrc));
+            }
+        }
+        assert_eq!(Resume::parse(&[0x50, 1], &K), Err(ParseError::Truncated));
+        assert_eq!(Resume::parse(&[0x52, 0, 1], &K), Err(ParseError::BadFlags));
     }
 
     #[test]

@@ -139,9 +139,9 @@ impl LinkConfig {
             mismatch_after: Duration::from_secs(3),
             adaptive: true,
             key: None,
-            // Plain v1 until suspend/resume also overtakes in delivery order
-            // (see `Features::DEFAULT`); the multiplexer's bits may be offered alone.
-            features: Features::NONE,
+            // Large frames on clean lines, and urgent frames that overtake a
+            // frame in progress; a peer without them keeps plain v1.
+            features: Features::DEFAULT,
             large_max_payload: LARGE_MAX_PAYLOAD,
         }
     }
@@ -282,6 +282,9 @@ pub struct LinkStats {
     pub frames_resumed: u64,
     /// RESUME frames that did not continue the piece we held (dropped; ARQ resends).
     pub resume_mismatches: u64,
+    /// Suspended frames that a payload overtook in the delivery order (their
+    /// RESUME gave them the next sequence number).
+    pub frames_overtaken: u64,
 }
 
 /// The frame being handed out, possibly in pieces.
@@ -299,16 +302,28 @@ struct Tx {
 
 #[derive(Debug)]
 struct TxData {
+    /// Its place in the order: the seq inside the frame, or the one a frame that
+    /// overtook it left (then a RESUME carries it).
     seq: Seq,
+    /// The seq written inside the frame.
+    frame_seq: Seq,
     /// The whole raw DATA frame with its check.
     raw: Vec<u8>,
-    /// Raw bytes of it the receiver has from earlier pieces (0: the original frame;
-    /// else this is a RESUME from here).
+    /// Raw bytes of it the receiver has from earlier pieces.
     base: usize,
     /// Line bytes spent on this frame so far (all pieces).
     wire: usize,
-    /// This encoding is a RESUME (3 header bytes before the frame's bytes).
-    resume: bool,
+    /// What is being handed out: the frame, or a RESUME of it.
+    encoding: TxEncoding,
+}
+
+/// How a DATA frame in progress is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TxEncoding {
+    /// The frame itself.
+    Frame,
+    /// A RESUME from `base`, with a header of this many raw bytes.
+    Resume { header: usize },
 }
 
 /// A DATA frame stopped for an urgent one, to be finished by a RESUME.
@@ -764,14 +779,19 @@ impl Link {
     /// `offset` raw bytes came in earlier pieces. `complete` is false for a RESUME
     /// that was itself suspended (its bytes extend the kept piece).
     fn on_resume(&mut self, now: Instant, raw: &[u8], complete: bool) {
-        if raw.len() < 3 {
-            if complete {
-                self.stats.malformed += 1;
+        let key = frame::session_key(self.peer_epoch.unwrap_or(0), self.epoch);
+        let (header, rest) = match frame::Resume::parse(raw, &key) {
+            Ok(r) => r,
+            // A RESUME that was itself suspended within its header adds no
+            // bytes; the next one continues from the same offset.
+            Err(ParseError::Truncated) if !complete => return,
+            Err(_) => {
+                self.stats.resume_mismatches += 1;
+                self.rx_kept = None;
+                return;
             }
-            return;
-        }
-        let offset = u16::from_be_bytes([raw[1], raw[2]]) as usize;
-        let rest = &raw[3..];
+        };
+        let offset = header.offset as usize;
         let Some(mut kept) = self.rx_kept.take() else {
             self.stats.resume_mismatches += 1;
             return;
@@ -783,20 +803,43 @@ impl Link {
         kept.extend_from_slice(rest);
         if complete {
             self.stats.frames_resumed += 1;
-            self.on_raw(now, &kept);
+            self.on_raw_at(now, &kept, header.renumber);
         } else {
+            // Only the final RESUME's seq counts: a frame may be overtaken
+            // again while it is being resumed.
             self.rx_kept = Some(kept);
         }
     }
 
     fn on_raw(&mut self, now: Instant, raw: &[u8]) {
+        self.on_raw_at(now, raw, None);
+    }
+
+    /// A raw frame; `renumber` is the place in the order a RESUME gave it (a
+    /// frame overtook it), instead of the seq inside it.
+    fn on_raw_at(&mut self, now: Instant, raw: &[u8], renumber: Option<Seq>) {
         if self.keyed.is_some() {
+            if renumber.is_some() {
+                // Never sent on a keyed link (its seq would not be authenticated).
+                self.stats.malformed += 1;
+                return;
+            }
             return self.on_keyed_chunk(now, raw);
         }
         let key = frame::session_key(self.peer_epoch.unwrap_or(0), self.epoch);
         match frame::parse(raw, &key) {
             Ok(repr) => {
                 self.errors.record(1, 0, raw.len() as u64 + 2);
+                let repr = match (repr, renumber) {
+                    (repr, None) => repr,
+                    (Repr::Data { ack, payload, .. }, Some(seq)) => {
+                        Repr::Data { seq, ack, payload }
+                    }
+                    (_, Some(_)) => {
+                        self.stats.malformed += 1;
+                        return;
+                    }
+                };
                 self.on_frame(now, repr)
             }
             Err(ParseError::BadCrc) if self.is_own_frame(raw) => {
@@ -847,9 +890,22 @@ impl Link {
             return;
         };
         let mut plain = std::mem::take(&mut self.plain);
+        let sessions = keyed.sessions;
         let got = keyed.receive(now, raw, &mut plain);
         while let Some(r) = keyed.poll_report() {
             self.events.push_back(LinkEvent::ProtocolMismatch(r));
+        }
+        if keyed.sessions != sessions && (self.established || self.peer_epoch.is_some()) {
+            // New keys replaced a session we had: the peer restarted (or we
+            // did and it answered). Its sequence numbers start afresh, so ours
+            // must too — frames of the old session still waiting here would
+            // otherwise be delivered in the new one's place.
+            if self.established {
+                self.events.push_back(LinkEvent::PeerRestarted);
+            }
+            self.reset_session();
+            self.caps_confirmed = false;
+            self.hello_due = true;
         }
         let wire = raw.len() as u64 + 2;
         match got {
@@ -1262,22 +1318,37 @@ impl Link {
         self.tx.is_some()
     }
 
-    /// Whether [`preempt`](Self::preempt) would stop the current frame: it is a
-    /// DATA frame (or the RESUME of one) with more than `min_left` bytes still to go,
-    /// and the peer announced RESUME.
+    /// Whether [`preempt`](Self::preempt) would stop the current frame: the first
+    /// transmission of a DATA frame (or the RESUME of one) with more than
+    /// `min_left` bytes still to go, on an unkeyed link whose peer announced
+    /// RESUME. (A retransmission is never stopped: the peer may hold it already,
+    /// so nothing could take its place in the order.)
     pub fn can_preempt(&self, min_left: usize) -> bool {
         self.features().contains(Features::RESUME)
+            && self.keyed.is_none()
             && self.suspended.is_none()
-            && self
-                .tx
-                .as_ref()
-                .is_some_and(|t| t.data.is_some() && t.buf.len() - t.pos > min_left)
+            && self.tx.as_ref().is_some_and(|t| {
+                t.data
+                    .as_ref()
+                    .is_some_and(|d| self.snd.is_first_transmission(d.seq))
+                    && t.buf.len() - t.pos > min_left
+            })
+    }
+
+    /// A frame was stopped by [`preempt`](Self::preempt) and the one payload that
+    /// may overtake it has not been given yet: what [`send`](Self::send) takes now
+    /// is delivered to the peer *before* the stopped frame's payload (it takes
+    /// that frame's place in the order), so it must not depend on it.
+    pub fn awaiting_overtaker(&self) -> bool {
+        self.suspended.as_ref().is_some_and(|s| !s.passed)
     }
 
     /// Stops the DATA frame being sent (see [`can_preempt`](Self::can_preempt)) so
-    /// that one frame — the next new payload, for an urgent channel — goes first;
-    /// the frame is finished by a RESUME right after it. The cut falls inside a
-    /// COBS group at or after what was handed out, so the receiver gets an
+    /// that one frame — the next payload [`send`](Self::send) takes, for an urgent
+    /// channel — overtakes it: that payload is sent at once under the stopped
+    /// frame's sequence number, and the stopped frame is finished right after it
+    /// by a RESUME that gives it the next number. The cut falls inside a COBS
+    /// group at or after what was handed out, so the receiver gets an
     /// undecodable piece it keeps, never a frame. Returns whether it stopped.
     pub fn preempt(&mut self, min_left: usize) -> bool {
         if !self.can_preempt(min_left) {
@@ -1300,15 +1371,14 @@ impl Link {
             return false;
         };
         // Raw bytes of the frame the receiver will hold after this piece.
-        data.base += if data.resume {
-            piece.len().saturating_sub(3)
-        } else {
-            piece.len()
+        data.base += match data.encoding {
+            TxEncoding::Frame => piece.len(),
+            TxEncoding::Resume { header } => piece.len().saturating_sub(header),
         };
         tx.buf.truncate(tx.lead + p);
         tx.buf.push(0);
         data.wire += 1;
-        if !data.resume {
+        if data.encoding == TxEncoding::Frame {
             self.stats.frames_suspended += 1;
         }
         self.suspended = Some(Suspended {
@@ -1379,7 +1449,17 @@ impl Link {
                     self.suspended = None;
                 } else if !sus.passed && self.snd.has_unsent() {
                     sus.passed = true;
-                    pick = self.snd.next_unsent().map(|(q, p)| (q, p, false));
+                    if let Some((q, p)) = self.snd.next_unsent() {
+                        // The overtaking payload takes the stopped frame's
+                        // place in the order, and the stopped frame the next.
+                        let seq = if self.snd.overtake(sus.data.seq, q) {
+                            std::mem::replace(&mut sus.data.seq, q)
+                        } else {
+                            q
+                        };
+                        pick = Some((seq, p, false));
+                        self.stats.frames_overtaken += u64::from(seq != q);
+                    }
                 } else {
                     resume_of = self.suspended.take().map(|s| s.data);
                 }
@@ -1387,10 +1467,16 @@ impl Link {
             if resume_of.is_none() && pick.is_none() && self.suspended.is_none() {
                 pick = self.snd.next_to_send();
             }
-            if let Some(d) = &resume_of {
-                raw.push(KIND_RESUME << 4);
-                raw.extend_from_slice(&(d.base as u16).to_be_bytes());
+            if let Some(d) = &mut resume_of {
+                let header = frame::Resume {
+                    offset: d.base as u16,
+                    renumber: (d.seq != d.frame_seq).then_some(d.seq),
+                };
+                header.emit(&key, &mut raw);
                 raw.extend_from_slice(&d.raw[d.base..]);
+                d.encoding = TxEncoding::Resume {
+                    header: header.header_len(),
+                };
             } else if let Some((seq, payload, retx)) = pick {
                 let ack = self.ack_for_data();
                 carried_ack = ack.is_some();
@@ -1411,10 +1497,11 @@ impl Link {
                 }
                 data = Some(TxData {
                     seq,
+                    frame_seq: seq,
                     raw: raw.clone(),
                     base: 0,
                     wire: 0,
-                    resume: false,
+                    encoding: TxEncoding::Frame,
                 });
             } else if self.ack_due || self.keepalive_due {
                 Repr::Ack(self.rcv.ack_info()).emit(&key, &mut raw);
@@ -1458,7 +1545,7 @@ impl Link {
         self.stats.bytes_sent += n as u64;
         self.stats.framing_overhead_bytes += (n - payload_len) as u64;
         // A RESUME continues the same transmission of the same frame.
-        let data = data.or(resume_of.map(|d| TxData { resume: true, ..d }));
+        let data = data.or(resume_of);
         self.tx = Some(Tx {
             buf,
             pos: 0,

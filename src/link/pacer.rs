@@ -64,10 +64,14 @@ impl Pacer {
             return None;
         }
         let t = self.drained_at?;
-        // queued < target  <=>  remaining time < target_bytes / rate (approximately);
-        // step back (target_bytes - 1) byte times from the drain time.
+        // queued = ⌈left · rate⌉ < target  ⇔  left ≤ (target − 1) / rate: step
+        // back that long from the drain time, rounded *down* — rounded up, the
+        // queue is still at the target at the returned instant, and a driver
+        // (or simulation) that wakes exactly then finds nothing to do and
+        // gets the same instant again.
+        let back = ((self.target_bytes - 1) as u128 * 1_000_000_000) / self.byte_rate as u128;
         Some(
-            t.checked_sub(self.byte_time(self.target_bytes - 1))
+            t.checked_sub(Duration::from_nanos(back as u64))
                 .unwrap_or(t)
                 .max(now),
         )
@@ -104,6 +108,17 @@ mod tests {
         p.on_written(t0 + Duration::from_millis(5), 50);
         assert_eq!(p.queued(t0 + Duration::from_millis(5)), 100);
         assert_eq!(p.queued(t0 + Duration::from_millis(15)), 0);
+        // At a rate that does not divide a second evenly (115200 baud: 34
+        // bytes), the pacer is writable at the instant it names.
+        let mut q = Pacer::new(11_520, Duration::from_millis(3));
+        for n in [39, 35, 100, 1999] {
+            let w = q.next_writable(t0).unwrap_or(t0);
+            q.on_written(w, n);
+            let w2 = q
+                .next_writable(w)
+                .expect("busy after a write over the target");
+            assert!(q.writable(w2), "{n} bytes: not writable at {w2:?}");
+        }
         // After idle, a write starts fresh.
         p.on_written(t0 + Duration::from_secs(1), 10);
         assert_eq!(p.queued(t0 + Duration::from_secs(1)), 10);

@@ -469,6 +469,9 @@ pub struct MuxStats {
     pub bytes_received: u64,
     /// Payloads produced.
     pub payloads_sent: u64,
+    /// Of those, payloads of interactive data built to overtake a frame
+    /// already on its way ([`Mux::poll_overtaking_payload`]).
+    pub payloads_overtaking: u64,
     /// Payloads handled.
     pub payloads_received: u64,
     /// RESET records sent.
@@ -788,6 +791,9 @@ pub struct Mux {
     /// Scratch buffers for compression (input gathered from the ring, output).
     z_in: Vec<u8>,
     z_out: Vec<u8>,
+    /// Channels with records in the last payload [`Mux::poll_payload`] built:
+    /// data that overtakes that payload must not belong to them.
+    last_payload_channels: Vec<ChannelId>,
 }
 
 impl Mux {
@@ -810,6 +816,7 @@ impl Mux {
             peer_codec: None,
             z_in: Vec::new(),
             z_out: Vec::new(),
+            last_payload_channels: Vec::new(),
         }
     }
 
@@ -1470,9 +1477,66 @@ impl Mux {
     // ----- output -----------------------------------------------------------
 
     /// A channel waits in the scheduler's interactive lane: the next payload would
-    /// carry its data (the station may let it cut in front of a big frame).
+    /// carry its data.
     pub fn has_interactive_pending(&self) -> bool {
         self.sched.has_interactive()
+    }
+
+    /// [`Mux::poll_overtaking_payload`] would have data: an interactive
+    /// channel that has nothing in the last payload.
+    pub fn has_overtaker(&self) -> bool {
+        self.sched.urgent_lane().any(|h| {
+            self.may_overtake(h) && self.channels.get(&h).is_some_and(|c| c.sendable() > 0)
+        })
+    }
+
+    /// Whether channel `h`'s data may be delivered before the last payload
+    /// (built earlier): nothing of it is in that payload, and no record of it
+    /// waits that must come first — only a CREDIT may (it is about the other
+    /// direction, so its place relative to this data does not matter).
+    fn may_overtake(&self, h: ChannelId) -> bool {
+        !self.last_payload_channels.contains(&h)
+            && !self
+                .ctl
+                .iter()
+                .any(|Ctl(c, kind)| *c == h && !matches!(kind, CtlKind::Credit))
+    }
+
+    /// Builds a payload of interactive data that the peer is to receive
+    /// *before* the last payload [`Mux::poll_payload`] built (the link is about
+    /// to stop that frame and let this one take its place): DATA records only,
+    /// of channels [`Mux::has_overtaker`] names, so that every channel's
+    /// records still arrive in order. `None` if there is no such data.
+    pub fn poll_overtaking_payload(&mut self, max: usize) -> Option<Bytes> {
+        self.sched.begin_payload();
+        let mut buf = BytesMut::with_capacity(max);
+        loop {
+            let room = max.saturating_sub(buf.len());
+            let allowed: Vec<ChannelId> = self
+                .sched
+                .urgent_lane()
+                .filter(|&h| self.may_overtake(h))
+                .collect();
+            let channels = &self.channels;
+            let Some(p) = self.sched.pick_overtaking(
+                room,
+                |h| {
+                    channels
+                        .get(&h)
+                        .map_or((0, 0), |c| (c.tx.len(), c.sendable()))
+                },
+                |h| allowed.contains(&h),
+            ) else {
+                break;
+            };
+            self.put_data(&mut buf, &p, None);
+        }
+        if buf.is_empty() {
+            return None;
+        }
+        self.stats.payloads_sent += 1;
+        self.stats.payloads_overtaking += 1;
+        Some(buf.freeze())
     }
 
     /// Is there anything to send (control records or data with credit)?
@@ -1490,6 +1554,7 @@ impl Mux {
             return None;
         }
         self.sched.begin_payload();
+        self.last_payload_channels.clear();
         let mut buf = BytesMut::with_capacity(max);
         // Replies (refusals, resets of unknown ids) cost the peer as little to
         // provoke as they cost us to send: while data waits they may fill only
@@ -1635,6 +1700,7 @@ impl Mux {
 
     /// Side effects of having put a control record of type `ty` on the wire.
     fn after_emit(&mut self, h: ChannelId, ty: u8) {
+        self.last_payload_channels.push(h);
         let c = self.channels.get_mut(&h).expect("exists");
         match ty {
             code::OPEN | code::OPEN_TO => c.phase = Phase::Opening { open_sent: true },
@@ -1688,43 +1754,52 @@ impl Mux {
                 return;
             };
             interactive |= p.interactive();
-            let c = self.channels.get_mut(&p.ch).expect("picked a live channel");
-            debug_assert!(p.len >= 1 && p.len <= c.sendable());
-            let compressed = match self.peer_codec.filter(|_| self.cfg.compress) {
-                Some(Codec::Lz4) if p.tier != Tier::Interactive => {
-                    Self::try_compress(c, &p, &mut self.z_in, &mut self.z_out, buf, &mut self.stats)
-                }
-                _ => None,
-            };
-            let sent = match compressed {
-                Some((raw, wire)) => {
-                    self.sched.refund(&p, wire);
-                    raw
-                }
-                None => {
-                    buf.put_u8(code::DATA | if c.ours() { 0x80 } else { 0 });
-                    buf.put_u16(c.key.1);
-                    buf.put_u16(p.len as u16);
-                    let (a, b) = c.tx.as_slices();
-                    let from_a = a.len().min(p.len);
-                    buf.put_slice(&a[..from_a]);
-                    buf.put_slice(&b[..p.len - from_a]);
-                    if let Some(hist) = &mut c.tx_hist {
-                        hist.push2(&a[..from_a], &b[..p.len - from_a]);
-                    }
-                    p.len
-                }
-            };
-            c.tx.drain(..sent);
-            c.credit.spend(sent);
-            c.unconfirmed_on_wire += sent as u64;
-            self.stats.bytes_sent += sent as u64;
-            if c.want_space {
-                c.want_space = false;
-                self.events.push_back(MuxEvent::SendSpace { ch: p.ch });
-            }
-            Self::maybe_queue_eof(&mut self.ctl, p.ch, c);
+            self.last_payload_channels.push(p.ch);
+            let codec = self.peer_codec.filter(|_| self.cfg.compress);
+            self.put_data(buf, &p, codec);
         }
+    }
+
+    /// Puts the data of pick `p` into `buf`: a DATA_LZ4 record when `codec` is
+    /// set and it pays (never for interactive data: a keystroke is not worth a
+    /// dictionary lookup), a DATA record otherwise.
+    fn put_data(&mut self, buf: &mut BytesMut, p: &Pick, codec: Option<Codec>) {
+        let c = self.channels.get_mut(&p.ch).expect("picked a live channel");
+        debug_assert!(p.len >= 1 && p.len <= c.sendable());
+        let compressed = match codec {
+            Some(Codec::Lz4) if p.tier != Tier::Interactive => {
+                Self::try_compress(c, p, &mut self.z_in, &mut self.z_out, buf, &mut self.stats)
+            }
+            _ => None,
+        };
+        let sent = match compressed {
+            Some((raw, wire)) => {
+                self.sched.refund(p, wire);
+                raw
+            }
+            None => {
+                buf.put_u8(code::DATA | if c.ours() { 0x80 } else { 0 });
+                buf.put_u16(c.key.1);
+                buf.put_u16(p.len as u16);
+                let (a, b) = c.tx.as_slices();
+                let from_a = a.len().min(p.len);
+                buf.put_slice(&a[..from_a]);
+                buf.put_slice(&b[..p.len - from_a]);
+                if let Some(hist) = &mut c.tx_hist {
+                    hist.push2(&a[..from_a], &b[..p.len - from_a]);
+                }
+                p.len
+            }
+        };
+        c.tx.drain(..sent);
+        c.credit.spend(sent);
+        c.unconfirmed_on_wire += sent as u64;
+        self.stats.bytes_sent += sent as u64;
+        if c.want_space {
+            c.want_space = false;
+            self.events.push_back(MuxEvent::SendSpace { ch: p.ch });
+        }
+        Self::maybe_queue_eof(&mut self.ctl, p.ch, c);
     }
 
     /// Try to put channel `c`'s data into a DATA_LZ4 record that takes no

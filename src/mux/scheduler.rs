@@ -280,16 +280,18 @@ impl Scheduler {
         }
         let cap = (room - DATA_HEADER_LEN).min(MAX_DATA_LEN);
         let quantum = quantum.max(1);
-        let p = self.pick_interactive(cap, &mut state).or_else(|| {
-            if self.bulk_owed {
-                // Bulk's turn; the sparse tier only if no bulk can send.
-                self.pick_bulk(cap, quantum, &mut state)
-                    .or_else(|| self.pick_sparse(cap, quantum, &mut state))
-            } else {
-                self.pick_sparse(cap, quantum, &mut state)
-                    .or_else(|| self.pick_bulk(cap, quantum, &mut state))
-            }
-        })?;
+        let p = self
+            .pick_interactive(cap, &mut state, |_| true)
+            .or_else(|| {
+                if self.bulk_owed {
+                    // Bulk's turn; the sparse tier only if no bulk can send.
+                    self.pick_bulk(cap, quantum, &mut state)
+                        .or_else(|| self.pick_sparse(cap, quantum, &mut state))
+                } else {
+                    self.pick_sparse(cap, quantum, &mut state)
+                        .or_else(|| self.pick_bulk(cap, quantum, &mut state))
+                }
+            })?;
         // Sparse bytes count up, bulk bytes count down three times as fast,
         // so bulk keeps at least a quarter of the line (and a sparse run
         // without waiting bulk does not bank an unbounded claim).
@@ -308,21 +310,52 @@ impl Scheduler {
         Some(p)
     }
 
+    /// Channels waiting in the interactive fast lane, first come first (some
+    /// may have stopped being interactive; [`pick_overtaking`](Self::pick_overtaking)
+    /// finds out).
+    pub fn urgent_lane(&self) -> impl Iterator<Item = ChannelId> + '_ {
+        self.urgent.iter().copied()
+    }
+
+    /// Like [`pick`](Self::pick), but only from the interactive lane and only a
+    /// channel `allowed` says may go (data that overtakes a payload already
+    /// chosen must not belong to a channel in it).
+    pub fn pick_overtaking(
+        &mut self,
+        room: usize,
+        mut state: impl FnMut(ChannelId) -> (usize, usize),
+        allowed: impl Fn(ChannelId) -> bool,
+    ) -> Option<Pick> {
+        if room <= DATA_HEADER_LEN {
+            return None;
+        }
+        let cap = (room - DATA_HEADER_LEN).min(MAX_DATA_LEN);
+        let p = self.pick_interactive(cap, &mut state, allowed)?;
+        self.clock += p.len as u64;
+        Some(p)
+    }
+
     fn pick_interactive(
         &mut self,
         cap: usize,
         state: &mut impl FnMut(ChannelId) -> (usize, usize),
+        allowed: impl Fn(ChannelId) -> bool,
     ) -> Option<Pick> {
         let (round, clock) = (self.round, self.clock);
-        while let Some(&ch) = self.urgent.front() {
+        let mut i = 0;
+        while let Some(&ch) = self.urgent.get(i) {
             let Some(f) = self.flows.get_mut(&ch) else {
-                self.urgent.pop_front();
+                self.urgent.remove(i);
                 continue;
             };
             let (queued, sendable) = state(ch);
             if sendable == 0 || queued > self.small || f.recent_at(round) as usize > self.small {
                 f.in_urgent = false;
-                self.urgent.pop_front();
+                self.urgent.remove(i);
+                continue;
+            }
+            if !allowed(ch) {
+                i += 1;
                 continue;
             }
             let n = sendable.min(cap);
@@ -331,7 +364,7 @@ impl Scheduler {
             }
             if n == sendable {
                 f.in_urgent = false;
-                self.urgent.pop_front();
+                self.urgent.remove(i);
             }
             Self::account(f, round, clock, n);
             return Some(Pick {

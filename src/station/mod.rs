@@ -658,11 +658,18 @@ impl Station {
         } else {
             usize::MAX
         };
-        if self.link.can_preempt(2 * target.max(16)) && self.mux.has_interactive_pending() {
+        if self.link.can_preempt(2 * target.max(16)) && self.mux.has_overtaker() {
             self.link.preempt(2 * target.max(16));
         }
         while self.link.can_send() {
-            let Some(p) = self.mux.poll_payload(self.link.max_payload()) else {
+            // The frame in progress was stopped for a keystroke: what goes past
+            // it is delivered before it, so only data that does not depend on it.
+            let p = if self.link.awaiting_overtaker() {
+                self.mux.poll_overtaking_payload(self.link.max_payload())
+            } else {
+                self.mux.poll_payload(self.link.max_payload())
+            };
+            let Some(p) = p else {
                 break;
             };
             if self.link.send(p).is_err() {
