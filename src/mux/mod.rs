@@ -794,6 +794,9 @@ pub struct Mux {
     /// Channels with records in the last payload [`Mux::poll_payload`] built:
     /// data that overtakes that payload must not belong to them.
     last_payload_channels: Vec<ChannelId>,
+    /// That payload carried bulk data: a sparse channel (a new connection)
+    /// may overtake it too, not only a keystroke.
+    last_payload_bulk: bool,
 }
 
 impl Mux {
@@ -817,6 +820,7 @@ impl Mux {
             z_in: Vec::new(),
             z_out: Vec::new(),
             last_payload_channels: Vec::new(),
+            last_payload_bulk: false,
         }
     }
 
@@ -1483,11 +1487,28 @@ impl Mux {
     }
 
     /// [`Mux::poll_overtaking_payload`] would have data: an interactive
-    /// channel that has nothing in the last payload.
+    /// channel, or a sparse one if the last payload was bulk data, that has
+    /// nothing in the last payload.
     pub fn has_overtaker(&self) -> bool {
-        self.sched.urgent_lane().any(|h| {
-            self.may_overtake(h) && self.channels.get(&h).is_some_and(|c| c.sendable() > 0)
-        })
+        self.overtakers()
+            .any(|h| self.channels.get(&h).is_some_and(|c| c.sendable() > 0))
+    }
+
+    fn sparse_may_overtake(&self) -> bool {
+        self.last_payload_bulk && self.sched.sparse_may_overtake()
+    }
+
+    /// Channels whose data may overtake the last payload (see
+    /// [`Mux::has_overtaker`]).
+    fn overtakers(&self) -> impl Iterator<Item = ChannelId> + '_ {
+        let sparse = self
+            .sched
+            .sparse_lane()
+            .filter(|_| self.sparse_may_overtake());
+        self.sched
+            .urgent_lane()
+            .chain(sparse)
+            .filter(|&h| self.may_overtake(h))
     }
 
     /// Whether channel `h`'s data may be delivered before the last payload
@@ -1502,24 +1523,25 @@ impl Mux {
                 .any(|Ctl(c, kind)| *c == h && !matches!(kind, CtlKind::Credit))
     }
 
-    /// Builds a payload of interactive data that the peer is to receive
-    /// *before* the last payload [`Mux::poll_payload`] built (the link is about
-    /// to stop that frame and let this one take its place): DATA records only,
-    /// of channels [`Mux::has_overtaker`] names, so that every channel's
-    /// records still arrive in order. `None` if there is no such data.
+    /// Builds a payload of interactive (or sparse) data that the peer is to
+    /// receive *before* the last payload [`Mux::poll_payload`] built (the link
+    /// is about to stop that frame and let this one take its place): DATA
+    /// records only, of channels [`Mux::has_overtaker`] names, so that every
+    /// channel's records still arrive in order. `None` if there is no such data.
     pub fn poll_overtaking_payload(&mut self, max: usize) -> Option<Bytes> {
         self.sched.begin_payload();
+        let quantum = max.saturating_sub(DATA_HEADER_LEN).max(MIN_CUT);
+        let sparse = self.sparse_may_overtake();
+        let codec = self.peer_codec.filter(|_| self.cfg.compress);
+        let allowed: Vec<ChannelId> = self.overtakers().collect();
         let mut buf = BytesMut::with_capacity(max);
         loop {
             let room = max.saturating_sub(buf.len());
-            let allowed: Vec<ChannelId> = self
-                .sched
-                .urgent_lane()
-                .filter(|&h| self.may_overtake(h))
-                .collect();
             let channels = &self.channels;
             let Some(p) = self.sched.pick_overtaking(
                 room,
+                quantum,
+                sparse,
                 |h| {
                     channels
                         .get(&h)
@@ -1529,7 +1551,7 @@ impl Mux {
             ) else {
                 break;
             };
-            self.put_data(&mut buf, &p, None);
+            self.put_data(&mut buf, &p, codec);
         }
         if buf.is_empty() {
             return None;
@@ -1555,6 +1577,7 @@ impl Mux {
         }
         self.sched.begin_payload();
         self.last_payload_channels.clear();
+        self.last_payload_bulk = false;
         let mut buf = BytesMut::with_capacity(max);
         // Replies (refusals, resets of unknown ids) cost the peer as little to
         // provoke as they cost us to send: while data waits they may fill only
@@ -1755,6 +1778,7 @@ impl Mux {
             };
             interactive |= p.interactive();
             self.last_payload_channels.push(p.ch);
+            self.last_payload_bulk |= p.tier == Tier::Bulk;
             let codec = self.peer_codec.filter(|_| self.cfg.compress);
             self.put_data(buf, &p, codec);
         }

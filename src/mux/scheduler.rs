@@ -280,18 +280,23 @@ impl Scheduler {
         }
         let cap = (room - DATA_HEADER_LEN).min(MAX_DATA_LEN);
         let quantum = quantum.max(1);
-        let p = self
-            .pick_interactive(cap, &mut state, |_| true)
-            .or_else(|| {
-                if self.bulk_owed {
-                    // Bulk's turn; the sparse tier only if no bulk can send.
-                    self.pick_bulk(cap, quantum, &mut state)
-                        .or_else(|| self.pick_sparse(cap, quantum, &mut state))
-                } else {
-                    self.pick_sparse(cap, quantum, &mut state)
-                        .or_else(|| self.pick_bulk(cap, quantum, &mut state))
-                }
-            })?;
+        let all = |_| true;
+        let p = self.pick_interactive(cap, &mut state, all).or_else(|| {
+            if self.bulk_owed {
+                // Bulk's turn; the sparse tier only if no bulk can send.
+                self.pick_bulk(cap, quantum, &mut state)
+                    .or_else(|| self.pick_sparse(cap, quantum, &mut state, all))
+            } else {
+                self.pick_sparse(cap, quantum, &mut state, all)
+                    .or_else(|| self.pick_bulk(cap, quantum, &mut state))
+            }
+        })?;
+        self.count_pick(&p, quantum);
+        Some(p)
+    }
+
+    /// The tiers' balance after pick `p`.
+    fn count_pick(&mut self, p: &Pick, quantum: usize) {
         // Sparse bytes count up, bulk bytes count down three times as fast,
         // so bulk keeps at least a quarter of the line (and a sparse run
         // without waiting bulk does not bank an unbounded claim).
@@ -307,7 +312,17 @@ impl Scheduler {
             Tier::Interactive => {}
         }
         self.clock += p.len as u64;
-        Some(p)
+    }
+
+    /// Channels waiting in the sparse tier (some may have used up their
+    /// budget; [`pick_overtaking`](Self::pick_overtaking) finds out).
+    pub fn sparse_lane(&self) -> impl Iterator<Item = ChannelId> + '_ {
+        self.sparse.iter().copied()
+    }
+
+    /// The sparse tier may go ahead of bulk now (it has not run ahead of it).
+    pub fn sparse_may_overtake(&self) -> bool {
+        !self.bulk_owed
     }
 
     /// Channels waiting in the interactive fast lane, first come first (some
@@ -317,21 +332,33 @@ impl Scheduler {
         self.urgent.iter().copied()
     }
 
-    /// Like [`pick`](Self::pick), but only from the interactive lane and only a
+    /// Like [`pick`](Self::pick), but only from the interactive lane and, with
+    /// `sparse`, the sparse tier (while it is not ahead of bulk), and only a
     /// channel `allowed` says may go (data that overtakes a payload already
     /// chosen must not belong to a channel in it).
     pub fn pick_overtaking(
         &mut self,
         room: usize,
+        quantum: usize,
+        sparse: bool,
         mut state: impl FnMut(ChannelId) -> (usize, usize),
-        allowed: impl Fn(ChannelId) -> bool,
+        allowed: impl Fn(ChannelId) -> bool + Copy,
     ) -> Option<Pick> {
         if room <= DATA_HEADER_LEN {
             return None;
         }
         let cap = (room - DATA_HEADER_LEN).min(MAX_DATA_LEN);
-        let p = self.pick_interactive(cap, &mut state, allowed)?;
-        self.clock += p.len as u64;
+        let quantum = quantum.max(1);
+        let p = self
+            .pick_interactive(cap, &mut state, allowed)
+            .or_else(|| {
+                if sparse && !self.bulk_owed {
+                    self.pick_sparse(cap, quantum, &mut state, allowed)
+                } else {
+                    None
+                }
+            })?;
+        self.count_pick(&p, quantum);
         Some(p)
     }
 
@@ -381,18 +408,24 @@ impl Scheduler {
         cap: usize,
         quantum: usize,
         state: &mut impl FnMut(ChannelId) -> (usize, usize),
+        allowed: impl Fn(ChannelId) -> bool,
     ) -> Option<Pick> {
         let (round, clock) = (self.round, self.clock);
-        while let Some(&ch) = self.sparse.front() {
+        let mut i = 0;
+        while let Some(&ch) = self.sparse.get(i) {
             let Some(f) = self.flows.get_mut(&ch) else {
-                self.sparse.pop_front();
+                self.sparse.remove(i);
                 continue;
             };
             let (_, sendable) = state(ch);
             let used = f.used_at(clock) as usize;
             if sendable == 0 || used >= self.budget {
                 f.in_sparse = false;
-                self.sparse.pop_front();
+                self.sparse.remove(i);
+                continue;
+            }
+            if !allowed(ch) {
+                i += 1;
                 continue;
             }
             // The last piece may overshoot the budget a little rather than
@@ -404,7 +437,7 @@ impl Scheduler {
                 return None;
             }
             Self::account(f, round, clock, n);
-            self.sparse.pop_front();
+            self.sparse.remove(i);
             if n == sendable || n == left {
                 // Drained (it comes back with its next wake) or out of budget.
                 f.in_sparse = false;

@@ -781,6 +781,70 @@ fn keystroke_goes_into_the_very_next_payload() {
     assert_eq!(b.read(kb, 10).unwrap(), &b"l"[..]);
 }
 
+/// Data that overtakes a payload already built (the link delivers it first)
+/// never belongs to a channel in that payload: every channel's records stay in
+/// order. Keystrokes overtake anything; a new (sparse) connection overtakes
+/// bulk data.
+#[test]
+fn overtaking_data_never_comes_from_the_payload_it_overtakes() {
+    let (mut a, mut b) = (Mux::new(big_cfg()), Mux::new(big_cfg()));
+    let (x, xb) = open_pair(&mut a, &mut b, "bulk");
+    let (k, kb) = open_pair(&mut a, &mut b, "ssh");
+    // Opened now, used later: a new connection's first data.
+    let (n, nb) = open_pair(&mut a, &mut b, "new");
+    a.send(x, &[1; 65536]);
+    // Push x out of the sparse tier: it is bulk now.
+    let mut order = Vec::new();
+    for _ in 0..40 {
+        order.push(a.poll_payload(600).unwrap());
+    }
+    assert!(!a.has_overtaker());
+    assert_eq!(a.poll_overtaking_payload(600), None);
+    // A keystroke on k overtakes the bulk payload just built...
+    let stopped = a.poll_payload(600).unwrap();
+    assert_eq!(a.send(k, b"l"), 1);
+    assert!(a.has_overtaker());
+    let over = a.poll_overtaking_payload(600).unwrap();
+    assert_eq!(data_by_id(&over), vec![(k.wire_id(), 1)]);
+    order.push(over);
+    order.push(stopped);
+    // ...but not a payload that holds k's own data: that keystroke waits.
+    assert_eq!(a.send(k, b"s"), 1);
+    let with_k = a.poll_payload(600).unwrap();
+    assert!(data_by_id(&with_k).iter().any(|&(id, _)| id == k.wire_id()));
+    assert_eq!(a.send(k, b"x"), 1);
+    assert!(!a.has_overtaker());
+    assert_eq!(a.poll_overtaking_payload(600), None);
+    order.push(with_k);
+    // Delivered in the link's order, every byte arrives in order.
+    let mut got_x = Vec::new();
+    for p in order.drain(..) {
+        b.handle_payload(&p).unwrap();
+        got_x.extend(read_all(&mut b, xb));
+    }
+    assert_eq!(read_all(&mut b, kb), b"ls");
+    order.push(a.poll_payload(600).unwrap());
+    // A new connection (sparse: little sent recently) overtakes bulk data.
+    let stopped = a.poll_payload(600).unwrap();
+    assert_eq!(a.send(n, &[9; 1500]), 1500);
+    assert!(a.has_overtaker());
+    let over = a.poll_overtaking_payload(600).unwrap();
+    assert!(data_by_id(&over).iter().all(|&(id, _)| id == n.wire_id()));
+    assert!(!data_by_id(&over).is_empty());
+    order.push(over);
+    order.push(stopped);
+    while let Some(p) = a.poll_payload(600) {
+        order.push(p);
+    }
+    for p in &order {
+        b.handle_payload(p).unwrap();
+        got_x.extend(read_all(&mut b, xb));
+    }
+    assert_eq!(got_x, vec![1; 65536]);
+    assert_eq!(read_all(&mut b, kb), b"x");
+    assert_eq!(read_all(&mut b, nb), vec![9; 1500]);
+}
+
 #[test]
 fn control_records_go_first() {
     let (mut a, mut b) = (Mux::new(big_cfg()), Mux::new(big_cfg()));
