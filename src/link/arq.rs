@@ -176,10 +176,7 @@ impl SendWindow {
 
     /// `seq` is in the window and not acknowledged yet.
     pub fn is_unacked(&self, seq: Seq) -> bool {
-        usize::try_from(seq.diff(self.una))
-            .ok()
-            .and_then(|i| self.slots.get(i))
-            .is_some_and(|s| !s.acked)
+        self.slot(seq).is_some_and(|s| !s.acked)
     }
 
     /// Records the complete transmission of `seq` at `now` taking `wire_len` line bytes.

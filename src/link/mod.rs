@@ -904,6 +904,9 @@ impl Link {
                 self.events.push_back(LinkEvent::PeerRestarted);
             }
             self.reset_session();
+            // Its epoch in the new session comes with its next HELLO, which
+            // must not count as a second restart.
+            self.peer_epoch = None;
             self.caps_confirmed = false;
             self.hello_due = true;
         }

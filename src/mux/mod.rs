@@ -1480,12 +1480,6 @@ impl Mux {
 
     // ----- output -----------------------------------------------------------
 
-    /// A channel waits in the scheduler's interactive lane: the next payload would
-    /// carry its data.
-    pub fn has_interactive_pending(&self) -> bool {
-        self.sched.has_interactive()
-    }
-
     /// [`Mux::poll_overtaking_payload`] would have data: an interactive
     /// channel, or a sparse one if the last payload was bulk data, that has
     /// nothing in the last payload.
