@@ -21,6 +21,14 @@ use tokio::signal::unix::{signal, SignalKind};
 
 /// Bytes still to serialise below which the cable times deliveries finely.
 const FINE_QUEUE: usize = 64;
+/// Line time whose worth of arrived bytes the cable collects before it hands
+/// them to the receiving pty while more are on the way (the end of a burst
+/// goes at once). A receiving UART or USB adapter hands bytes to the host in
+/// blocks (a FIFO trigger level, a USB packet); writing each turn's few new
+/// bytes made this loop spin at a few Mbaud (a byte is due every 3 µs) and
+/// woke the receiving sfs thousands of times a second, a load no real
+/// device puts on it. At 115200 baud the block is one byte: no change.
+const DELIVER_EVERY: Duration = Duration::from_micros(100);
 /// Bytes waiting to be written into a receiving pty before we call it an overrun.
 const RX_LIMIT: usize = 64 * 1024;
 
@@ -88,6 +96,15 @@ impl Drop for Cable {
     }
 }
 
+/// Whether the bytes that arrived in `d` go to the receiving pty now: a
+/// block's worth of them (see [`DELIVER_EVERY`]), or the end of a burst.
+fn deliverable(d: &Direction, now: Instant) -> bool {
+    let block = (u128::from(d.line.config().byte_rate) * DELIVER_EVERY.as_nanos() / 1_000_000_000)
+        .max(1) as usize;
+    !d.rx.is_empty()
+        && (d.rx.len() >= block || d.line.next_wakeup().is_none_or(|w| w > now + DELIVER_EVERY))
+}
+
 /// Runs the cable until the process is stopped.
 pub async fn run(p1: Pty, p2: Pty) -> Result<()> {
     let a = PtyDevice::create(&p1)?;
@@ -135,6 +152,8 @@ pub async fn run(p1: Pty, p2: Pty) -> Result<()> {
                 d.rx.truncate(RX_LIMIT.max(before));
             }
         }
+        let deliver_ab = deliverable(ab, now);
+        let deliver_ba = deliverable(ba, now);
         let space_ab = ab.line.space(now).min(buf_a.len());
         let space_ba = ba.line.space(now).min(buf_b.len());
         let wake = [ab.line.next_wakeup(), ba.line.next_wakeup()]
@@ -175,11 +194,11 @@ pub async fn run(p1: Pty, p2: Pty) -> Result<()> {
                 let n = r.map_err(|e| crate::error::Error::io("cable: reading pty B", e))?;
                 ba.line.write(Instant::now(), &buf_b[..n]);
             }
-            r = b.write(&ab.rx), if !ab.rx.is_empty() => {
+            r = b.write(&ab.rx), if deliver_ab => {
                 let n = r.map_err(|e| crate::error::Error::io("cable: writing pty B", e))?;
                 ab.rx.drain(..n);
             }
-            r = a.write(&ba.rx), if !ba.rx.is_empty() => {
+            r = a.write(&ba.rx), if deliver_ba => {
                 let n = r.map_err(|e| crate::error::Error::io("cable: writing pty A", e))?;
                 ba.rx.drain(..n);
             }
