@@ -211,3 +211,55 @@ pub async fn run(p1: Pty, p2: Pty) -> Result<()> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn direction(byte_rate: u32, now: Instant) -> Direction {
+        Direction {
+            name: "test",
+            line: Line::new(LineConfig::clean(byte_rate), now),
+            rx: Vec::new(),
+            overrun: 0,
+        }
+    }
+
+    #[test]
+    fn bytes_go_in_blocks_while_more_are_coming_and_at_once_at_a_bursts_end() {
+        let t0 = Instant::now();
+        // 3 Mbaud: a byte every 3.3 µs, a block is 30 bytes.
+        let mut d = direction(300_000, t0);
+        assert_eq!(d.line.write(t0, &[7; 1000]), 1000);
+        let t = t0 + Duration::from_micros(20);
+        d.line.read(t, &mut d.rx);
+        assert!(!d.rx.is_empty() && d.rx.len() < 30, "{}", d.rx.len());
+        assert!(!deliverable(&d, t), "a few bytes wait for the rest");
+        let t = t0 + Duration::from_micros(200);
+        d.line.read(t, &mut d.rx);
+        assert!(deliverable(&d, t), "a block goes");
+        // The burst's last bytes go as they are, however few.
+        d.rx.clear();
+        let end = t0 + Duration::from_micros(3340);
+        d.line.read(end - Duration::from_micros(10), &mut d.rx);
+        d.rx.clear();
+        d.line.read(end, &mut d.rx);
+        assert!(!d.rx.is_empty() && d.rx.len() < 30);
+        assert!(d.line.next_wakeup().is_none());
+        assert!(deliverable(&d, end));
+        // Nothing to deliver is never deliverable.
+        d.rx.clear();
+        assert!(!deliverable(&d, end));
+    }
+
+    #[test]
+    fn at_115200_baud_each_byte_goes_at_once() {
+        let t0 = Instant::now();
+        let mut d = direction(11_520, t0);
+        d.line.write(t0, &[7; 100]);
+        let t = t0 + Duration::from_micros(100);
+        d.line.read(t, &mut d.rx);
+        assert_eq!(d.rx.len(), 1);
+        assert!(deliverable(&d, t));
+    }
+}
