@@ -53,6 +53,12 @@ fn bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_sfs")))
 }
 
+/// This build: it runs the virtual cable in every pass, so that builds
+/// compared before/after meet the same cable.
+fn this_build() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_sfs"))
+}
+
 /// The passes each case runs: `[true, false]` (before, then after) when
 /// `SFS_BENCH_BEFORE` names an older build, else `[false]`.
 fn passes() -> Vec<bool> {
@@ -70,6 +76,7 @@ async fn start(cable: CableSpec) -> Testbed {
 async fn start_with(cable: CableSpec, mux_opts: &str) -> Testbed {
     let mut o = TestbedOptions::new(bin(), cable);
     o.mux_opts = mux_opts.into();
+    o.cable_bin = Some(this_build());
     Testbed::start(o).await.expect("testbed starts")
 }
 
@@ -291,6 +298,7 @@ async fn ssh_login_during_scp(baud: u32, logins: usize, scp_bytes: usize) -> Vec
     let cable = CableSpec::clean(baud);
     let mut o = TestbedOptions::new(bin(), cable.clone());
     o.target = Some(([127, 0, 0, 1], sshd.port).into());
+    o.cable_bin = Some(this_build());
     let bed = Testbed::start(o).await.expect("testbed starts");
     let port = bed.entry.port().to_string();
     let dest = format!("{}@127.0.0.1", PrivateSshd::user());

@@ -88,6 +88,9 @@ pub struct TestbedOptions {
     pub log: String,
     /// Side B's target; `None` starts the built-in test target.
     pub target: Option<SocketAddr>,
+    /// The sfs binary that runs the virtual cable, if not `bin` (so that two
+    /// builds compared in a benchmark meet the same cable).
+    pub cable_bin: Option<PathBuf>,
 }
 
 impl TestbedOptions {
@@ -99,6 +102,7 @@ impl TestbedOptions {
             mux_opts: String::new(),
             log: String::new(),
             target: None,
+            cable_bin: None,
         }
     }
 }
@@ -173,7 +177,8 @@ impl Testbed {
         let (ta, tb) = (dir.join("ttyA"), dir.join("ttyB"));
         let c = &opts.cable;
         let mut procs = Vec::new();
-        procs.push(spawn_cable(&opts.bin, &dir, c, "cable").await?);
+        let cable_bin = opts.cable_bin.as_ref().unwrap_or(&opts.bin);
+        procs.push(spawn_cable(cable_bin, &dir, c, "cable").await?);
         let port = free_port()?;
         let mux = |t: &Path| {
             let mut s = format!("SERIAL-MUX:{},b{}", t.display(), c.baud);
