@@ -23,12 +23,13 @@ use tokio::signal::unix::{signal, SignalKind};
 const FINE_QUEUE: usize = 64;
 /// Line time whose worth of arrived bytes the cable collects before it hands
 /// them to the receiving pty while more are on the way (the end of a burst
-/// goes at once). A receiving UART or USB adapter hands bytes to the host in
-/// blocks (a FIFO trigger level, a USB packet); writing each turn's few new
-/// bytes made this loop spin at a few Mbaud (a byte is due every 3 µs) and
-/// woke the receiving sfs thousands of times a second, a load no real
-/// device puts on it. At 115200 baud the block is one byte: no change.
-const DELIVER_EVERY: Duration = Duration::from_micros(100);
+/// goes at once). A receiving USB adapter hands bytes to the host at most
+/// once per 1 ms USB frame (a UART, at its FIFO trigger level); writing each
+/// turn's few new bytes woke the receiving sfs for every byte or two — at
+/// 115200 baud 5000 times a second, at a few Mbaud the loop spun — a load no
+/// real device puts on it. A frame's last byte still goes at once, so an
+/// isolated frame (a keystroke on a quiet line) is not held at all.
+const DELIVER_EVERY: Duration = Duration::from_millis(1);
 /// Bytes waiting to be written into a receiving pty before we call it an overrun.
 const RX_LIMIT: usize = 64 * 1024;
 
@@ -227,39 +228,43 @@ mod tests {
 
     #[test]
     fn bytes_go_in_blocks_while_more_are_coming_and_at_once_at_a_bursts_end() {
-        let t0 = Instant::now();
-        // 3 Mbaud: a byte every 3.3 µs, a block is 30 bytes.
-        let mut d = direction(300_000, t0);
-        assert_eq!(d.line.write(t0, &[7; 1000]), 1000);
-        let t = t0 + Duration::from_micros(20);
-        d.line.read(t, &mut d.rx);
-        assert!(!d.rx.is_empty() && d.rx.len() < 30, "{}", d.rx.len());
-        assert!(!deliverable(&d, t), "a few bytes wait for the rest");
-        let t = t0 + Duration::from_micros(200);
-        d.line.read(t, &mut d.rx);
-        assert!(deliverable(&d, t), "a block goes");
-        // The burst's last bytes go as they are, however few.
-        d.rx.clear();
-        let end = t0 + Duration::from_micros(3340);
-        d.line.read(end - Duration::from_micros(10), &mut d.rx);
-        d.rx.clear();
-        d.line.read(end, &mut d.rx);
-        assert!(!d.rx.is_empty() && d.rx.len() < 30);
-        assert!(d.line.next_wakeup().is_none());
-        assert!(deliverable(&d, end));
-        // Nothing to deliver is never deliverable.
-        d.rx.clear();
-        assert!(!deliverable(&d, end));
+        for (byte_rate, block) in [(300_000, 300), (11_520, 11)] {
+            let t0 = Instant::now();
+            let per_byte = Duration::from_nanos(1_000_000_000 / byte_rate as u64);
+            let mut d = direction(byte_rate, t0);
+            let len = 4 * block;
+            assert_eq!(d.line.write(t0, &vec![7; len]), len);
+            let t = t0 + per_byte * (block as u32 / 3);
+            d.line.read(t, &mut d.rx);
+            assert!(!d.rx.is_empty() && d.rx.len() < block, "{}", d.rx.len());
+            assert!(!deliverable(&d, t), "a few bytes wait for the rest");
+            let t = t0 + per_byte * (block as u32 + 2);
+            d.line.read(t, &mut d.rx);
+            assert!(deliverable(&d, t), "a block goes");
+            // The burst's last bytes go as they are, however few.
+            d.rx.clear();
+            let end = t0 + per_byte * (len as u32 + 1);
+            d.line.read(end - per_byte * 3, &mut d.rx);
+            d.rx.clear();
+            d.line.read(end, &mut d.rx);
+            assert!(!d.rx.is_empty() && d.rx.len() < block, "{}", d.rx.len());
+            assert!(d.line.next_wakeup().is_none());
+            assert!(deliverable(&d, end));
+            // Nothing to deliver is never deliverable.
+            d.rx.clear();
+            assert!(!deliverable(&d, end));
+        }
     }
 
     #[test]
-    fn at_115200_baud_each_byte_goes_at_once() {
+    fn a_lone_short_frame_goes_at_once() {
         let t0 = Instant::now();
         let mut d = direction(11_520, t0);
-        d.line.write(t0, &[7; 100]);
-        let t = t0 + Duration::from_micros(100);
-        d.line.read(t, &mut d.rx);
-        assert_eq!(d.rx.len(), 1);
-        assert!(deliverable(&d, t));
+        d.line.write(t0, &[7; 5]);
+        let end = t0 + Duration::from_millis(1);
+        d.line.read(end, &mut d.rx);
+        assert_eq!(d.rx.len(), 5);
+        assert!(d.line.next_wakeup().is_none());
+        assert!(deliverable(&d, end));
     }
 }
