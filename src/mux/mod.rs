@@ -469,7 +469,7 @@ pub struct MuxStats {
     pub bytes_received: u64,
     /// Payloads produced.
     pub payloads_sent: u64,
-    /// Of those, payloads of interactive data built to overtake a frame
+    /// Of those, payloads of interactive or sparse data built to overtake a frame
     /// already on its way ([`Mux::poll_overtaking_payload`]).
     pub payloads_overtaking: u64,
     /// Payloads handled.
