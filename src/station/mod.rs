@@ -18,9 +18,13 @@
 //!   channel is in use, instead of failing: a burst of connections queues;
 //! - a channel the peer opens for a service this end does not offer is refused;
 //! - the peer may open channels for offered services at `open_rate` per second
-//!   on average (bursts of `open_burst`); the excess is refused ("too many
-//!   opens per second"), so a peer cannot make this end connect to its
-//!   targets without bound (logged once per flood);
+//!   on average (bursts of `open_burst`); opens beyond that wait their turn
+//!   (first come, first served) and are handed to the application as the rate
+//!   allows. They are never refused for the rate: a health-check loop or a
+//!   build fetching many small files is legitimate churn. What a flood costs
+//!   this end stays bounded: the waiting opens hold mux channels, so at most
+//!   `max_channels` of them (the mux refuses beyond), and the application
+//!   dials at most `open_rate` targets per second (a flood is logged once);
 //! - a payload from the peer that does not decode restarts the link session, so
 //!   both ends reset their channels (docs/mux-protocol.md);
 //! - the bytes an application writes are queued per channel until the mux takes
@@ -56,10 +60,11 @@ pub struct StationConfig {
     pub channel_wait: Duration,
     /// Opens that may wait at once; one more fails at once.
     pub max_waiting: usize,
-    /// Channels per second the peer may open for offered services, on average.
+    /// Channels per second the peer's opens for offered services are handed to
+    /// the application (dialled), on average; faster opens wait their turn.
     pub open_rate: u32,
-    /// Channels the peer may open at once beyond the rate (a browser loading a
-    /// page); with `open_rate` a token bucket.
+    /// Opens handed over at once beyond the rate (a browser loading a page);
+    /// with `open_rate` a token bucket.
     pub open_burst: u32,
     /// Name for log lines (the device).
     pub label: String,
@@ -74,7 +79,7 @@ impl StationConfig {
             link_wait: Duration::from_secs(5),
             channel_wait: Duration::from_secs(60),
             max_waiting: 4096,
-            open_rate: 64,
+            open_rate: open_rate_for(byte_rate),
             open_burst: 256,
             label: label.into(),
         }
@@ -85,6 +90,17 @@ impl StationConfig {
         self.link.validate()?;
         self.mux.validate()
     }
+}
+
+/// The default rate at which the peer's opens are dialled: one per 64 bytes of
+/// line time (at least 64 a second). A legitimate open costs the peer more
+/// than that on the wire (its OPEN, our OPEN_OK, a request, a reply and two
+/// closes are each framed records), so connections made one after another
+/// never meet the limit — at 921600 baud that is 1440 a second against the
+/// ~300 a second a sequential client reaches — while a peer that packs bare
+/// OPENs into every frame (~10 bytes each) is slowed several times.
+fn open_rate_for(byte_rate: u32) -> u32 {
+    (byte_rate / 64).max(64)
 }
 
 /// Names one [`Station::open`] until it becomes a channel or fails.
@@ -253,6 +269,8 @@ struct WaitingOpen {
     reason: WaitReason,
     since: Instant,
     deadline: Instant,
+    /// Not before then: the peer had no free channel a moment ago.
+    not_before: Option<Instant>,
 }
 
 /// A channel's place between the application and the mux.
@@ -260,6 +278,9 @@ struct WaitingOpen {
 enum ChanRole {
     /// We opened it; the peer has not accepted yet.
     Opening(OpenId),
+    /// The peer opened it faster than `open_rate`: it waits in
+    /// `Station::deferred` for its turn before the application sees it.
+    Deferred,
     /// The peer opened it; the application has not decided yet.
     Offered,
     /// Data may flow.
@@ -279,6 +300,9 @@ enum SendEnd {
 #[derive(Debug)]
 struct Chan {
     role: ChanRole,
+    /// While `Opening`: the open it answers, to wait again if the peer has
+    /// no free channel.
+    asked: Option<WaitingOpen>,
     /// Written by the application, not yet taken by the mux.
     queue: VecDeque<Bytes>,
     queued: usize,
@@ -291,6 +315,7 @@ impl Chan {
     fn new(role: ChanRole) -> Self {
         Chan {
             role,
+            asked: None,
             queue: VecDeque::new(),
             queued: 0,
             send_end: SendEnd::Open,
@@ -310,8 +335,9 @@ pub struct StationStats {
     pub unknown_service: u64,
     /// Session restarts because the peer's mux data did not decode.
     pub decode_restarts: u64,
-    /// Channels the peer opened beyond `open_rate`/`open_burst`, refused.
-    pub opens_over_rate: u64,
+    /// Channels the peer opened beyond `open_rate`/`open_burst`: they waited
+    /// for their turn before the application saw them.
+    pub opens_deferred: u64,
     /// Channels reset because the peer broke the mux protocol on them.
     pub peer_violations: u64,
     /// Opens waiting now.
@@ -336,6 +362,12 @@ pub struct Station {
     /// The current wait for free channels was logged (once per burst).
     burst_reported: bool,
     opens_allowed: OpenBudget,
+    /// The peer's opens waiting for the rate, oldest first, with what their
+    /// [`StationEvent::Incoming`] will carry. A channel reset meanwhile is
+    /// skipped when its turn comes.
+    deferred: VecDeque<(ChannelId, String, Option<Target>)>,
+    /// When the next deferred open may be handed over.
+    deferred_wake: Option<Instant>,
     /// When a protocol violation by the peer was last logged.
     violation_logged: Option<Instant>,
     violations_unlogged: u64,
@@ -346,22 +378,26 @@ pub struct Station {
 const VIOLATION_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// A token bucket for the peer's opens: `open_burst` tokens, refilled at
-/// `open_rate` per second, one per open.
+/// `open_rate` per second, one per open handed to the application.
 #[derive(Debug)]
 struct OpenBudget {
     tokens: f64,
     at: Option<Instant>,
-    /// Opens refused in the current flood (logged when it starts and ends).
-    refused: u64,
+    /// Opens deferred in the current flood (logged when it starts and ends).
+    deferred: u64,
 }
 
 impl OpenBudget {
-    fn take(&mut self, now: Instant, rate: u32, burst: u32) -> bool {
+    fn refill(&mut self, now: Instant, rate: u32, burst: u32) {
         let elapsed = self
             .at
             .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
         self.at = Some(now);
         self.tokens = (self.tokens + elapsed.as_secs_f64() * f64::from(rate)).min(f64::from(burst));
+    }
+
+    fn take(&mut self, now: Instant, rate: u32, burst: u32) -> bool {
+        self.refill(now, rate, burst);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true
@@ -369,7 +405,20 @@ impl OpenBudget {
             false
         }
     }
+
+    /// When the bucket next holds a whole token (after a failed `take` at `now`).
+    fn next_token(&self, now: Instant, rate: u32) -> Instant {
+        let missing = (1.0 - self.tokens).max(0.0);
+        // Rounded up to the next microsecond, so that the token is really
+        // there at the instant named (a timer that fires early would spin).
+        let micros = (missing * 1e6 / f64::from(rate.max(1))).ceil() as u64 + 1;
+        now + Duration::from_micros(micros)
+    }
 }
+
+/// How soon an open the peer refused for want of a free channel asks again:
+/// one OPEN record per try, a few per second.
+const PEER_FULL_RETRY: Duration = Duration::from_millis(100);
 
 /// How long the resets of a closing station may take to reach the peer.
 const FLUSH_TIME: Duration = Duration::from_millis(500);
@@ -392,8 +441,10 @@ impl Station {
             opens_allowed: OpenBudget {
                 tokens: f64::from(cfg.open_burst),
                 at: None,
-                refused: 0,
+                deferred: 0,
             },
+            deferred: VecDeque::new(),
+            deferred_wake: None,
             violation_logged: None,
             violations_unlogged: 0,
             stats: StationStats::default(),
@@ -518,6 +569,7 @@ impl Station {
             reason,
             since: now,
             deadline: now + self.wait_limit(reason),
+            not_before: None,
         });
         self.start_waiting(now);
         if self.waiting.back().is_some_and(|w| w.open == open) {
@@ -587,7 +639,9 @@ impl Station {
     pub fn reset(&mut self, ch: ChannelId, reason: &str) {
         if let Some(c) = self.chans.remove(&ch) {
             match c.role {
-                ChanRole::Offered => self.mux.refuse(ch, RefuseReason::Other, reason),
+                ChanRole::Offered | ChanRole::Deferred => {
+                    self.mux.refuse(ch, RefuseReason::Other, reason);
+                }
                 ChanRole::Opening(_) | ChanRole::Open => self.mux.reset(ch, reason),
             }
         }
@@ -601,6 +655,16 @@ impl Station {
         }
         for w in std::mem::take(&mut self.waiting) {
             self.fail_open(w.open, OpenError::Closing);
+        }
+        // The application never saw these: refused, not reset.
+        for (ch, _, _) in std::mem::take(&mut self.deferred) {
+            if self
+                .chans
+                .get(&ch)
+                .is_some_and(|c| c.role == ChanRole::Deferred)
+            {
+                self.reset(ch, "sfs is stopping");
+            }
         }
         self.phase = Phase::Draining {
             deadline: now + grace,
@@ -623,6 +687,9 @@ impl Station {
         }
         if self.pacer_wake.is_some_and(|t| t <= now) {
             self.pacer_wake = None;
+        }
+        if self.deferred_wake.is_some_and(|t| t <= now) {
+            self.deferred_wake = None;
         }
         self.expire_waiting(now);
         self.process(now);
@@ -694,7 +761,9 @@ impl Station {
             }
         };
         consider(self.pacer_wake);
+        consider(self.deferred_wake);
         consider(self.waiting.iter().map(|w| w.deadline).min());
+        consider(self.waiting.front().and_then(|w| w.not_before));
         match self.phase {
             Phase::Draining { deadline } | Phase::Flushing { deadline } => consider(Some(deadline)),
             Phase::Running | Phase::Closed => {}
@@ -732,10 +801,15 @@ impl Station {
             self.burst_reported = false;
         }
         while let Some(w) = self.waiting.front() {
+            if w.not_before.is_some_and(|t| t > now) {
+                return;
+            }
             match self.mux.open_to(&w.service, w.target.as_ref()) {
                 Ok(ch) => {
                     let w = self.waiting.pop_front().expect("front exists");
-                    self.chans.insert(ch, Chan::new(ChanRole::Opening(w.open)));
+                    let mut c = Chan::new(ChanRole::Opening(w.open));
+                    c.asked = Some(w);
+                    self.chans.insert(ch, c);
                 }
                 Err(MuxError::TooManyChannels) => {
                     let channel_wait = self.cfg.channel_wait;
@@ -834,7 +908,48 @@ impl Station {
             self.on_mux_event(now, ev);
         }
         self.start_waiting(now);
+        self.release_deferred(now);
         self.advance_close(now);
+    }
+
+    /// Hands the peer's deferred opens to the application as the open rate
+    /// allows, oldest first.
+    fn release_deferred(&mut self, now: Instant) {
+        if self.deferred_wake.is_some() {
+            return;
+        }
+        while let Some((ch, _, _)) = self.deferred.front() {
+            if !self
+                .chans
+                .get(ch)
+                .is_some_and(|c| c.role == ChanRole::Deferred)
+            {
+                // Reset by the peer or the session while it waited.
+                self.deferred.pop_front();
+                continue;
+            }
+            let (rate, burst) = (self.cfg.open_rate, self.cfg.open_burst);
+            if !self.opens_allowed.take(now, rate, burst) {
+                self.deferred_wake = Some(self.opens_allowed.next_token(now, rate));
+                return;
+            }
+            let (ch, service, target) = self.deferred.pop_front().expect("front exists");
+            if let Some(c) = self.chans.get_mut(&ch) {
+                c.role = ChanRole::Offered;
+            }
+            self.events.push_back(StationEvent::Incoming {
+                ch,
+                service,
+                target,
+            });
+        }
+        let deferred = std::mem::take(&mut self.opens_allowed.deferred);
+        if deferred > 0 {
+            info!(
+                "SERIAL-MUX:{}: the peer's opens are within the rate again ({deferred} waited for their turn)",
+                self.cfg.label
+            );
+        }
     }
 
     fn on_link_event(&mut self, ev: LinkEvent) {
@@ -921,35 +1036,28 @@ impl Station {
             } => {
                 if self.phase != Phase::Running {
                     self.mux.refuse(ch, RefuseReason::Other, "sfs is stopping");
-                } else if self.services.contains(&service)
-                    && !self
-                        .opens_allowed
-                        .take(now, self.cfg.open_rate, self.cfg.open_burst)
-                {
-                    self.stats.opens_over_rate += 1;
-                    if self.opens_allowed.refused == 0 {
-                        warn!(
-                            "SERIAL-MUX:{}: the peer opens channels faster than {}/s (bursts of {}); refusing the excess",
-                            self.cfg.label, self.cfg.open_rate, self.cfg.open_burst
-                        );
-                    }
-                    self.opens_allowed.refused += 1;
-                    self.mux
-                        .refuse(ch, RefuseReason::Other, "too many opens per second");
                 } else if self.services.contains(&service) {
-                    let refused = std::mem::take(&mut self.opens_allowed.refused);
-                    if refused > 0 {
-                        info!(
-                            "SERIAL-MUX:{}: the peer's opens are within the rate again ({refused} refused)",
-                            self.cfg.label
-                        );
+                    // Behind the others if any wait: first come, first served.
+                    let (rate, burst) = (self.cfg.open_rate, self.cfg.open_burst);
+                    if self.deferred.is_empty() && self.opens_allowed.take(now, rate, burst) {
+                        self.chans.insert(ch, Chan::new(ChanRole::Offered));
+                        self.events.push_back(StationEvent::Incoming {
+                            ch,
+                            service,
+                            target,
+                        });
+                    } else {
+                        self.stats.opens_deferred += 1;
+                        if self.opens_allowed.deferred == 0 {
+                            warn!(
+                                "SERIAL-MUX:{}: the peer opens channels faster than {rate}/s (bursts of {burst}); the excess waits its turn",
+                                self.cfg.label
+                            );
+                        }
+                        self.opens_allowed.deferred += 1;
+                        self.chans.insert(ch, Chan::new(ChanRole::Deferred));
+                        self.deferred.push_back((ch, service, target));
                     }
-                    self.chans.insert(ch, Chan::new(ChanRole::Offered));
-                    self.events.push_back(StationEvent::Incoming {
-                        ch,
-                        service,
-                        target,
-                    });
                 } else {
                     self.stats.unknown_service += 1;
                     self.mux
@@ -968,12 +1076,23 @@ impl Station {
             MuxEvent::Refused { ch, reason, detail } => {
                 if let Some(c) = self.chans.remove(&ch) {
                     if let ChanRole::Opening(open) = c.role {
-                        self.fail_open(open, OpenError::Refused { reason, detail });
+                        match c.asked {
+                            // Its channels are all in use (a smaller
+                            // max-channels, or a burst from its side): like
+                            // ours being full, the open waits for one.
+                            Some(w)
+                                if reason == RefuseReason::TooManyChannels
+                                    && self.phase == Phase::Running =>
+                            {
+                                self.wait_for_peer_channel(now, w);
+                            }
+                            _ => self.fail_open(open, OpenError::Refused { reason, detail }),
+                        }
                     }
                 }
             }
             MuxEvent::Readable { ch } => {
-                if self.chans.contains_key(&ch) {
+                if self.is_visible(ch) {
                     self.events.push_back(StationEvent::Readable { ch });
                 }
             }
@@ -983,7 +1102,11 @@ impl Station {
                 }
             }
             MuxEvent::ReadClosed { ch } => {
-                if let Some(c) = self.chans.get_mut(&ch) {
+                if let Some(c) = self
+                    .chans
+                    .get_mut(&ch)
+                    .filter(|c| c.role != ChanRole::Deferred)
+                {
                     let status = c.peer_status.take();
                     self.events
                         .push_back(StationEvent::ReadClosed { ch, status });
@@ -1003,6 +1126,8 @@ impl Station {
                         ChanRole::Opening(open) => {
                             self.fail_open(open, OpenError::Reset(reason));
                         }
+                        // The application never heard of it.
+                        ChanRole::Deferred => {}
                         ChanRole::Offered | ChanRole::Open => {
                             self.events.push_back(StationEvent::Reset {
                                 ch,
@@ -1014,11 +1139,42 @@ impl Station {
                 }
             }
             MuxEvent::Closed { ch } => {
-                if self.chans.remove(&ch).is_some() {
+                if self
+                    .chans
+                    .remove(&ch)
+                    .is_some_and(|c| c.role != ChanRole::Deferred)
+                {
                     self.events.push_back(StationEvent::Closed { ch });
                 }
             }
         }
+    }
+
+    /// The peer refused `w`'s channel because all of its channels are in use:
+    /// `w` goes back to the head of the queue and tries again shortly,
+    /// within the same `channel_wait` as when ours are full.
+    fn wait_for_peer_channel(&mut self, now: Instant, mut w: WaitingOpen) {
+        if w.reason != WaitReason::ChannelsBusy {
+            w.reason = WaitReason::ChannelsBusy;
+            w.deadline = now + self.cfg.channel_wait;
+        }
+        w.not_before = Some(now + PEER_FULL_RETRY);
+        if !self.burst_reported {
+            self.burst_reported = true;
+            info!(
+                "SERIAL-MUX:{}: all of the peer's channels are in use; new connections wait for one (up to {} s)",
+                self.cfg.label,
+                self.cfg.channel_wait.as_secs()
+            );
+        }
+        self.waiting.push_front(w);
+    }
+
+    /// The application knows of `ch` (a deferred open is not handed over yet).
+    fn is_visible(&self, ch: ChannelId) -> bool {
+        self.chans
+            .get(&ch)
+            .is_some_and(|c| c.role != ChanRole::Deferred)
     }
 
     fn advance_close(&mut self, now: Instant) {

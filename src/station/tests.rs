@@ -619,8 +619,13 @@ fn keyed_one_shot_under_injected_forgeries() {
 fn clean_pair(byte_rate: u32, max_channels: u32) -> (StationPair, Instant) {
     let mut cfg = StationConfig::for_byte_rate(byte_rate, "sim");
     cfg.mux.max_channels = max_channels;
+    pair_with(cfg)
+}
+
+/// Two stations with `cfg` on a clean line, both offering [`SERVICE`].
+fn pair_with(cfg: StationConfig) -> (StationPair, Instant) {
     let base = Instant::now();
-    let line = ImpairmentKind::Clean.line(byte_rate, 1);
+    let line = ImpairmentKind::Clean.line(cfg.link.byte_rate, 1);
     let mut pair = StationPair::new(cfg, line.clone(), line, (11, 22), base);
     pair.a.station.listen(SERVICE);
     pair.b.station.listen(SERVICE);
@@ -632,7 +637,53 @@ fn clean_pair(byte_rate: u32, max_channels: u32) -> (StationPair, Instant) {
 #[test]
 fn a_burst_beyond_the_channel_limit_waits() {
     let (mut pair, base) = clean_pair(92_160, 32);
-    let mut clients: Vec<App> = (0..300)
+    short_connections(&mut pair, base, 300);
+    assert!(pair.a.station.stats().opens_queued >= 300 - 32);
+    assert_eq!(pair.a.station.stats().opens_failed, 0);
+}
+
+/// Opens faster than the peer's open rate wait their turn at the peer and all
+/// succeed: the churn of a health-check loop is slowed to the rate, never
+/// refused (the rate once refused the excess, and 3 of 4 short connections
+/// one after another failed).
+#[test]
+fn opens_beyond_the_open_rate_wait_their_turn() {
+    let mut cfg = StationConfig::for_byte_rate(92_160, "sim");
+    cfg.mux.max_channels = 32;
+    cfg.open_rate = 50;
+    cfg.open_burst = 10;
+    let (mut pair, base) = pair_with(cfg);
+    let elapsed = short_connections(&mut pair, base, 300);
+    assert_eq!(pair.a.station.stats().opens_failed, 0);
+    let b = pair.b.station.stats();
+    assert!(b.opens_deferred >= 200, "{b:?}");
+    // Paced by B's bucket: 10 at once, then 50 a second.
+    let paced = Duration::from_secs_f64((300.0 - 10.0) / 50.0);
+    assert!(elapsed >= paced, "{elapsed:?} < {paced:?}");
+    assert!(elapsed < paced + Duration::from_secs(3), "{elapsed:?}");
+}
+
+/// A peer with fewer channels than this end refuses opens beyond its limit
+/// ("too many channels"); they wait and try again instead of failing, as
+/// they do when this end's own channels are all in use.
+#[test]
+fn opens_wait_while_the_peer_has_no_free_channel() {
+    let (mut pair, base) = clean_pair(92_160, 64);
+    let mut cfg_b = pair.b.cfg.clone();
+    cfg_b.mux.max_channels = 8;
+    pair.b.station = Station::new(cfg_b.clone(), 22, base);
+    pair.b.cfg = cfg_b;
+    pair.b.station.listen(SERVICE);
+    short_connections(&mut pair, base, 100);
+    assert_eq!(pair.a.station.stats().opens_failed, 0);
+    assert!(pair.b.station.mux_stats().incoming_total >= 100);
+}
+
+/// Runs `n` short request/response connections from A to B's service at
+/// once (A's application opens them all, B's serves each), asserts that
+/// every one confirmed its bytes, and returns how long that took.
+fn short_connections(pair: &mut StationPair, base: Instant, n: usize) -> Duration {
+    let mut clients: Vec<App> = (0..n)
         .map(|i| App::uploader(vec![i as u8; 200], vec![!(i as u8); 300], 200))
         .collect();
     for c in clients.iter_mut() {
@@ -711,15 +762,14 @@ fn a_burst_beyond_the_channel_limit_waits() {
         .count();
     assert_eq!(
         confirmed,
-        300,
+        n,
         "{:?}",
         clients
             .iter()
             .find(|c| c.end != Some(End::Confirmed))
             .map(|c| &c.end)
     );
-    assert!(pair.a.station.stats().opens_queued >= 300 - 32);
-    assert_eq!(pair.a.station.stats().opens_failed, 0);
+    pair.now - base
 }
 
 fn channel_of(ev: &StationEvent) -> ChannelId {
@@ -939,8 +989,8 @@ fn pattern_bytes(len: usize, seed: u64) -> Vec<u8> {
 /// open rate), floods of 1-byte DATA records, DATA beyond the credit B gave,
 /// CREDIT for bytes B never sent, EOFs twice, records for ids never opened.
 /// B cuts exactly the offending channels (its application, which accepts the
-/// hostile channels and never reads them, sees them reset), refuses the
-/// opens beyond the rate, its memory stays within its configured bound, and
+/// hostile channels and never reads them, sees them reset), hands the opens
+/// beyond the rate to its application no faster than the rate, its memory stays within its configured bound, and
 /// the download completes intact.
 #[test]
 fn hostile_records_cut_only_their_channels_and_the_download_completes() {
@@ -1083,7 +1133,15 @@ fn hostile_records_cut_only_their_channels_and_the_download_completes() {
     assert_eq!(a.stream.got, pattern_bytes(60_000, 2));
     let st = pair.b.station.stats();
     assert!(payloads > 100, "{payloads}");
-    assert!(st.opens_over_rate > 100, "{st:?}");
+    assert!(st.opens_deferred > 0, "{st:?}");
+    // What the flood made B's application dial: no more than the bucket
+    // allows over the run (the real channel counts too).
+    let secs = (pair.now - base).as_secs_f64();
+    let allowed = f64::from(cfg_b.open_burst) + f64::from(cfg_b.open_rate) * secs;
+    assert!(
+        (hostile_accepted + 1) as f64 <= allowed,
+        "{hostile_accepted} dials in {secs:.1} s"
+    );
     assert!(hostile_accepted > 50, "{hostile_accepted}");
     assert!(st.peer_violations > 50, "{st:?}");
     assert!(hostile_reset > 50, "{hostile_reset}");
@@ -1441,4 +1499,141 @@ fn features_are_negotiated_and_reported() {
         // A v1 peer sends no CAPS, so nothing is reported against it.
         assert_eq!(seen, (!fb.is_empty()).then_some(want));
     }
+}
+
+/// A peer that floods OPENs for an offered service at line rate (as a
+/// compromised or buggy peer could) makes this end dial no faster than
+/// `open_rate` (plus the burst) in any second, holds it to bounded memory,
+/// and connections opened meanwhile, in either direction, still carry their
+/// bytes intact. B's application answers each flooded open as a failed dial
+/// would (refused), so the flood keeps the channel table churning.
+#[test]
+fn an_open_flood_is_paced_and_other_connections_still_work() {
+    use crate::mux::wire::Record;
+    use bytes::BytesMut;
+    const FLOOD: &str = "flood";
+    let mut cfg = StationConfig::for_byte_rate(92_160, "sim");
+    cfg.mux.max_channels = 64;
+    cfg.open_rate = 100;
+    cfg.open_burst = 20;
+    let (mut pair, base) = pair_with(cfg.clone());
+    pair.b.station.listen(FLOOD);
+    let mut a_up = App::uploader(pattern_bytes(20_000, 1), pattern_bytes(5_000, 2), 700);
+    let mut b_srv = App::server(
+        pattern_bytes(5_000, 2),
+        pattern_bytes(20_000, 1),
+        false,
+        ExitStatus::Code(0),
+    );
+    let mut b_up = App::uploader(pattern_bytes(20_000, 3), pattern_bytes(5_000, 4), 700);
+    let mut a_srv = App::server(
+        pattern_bytes(5_000, 4),
+        pattern_bytes(20_000, 3),
+        false,
+        ExitStatus::Code(0),
+    );
+    let start_legit = base + Duration::from_secs(2);
+    let limit = base + Duration::from_secs(60);
+    let mut next_id: u16 = 30_000;
+    let mut flooded = 0u64;
+    // Flooded opens B's application saw, per whole second of the run.
+    let mut dials: Vec<u32> = vec![0; 61];
+    let mut peak_heap = 0;
+    let mut last_tick = 0;
+    let done = |a: &App, b: &App| a.end.is_some() && b.end.is_some();
+    while pair.now < limit && !(done(&a_up, &b_srv) && done(&b_up, &a_srv)) {
+        pair.step(QUANTUM, limit);
+        if pair.now >= start_legit && a_up.open.is_none() {
+            a_up.open = Some(pair.a.station.open(pair.now, SERVICE));
+            b_up.open = Some(pair.b.station.open(pair.now, SERVICE));
+        }
+        let sec = (pair.now - base).as_secs() as usize;
+        let st = &mut pair.a.station;
+        while let Some(ev) = st.poll_event() {
+            match ev {
+                StationEvent::Incoming { .. } => a_srv.handle(st, ev),
+                StationEvent::Opened { .. } | StationEvent::OpenFailed { .. } => {
+                    a_up.handle(st, ev)
+                }
+                StationEvent::LinkUp { .. }
+                | StationEvent::LinkDown { .. }
+                | StationEvent::PeerFeatures { .. } => {}
+                ev if a_up.ch == Some(channel_of(&ev)) => a_up.handle(st, ev),
+                ev => a_srv.handle(st, ev),
+            }
+        }
+        a_up.pump(st);
+        a_srv.pump(st);
+        let st = &mut pair.b.station;
+        while let Some(ev) = st.poll_event() {
+            match ev {
+                StationEvent::Incoming { ch, service, .. } if service == FLOOD => {
+                    dials[sec] += 1;
+                    st.refuse(ch, RefuseReason::ConnectionRefused, "");
+                }
+                StationEvent::Incoming { .. } => b_srv.handle(st, ev),
+                StationEvent::Opened { .. } | StationEvent::OpenFailed { .. } => {
+                    b_up.handle(st, ev)
+                }
+                StationEvent::LinkUp { .. }
+                | StationEvent::LinkDown { .. }
+                | StationEvent::PeerFeatures { .. } => {}
+                ev if b_up.ch == Some(channel_of(&ev)) => b_up.handle(st, ev),
+                ev => b_srv.handle(st, ev),
+            }
+        }
+        b_up.pump(st);
+        b_srv.pump(st);
+        peak_heap = peak_heap.max(pair.b.station.mux_heap_bytes());
+        // The flood: every 10 ms, as many OPENs as fit in a payload, written
+        // behind A's mux.
+        let tick = (pair.elapsed().as_millis() / 10) as u64;
+        let link = pair.a.station.link_mut();
+        if tick <= last_tick || !link.can_send() {
+            continue;
+        }
+        last_tick = tick;
+        let max = link.max_payload();
+        let mut p = BytesMut::new();
+        while p.len() + 16 <= max {
+            Record::Open {
+                id: next_id,
+                window: 4096,
+                service: FLOOD,
+            }
+            .encode(&mut p);
+            next_id = next_id.wrapping_add(1).max(30_000);
+            flooded += 1;
+        }
+        assert!(link.send(p.freeze()).is_ok());
+    }
+    for (app, what) in [
+        (&a_up, "A's upload"),
+        (&b_srv, "B's server"),
+        (&b_up, "B's upload"),
+        (&a_srv, "A's server"),
+    ] {
+        assert_eq!(app.end, Some(End::Confirmed), "{what}");
+    }
+    assert_eq!(a_up.stream.got, pattern_bytes(5_000, 2));
+    assert_eq!(a_srv.stream.got, pattern_bytes(20_000, 3));
+    let secs = (pair.now - base).as_secs() as usize;
+    assert!(secs >= 3, "the legitimate transfers ran during the flood");
+    let total: u32 = dials.iter().sum();
+    assert!(
+        flooded > 10 * u64::from(total),
+        "{flooded} sent, {total} dialled"
+    );
+    let worst = dials[..secs].iter().max().copied().unwrap_or(0);
+    assert!(
+        worst <= cfg.open_rate + cfg.open_burst,
+        "{worst} dials in one second: {dials:?}"
+    );
+    // The flood kept B's application busy at the rate the whole time.
+    assert!(
+        dials[1..secs].iter().all(|&d| d >= cfg.open_rate / 2),
+        "{dials:?}"
+    );
+    let bound = 64 * cfg.mux.window as usize + 2 * cfg.mux.send_buffer as usize;
+    assert!(peak_heap <= bound, "peak heap {peak_heap} > {bound}");
 }
