@@ -233,6 +233,94 @@ async fn echo_latency(case: &str, cable: CableSpec, with_bulk: bool, samples: us
     row
 }
 
+/// One short connection as a health check makes it: connect, 64 bytes to the
+/// echo service and back, close. True when the bytes came back intact.
+async fn echo64(entry: std::net::SocketAddr, n: u64) -> bool {
+    use tokio::io::AsyncReadExt;
+    let attempt = async {
+        let mut s = tokio::net::TcpStream::connect(entry).await?;
+        s.set_nodelay(true)?;
+        let mut msg = [0u8; 65];
+        msg[0] = b'E';
+        PatternGen::new(n).fill(&mut msg[1..]);
+        s.write_all(&msg).await?;
+        let mut back = [0u8; 64];
+        s.read_exact(&mut back).await?;
+        Ok::<bool, std::io::Error>(back[..] == msg[1..])
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(10), attempt).await,
+        Ok(Ok(true))
+    )
+}
+
+/// Memory (KiB) and open descriptors of both sfs ends: `(rss A, rss B, fds A,
+/// fds B)`.
+type Footprint = (u64, u64, usize, usize);
+
+/// The [`Footprint`] once closes settled.
+async fn footprint(bed: &Testbed) -> Footprint {
+    // Channels close a round trip after their sockets; give them a moment.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    (
+        bed.rss_kib(1).unwrap_or(0),
+        bed.rss_kib(2).unwrap_or(0),
+        bed.open_fds(1).unwrap_or(0),
+        bed.open_fds(2).unwrap_or(0),
+    )
+}
+
+/// Connection churn (issue 19): 3 rounds of 200 concurrent short connections,
+/// then `sequential` short connections one after another, as a health-check
+/// loop or a scraper makes them. Every one must succeed; memory must not grow
+/// after the first round, nor descriptors leak.
+async fn churn(case: &str, baud: u32, sequential: u64) -> Row {
+    let cable = CableSpec::clean(baud);
+    let bed = start(cable.clone()).await;
+    let mut ok = 0u64;
+    let mut tried = 0u64;
+    let mut prints = Vec::new();
+    for round in 0..3u64 {
+        let tasks: Vec<_> = (0..200)
+            .map(|i| tokio::spawn(echo64(bed.entry, round * 1000 + i)))
+            .collect();
+        for t in tasks {
+            tried += 1;
+            ok += u64::from(t.await.unwrap_or(false));
+        }
+        prints.push(footprint(&bed).await);
+    }
+    let mut secs = 0.0;
+    for half in 0..2 {
+        let t0 = Instant::now();
+        for i in 0..sequential / 2 {
+            tried += 1;
+            ok += u64::from(echo64(bed.entry, 10_000 + half * sequential + i).await);
+        }
+        secs += t0.elapsed().as_secs_f64();
+        prints.push(footprint(&bed).await);
+    }
+    let series =
+        |f: &dyn Fn(&Footprint) -> String| prints.iter().map(f).collect::<Vec<_>>().join("/");
+    let row = Row {
+        case: case.into(),
+        baud,
+        intact: format!("{ok}/{tried} connections"),
+        note: format!(
+            "{:.0} sequential/s ({:.2} ms each); after rounds 1/2/3 and halves 1/2 of the sequential ones: RSS KiB A {} B {}; fds A {} B {}",
+            sequential as f64 / secs,
+            secs * 1000.0 / sequential as f64,
+            series(&|p| p.0.to_string()),
+            series(&|p| p.1.to_string()),
+            series(&|p| p.2.to_string()),
+            series(&|p| p.3.to_string()),
+        ),
+        ..Row::default()
+    };
+    bed.stop().await;
+    row
+}
+
 /// One client stops reading its download; another downloads meanwhile.
 async fn stalled(case: &str, baud: u32, secs: f64) -> Row {
     let cable = CableSpec::clean(baud);
@@ -644,6 +732,10 @@ async fn main() {
             rows.extend(r);
         }
     }
+    case!(
+        "churn-921600",
+        churn("churn-921600", 921_600, if quick { 2_000 } else { 10_000 }).await
+    );
     case!(
         "stalled-921600",
         stalled("stalled-921600", 921_600, secs).await

@@ -151,7 +151,7 @@ fn parse_host(h: &str) -> Result<HostPattern, String> {
                 .parse::<u8>()
                 .ok()
                 .filter(|&n| n <= max)
-                .ok_or_else(|| format!("prefix length '{l}' not in 0..={max}"))?,
+                .ok_or_else(|| format!("prefix length '{l}' is not from 0 to {max}"))?,
         };
         return Ok(HostPattern::Net(canonical(ip), len));
     }
@@ -191,7 +191,7 @@ fn parse_ports(p: &str) -> Result<(u16, u16), String> {
         s.parse::<u16>()
             .ok()
             .filter(|&n| n >= 1)
-            .ok_or_else(|| format!("port '{s}' not in 1..=65535"))
+            .ok_or_else(|| format!("port '{s}' is not from 1 to 65535"))
     };
     let (a, b) = match p.split_once('-') {
         Some((a, b)) => (one(a)?, one(b)?),

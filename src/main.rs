@@ -7,69 +7,119 @@ use std::time::Duration;
 
 /// socket forward serial: carry many TCP connections over one serial line.
 #[derive(Parser, Debug)]
-#[command(name = "sfs", version, about, long_about = None)]
+#[command(
+    name = "sfs",
+    version,
+    about,
+    long_about = None,
+    override_usage = "sfs [OPTIONS] ADDRESS1 ADDRESS2 [ADDRESS1 ADDRESS2]...\n       \
+                      sfs --demo | --list-ports | --gen-secret FILE | --help-addresses",
+    // `sfs` alone shows the short help (exit 2), not a bare usage error.
+    arg_required_else_help = true
+)]
 struct Cli {
-    /// More logging (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    /// More logging: -v info, -vv debug, -vvv trace
+    ///
+    /// More logging: -v info, -vv debug, -vvv trace. RUST_LOG (e.g.
+    /// RUST_LOG=sfs=debug) overrides it.
     #[arg(short, long, action = ArgAction::Count)]
     verbose: u8,
-    /// Only errors.
+    /// Only errors
     #[arg(short, long, conflicts_with = "verbose")]
     quiet: bool,
-    /// Run the built-in demonstration: a virtual serial cable with a little noise,
-    /// sfs on both ends, several connections through it, and a short report.
+    /// Try sfs on a built-in virtual cable (no hardware)
+    ///
+    /// A virtual serial cable with a little noise, sfs on both ends, several
+    /// connections through it, and a short report.
     #[arg(long, conflicts_with = "addresses")]
     demo: bool,
-    /// Print each serial link's statistics (the line SIGUSR1 prints) to stderr
-    /// every SECS seconds, e.g. 60 or 0.5.
+    /// Print link statistics every SECS seconds
+    ///
+    /// Each serial link's statistics (the line SIGUSR1 prints), every SECS
+    /// seconds, e.g. 60 or 0.5.
     #[arg(long, value_name = "SECS", value_parser = parse_interval)]
     stats_interval: Option<Duration>,
-    /// Write the statistics as one JSON object per line to FILE (- for stdout)
-    /// every --stats-interval (default 5 s) and at exit, instead of the text
-    /// lines; schema in docs/stats-schema.md.
+    /// Write statistics as JSON lines to FILE
+    ///
+    /// One JSON object per line every --stats-interval (default 5 s) and at
+    /// exit, instead of the text lines; schema in docs/stats-schema.md.
     #[arg(long, value_name = "FILE")]
     stats_json: Option<std::path::PathBuf>,
-    /// Show a live view of the links and channels on the terminal (stderr).
+    /// Show a live view of links and channels
+    ///
+    /// A live view of the links and channels, drawn on the terminal (stderr).
     #[arg(long)]
     status: bool,
-    /// List the serial ports with their USB identities, then exit.
+    /// List serial ports and their USB identities
     #[arg(long, exclusive = true)]
     list_ports: bool,
-    /// Print the address types and their options, then exit.
+    /// Describe every address type and option
     #[arg(long, exclusive = true)]
     help_addresses: bool,
-    /// Print a shell completion script for SHELL, then exit.
-    #[arg(long, value_name = "SHELL", exclusive = true)]
+    /// Print a completion script (bash, zsh, fish, ...)
+    ///
+    /// Print a completion script for SHELL, then exit.
+    #[arg(
+        long,
+        value_name = "SHELL",
+        exclusive = true,
+        hide_possible_values = true
+    )]
     completions: Option<clap_complete::Shell>,
-    /// Write a new random 32-byte secret (base64, mode 600) to FILE, which must
-    /// not exist, then exit; give both ends a copy as SERIAL-MUX secret-file=FILE.
+    /// Write a new key file for secret-file=
+    ///
+    /// 32 random bytes in base64, mode 600; FILE must not exist. Give both
+    /// ends a copy as SERIAL-MUX secret-file=FILE.
     #[arg(long, value_name = "FILE", exclusive = true)]
     gen_secret: Option<std::path::PathBuf>,
-    /// Address pairs: ADDRESS1 ADDRESS2 [ADDRESS1 ADDRESS2 ...].
+    /// Address pairs: ADDRESS1 ADDRESS2 [ADDRESS1 ADDRESS2 ...]
     #[arg(value_name = "ADDRESS", required_unless_present_any = ["demo", "list_ports", "help_addresses", "completions", "gen_secret"])]
     addresses: Vec<String>,
 }
 
 const EXAMPLES: &str = "\
 Examples:
-  sfs TCP-LISTEN:2222,fork SERIAL-MUX:/dev/ttyUSB0,b500000      host A: port 2222 over the cable
-  sfs SERIAL-MUX:/dev/ttyUSB0,b500000 TCP:localhost:22           host B: each channel dials sshd
-  sfs STDIO SERIAL-MUX:COM3,b115200                              a terminal over the cable (B: EXEC:\"sh -i\")
-  sfs PTY,link=/tmp/ttyA,b115200,ber=1e-5 PTY,link=/tmp/ttyB,b115200   a virtual serial cable
-  sfs TCP-LISTEN:7000,fork TCP:[::1]:8080                        plain socat-style forwarding
-  sfs --demo                                                     try it all without hardware
+  sfs TCP-LISTEN:2222,fork SERIAL-MUX:/dev/ttyUSB0,b500000   host A: its port 2222...
+  sfs SERIAL-MUX:/dev/ttyUSB0,b500000 TCP:localhost:22        ...is host B's sshd
+  sfs STDIO SERIAL-MUX:COM3,b115200               a terminal (far end: EXEC:\"sh -i\")
+  sfs PTY,link=/tmp/ttyA,b115200 PTY,link=/tmp/ttyB,b115200   a virtual serial cable
+  sfs --demo                                      try it all without hardware";
 
-See man sfs (man -l man/sfs.1) for roles, options, the protocol and exit codes.";
+const MORE: &str = "\
+sfs --help: every flag and each type's options; sfs --help-addresses: every option
+described; man sfs (or man -l man/sfs.1): roles, the protocol, exit codes.";
+
+/// Columns for help text: the terminal's width (COLUMNS when it is not a
+/// terminal), at most 100 for readability, 80 when unknown.
+fn help_width() -> usize {
+    let width = crossterm::terminal::size()
+        .ok()
+        .map(|(w, _)| usize::from(w))
+        .filter(|&w| w > 0)
+        .or_else(|| std::env::var("COLUMNS").ok()?.parse().ok())
+        .unwrap_or(80);
+    width.clamp(40, 100)
+}
 
 fn main() -> ExitCode {
+    let width = help_width();
     let matches = Cli::command()
-        .after_help(format!("{}\n{EXAMPLES}", sfs::address::help_text()))
+        .term_width(width)
+        .after_help(format!(
+            "{}\n{EXAMPLES}\n\n{MORE}",
+            sfs::address::type_summaries()
+        ))
+        .after_long_help(format!(
+            "{}\n{EXAMPLES}\n\n{MORE}",
+            sfs::address::help_overview(width)
+        ))
         .get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(c) => c,
         Err(e) => e.exit(),
     };
     if cli.help_addresses {
-        print!("{}", sfs::address::help_text());
+        print!("{}", sfs::address::address_reference(width));
         return ExitCode::SUCCESS;
     }
     if let Some(shell) = cli.completions {
@@ -101,7 +151,7 @@ fn main() -> ExitCode {
         Err(e) => return fail(&sfs::error::Error::io("cannot start the runtime", e)),
     };
     if cli.demo {
-        return demo(&runtime);
+        return demo(&runtime, cli.verbose > 0);
     }
     if cli.addresses.len() % 2 != 0 {
         eprintln!(
@@ -165,8 +215,8 @@ fn status_code(status: sfs::endpoint::ExitStatus) -> u8 {
 }
 
 #[cfg(unix)]
-fn demo(runtime: &tokio::runtime::Runtime) -> ExitCode {
-    match runtime.block_on(sfs::testbed::demo()) {
+fn demo(runtime: &tokio::runtime::Runtime, verbose: bool) -> ExitCode {
+    match runtime.block_on(sfs::testbed::demo(verbose)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
     }
@@ -174,7 +224,7 @@ fn demo(runtime: &tokio::runtime::Runtime) -> ExitCode {
 
 /// The demonstration runs sfs over a virtual cable of two pseudo-terminals.
 #[cfg(not(unix))]
-fn demo(_: &tokio::runtime::Runtime) -> ExitCode {
+fn demo(_: &tokio::runtime::Runtime, _verbose: bool) -> ExitCode {
     fail(&sfs::error::Error::Usage(
         "--demo needs pseudo-terminals and is not available on this platform".to_string(),
     ))

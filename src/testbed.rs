@@ -283,6 +283,20 @@ impl Testbed {
         cpu_seconds(pid)
     }
 
+    /// Resident memory of process `i` (0 cable, 1 A, 2 B) in KiB, from /proc.
+    pub fn rss_kib(&self, i: usize) -> Option<u64> {
+        let pid = self.procs.get(i)?.id()?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    /// File descriptors process `i` (0 cable, 1 A, 2 B) holds open now.
+    pub fn open_fds(&self, i: usize) -> Option<usize> {
+        let pid = self.procs.get(i)?.id()?;
+        Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
+    }
+
     /// Asks both sfs ends for their link statistics (SIGUSR1) and returns the
     /// latest line of each: `[side A, side B]`.
     pub async fn link_stats(&self) -> Vec<String> {
@@ -771,24 +785,36 @@ pub async fn download(entry: SocketAddr, len: u64, seed: u64) -> io::Result<Tran
     })
 }
 
-/// The `--demo`: a virtual cable with a little noise, sfs on both ends, several
-/// connections at once, and a short report.
-pub async fn demo() -> Result<()> {
+/// The number written just before `label` in a statistics line
+/// (`"… 8 retransmitted …"` → 8), summed over its occurrences.
+fn count_before(line: &str, label: &str) -> u64 {
+    line.match_indices(label)
+        .filter_map(|(i, _)| line[..i].rsplit([' ', '(']).next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// `sfs --demo`: a virtual cable with a little noise, sfs on both ends, four
+/// uploads and a typist at once, and a short verdict; with `verbose` also the
+/// raw counters of both ends and of the cable.
+pub async fn demo(verbose: bool) -> Result<()> {
     let bin = std::env::current_exe().map_err(|e| Error::io("cannot find the sfs binary", e))?;
     let cable = CableSpec::clean(115_200).both("ber=1e-5");
-    println!(
-        "sfs demo: virtual serial cable at 115200 baud 8N1 with bit error rate 1e-5 each way;"
-    );
-    println!("          sfs A (TCP-LISTEN,fork → SERIAL-MUX) and sfs B (SERIAL-MUX → TCP target).");
+    println!("sfs demo: a virtual serial cable at 115200 baud with line noise (1 bit in 100,000");
+    println!("          flipped), sfs at both ends; nothing here needs hardware.");
     let bed = Testbed::start(TestbedOptions::new(bin, cable.clone()))
         .await
         .map_err(|e| Error::io("demo: cannot start the test bed", e))?;
     println!(
-        "          link up; entry point {} → target {}",
-        bed.entry, bed.target
+        "          link up: connections to {} reach a test server behind the far end.",
+        bed.entry
     );
     let conns = 4u64;
     let per = 24 * 1024u64;
+    println!(
+        "sfs demo: {conns} uploads of {} KiB at once, while someone types (one key, echoed back,",
+        per / 1024
+    );
+    println!("          every 50 ms)...");
     let t0 = Instant::now();
     let cpu0 = (
         bed.cpu_seconds(1).unwrap_or(0.0),
@@ -826,32 +852,54 @@ pub async fn demo() -> Result<()> {
         bed.cpu_seconds(1).unwrap_or(0.0),
         bed.cpu_seconds(2).unwrap_or(0.0),
     );
+    let stats = bed.link_stats().await;
+    let resent: u64 = stats
+        .iter()
+        .map(|l| count_before(l, " retransmitted"))
+        .sum();
+    let report = bed.stop().await;
+    let cable_lines: Vec<&str> = report.lines().filter(|l| l.contains("->")).collect();
+    let flipped: u64 = cable_lines
+        .iter()
+        .map(|l| count_before(l, " bits flipped"))
+        .sum();
     println!(
-        "sfs demo: {conns} uploads of {} KiB at once: {intact}/{conns} intact, {:.1} s, goodput {:.2} of the line's byte rate",
-        per / 1024,
-        secs,
-        goodput
+        "          {intact} of {conns} uploads arrived intact in {secs:.1} s: {goodput:.2} of the line's byte rate"
     );
     println!(
-        "          keystroke echo during the transfer: {} samples, p50 {:.0} ms, p99 {:.0} ms",
+        "          (the noise flipped {flipped} bits; sfs caught every damaged frame and sent {resent} again;"
+    );
+    // Measured: this demo on a clean cable gives 0.94 (short uploads, the
+    // typing); long transfers reach 0.98-0.99 (the benchmark's clean cases).
+    println!("          the same demo on a clean line gives about 0.94, long transfers 0.98)");
+    println!(
+        "          keystrokes: {} echoed, half within {:.0} ms, 99 % within {:.0} ms, behind the uploads",
         rtts.len(),
         p(0.5),
         p(0.99)
     );
     println!(
-        "          CPU: side A {:.2} s, side B {:.2} s",
+        "          CPU time: {:.2} s and {:.2} s for the two ends",
         cpu1.0 - cpu0.0,
         cpu1.1 - cpu0.1
     );
-    for (side, line) in ["A", "B"].iter().zip(bed.link_stats().await) {
-        println!("          side {side}: {line}");
-    }
-    let report = bed.stop().await;
-    for l in report.lines().filter(|l| l.contains("->")) {
-        println!("          {}", l.trim_start_matches("sfs cable: "));
+    if verbose {
+        for (side, line) in ["A", "B"].iter().zip(&stats) {
+            println!("  side {side}: {line}");
+        }
+        for l in cable_lines {
+            println!("  cable: {}", l.trim_start_matches("sfs cable: "));
+        }
     }
     if intact == conns {
-        println!("sfs demo: all streams intact.");
+        println!(
+            "sfs demo: every byte arrived intact.{}",
+            if verbose {
+                ""
+            } else {
+                " (sfs --demo -v: all counters)"
+            }
+        );
         Ok(())
     } else {
         Err(Error::Runtime(format!(

@@ -162,7 +162,7 @@ async fn missing_device_is_a_runtime_error_on_one_line() {
     assert_eq!(code, 1, "{err}");
     assert_eq!(
         err.trim(),
-        "sfs: cannot open /dev/ttyUSB9: No such file or directory"
+        "sfs: cannot open /dev/ttyUSB9: no such device (sfs --list-ports shows the serial ports here)"
     );
 }
 

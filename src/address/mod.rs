@@ -28,7 +28,7 @@ mod tests;
 pub use error::AddressError;
 pub use parse::parse_address;
 pub use table::{
-    help_text, man_address_section, AddressType, OptionGroup, OptionSpec, ValueKind, ADDRESS_TYPES,
-    OPTIONS,
+    address_reference, help_overview, help_text, man_address_section, type_summaries, wrap,
+    AddressType, OptionGroup, OptionSpec, ValueKind, ADDRESS_TYPES, OPTIONS,
 };
 pub use types::*;

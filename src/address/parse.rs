@@ -993,11 +993,11 @@ impl<'a> Ctx<'a> {
 /// A decimal integer in `min..=max` (digits only).
 fn uint(s: &str, min: u64, max: u64) -> Result<u64, String> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("expected a whole number {min}..={max}"));
+        return Err(format!("expected a whole number from {min} to {max}"));
     }
     match s.parse::<u64>() {
         Ok(n) if (min..=max).contains(&n) => Ok(n),
-        _ => Err(format!("must be in {min}..={max}")),
+        _ => Err(format!("must be from {min} to {max}")),
     }
 }
 
@@ -1008,9 +1008,9 @@ fn bytes(s: &str, min: u64, max: u64) -> Result<u64, String> {
         Some(b'm' | b'M') => (&s[..s.len() - 1], 1024 * 1024),
         _ => (s, 1),
     };
-    let range = || format!("must be in {min}..={max} bytes");
+    let range = || format!("must be from {min} to {max} bytes");
     uint(digits, 0, u64::MAX)
-        .map_err(|_| format!("expected a byte count like 4096 or 8k, {min}..={max}"))?
+        .map_err(|_| format!("expected a byte count like 4096 or 8k, from {min} to {max}"))?
         .checked_mul(unit)
         .filter(|n| (min..=max).contains(n))
         .ok_or_else(range)
@@ -1118,7 +1118,7 @@ pub(super) fn format_duration(d: Duration, unit: u128) -> String {
 fn port(s: &str, min: u16) -> Result<u16, String> {
     uint(s, u64::from(min), 65_535)
         .map(|n| n as u16)
-        .map_err(|_| format!("expected a number {min}..=65535"))
+        .map_err(|_| format!("expected a port number from {min} to 65535"))
 }
 
 /// A host: name, IPv4 literal, or IPv6 literal (bracketed in parameters; with or

@@ -104,6 +104,8 @@ pub struct AddressType {
     pub syntax: &'static str,
     /// Option groups this type accepts.
     pub groups: &'static [OptionGroup],
+    /// What it is, in a few words, for the one-line list in `sfs -h`.
+    pub summary: &'static str,
     /// Description for help and the man page.
     pub help: &'static str,
 }
@@ -141,6 +143,7 @@ pub static ADDRESS_TYPES: &[AddressType] = &[
         aliases: &["TCP-L", "TCP4-LISTEN", "TCP4-L", "TCP6-LISTEN", "TCP6-L"],
         syntax: "TCP-LISTEN:PORT",
         groups: &[OptionGroup::Listen, OptionGroup::TcpListen],
+        summary: "accept TCP connections (with fork: many)",
         help: "Listen for TCP connections on PORT (0: any free port). \
                TCP4-LISTEN and TCP6-LISTEN restrict the address family.",
     },
@@ -155,6 +158,7 @@ pub static ADDRESS_TYPES: &[AddressType] = &[
         ],
         syntax: "TCP:HOST:PORT",
         groups: &[OptionGroup::TcpConnect],
+        summary: "connect to a TCP server",
         help: "Connect to PORT (1-65535) on HOST: a host name, an IPv4 address or an \
                IPv6 address in brackets ([::1]). TCP4 and TCP6 restrict the family.",
     },
@@ -163,6 +167,7 @@ pub static ADDRESS_TYPES: &[AddressType] = &[
         aliases: &["UNIX-L"],
         syntax: "UNIX-LISTEN:PATH",
         groups: &[OptionGroup::Listen, OptionGroup::UnixListen],
+        summary: "accept Unix socket connections",
         help: "Listen for connections on the Unix socket PATH.",
     },
     AddressType {
@@ -170,6 +175,7 @@ pub static ADDRESS_TYPES: &[AddressType] = &[
         aliases: &["UNIX"],
         syntax: "UNIX-CONNECT:PATH",
         groups: &[],
+        summary: "connect to a Unix socket",
         help: "Connect to the Unix socket PATH.",
     },
     AddressType {
@@ -177,6 +183,7 @@ pub static ADDRESS_TYPES: &[AddressType] = &[
         aliases: &["-"],
         syntax: "STDIO",
         groups: &[],
+        summary: "this terminal, or the pipes sfs runs in",
         help: "Standard input and output (also written -).",
     },
     AddressType {
@@ -184,6 +191,7 @@ pub static ADDRESS_TYPES: &[AddressType] = &[
         aliases: &[],
         syntax: "EXEC:\"COMMAND\"",
         groups: &[],
+        summary: "a program's standard input and output",
         help: "Run COMMAND (split into words, honouring quotes; no shell) and talk to \
                its standard input and output. Quote commands with spaces or colons. \
                On Windows the first word is the program and the rest its command line as written.",
@@ -193,6 +201,7 @@ pub static ADDRESS_TYPES: &[AddressType] = &[
         aliases: &[],
         syntax: "SERIAL:DEVICE",
         groups: &[OptionGroup::Line, OptionGroup::SoftFlow],
+        summary: "a serial port as one raw byte stream (socat-like)",
         help: "The serial device DEVICE (/dev/ttyUSB0, COM3, \\\\.\\COM12), raw bytes \
                as they are. DEVICE may be usb=VID:PID[:SERIAL] (hex, as sfs --list-ports \
                shows): the adapter with that USB identity, wherever it is plugged in.",
@@ -202,6 +211,7 @@ pub static ADDRESS_TYPES: &[AddressType] = &[
         aliases: &[],
         syntax: "SERIAL-MUX:DEVICE",
         groups: &[OptionGroup::Line, OptionGroup::Mux],
+        summary: "many connections over one serial port; sfs at both ends",
         help: "A reliable link over the serial device DEVICE carrying many connections \
                at once (framing, CRC, retransmission, per-channel flow control). DEVICE \
                may be usb=VID:PID[:SERIAL], looked up again at each reopen, so a \
@@ -217,6 +227,7 @@ pub static ADDRESS_TYPES: &[AddressType] = &[
             OptionGroup::SoftFlow,
             OptionGroup::Impair,
         ],
+        summary: "a pseudo-terminal; two PTYs make a virtual serial cable",
         help: "A new pseudo-terminal; joined with another PTY it forms a virtual serial \
                cable paced at the line settings, with seeded impairments on the bytes \
                leaving this end.",
@@ -226,6 +237,7 @@ pub static ADDRESS_TYPES: &[AddressType] = &[
         aliases: &["SOCKS5-L"],
         syntax: "SOCKS5-LISTEN:PORT",
         groups: &[OptionGroup::Listen, OptionGroup::TcpListen],
+        summary: "a SOCKS5 server: clients name destinations (ssh -D)",
         help: "A SOCKS5 server (RFC 1928, CONNECT, no authentication) on PORT, facing \
                SERIAL-MUX: each request opens a channel carrying its destination (an \
                IPv4 or IPv6 address or a host name, resolved by the far side), and the \
@@ -237,6 +249,7 @@ pub static ADDRESS_TYPES: &[AddressType] = &[
         aliases: &[],
         syntax: "SOCKS5-DIAL",
         groups: &[OptionGroup::TcpConnect, OptionGroup::SocksDial],
+        summary: "the far side of SOCKS5-LISTEN: dials what allow= permits",
         help: "Facing SERIAL-MUX: dials the destination that each channel from a \
                SOCKS5-LISTEN peer carries, if allow= permits it; every other \
                destination is refused (the client gets reply 0x02). Without allow= \
@@ -247,6 +260,7 @@ pub static ADDRESS_TYPES: &[AddressType] = &[
         aliases: &["UDP-L"],
         syntax: "UDP-LISTEN:PORT",
         groups: &[OptionGroup::TcpListen, OptionGroup::Udp],
+        summary: "receive UDP datagrams; one channel per client",
         help: "Receive UDP datagrams on PORT, facing SERIAL-MUX: each client address gets \
                its own channel (ended after idle-timeout), datagrams travel whole \
                (length-prefixed) and replies go back to the client. Datagrams that find \
@@ -257,6 +271,7 @@ pub static ADDRESS_TYPES: &[AddressType] = &[
         aliases: &["UDP-CONNECT"],
         syntax: "UDP:HOST:PORT",
         groups: &[OptionGroup::Udp],
+        summary: "send a channel's datagrams to a UDP server",
         help: "Facing SERIAL-MUX: send each channel's datagrams to PORT on HOST from a \
                socket of its own, and its replies back.",
     },
@@ -607,29 +622,99 @@ pub fn lookup_option(written: &str) -> Option<(&'static OptionSpec, Option<&str>
     })
 }
 
-/// A compact listing of address types and options, for `--help`.
-pub fn help_text() -> String {
-    let mut out = String::from(
-        "ADDRESS: TYPE[:PARAM[:PARAM]][,OPTION[=VALUE]]...  \
-         (types and options are case-insensitive; quote params with \"...\")\n\nAddress types:\n",
-    );
-    for t in ADDRESS_TYPES {
-        let _ = write!(out, "  {}", t.syntax);
-        if !t.aliases.is_empty() {
-            let _ = write!(out, "  (also {})", t.aliases.join(", "));
+/// The grammar line every help text starts its address part with.
+const GRAMMAR: &str = "ADDRESS: TYPE[:PARAM[:PARAM]][,OPTION[=VALUE]]...  (types and options are \
+                       case-insensitive; quote params with \"...\")";
+
+/// Fills `text` into lines of at most `width` columns (words longer than the
+/// room stay whole): the first line after `first`, the rest after `rest`.
+pub fn wrap(text: &str, width: usize, first: &str, rest: &str) -> String {
+    let mut out = String::from(first);
+    let mut col = first.chars().count();
+    let mut fresh = true;
+    for word in text.split_whitespace() {
+        let len = word.chars().count();
+        if !fresh && col + 1 + len > width {
+            out.push('\n');
+            out.push_str(rest);
+            col = rest.chars().count();
+            fresh = true;
         }
-        out.push('\n');
-        let opts: Vec<String> = t.options().map(|o| o.usage()).collect();
-        if !opts.is_empty() {
-            let _ = writeln!(out, "      options: {}", opts.join(", "));
+        if !fresh {
+            out.push(' ');
+            col += 1;
         }
+        out.push_str(word);
+        col += len;
+        fresh = false;
     }
-    out.push_str("\nOptions:\n");
-    let width = OPTIONS.iter().map(|o| o.usage().len()).max().unwrap_or(0);
-    for o in OPTIONS {
-        let _ = writeln!(out, "  {:width$}  {}", o.usage(), o.help, width = width);
+    out.push('\n');
+    out
+}
+
+/// One line per address type, for `sfs -h`: its syntax and what it is.
+pub fn type_summaries() -> String {
+    let width = ADDRESS_TYPES
+        .iter()
+        .map(|t| t.syntax.len())
+        .max()
+        .unwrap_or(0);
+    let mut out = String::from("Address types:\n");
+    for t in ADDRESS_TYPES {
+        let _ = writeln!(out, "  {:width$}  {}", t.syntax, t.summary);
     }
     out
+}
+
+/// The address types with what each is and the options it takes, filled to
+/// `width` columns: the address part of `sfs --help`.
+pub fn help_overview(width: usize) -> String {
+    let mut out = wrap(GRAMMAR, width, "", "  ");
+    out.push_str("\nAddress types (sfs --help-addresses describes every option):\n");
+    for t in ADDRESS_TYPES {
+        out.push_str(&wrap(
+            &format!("{} - {}", t.syntax, t.summary),
+            width,
+            "  ",
+            "      ",
+        ));
+        let opts: Vec<String> = t.options().map(|o| o.usage()).collect();
+        if !opts.is_empty() {
+            out.push_str(&wrap(
+                &format!("options: {}", opts.join(", ")),
+                width,
+                "      ",
+                "        ",
+            ));
+        }
+    }
+    out
+}
+
+/// Every address type with its aliases and description, and every option it
+/// takes with its description, filled to `width` columns: `sfs
+/// --help-addresses`, the same text the man page's ADDRESS TYPES section has.
+pub fn address_reference(width: usize) -> String {
+    let mut out = wrap(GRAMMAR, width, "", "  ");
+    for t in ADDRESS_TYPES {
+        out.push('\n');
+        let mut head = t.syntax.to_string();
+        if !t.aliases.is_empty() {
+            let _ = write!(head, "  (also {})", t.aliases.join(", "));
+        }
+        out.push_str(&wrap(&head, width, "", "    "));
+        out.push_str(&wrap(t.help, width, "    ", "    "));
+        for o in t.options() {
+            out.push_str(&wrap(o.usage().as_str(), width, "    ", "      "));
+            out.push_str(&wrap(o.help, width, "        ", "        "));
+        }
+    }
+    out
+}
+
+/// [`address_reference`] at 80 columns.
+pub fn help_text() -> String {
+    address_reference(80)
 }
 
 /// Escapes text for roff: backslashes, hyphens and leading control characters.
@@ -731,6 +816,29 @@ mod tests {
     }
 
     #[test]
+    fn wrapped_help_fits_its_width() {
+        for text in [help_overview(60), address_reference(60), type_summaries()] {
+            for line in text.lines() {
+                // A single word longer than the room may stand alone.
+                assert!(
+                    line.chars().count() <= 80 || !line.trim().contains(' '),
+                    "{line}"
+                );
+            }
+        }
+        for line in help_overview(60)
+            .lines()
+            .chain(address_reference(60).lines())
+        {
+            assert!(
+                line.chars().count() <= 60 || !line.trim().contains(' '),
+                "{line}"
+            );
+        }
+        assert_eq!(wrap("a b c", 3, "", " "), "a b\n c\n");
+    }
+
+    #[test]
     fn help_lists_everything() {
         let h = help_text();
         for t in ADDRESS_TYPES {
@@ -739,7 +847,12 @@ mod tests {
         for o in OPTIONS {
             assert!(h.contains(&o.usage()), "{}", o.name);
         }
-        assert!(h.contains("options: fork, bind=ADDR, reuseaddr, max-children=N, backlog=N"));
+        let o = help_overview(200);
+        assert!(o.contains("options: fork, bind=ADDR, reuseaddr, max-children=N, backlog=N"));
+        for t in ADDRESS_TYPES {
+            assert!(o.contains(t.syntax) && o.contains(t.summary), "{}", t.name);
+            assert!(type_summaries().contains(t.summary), "{}", t.name);
+        }
     }
 
     #[test]

@@ -39,7 +39,7 @@ pub fn open_port(device: &str, line: &LineSettings) -> Result<SerialStream> {
     };
     if !std::path::Path::new(device).exists() && cfg!(unix) {
         return Err(Error::Runtime(format!(
-            "cannot open {device}: No such file or directory"
+            "cannot open {device}: no such device ({LIST_PORTS})"
         )));
     }
     let mut port = tokio_serial::new(native_name(device), line.baud)
@@ -52,6 +52,9 @@ pub fn open_port(device: &str, line: &LineSettings) -> Result<SerialStream> {
     settle(device, &mut port, line, flow)?;
     Ok(port)
 }
+
+/// Where a user whose device is not there finds the ones that are.
+const LIST_PORTS: &str = "sfs --list-ports shows the serial ports here";
 
 /// The name to hand to tokio-serial. On Windows it must be the bare `COM12`:
 /// serialport and mio-serial put `\\.\` in front themselves (which `COM10` and
@@ -80,7 +83,7 @@ fn open_failure(e: &tokio_serial::Error, line: &LineSettings) -> String {
             if e.description.contains("denied") {
                 return format!("{} (is another program using the port?)", e.description);
             }
-            return format!("no such port ({})", e.description);
+            return format!("no such port ({}; {LIST_PORTS})", e.description);
         }
         return format!(
             "the driver refused the line settings ({}): {}",
