@@ -25,10 +25,8 @@ use super::error::AddressError;
 use super::table::{lookup_option, AddressType, OptionSpec, ValueKind, ADDRESS_TYPES};
 use super::types::*;
 
-/// Default of [`SerialMux::keepalive`], for checking `dead-after` against it.
-const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(1);
-/// Default of [`SerialMux::dead_after`].
-const DEFAULT_DEAD_AFTER: Duration = Duration::from_secs(60);
+// The link's defaults, for checking `dead-after` against `keepalive`.
+use crate::link::{DEFAULT_DEAD_AFTER, DEFAULT_KEEPALIVE};
 /// Nanoseconds per second, the unit of `SECONDS` values.
 pub(super) const SECONDS: u128 = 1_000_000_000;
 /// Nanoseconds per millisecond, the unit of `latency=MS`.

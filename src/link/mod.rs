@@ -124,6 +124,12 @@ pub struct LinkConfig {
     pub large_max_payload: usize,
 }
 
+/// Idle time before a keepalive probe, unless `keepalive=` says otherwise.
+pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(1);
+/// Silence after which the peer counts as lost, unless `dead-after=` says
+/// otherwise: long enough for a replugged adapter (docs/link-protocol.md).
+pub const DEFAULT_DEAD_AFTER: Duration = Duration::from_secs(60);
+
 impl LinkConfig {
     /// Defaults for a line of `byte_rate` bytes/s.
     pub fn for_byte_rate(byte_rate: u32) -> Self {
@@ -131,8 +137,8 @@ impl LinkConfig {
             byte_rate: byte_rate.max(1),
             max_payload: 600,
             window: 64,
-            keepalive: Duration::from_secs(1),
-            dead_after: Duration::from_secs(60),
+            keepalive: DEFAULT_KEEPALIVE,
+            dead_after: DEFAULT_DEAD_AFTER,
             ack_delay: Duration::from_millis(4),
             pacing_target: Duration::from_millis(3),
             max_rto: Duration::from_secs(2),
