@@ -14,6 +14,7 @@
 #![allow(clippy::disallowed_methods)] // a driver: it reads the clock and hands time to the sans-IO core
 
 use crate::error::{Error, Result};
+use crate::line::rng::splitmix64;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -495,11 +496,7 @@ impl PatternGen {
     pub fn fill(&mut self, buf: &mut [u8]) {
         for b in buf {
             if self.used == 8 {
-                self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-                let mut z = self.state;
-                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-                self.word = (z ^ (z >> 31)).to_le_bytes();
+                self.word = splitmix64(&mut self.state).to_le_bytes();
                 self.used = 0;
             }
             *b = self.word[self.used];
@@ -534,11 +531,7 @@ impl TextGen {
     }
 
     fn next(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        splitmix64(&mut self.state)
     }
 
     fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {

@@ -7,7 +7,10 @@ pub struct Rng {
     s: [u64; 4],
 }
 
-fn splitmix64(x: &mut u64) -> u64 {
+/// SplitMix64: advances `x` and returns its next output. The one copy of it:
+/// [`Rng`] seeds from it; streams that must not depend on how they are cut
+/// (the test bed's pattern and text) and the link's epoch mixing use it too.
+pub fn splitmix64(x: &mut u64) -> u64 {
     *x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
     let mut z = *x;
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

@@ -441,10 +441,8 @@ const LOOP_HELLOS: u32 = 3;
 /// The epoch of the next session after a lost one: a bijective mix of the old
 /// one (SplitMix64 finaliser), never 0, so consecutive sessions never share keys.
 fn next_epoch(epoch: u32) -> u32 {
-    let mut z = u64::from(epoch).wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    ((z ^ (z >> 31)) as u32).max(1)
+    let mut x = u64::from(epoch);
+    (crate::line::rng::splitmix64(&mut x) as u32).max(1)
 }
 
 impl Link {
