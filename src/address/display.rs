@@ -6,8 +6,9 @@
 use std::fmt::{self, Display, Formatter, Write as _};
 use std::path::Path;
 
-use super::parse::{format_duration, MILLIS, SECONDS};
+use super::parse::{MILLIS, SECONDS};
 use super::types::*;
+use super::values::format_duration;
 
 /// Writes `text` inside double quotes, escaping `"` and `\`.
 fn write_quoted(f: &mut Formatter<'_>, text: &str) -> fmt::Result {

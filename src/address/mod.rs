@@ -5,7 +5,9 @@
 //! - `types.rs`: the typed addresses.
 //! - [`table`]: the address type and option tables, [`help_text`] and
 //!   [`man_address_section`].
-//! - `parse.rs`: the nom lexer and the builders ([`parse_address`], `FromStr`).
+//! - `parse.rs`: [`parse_address`] and `FromStr`, over `lex.rs` (the nom
+//!   lexer), `resolve.rs` (checks against the tables), `build.rs` (a builder
+//!   per type) and `values.rs` (value parsers).
 //! - `display.rs`: canonical printing; `parse(display(a)) == a`.
 //! - `error.rs`: [`AddressError`], pointing at the offending character.
 //!
@@ -16,11 +18,15 @@
 //! assert!(parse_address("TPC:host:22").is_err());
 //! ```
 
+mod build;
 mod display;
 mod error;
+mod lex;
 mod parse;
+mod resolve;
 pub mod table;
 mod types;
+mod values;
 
 #[cfg(test)]
 mod tests;
