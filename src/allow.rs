@@ -46,13 +46,95 @@ pub struct AllowList {
 /// Longest allow-list text accepted, in rules (bounds the work per request).
 pub const MAX_RULES: usize = 256;
 
+/// Why an `allow=` list does not parse.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RuleError {
+    /// More than [`MAX_RULES`] rules.
+    TooMany,
+    /// A rule (the text) that is wrong in the way `why` says.
+    Rule {
+        /// The rule as written.
+        rule: String,
+        /// What is wrong with it.
+        why: RuleProblem,
+    },
+}
+
+/// What is wrong with one rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RuleProblem {
+    /// Not `HOST:PORTS`.
+    NotHostPorts,
+    /// `[` without `]`.
+    MissingBracket,
+    /// Something other than `/LEN` after `]`.
+    ExpectedLength,
+    /// The text in brackets is not an IPv6 address.
+    NotIpv6(String),
+    /// A prefix length beyond the address's bits.
+    PrefixLength {
+        /// As written.
+        len: String,
+        /// 32 or 128.
+        max: u8,
+    },
+    /// `/LEN` after something that is not an address.
+    NotRange(String),
+    /// Neither a host name, a `*.domain` pattern nor an address.
+    NotHost(String),
+    /// Not a port from 1 to 65535.
+    Port(String),
+    /// `N-M` with N above M.
+    Backwards(String),
+}
+
+impl fmt::Display for RuleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RuleError::TooMany => write!(f, "more than {MAX_RULES} rules"),
+            RuleError::Rule {
+                rule,
+                why: RuleProblem::NotHostPorts,
+            } => write!(
+                f,
+                "rule '{rule}' is not HOST:PORTS (write IPv6 in brackets)"
+            ),
+            RuleError::Rule { rule, why } => write!(f, "rule '{rule}': {why}"),
+        }
+    }
+}
+
+impl fmt::Display for RuleProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RuleProblem::NotHostPorts => f.write_str("not HOST:PORTS"),
+            RuleProblem::MissingBracket => f.write_str("missing ']'"),
+            RuleProblem::ExpectedLength => f.write_str("expected /LEN after ']'"),
+            RuleProblem::NotIpv6(a) => write!(f, "'{a}' is not an IPv6 address"),
+            RuleProblem::PrefixLength { len, max } => {
+                write!(f, "prefix length '{len}' is not from 0 to {max}")
+            }
+            RuleProblem::NotRange(h) => write!(f, "'{h}' is not an address range"),
+            RuleProblem::NotHost(h) => {
+                write!(f, "'{h}' is not a host name, *.domain pattern or address")
+            }
+            RuleProblem::Port(p) => write!(f, "port '{p}' is not from 1 to 65535"),
+            RuleProblem::Backwards(p) => write!(f, "port range '{p}' is backwards"),
+        }
+    }
+}
+
+impl std::error::Error for RuleError {}
+
 impl AllowList {
     /// Parses `RULE;RULE;…` (empty text: the empty list).
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, RuleError> {
         let mut rules = Vec::new();
         for part in s.split(';').map(str::trim).filter(|p| !p.is_empty()) {
             if rules.len() == MAX_RULES {
-                return Err(format!("more than {MAX_RULES} rules"));
+                return Err(RuleError::TooMany);
             }
             rules.push(Rule::parse(part)?);
         }
@@ -99,14 +181,18 @@ impl AllowList {
 }
 
 impl Rule {
-    fn parse(s: &str) -> Result<Self, String> {
+    fn parse(s: &str) -> Result<Self, RuleError> {
+        let bad = |why| RuleError::Rule {
+            rule: s.to_string(),
+            why,
+        };
         let (host, ports) = s
             .rsplit_once(':')
             .filter(|(h, _)| !h.is_empty() && (!h.contains(':') || h.contains(']')))
-            .ok_or_else(|| format!("rule '{s}' is not HOST:PORTS (write IPv6 in brackets)"))?;
+            .ok_or_else(|| bad(RuleProblem::NotHostPorts))?;
         Ok(Rule {
-            host: parse_host(host).map_err(|e| format!("rule '{s}': {e}"))?,
-            ports: parse_ports(ports).map_err(|e| format!("rule '{s}': {e}"))?,
+            host: parse_host(host).map_err(bad)?,
+            ports: parse_ports(ports).map_err(bad)?,
         })
     }
 
@@ -115,23 +201,21 @@ impl Rule {
     }
 }
 
-fn parse_host(h: &str) -> Result<HostPattern, String> {
+fn parse_host(h: &str) -> Result<HostPattern, RuleProblem> {
     if h == "*" {
         return Ok(HostPattern::Any);
     }
     // `[v6]`, `[v6]/len`, `v4`, `v4/len`.
     let (addr, len) = match h.strip_prefix('[') {
         Some(rest) => {
-            let (a, tail) = rest
-                .split_once(']')
-                .ok_or_else(|| "missing ']'".to_string())?;
+            let (a, tail) = rest.split_once(']').ok_or(RuleProblem::MissingBracket)?;
             let len = match tail {
                 "" => None,
-                t => Some(t.strip_prefix('/').ok_or("expected /LEN after ']'")?),
+                t => Some(t.strip_prefix('/').ok_or(RuleProblem::ExpectedLength)?),
             };
             let ip: IpAddr = a
                 .parse::<std::net::Ipv6Addr>()
-                .map_err(|_| format!("'{a}' is not an IPv6 address"))?
+                .map_err(|_| RuleProblem::NotIpv6(a.to_string()))?
                 .into();
             (Some(ip), len)
         }
@@ -147,16 +231,17 @@ fn parse_host(h: &str) -> Result<HostPattern, String> {
         let max = if ip.is_ipv4() { 32 } else { 128 };
         let len = match len {
             None => max,
-            Some(l) => l
-                .parse::<u8>()
-                .ok()
-                .filter(|&n| n <= max)
-                .ok_or_else(|| format!("prefix length '{l}' is not from 0 to {max}"))?,
+            Some(l) => l.parse::<u8>().ok().filter(|&n| n <= max).ok_or_else(|| {
+                RuleProblem::PrefixLength {
+                    len: l.to_string(),
+                    max,
+                }
+            })?,
         };
         return Ok(HostPattern::Net(canonical(ip), len));
     }
     if len.is_some() {
-        return Err(format!("'{h}' is not an address range"));
+        return Err(RuleProblem::NotRange(h.to_string()));
     }
     let (below, name) = match h.strip_prefix("*.") {
         Some(n) => (true, n),
@@ -171,9 +256,7 @@ fn parse_host(h: &str) -> Result<HostPattern, String> {
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         });
     if !valid {
-        return Err(format!(
-            "'{h}' is not a host name, *.domain pattern or address"
-        ));
+        return Err(RuleProblem::NotHost(h.to_string()));
     }
     let name = name.to_ascii_lowercase();
     Ok(if below {
@@ -183,7 +266,7 @@ fn parse_host(h: &str) -> Result<HostPattern, String> {
     })
 }
 
-fn parse_ports(p: &str) -> Result<(u16, u16), String> {
+fn parse_ports(p: &str) -> Result<(u16, u16), RuleProblem> {
     if p == "*" {
         return Ok((1, 65535));
     }
@@ -191,7 +274,7 @@ fn parse_ports(p: &str) -> Result<(u16, u16), String> {
         s.parse::<u16>()
             .ok()
             .filter(|&n| n >= 1)
-            .ok_or_else(|| format!("port '{s}' is not from 1 to 65535"))
+            .ok_or_else(|| RuleProblem::Port(s.to_string()))
     };
     let (a, b) = match p.split_once('-') {
         Some((a, b)) => (one(a)?, one(b)?),
@@ -201,7 +284,7 @@ fn parse_ports(p: &str) -> Result<(u16, u16), String> {
         }
     };
     if a > b {
-        return Err(format!("port range '{p}' is backwards"));
+        return Err(RuleProblem::Backwards(p.to_string()));
     }
     Ok((a, b))
 }

@@ -72,7 +72,9 @@ impl<'a> Ctx<'a> {
             }),
             "SOCKS5-DIAL" => Address::Socks5Dial(Socks5Dial {
                 allow: self
-                    .value("allow", crate::allow::AllowList::parse)?
+                    .value("allow", |v| {
+                        crate::allow::AllowList::parse(v).map_err(ValueError::Allow)
+                    })?
                     .unwrap_or_default(),
                 connect_timeout: self.value("connect-timeout", positive_seconds)?,
             }),
@@ -104,7 +106,7 @@ impl<'a> Ctx<'a> {
                 command: self.param_value(0, |p| {
                     let command = p.literal();
                     if command.trim().is_empty() {
-                        Err("the command is empty".to_string())
+                        Err(ValueError::Form("the command is empty"))
                     } else {
                         Ok(command)
                     }
@@ -322,23 +324,29 @@ impl<'a> Ctx<'a> {
             drop: self.value("drop", probability)?.unwrap_or(d.drop),
             insert: self.value("insert", probability)?.unwrap_or(d.insert),
             burst: self.value("burst", |v| {
-                let (rate, len) = v.split_once(':').ok_or("expected RATE:LEN")?;
-                let rate = float(rate).and_then(|r| {
-                    if r <= 0.0 {
-                        Err("RATE must be positive".to_string())
-                    } else if r > MAX_BURST_RATE {
-                        Err(format!("RATE must be at most {MAX_BURST_RATE} per second"))
-                    } else {
-                        Ok(r)
-                    }
-                })?;
-                let len = uint(len, 1, MAX_BURST_LEN).map_err(|e| format!("LEN {e}"))?;
+                let (rate, len) = v
+                    .split_once(':')
+                    .ok_or(ValueError::Form("expected RATE:LEN"))?;
+                let rate = float(rate)
+                    .and_then(|r| {
+                        if r <= 0.0 {
+                            Err(ValueError::Form("must be positive"))
+                        } else if r > MAX_BURST_RATE {
+                            Err(ValueError::RateAbove(MAX_BURST_RATE))
+                        } else {
+                            Ok(r)
+                        }
+                    })
+                    .map_err(ValueError::of("RATE"))?;
+                let len = uint(len, 1, MAX_BURST_LEN).map_err(ValueError::of("LEN"))?;
                 Ok((rate, len as u32))
             })?,
             outage: self.value("outage", |v| {
-                let (start, dur) = v.split_once(':').ok_or("expected START:DUR")?;
-                let start = seconds(start).map_err(|e| format!("START {e}"))?;
-                let dur = positive_seconds(dur).map_err(|e| format!("DUR {e}"))?;
+                let (start, dur) = v
+                    .split_once(':')
+                    .ok_or(ValueError::Form("expected START:DUR"))?;
+                let start = seconds(start).map_err(ValueError::of("START"))?;
+                let dur = positive_seconds(dur).map_err(ValueError::of("DUR"))?;
                 Ok((start, dur))
             })?,
             latency: self

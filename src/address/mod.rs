@@ -38,3 +38,4 @@ pub use table::{
     AddressType, OptionGroup, OptionSpec, ValueKind, ADDRESS_TYPES, OPTIONS,
 };
 pub use types::*;
+pub use values::ValueError;

@@ -6,6 +6,7 @@
 use super::error::AddressError;
 use super::lex::RawAddress;
 use super::table::{lookup_option, AddressType, OptionSpec, ValueKind, ADDRESS_TYPES};
+use super::values::ValueError;
 
 /// Optimal string alignment distance (edit distance with transpositions).
 pub(super) fn edit_distance(a: &str, b: &str) -> usize {
@@ -315,7 +316,7 @@ impl<'a> Ctx<'a> {
     pub(super) fn value<T>(
         &self,
         name: &str,
-        f: impl FnOnce(&str) -> Result<T, String>,
+        f: impl FnOnce(&str) -> Result<T, ValueError>,
     ) -> Result<Option<T>, AddressError> {
         let Some(o) = self.opt(name) else {
             return Ok(None);
@@ -350,7 +351,7 @@ impl<'a> Ctx<'a> {
     pub(super) fn param_value<T>(
         &self,
         index: usize,
-        f: impl FnOnce(&Param) -> Result<T, String>,
+        f: impl FnOnce(&Param) -> Result<T, ValueError>,
     ) -> Result<T, AddressError> {
         let p = &self.params[index];
         let what = self

@@ -395,16 +395,12 @@ pub struct UsbId {
 impl UsbId {
     /// `None` when `device` is a path; otherwise the parsed identity or why it
     /// is not one.
-    pub fn from_device(device: &str) -> Option<Result<UsbId, String>> {
+    pub fn from_device(device: &str) -> Option<Result<UsbId, super::ValueError>> {
         let rest = device
             .get(..4)
             .filter(|p| p.eq_ignore_ascii_case("usb="))
             .map(|_| &device[4..])?;
-        let bad = || {
-            format!(
-                "expected usb=VID:PID[:SERIAL] with hex ids, e.g. usb=0403:6001, not '{device}'"
-            )
-        };
+        let bad = || super::ValueError::UsbId(device.to_string());
         let mut parts = rest.splitn(3, ':');
         let hex = |s: Option<&str>| {
             s.filter(|s| (1..=4).contains(&s.len()))

@@ -207,7 +207,7 @@ pub fn resolve(device: &str) -> Result<String> {
     let id = match crate::address::UsbId::from_device(device) {
         None => return Ok(device.to_string()),
         Some(Ok(id)) => id,
-        Some(Err(e)) => return Err(Error::Usage(e)),
+        Some(Err(e)) => return Err(Error::Usage(e.to_string())),
     };
     let ports = tokio_serial::available_ports()
         .map_err(|e| Error::Runtime(format!("cannot list serial ports to find {id}: {e}")))?;
