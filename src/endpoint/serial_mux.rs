@@ -625,11 +625,6 @@ fn station_config(addr: &SerialMux) -> Result<StationConfig> {
     if let Some(c) = addr.compress {
         cfg.mux.compress = c;
     }
-    // Offered in the link's CAPS: the peer then sends DATA_LZ4 records only if
-    // it has them too; a peer built before CAPS never sees the difference.
-    if cfg.mux.compress {
-        cfg.link.features = cfg.link.features.union(crate::link::Features::COMPRESS_LZ4);
-    }
     cfg.validate()
         .map_err(|e| Error::Usage(format!("SERIAL-MUX:{}: {e}", addr.device)))?;
     Ok(cfg)

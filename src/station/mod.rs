@@ -85,6 +85,19 @@ impl StationConfig {
         }
     }
 
+    /// The link's settings as this end runs them: the configured link
+    /// features plus what the mux can take — LZ4 records when `mux.compress`
+    /// (offered in CAPS; a peer built before CAPS never sees the difference).
+    /// The one place the compression offer is made, so the simulator
+    /// negotiates exactly as the driver does.
+    pub fn link_config(&self) -> LinkConfig {
+        let mut link = self.link.clone();
+        if self.mux.compress {
+            link.features = link.features.union(Features::COMPRESS_LZ4);
+        }
+        link
+    }
+
     /// Checks the link and mux settings.
     pub fn validate(&self) -> Result<(), String> {
         self.link.validate()?;
@@ -427,7 +440,7 @@ impl Station {
     /// A station with our link `epoch` (random, non-zero) at `now`.
     pub fn new(cfg: StationConfig, epoch: u32, now: Instant) -> Self {
         Station {
-            link: Link::new(cfg.link.clone(), epoch, now),
+            link: Link::new(cfg.link_config(), epoch, now),
             mux: Mux::new(cfg.mux.clone()),
             pacer: Pacer::new(cfg.link.byte_rate, cfg.link.pacing_target),
             pacer_wake: None,
@@ -453,21 +466,6 @@ impl Station {
     }
 
     // ----- getters ----------------------------------------------------------
-
-    /// What this end offers in the link's feature negotiation: the codec it
-    /// can decompress (`None` with `compress=off`). The link announces it to
-    /// the peer in each session.
-    pub fn compression_offer(&self) -> Option<Codec> {
-        self.mux.compression_offer()
-    }
-
-    /// The link reported what the peer can decompress for the current
-    /// session (`None` for a peer that announced nothing, e.g. one built
-    /// before compression). Call it for every session once its features are
-    /// known, after the session reset of the previous one (which clears it).
-    pub fn set_peer_compression(&mut self, codec: Option<Codec>) {
-        self.mux.set_peer_compression(codec);
-    }
 
     /// The codec DATA goes out with now, if any.
     pub fn compression(&self) -> Option<Codec> {

@@ -370,7 +370,6 @@ fn run(seed: u64, case: Case) -> Run {
     let limit = base + Duration::from_secs(200);
     while pair.now < limit {
         pair.step(QUANTUM, limit);
-        negotiate_compression(&mut pair);
         a.turn(&mut pair.a.station);
         b.turn(&mut pair.b.station);
         if case == Case::KeyedAttacked && pair.now >= next_attack {
@@ -447,21 +446,6 @@ fn textify(buf: &mut [u8], mixed: bool) {
     }
     let n = buf.len();
     buf.copy_from_slice(&text[..n]);
-}
-
-/// What the link's feature exchange will do in each session (until it
-/// exists, done here): once the link is up, each end learns that the peer
-/// decompresses what its config offers. A session loss clears it (the mux
-/// forgets the peer's codec) and the next session sets it again.
-fn negotiate_compression(pair: &mut StationPair) {
-    if pair.a.station.is_up() && pair.a.station.compression().is_none() {
-        let offer = pair.b.station.compression_offer();
-        pair.a.station.set_peer_compression(offer);
-    }
-    if pair.b.station.is_up() && pair.b.station.compression().is_none() {
-        let offer = pair.a.station.compression_offer();
-        pair.b.station.set_peer_compression(offer);
-    }
 }
 
 /// The checks that hold in every case.
@@ -864,9 +848,15 @@ fn an_open_without_a_peer_gives_up_after_link_wait() {
 #[test]
 fn close_resets_what_did_not_finish_in_the_grace_period() {
     let (mut pair, base) = clean_pair(11_520, 64);
-    let mut a = App::uploader(vec![1; 100_000], Vec::new(), 1000);
+    // Incompressible: it must still be on its way when the grace ends.
+    let mut a = App::uploader(pattern_bytes(100_000, 5), Vec::new(), 1000);
     a.open = Some(pair.a.station.open(base, SERVICE));
-    let mut b = App::server(Vec::new(), vec![1; 100_000], false, ExitStatus::Code(0));
+    let mut b = App::server(
+        Vec::new(),
+        pattern_bytes(100_000, 5),
+        false,
+        ExitStatus::Code(0),
+    );
     let limit = base + Duration::from_secs(60);
     while pair.now < base + Duration::from_secs(2) {
         pair.step(QUANTUM, limit);
@@ -1462,19 +1452,31 @@ fn v1_peer_and_new_peer_carry_data_both_ways() {
 #[test]
 fn features_are_negotiated_and_reported() {
     let base = Instant::now();
-    for (fa, fb, want) in [
-        (Features::DEFAULT, Features::DEFAULT, Features::DEFAULT),
+    // B: a peer with every feature, one without large frames, and one built
+    // before CAPS (no link features, no compression: wire v1). Compression
+    // comes from each end's mux setting, as in production.
+    let lz4 = Features::COMPRESS_LZ4;
+    for (fa, fb, b_compress, want) in [
         (
             Features::DEFAULT,
-            Features::RESUME.union(Features::COMPRESS_LZ4),
-            Features::RESUME,
+            Features::DEFAULT,
+            true,
+            Features::DEFAULT.union(lz4),
         ),
-        (Features::DEFAULT, Features::NONE, Features::NONE),
+        (
+            Features::DEFAULT,
+            Features::RESUME,
+            true,
+            Features::RESUME.union(lz4),
+        ),
+        (Features::DEFAULT, Features::RESUME, false, Features::RESUME),
+        (Features::DEFAULT, Features::NONE, false, Features::NONE),
     ] {
         let mut cfg_a = StationConfig::for_byte_rate(11_520, "a");
         cfg_a.link.features = fa;
         let mut cfg_b = StationConfig::for_byte_rate(11_520, "b");
         cfg_b.link.features = fb;
+        cfg_b.mux.compress = b_compress;
         let mut pair = StationPair::new(
             cfg_a,
             ImpairmentKind::Clean.line(11_520, 1),
