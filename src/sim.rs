@@ -519,8 +519,10 @@ mod tests {
     }
 }
 
-/// One end of a [`StationPair`]: a [`Station`](crate::station::Station) and the
-/// driver's unwritten bytes, as the tokio driver holds them.
+/// One end of a [`StationPair`]: a [`Station`](crate::station::Station) and
+/// what the tokio driver holds around it: the write in flight (the rest of a
+/// [`Station::poll_write`](crate::station::Station::poll_write) batch the
+/// device has not taken yet) and whether the device is plugged in.
 #[derive(Debug)]
 pub struct StationSide {
     /// The station under test.
@@ -529,7 +531,11 @@ pub struct StationSide {
     pub cfg: crate::station::StationConfig,
     /// Times this side was restarted.
     pub restarts: u32,
+    /// Times this side's device was unplugged.
+    pub unplugs: u32,
     backlog: VecDeque<u8>,
+    /// The adapter is unplugged: nothing is read or written, reopening fails.
+    unplugged: bool,
     rx: Vec<u8>,
     tx: Vec<u8>,
 }
@@ -540,35 +546,66 @@ impl StationSide {
             station: crate::station::Station::new(cfg.clone(), epoch, now),
             cfg,
             restarts: 0,
+            unplugs: 0,
             backlog: VecDeque::new(),
+            unplugged: false,
             rx: Vec::new(),
             tx: Vec::new(),
         }
     }
 
-    /// What the tokio driver does on one turn: input, timers, then frames while
-    /// the pacer and the device queue take them.
+    /// Pulls the adapter out: the write in flight is lost with it, and the
+    /// driver sees the device fail.
+    pub fn unplug(&mut self, now: Instant) {
+        self.unplugged = true;
+        self.unplugs += 1;
+        self.backlog.clear();
+        self.station.handle_device_lost(now);
+    }
+
+    /// Plugs the adapter back in: the next reopen the station asks for works.
+    pub fn plug_in(&mut self) {
+        self.unplugged = false;
+    }
+
+    /// What the tokio driver does on one turn: reopen a lost device when the
+    /// station says, input, timers, then one write at a time, each a batch
+    /// from the station, the next only when the device took the last.
     fn service(&mut self, now: Instant, out_line: &mut Line, in_line: &mut Line) {
+        if self.station.poll_reopen(now) {
+            if self.unplugged {
+                self.station.handle_reopen_failed(now);
+            } else {
+                self.station.handle_device_reopened();
+            }
+        }
         self.rx.clear();
         in_line.read(now, &mut self.rx);
+        if self.station.is_device_lost() {
+            // Bytes arriving at an unplugged adapter are lost.
+            return;
+        }
         if !self.rx.is_empty() {
             self.station.handle_input(now, &self.rx);
         }
         if self.station.poll_timeout().is_some_and(|t| t <= now) {
             self.station.handle_timeout(now);
         }
-        if !self.backlog.is_empty() {
+        loop {
+            if self.backlog.is_empty() {
+                self.tx.clear();
+                if self.station.poll_write(now, &mut self.tx) == 0 {
+                    break;
+                }
+                self.backlog.extend(&self.tx);
+            }
             let (a, _) = self.backlog.as_slices();
             let n = out_line.write(now, a);
             self.backlog.drain(..n);
-        }
-        while self.backlog.is_empty() {
-            self.tx.clear();
-            if self.station.poll_transmit(now, &mut self.tx) == 0 {
+            if !self.backlog.is_empty() {
                 break;
             }
-            let w = out_line.write(now, &self.tx);
-            self.backlog.extend(&self.tx[w..]);
+            self.station.handle_write_done();
         }
     }
 
@@ -646,6 +683,7 @@ impl StationPair {
         };
         side.station = crate::station::Station::new(side.cfg.clone(), epoch, now);
         side.backlog.clear();
+        side.unplugged = false;
         side.restarts += 1;
     }
 }

@@ -10,7 +10,8 @@
 //! - writes through a writer task, so a device that stops taking bytes (a line
 //!   held by CTS, a full adapter) pauses the line but never the driver: timers,
 //!   `dead-after`, input and commands go on;
-//! - reopens a lost device every 500 ms, keeping the link and channels.
+//! - reopens a lost device when the station says so (every 500 ms), keeping
+//!   the link and channels.
 //!
 //! A channel reaches the bridge as a [`Conn`]: its reader yields the peer's
 //! bytes and reports them consumed only when the bridge comes back for more
@@ -36,15 +37,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-/// How often a lost device is opened again.
-const REOPEN_EVERY: Duration = Duration::from_millis(500);
-/// Bytes a channel's writer may hand to the driver beyond what the station
-/// passed on to the mux: enough to keep the mux's buffer topped up.
-const WRITER_BUDGET: usize = 4096;
 /// Chunks of device input queued for the driver before the reader waits.
 const INPUT_QUEUE: usize = 64;
-/// Most bytes handed to the device writer at once.
-const WRITE_BATCH: usize = 8192;
 
 /// Process-wide registry of mux drivers, one per device.
 #[derive(Clone, Default)]
@@ -551,8 +545,6 @@ struct ChanLink {
     opened: Instant,
     bytes_in: u64,
     bytes_out: u64,
-    local_done: bool,
-    peer_done: bool,
 }
 
 impl ChanLink {
@@ -651,9 +643,6 @@ fn start(addr: &SerialMux) -> Result<MuxHandle> {
     let max_payload = station.link_stats().max_payload;
     let driver = Driver {
         station,
-        device_lost: false,
-        peer_epoch: None,
-        up_since: None,
         rate: RateSample {
             at: now,
             acked: 0,
@@ -690,8 +679,6 @@ type Written = (u64, io::Result<Vec<u8>>);
 struct Port {
     generation: u64,
     batches: mpsc::Sender<Vec<u8>>,
-    /// The writer task has a batch; the next one waits for it to finish.
-    writing: bool,
     reader: tokio::task::JoinHandle<()>,
     writer: tokio::task::JoinHandle<()>,
 }
@@ -736,7 +723,6 @@ impl Port {
         Port {
             generation,
             batches,
-            writing: false,
             reader,
             writer,
         }
@@ -750,12 +736,6 @@ impl Drop for Port {
     }
 }
 
-/// The device: open, or lost and waiting to be reopened.
-enum Device {
-    Open(Port),
-    Lost { reopen_at: Instant },
-}
-
 struct Driver {
     station: Station,
     device: String,
@@ -764,12 +744,6 @@ struct Driver {
     chans: HashMap<ChannelId, ChanLink>,
     services: HashMap<String, mpsc::UnboundedSender<PendingChannel>>,
     cmd_tx: mpsc::UnboundedSender<Cmd>,
-    /// The device failed and waits to be reopened.
-    device_lost: bool,
-    /// The peer's epoch of the current or last session.
-    peer_epoch: Option<u32>,
-    /// When the current session came up.
-    up_since: Option<Instant>,
     /// The last goodput sample, and the rates it gave.
     rate: RateSample,
     /// What `-vv` logging last saw of the link (frame size, retransmissions).
@@ -817,52 +791,44 @@ impl Driver {
         let (input_tx, mut input_rx) = mpsc::channel::<Input>(INPUT_QUEUE);
         let (written_tx, mut written_rx) = mpsc::unbounded_channel::<Written>();
         let mut generation = 0;
-        let mut device = Device::Open(Port::start(
+        // `None` while the station says the device is lost.
+        let mut device = Some(Port::start(
             port,
             generation,
             input_tx.clone(),
             written_tx.clone(),
         ));
         let mut closing: Option<oneshot::Sender<()>> = None;
-        let mut batch = Vec::with_capacity(WRITE_BATCH);
+        let mut batch = Vec::new();
         loop {
             let now = Instant::now();
             if self.station.poll_timeout().is_some_and(|t| t <= now) {
                 self.station.handle_timeout(now);
             }
-            if let Device::Lost { reopen_at } = device {
-                if reopen_at <= now {
-                    device = match crate::endpoint::serial::open_port(&self.device, &self.line) {
-                        Ok(p) => {
-                            warn!("SERIAL-MUX:{}: device is back", self.device);
-                            self.device_lost = false;
-                            generation += 1;
-                            self.station.device_reopened();
-                            Device::Open(Port::start(
-                                p,
-                                generation,
-                                input_tx.clone(),
-                                written_tx.clone(),
-                            ))
-                        }
-                        Err(_) => Device::Lost {
-                            reopen_at: now + REOPEN_EVERY,
-                        },
-                    };
+            if self.station.poll_reopen(now) {
+                match crate::endpoint::serial::open_port(&self.device, &self.line) {
+                    Ok(p) => {
+                        warn!("SERIAL-MUX:{}: device is back", self.device);
+                        generation += 1;
+                        self.station.handle_device_reopened();
+                        device = Some(Port::start(
+                            p,
+                            generation,
+                            input_tx.clone(),
+                            written_tx.clone(),
+                        ));
+                    }
+                    Err(_) => self.station.handle_reopen_failed(now),
                 }
             }
-            // Hand the writer a batch of frames when it is idle; the station's
-            // pacer keeps a batch to a few milliseconds of line time.
-            if let Device::Open(port) = &mut device {
-                if !port.writing {
-                    batch.clear();
-                    while batch.len() < WRITE_BATCH
-                        && self.station.poll_transmit(Instant::now(), &mut batch) > 0
-                    {
-                    }
-                    if !batch.is_empty() {
-                        port.writing = port.batches.try_send(std::mem::take(&mut batch)).is_ok();
-                    }
+            // The station hands out a batch only when none is in flight.
+            if let Some(port) = &device {
+                batch.clear();
+                if self.station.poll_write(Instant::now(), &mut batch) > 0 {
+                    // Capacity 1 and one batch at a time: this never fails
+                    // while the writer task lives; if it died, its error
+                    // arrives on `written_rx`.
+                    let _ = port.batches.try_send(std::mem::take(&mut batch));
                 }
             }
             self.dispatch_events();
@@ -874,29 +840,20 @@ impl Driver {
                 }
                 return;
             }
-            let reopen_at = match device {
-                Device::Lost { reopen_at } => Some(reopen_at),
-                Device::Open(_) => None,
-            };
             let wake = self
                 .station
                 .poll_timeout()
-                .into_iter()
-                .chain(reopen_at)
-                .min()
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 biased;
                 Some((g, r)) = written_rx.recv() => {
-                    if let Device::Open(port) = &mut device {
-                        if port.generation == g {
-                            match r {
-                                Ok(buf) => {
-                                    batch = buf;
-                                    port.writing = false;
-                                }
-                                Err(e) => device = self.device_lost(&e),
+                    if device.as_ref().is_some_and(|p| p.generation == g) {
+                        match r {
+                            Ok(buf) => {
+                                batch = buf;
+                                self.station.handle_write_done();
                             }
+                            Err(e) => device = self.device_lost(&e),
                         }
                     }
                 }
@@ -904,7 +861,7 @@ impl Driver {
                     // Everything that arrived meanwhile, in one turn.
                     let mut next = Some(first);
                     while let Some((g, r)) = next.take() {
-                        let Device::Open(port) = &device else { break };
+                        let Some(port) = &device else { break };
                         if port.generation == g {
                             match r {
                                 Ok(bytes) => self.station.handle_input(Instant::now(), &bytes),
@@ -931,16 +888,15 @@ impl Driver {
         }
     }
 
-    fn device_lost(&mut self, e: &io::Error) -> Device {
-        self.device_lost = true;
+    /// The device failed: the station waits for it; the port is dropped.
+    fn device_lost(&mut self, e: &io::Error) -> Option<Port> {
         warn!(
             "SERIAL-MUX:{}: device failed ({}); channels are kept while sfs reopens it (up to dead-after)",
             self.device,
             crate::error::describe_io(e)
         );
-        Device::Lost {
-            reopen_at: Instant::now() + REOPEN_EVERY,
-        }
+        self.station.handle_device_lost(Instant::now());
+        None
     }
 
     fn command(&mut self, cmd: Cmd, closing: &mut Option<oneshot::Sender<()>>) {
@@ -977,17 +933,21 @@ impl Driver {
                 self.station.refuse(ch, reason, &detail);
             }
             Cmd::Data { ch, data } => {
-                if let Some(c) = self.chans.get_mut(&ch) {
-                    c.bytes_out += data.len() as u64;
+                let len = data.len();
+                // The writer keeps to the room the station gave it, so all of
+                // it is taken; anything else is a driver bug worth a line.
+                let taken = self.station.write(ch, data);
+                if taken < len && self.chans.contains_key(&ch) {
+                    debug!(
+                        "channel {ch}: {} of {len} bytes beyond the write budget",
+                        len - taken
+                    );
                 }
-                self.station.write(ch, data)
-            }
-            Cmd::Eof { ch, status } => {
                 if let Some(c) = self.chans.get_mut(&ch) {
-                    c.local_done = true;
+                    c.bytes_out += taken as u64;
                 }
-                self.station.shutdown_write(ch, status)
             }
+            Cmd::Eof { ch, status } => self.station.shutdown_write(ch, status),
             Cmd::Reset { ch } => {
                 if let Some(link) = self.chans.remove(&ch) {
                     self.station.reset(ch, "reset by application");
@@ -1016,7 +976,7 @@ impl Driver {
         let (to_app, rx) = mpsc::unbounded_channel();
         let (confirmed_tx, confirmed_rx) = oneshot::channel();
         let write = Arc::new(Mutex::new(WriteShared {
-            budget: WRITER_BUDGET,
+            budget: self.station.write_room(ch),
             waker: None,
             dead: None,
         }));
@@ -1032,8 +992,6 @@ impl Driver {
                 opened: Instant::now(),
                 bytes_in: 0,
                 bytes_out: 0,
-                local_done: false,
-                peer_done: false,
             },
         );
         ConnParts {
@@ -1050,8 +1008,6 @@ impl Driver {
         while let Some(ev) = self.station.poll_event() {
             match ev {
                 StationEvent::LinkUp { peer_epoch } => {
-                    self.peer_epoch = Some(peer_epoch);
-                    self.up_since = Some(Instant::now());
                     info!(
                         "SERIAL-MUX:{}: link up (peer epoch {peer_epoch:08x})",
                         self.device
@@ -1064,7 +1020,6 @@ impl Driver {
                     );
                 }
                 StationEvent::LinkDown { reason } => {
-                    self.up_since = None;
                     warn!(
                         "SERIAL-MUX:{}: session ended ({}); its channels were reset",
                         self.device,
@@ -1131,7 +1086,6 @@ impl Driver {
                 }
                 StationEvent::ReadClosed { ch, status } => {
                     if let Some(c) = self.chans.get_mut(&ch) {
-                        c.peer_done = true;
                         let _ = c.to_app.send(Inbound::Eof(status));
                     }
                 }
@@ -1191,13 +1145,16 @@ impl Driver {
                 endpoint: c.endpoint.clone(),
                 bytes_out: c.bytes_out,
                 bytes_in: c.bytes_in,
-                state: ChannelState::from_ends(c.local_done, c.peer_done),
+                state: {
+                    let (local, peer) = self.station.channel_ends(ch);
+                    ChannelState::from_ends(local, peer)
+                },
                 age_s: now.duration_since(c.opened).as_secs_f64(),
                 queue_bytes: self.station.queued(ch),
             })
             .collect();
         channels.sort_by_key(|c| c.id);
-        let state = if self.device_lost {
+        let state = if self.station.is_device_lost() {
             LinkState::DeviceLost
         } else if self.station.is_up() {
             LinkState::Up
@@ -1208,9 +1165,10 @@ impl Driver {
             device: self.device.clone(),
             state,
             epoch: format!("{:08x}", self.station.epoch()),
-            peer_epoch: self.peer_epoch.map(|e| format!("{e:08x}")),
+            peer_epoch: self.station.peer_epoch().map(|e| format!("{e:08x}")),
             link_uptime_s: self
-                .up_since
+                .station
+                .up_since()
                 .map_or(0.0, |t| now.duration_since(t).as_secs_f64()),
             sessions: l.sessions,
             baud: self.line.baud,

@@ -68,6 +68,15 @@ pub struct StationConfig {
     pub open_burst: u32,
     /// Name for log lines (the device).
     pub label: String,
+    /// Most bytes handed to the device in one write: a batch of frames, at
+    /// most one in flight (the pacer keeps a batch to milliseconds of line time).
+    pub write_batch: usize,
+    /// How often a lost device is tried again.
+    pub reopen_every: Duration,
+    /// Bytes the application may have written on a channel that the mux has
+    /// not taken yet ([`Station::write_room`]): what bounds a channel's
+    /// share of this end's memory before the mux's send buffer.
+    pub write_budget: usize,
 }
 
 impl StationConfig {
@@ -82,6 +91,9 @@ impl StationConfig {
             open_rate: open_rate_for(byte_rate),
             open_burst: 256,
             label: label.into(),
+            write_batch: 8192,
+            reopen_every: Duration::from_millis(500),
+            write_budget: 4096,
         }
     }
 
@@ -322,6 +334,8 @@ struct Chan {
     send_end: SendEnd,
     /// The peer's exit status, held until its end of stream is reported.
     peer_status: Option<ExitStatus>,
+    /// The peer's stream ended (every byte of it read).
+    peer_ended: bool,
 }
 
 impl Chan {
@@ -333,6 +347,7 @@ impl Chan {
             queued: 0,
             send_end: SendEnd::Open,
             peer_status: None,
+            peer_ended: false,
         }
     }
 }
@@ -366,6 +381,11 @@ pub struct Station {
     pacer: Pacer,
     /// When the pacer lets the next frame out, if it held one back.
     pacer_wake: Option<Instant>,
+    device: Device,
+    /// The peer's epoch in the current or last session.
+    peer_epoch: Option<u32>,
+    /// When the current session came up.
+    up_since: Option<Instant>,
     services: HashSet<String>,
     waiting: VecDeque<WaitingOpen>,
     chans: HashMap<ChannelId, Chan>,
@@ -433,6 +453,15 @@ impl OpenBudget {
 /// one OPEN record per try, a few per second.
 const PEER_FULL_RETRY: Duration = Duration::from_millis(100);
 
+/// The serial device as the station sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Device {
+    /// Open; `writing` while a [`Station::poll_write`] batch is in flight.
+    Open { writing: bool },
+    /// Failed; the driver tries to reopen it from `reopen_at`.
+    Lost { reopen_at: Instant },
+}
+
 /// How long the resets of a closing station may take to reach the peer.
 const FLUSH_TIME: Duration = Duration::from_millis(500);
 
@@ -444,6 +473,9 @@ impl Station {
             mux: Mux::new(cfg.mux.clone()),
             pacer: Pacer::new(cfg.link.byte_rate, cfg.link.pacing_target),
             pacer_wake: None,
+            device: Device::Open { writing: false },
+            peer_epoch: None,
+            up_since: None,
             services: HashSet::new(),
             waiting: VecDeque::new(),
             chans: HashMap::new(),
@@ -485,6 +517,38 @@ impl Station {
     /// Our link epoch.
     pub fn epoch(&self) -> u32 {
         self.link.epoch()
+    }
+
+    /// The peer's epoch in the current session, or the last one.
+    pub fn peer_epoch(&self) -> Option<u32> {
+        self.peer_epoch
+    }
+
+    /// When the current session came up (`None` while the link is down).
+    pub fn up_since(&self) -> Option<Instant> {
+        self.up_since
+    }
+
+    /// The device failed and waits to be reopened.
+    pub fn is_device_lost(&self) -> bool {
+        matches!(self.device, Device::Lost { .. })
+    }
+
+    /// Bytes [`Station::write`] takes on `ch` now (0 for an unknown or ended
+    /// channel); [`StationEvent::Sent`] gives room back.
+    pub fn write_room(&self, ch: ChannelId) -> usize {
+        self.chans
+            .get(&ch)
+            .filter(|c| c.send_end == SendEnd::Open)
+            .map_or(0, |c| self.cfg.write_budget.saturating_sub(c.queued))
+    }
+
+    /// How far the channel's two directions have come: (we ended our stream,
+    /// the peer ended its stream).
+    pub fn channel_ends(&self, ch: ChannelId) -> (bool, bool) {
+        self.chans.get(&ch).map_or((true, true), |c| {
+            (c.send_end != SendEnd::Open, c.peer_ended)
+        })
     }
 
     /// The link features this session uses (ours ∩ the peer's; none until the
@@ -594,19 +658,23 @@ impl Station {
         }
     }
 
-    /// Queues `data` on the channel. The caller bounds what it writes before
-    /// [`StationEvent::Sent`] gives room back; bytes written after the end of
-    /// the stream, or on a dead channel, are dropped.
-    pub fn write(&mut self, ch: ChannelId, data: Bytes) {
+    /// Queues as much of `data` on the channel as [`Station::write_room`]
+    /// allows and returns how much that was; [`StationEvent::Sent`] gives room
+    /// back. Nothing is taken after the end of the stream or on a dead channel.
+    pub fn write(&mut self, ch: ChannelId, mut data: Bytes) -> usize {
+        let room = self.write_room(ch);
         let Some(c) = self.chans.get_mut(&ch) else {
-            return;
+            return 0;
         };
-        if c.send_end != SendEnd::Open || data.is_empty() {
-            return;
+        data.truncate(room);
+        if data.is_empty() {
+            return 0;
         }
-        c.queued += data.len();
+        let n = data.len();
+        c.queued += n;
         c.queue.push_back(data);
         self.flush_queue(ch);
+        n
     }
 
     /// Ends the application's stream on the channel once everything written
@@ -693,11 +761,58 @@ impl Station {
         self.process(now);
     }
 
+    /// The device failed (unplugged, gone): nothing is written or read until
+    /// it is reopened; the link and its channels are kept (up to
+    /// `dead-after`). [`Station::poll_reopen`] says when to try again.
+    pub fn handle_device_lost(&mut self, now: Instant) {
+        self.device = Device::Lost {
+            reopen_at: now + self.cfg.reopen_every,
+        };
+    }
+
+    /// Whether the driver should try to reopen the lost device now.
+    pub fn poll_reopen(&self, now: Instant) -> bool {
+        matches!(self.device, Device::Lost { reopen_at } if reopen_at <= now)
+    }
+
+    /// The device could not be reopened; the next try comes `reopen_every` later.
+    pub fn handle_reopen_failed(&mut self, now: Instant) {
+        self.handle_device_lost(now);
+    }
+
     /// The device is open again after it was lost: the bytes the pacer thought
-    /// queued below us are gone with it.
-    pub fn device_reopened(&mut self) {
+    /// queued below us are gone with it, and no write is in flight.
+    pub fn handle_device_reopened(&mut self) {
+        self.device = Device::Open { writing: false };
         self.pacer = Pacer::new(self.cfg.link.byte_rate, self.cfg.link.pacing_target);
         self.pacer_wake = None;
+    }
+
+    /// The next write for the device: frames appended to `out` up to
+    /// `write_batch` bytes, returning their length. 0 while a write is in
+    /// flight, the device is lost, or nothing is due (then
+    /// [`Station::poll_timeout`] includes when something is). Report the
+    /// write's end with [`Station::handle_write_done`]: one write at a time
+    /// keeps the device queue short, so an urgent frame is never stuck
+    /// behind bytes chosen earlier.
+    pub fn poll_write(&mut self, now: Instant, out: &mut Vec<u8>) -> usize {
+        if self.device != (Device::Open { writing: false }) {
+            return 0;
+        }
+        let start = out.len();
+        while out.len() - start < self.cfg.write_batch && self.poll_transmit(now, out) > 0 {}
+        let n = out.len() - start;
+        if n > 0 {
+            self.device = Device::Open { writing: true };
+        }
+        n
+    }
+
+    /// The device took the whole of the last [`Station::poll_write`].
+    pub fn handle_write_done(&mut self) {
+        if self.device == (Device::Open { writing: true }) {
+            self.device = Device::Open { writing: false };
+        }
     }
 
     // ----- output -----------------------------------------------------------
@@ -760,6 +875,9 @@ impl Station {
         };
         consider(self.pacer_wake);
         consider(self.deferred_wake);
+        if let Device::Lost { reopen_at } = self.device {
+            consider(Some(reopen_at));
+        }
         consider(self.waiting.iter().map(|w| w.deadline).min());
         consider(self.waiting.front().and_then(|w| w.not_before));
         match self.phase {
@@ -900,7 +1018,7 @@ impl Station {
     /// lets waiting opens in and moves the close along.
     fn process(&mut self, now: Instant) {
         while let Some(ev) = self.link.poll_event() {
-            self.on_link_event(ev);
+            self.on_link_event(now, ev);
         }
         while let Some(ev) = self.mux.poll_event() {
             self.on_mux_event(now, ev);
@@ -950,9 +1068,11 @@ impl Station {
         }
     }
 
-    fn on_link_event(&mut self, ev: LinkEvent) {
+    fn on_link_event(&mut self, now: Instant, ev: LinkEvent) {
         match ev {
             LinkEvent::Up { peer_epoch } => {
+                self.peer_epoch = Some(peer_epoch);
+                self.up_since = Some(now);
                 self.events.push_back(StationEvent::LinkUp { peer_epoch });
             }
             LinkEvent::Delivered(p) => {
@@ -1022,6 +1142,7 @@ impl Station {
     /// The mux has reset its channels (their `Reset` events are queued); the
     /// waiting opens now wait for the link again.
     fn session_lost(&mut self, reason: String) {
+        self.up_since = None;
         self.events.push_back(StationEvent::LinkDown { reason });
     }
 
@@ -1105,6 +1226,7 @@ impl Station {
                     .get_mut(&ch)
                     .filter(|c| c.role != ChanRole::Deferred)
                 {
+                    c.peer_ended = true;
                     let status = c.peer_status.take();
                     self.events
                         .push_back(StationEvent::ReadClosed { ch, status });

@@ -16,8 +16,6 @@ use crate::line::rng::Rng;
 use crate::sim::{ImpairmentKind, StationPair, Which};
 
 const SERVICE: &str = "svc";
-/// What the tokio driver lets a channel writer hand over before `Sent`.
-const WRITER_BUDGET: usize = 4096;
 const QUANTUM: Duration = Duration::from_millis(1);
 
 /// How a run of the application ended on one side.
@@ -32,12 +30,11 @@ enum End {
 }
 
 /// One direction of an application's stream: what it must send, with the
-/// driver's write budget, and what it got.
+/// station's write room, and what it got.
 #[derive(Debug, Default)]
 struct Stream {
     out: Vec<u8>,
     sent: usize,
-    budget: usize,
     ended: bool,
     got: Vec<u8>,
     expect: Vec<u8>,
@@ -50,13 +47,12 @@ impl Stream {
     fn new(out: Vec<u8>, expect: Vec<u8>) -> Self {
         Stream {
             out,
-            budget: WRITER_BUDGET,
             expect,
             ..Stream::default()
         }
     }
 
-    /// Writes what the budget allows in pieces of at most `piece`, then the end
+    /// Writes what the station's room allows in pieces of at most `piece`, then the end
     /// of stream (with `status`) once `may_end`.
     fn pump(
         &mut self,
@@ -66,14 +62,12 @@ impl Stream {
         may_end: bool,
         status: Option<ExitStatus>,
     ) {
-        while self.sent < self.out.len() && self.budget > 0 {
-            let n = piece.min(self.budget).min(self.out.len() - self.sent);
-            st.write(
+        while self.sent < self.out.len() && st.write_room(ch) > 0 {
+            let n = piece.min(self.out.len() - self.sent);
+            self.sent += st.write(
                 ch,
                 Bytes::copy_from_slice(&self.out[self.sent..self.sent + n]),
             );
-            self.sent += n;
-            self.budget -= n;
         }
         if self.sent == self.out.len() && may_end && !self.ended {
             self.ended = true;
@@ -178,10 +172,8 @@ impl App {
                     self.stream.read_closed = true;
                     self.stream.peer_status = status;
                 }
-                StationEvent::Sent { ch, bytes } => {
-                    assert_eq!(Some(ch), self.ch);
-                    self.stream.budget += bytes;
-                }
+                // The station keeps the write budget (`write_room`).
+                StationEvent::Sent { ch, .. } => assert_eq!(Some(ch), self.ch),
                 StationEvent::Closed { ch } => {
                     assert_eq!(Some(ch), self.ch);
                     self.end = Some(End::Confirmed);
@@ -223,6 +215,9 @@ enum Case {
     LongOutage,
     /// One end restarts mid-transfer.
     Restart(Which),
+    /// One end's adapter is unplugged mid-transfer for 5-20 s, then plugged
+    /// back in (the driver reopens it; the link and channels are kept).
+    Replug(Which),
     /// `secret-file=` on both ends, BER 1e-4.
     KeyedBer4,
     /// `secret-file=` on both ends; one end restarts mid-transfer.
@@ -287,6 +282,8 @@ struct Run {
     elapsed: Duration,
     /// DATA bytes sent compressed by both stations (the last session's).
     compressed: u64,
+    /// A `Replug` case pulled the adapter before A's transfer ended.
+    unplugged_mid_transfer: bool,
 }
 
 fn seeds() -> u64 {
@@ -313,9 +310,11 @@ fn run(seed: u64, case: Case) -> Run {
     }
     let status = ExitStatus::Code(rng.below(256) as u32);
     let impairment = match case {
-        Case::Clean | Case::Restart(_) | Case::KeyedRestart(_) | Case::KeyedAttacked => {
-            ImpairmentKind::Clean
-        }
+        Case::Clean
+        | Case::Restart(_)
+        | Case::Replug(_)
+        | Case::KeyedRestart(_)
+        | Case::KeyedAttacked => ImpairmentKind::Clean,
         Case::Ber4 | Case::KeyedBer4 => ImpairmentKind::Ber(1e-4),
         Case::DropInsert => ImpairmentKind::DropInsert(1e-5),
         Case::Bursts => ImpairmentKind::Bursts(0.5, 20),
@@ -357,6 +356,17 @@ fn run(seed: u64, case: Case) -> Run {
         }
         _ => None,
     };
+    // The adapter comes out once A has written this much of its upload
+    // (mid-transfer, whatever the line rate), and goes back in after `away`.
+    let replug = match case {
+        Case::Replug(w) => Some((
+            w,
+            rng.below(a.stream.out.len() as u64) as usize,
+            Duration::from_secs(5 + rng.below(16)),
+        )),
+        _ => None,
+    };
+    let mut plug_in_at = None;
     let mut next_attack = base + Duration::from_millis(300);
     let mut out = Run {
         a: App::uploader(Vec::new(), Vec::new(), 1),
@@ -366,6 +376,7 @@ fn run(seed: u64, case: Case) -> Run {
         restarted_at: None,
         elapsed: Duration::ZERO,
         compressed: 0,
+        unplugged_mid_transfer: false,
     };
     let limit = base + Duration::from_secs(200);
     while pair.now < limit {
@@ -379,6 +390,20 @@ fn run(seed: u64, case: Case) -> Run {
                 pair.a.station.handle_input(pair.now, &f);
             } else {
                 pair.b.station.handle_input(pair.now, &f);
+            }
+        }
+        if let Some((which, after, away)) = replug {
+            let side = match which {
+                Which::A => &mut pair.a,
+                Which::B => &mut pair.b,
+            };
+            if side.unplugs == 0 && a.stream.sent >= after && a.end.is_none() {
+                side.unplug(pair.now);
+                plug_in_at = Some(pair.now + away);
+                out.unplugged_mid_transfer = true;
+            } else if plug_in_at.is_some_and(|t| pair.now >= t) {
+                plug_in_at = None;
+                side.plug_in();
             }
         }
         if let Some((which, at)) = restart {
@@ -513,6 +538,12 @@ fn run_case(case: Case) -> (u64, u64, u64) {
     for seed in 0..seeds() {
         let r = run(seed, case);
         check(seed, case, &r);
+        if let Case::Replug(_) = case {
+            assert!(
+                r.unplugged_mid_transfer,
+                "seed {seed} {case:?}: never unplugged"
+            );
+        }
         compressed += r.compressed;
         match (&r.a.end, case) {
             (Some(End::Confirmed), _) => confirmed += 1,
@@ -565,6 +596,15 @@ fn one_shot_cut_by_a_70_s_outage_is_reported_not_completed() {
     let (confirmed, cut, _) = run_case(Case::LongOutage);
     // Transfers still running when the line goes silent are cut, never closed.
     assert!(cut > seeds() / 4, "{confirmed} confirmed, {cut} cut");
+}
+
+/// An adapter pulled out mid-transfer and plugged back in 5-20 s later (as a
+/// USB serial adapter is): the station reopens it, the session survives, and
+/// every transfer confirms with every byte.
+#[test]
+fn one_shot_survives_an_unplugged_adapter_either_end() {
+    must_all_confirm(Case::Replug(Which::A));
+    must_all_confirm(Case::Replug(Which::B));
 }
 
 #[test]
@@ -1149,7 +1189,6 @@ fn hostile_records_cut_only_their_channels_and_the_download_completes() {
 struct Flow {
     out: Vec<u8>,
     sent: usize,
-    budget: usize,
     got: Vec<u8>,
     expect: Vec<u8>,
 }
@@ -1209,7 +1248,6 @@ fn mixed_run(
     // Flows: [A bulk, B bulk, A keys, B echo].
     let mk = |out: &Vec<u8>| Flow {
         out: out.clone(),
-        budget: WRITER_BUDGET,
         expect: out.clone(),
         ..Flow::default()
     };
@@ -1238,13 +1276,6 @@ fn mixed_run(
                         }
                     }
                 }
-                StationEvent::Sent { ch, bytes } => {
-                    if a_ch.iter().any(|&(o, c)| o == open_bulk && c == ch) {
-                        a_bulk.budget += bytes;
-                    } else {
-                        a_keys.budget += bytes;
-                    }
-                }
                 StationEvent::Reset { reason, .. } | StationEvent::LinkDown { reason } => {
                     panic!("seed {seed}: A: {reason}")
                 }
@@ -1269,13 +1300,6 @@ fn mixed_run(
                         let _ = before;
                     }
                 }
-                StationEvent::Sent { ch, bytes } => {
-                    if b_ch.first() == Some(&ch) {
-                        b_bulk.budget += bytes;
-                    } else {
-                        b_echo.budget += bytes;
-                    }
-                }
                 StationEvent::Reset { reason, .. } | StationEvent::LinkDown { reason } => {
                     panic!("seed {seed}: B: {reason}")
                 }
@@ -1285,47 +1309,42 @@ fn mixed_run(
         let find = |open| a_ch.iter().find(|&&(o, _)| o == open).map(|&(_, c)| c);
         if let Some(ch) = find(open_bulk) {
             let st = &mut pair.a.station;
-            while a_bulk.sent < a_bulk.out.len() && a_bulk.budget > 0 {
-                let n = (a_bulk.out.len() - a_bulk.sent)
-                    .min(a_bulk.budget)
-                    .min(3000);
-                st.write(ch, Bytes::copy_from_slice(&a_bulk.out[a_bulk.sent..][..n]));
-                a_bulk.sent += n;
-                a_bulk.budget -= n;
+            while a_bulk.sent < a_bulk.out.len() && st.write_room(ch) > 0 {
+                let n = (a_bulk.out.len() - a_bulk.sent).min(3000);
+                a_bulk.sent +=
+                    st.write(ch, Bytes::copy_from_slice(&a_bulk.out[a_bulk.sent..][..n]));
             }
         }
         if let Some(ch) = find(open_keys) {
-            if now >= next_key && a_keys.sent < a_keys.out.len() && a_keys.budget > 0 {
+            if now >= next_key
+                && a_keys.sent < a_keys.out.len()
+                && pair.a.station.write_room(ch) > 0
+            {
                 let k = a_keys.sent;
-                pair.a
+                a_keys.sent += pair
+                    .a
                     .station
                     .write(ch, Bytes::copy_from_slice(&a_keys.out[k..k + 1]));
-                a_keys.sent += 1;
-                a_keys.budget -= 1;
                 typed_at.push(now);
                 next_key = now + Duration::from_millis(25);
             }
         }
         if let Some(&ch) = b_ch.first() {
             let st = &mut pair.b.station;
-            while b_bulk.sent < b_bulk.out.len() && b_bulk.budget > 0 {
-                let n = (b_bulk.out.len() - b_bulk.sent)
-                    .min(b_bulk.budget)
-                    .min(3000);
-                st.write(ch, Bytes::copy_from_slice(&b_bulk.out[b_bulk.sent..][..n]));
-                b_bulk.sent += n;
-                b_bulk.budget -= n;
+            while b_bulk.sent < b_bulk.out.len() && st.write_room(ch) > 0 {
+                let n = (b_bulk.out.len() - b_bulk.sent).min(3000);
+                b_bulk.sent +=
+                    st.write(ch, Bytes::copy_from_slice(&b_bulk.out[b_bulk.sent..][..n]));
             }
         }
         if let Some(&ch) = b_ch.get(1) {
             let upto = a_keys.got.len();
-            if b_echo.sent < upto && b_echo.budget > 0 {
-                let n = (upto - b_echo.sent).min(b_echo.budget);
-                pair.b
+            if b_echo.sent < upto {
+                let n = upto - b_echo.sent;
+                b_echo.sent += pair
+                    .b
                     .station
                     .write(ch, Bytes::copy_from_slice(&typed[b_echo.sent..][..n]));
-                b_echo.sent += n;
-                b_echo.budget -= n;
             }
         }
         if a_bulk.done() && b_bulk.done() && a_keys.done() && b_echo.done() {
