@@ -622,9 +622,12 @@ fn station_config(addr: &SerialMux) -> Result<StationConfig> {
     {
         cfg.link.features = crate::link::Features(bits);
     }
-    if let Some(c) = addr.compress {
-        cfg.mux.compress = c;
-    }
+    // Unset, compression follows the key, as in ssh: on an unkeyed link it only
+    // saves line time, but on a keyed one the sealed frames' lengths would tell
+    // an observer how well each channel's data compresses, and so something of
+    // the data itself (CRIME, BREACH). Only an explicit compress=on takes that
+    // risk.
+    cfg.mux.compress = addr.compress.unwrap_or(cfg.link.key.is_none());
     // Offered in the link's CAPS: the peer then sends DATA_LZ4 records only if
     // it has them too; a peer built before CAPS never sees the difference.
     if cfg.mux.compress {
@@ -1315,4 +1318,48 @@ fn open_error(e: &OpenError) -> io::Error {
         }
     };
     io::Error::new(kind, e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::address::{parse_address, Address};
+    use crate::link::Features;
+
+    fn config(opts: &str) -> StationConfig {
+        match parse_address(&format!("SERIAL-MUX:/dev/null{opts}")) {
+            Ok(Address::SerialMux(a)) => station_config(&a).unwrap(),
+            other => panic!("{opts}: {other:?}"),
+        }
+    }
+
+    /// Compression is what this side offers in CAPS; the session compresses
+    /// only if both ends offer it, so a keyed end that does not offer it keeps
+    /// both directions uncompressed.
+    #[test]
+    fn a_keyed_link_compresses_only_when_told_to() {
+        let dir = std::env::temp_dir().join(format!("sfs-compress-key-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = dir.join("k");
+        crate::link::crypto::generate_secret_file(&key).unwrap();
+        let k = format!(",secret-file={}", key.display());
+        for (opts, on) in [
+            (String::new(), true),
+            (",compress=off".into(), false),
+            (",compress=on".into(), true),
+            (k.clone(), false),
+            (format!("{k},compress=on"), true),
+            (format!("{k},compress=off"), false),
+        ] {
+            let c = config(&opts);
+            assert_eq!(c.mux.compress, on, "{opts}");
+            assert_eq!(
+                c.link.features.contains(Features::COMPRESS_LZ4),
+                on,
+                "{opts}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
