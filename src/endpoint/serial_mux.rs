@@ -610,9 +610,14 @@ fn station_config(addr: &SerialMux) -> Result<StationConfig> {
         let secret = crate::link::crypto::read_secret_file(path)
             .map_err(|e| Error::Usage(format!("SERIAL-MUX:{}: {e}", addr.device)))?;
         // The core draws no randomness itself: its ephemeral keys come from this.
-        let seed = crate::link::crypto::os_random()
-            .map_err(|e| Error::Usage(format!("SERIAL-MUX:{}: {e}", addr.device)))?;
-        cfg.link.key = Some(crate::link::crypto::KeyConfig { secret, seed });
+        let seed = zeroize::Zeroizing::new(
+            crate::link::crypto::os_random()
+                .map_err(|e| Error::Usage(format!("SERIAL-MUX:{}: {e}", addr.device)))?,
+        );
+        cfg.link.key = Some(crate::link::crypto::KeyConfig {
+            secret,
+            seed: *seed,
+        });
     }
     // Link features to offer (bit set, docs/link-protocol.md §10; default
     // RESUME | LARGE_FRAMES; 0 = plain wire v1), for measurements.
