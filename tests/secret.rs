@@ -22,25 +22,86 @@ fn gen_secret(dir: &Path, name: &str) -> PathBuf {
 
 /// `TCP-LISTEN → SERIAL-MUX(a)` and `SERIAL-MUX(b) → echo server`, with keys.
 async fn pair(cable: &Cable, key_a: &Path, key_b: &Path) -> (Sfs, Sfs, u16) {
+    pair_with(cable, key_a, key_b, "").await
+}
+
+/// [`pair`] with more SERIAL-MUX options (`opts` starts with a comma) on both ends.
+async fn pair_with(cable: &Cable, key_a: &Path, key_b: &Path, opts: &str) -> (Sfs, Sfs, u16) {
     let port = free_port();
     let echo = echo_server().await;
     let a = Sfs::start(&[
         format!("TCP-LISTEN:{port},fork,bind=127.0.0.1"),
         format!(
-            "SERIAL-MUX:{},b115200,secret-file={}",
+            "SERIAL-MUX:{},b115200,secret-file={}{opts}",
             cable.a.display(),
             key_a.display()
         ),
     ]);
     let b = Sfs::start(&[
         format!(
-            "SERIAL-MUX:{},b115200,secret-file={}",
+            "SERIAL-MUX:{},b115200,secret-file={}{opts}",
             cable.b.display(),
             key_b.display()
         ),
         format!("TCP:127.0.0.1:{echo}"),
     ]);
     (a, b, port)
+}
+
+/// The features line each end logs once the session's CAPS are exchanged.
+async fn features_in_use(a: &Sfs, b: &Sfs) -> [String; 2] {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let logs = [a.log_text(), b.log_text()];
+        let lines = logs.clone().map(|log| {
+            log.lines()
+                .find(|l| l.contains("link features in use:"))
+                .map(str::to_owned)
+        });
+        if let [Some(la), Some(lb)] = lines {
+            return [la, lb];
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no features line\nA:\n{}\nB:\n{}",
+            logs[0],
+            logs[1]
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Compressed frame lengths show through the encryption (CRIME, BREACH), so a
+/// keyed link leaves LZ4 out unless compress=on says otherwise, as ssh does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyed_link_compresses_only_with_compress_on() {
+    for (opts, lz4) in [("", false), (",compress=on", true)] {
+        let cable = Cable::start("secret-compress", 115_200).await;
+        let key = gen_secret(&cable.dir, "k");
+        let (a, b, port) = pair_with(&cable, &key, &key, opts).await;
+        // Text that LZ4 shrinks well goes through intact either way.
+        let data: Vec<u8> = b"the quick brown fox jumps over the lazy dog\n"
+            .iter()
+            .copied()
+            .cycle()
+            .take(20_000)
+            .collect();
+        let s = connect_retry(port, Duration::from_secs(5)).await;
+        let back = tokio::time::timeout(Duration::from_secs(30), roundtrip_all(s, &data))
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "{opts}: in time\nA:\n{}\nB:\n{}",
+                    a.log_text(),
+                    b.log_text()
+                )
+            });
+        assert!(back == data, "{opts}: echo differs");
+        for line in features_in_use(&a, &b).await {
+            let features = line.rsplit("in use:").next().unwrap();
+            assert_eq!(features.contains("lz4"), lz4, "{opts:?}: {line}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -529,7 +529,8 @@ pub static OPTIONS: &[OptionSpec] = &[
         value: ValueKind::Choice(&["on", "off"]),
         help: "Compress channel data (LZ4, record by record, only what shrinks) when \
                the peer supports it; text moves at several times the line rate \
-               (default on).",
+               (default on, but off with secret-file=: compressed sizes show \
+               through the encryption; see SECURITY).",
     },
     // Pseudo-terminals.
     OptionSpec {

@@ -291,7 +291,8 @@ pub struct SerialMux {
     /// encrypted (see the man page's SECURITY section). Read when the device opens.
     pub secret_file: Option<PathBuf>,
     /// `compress=on|off`: compress channel data (LZ4, per record, only what
-    /// shrinks) when the peer supports it; default on.
+    /// shrinks) when the peer supports it. Unset (`None`): on without
+    /// `secret-file=`, off with it (compressed sizes leak through encryption).
     pub compress: Option<bool>,
 }
 

@@ -24,7 +24,7 @@ use super::{Conn, StatusSlot};
 use crate::address::SerialMux;
 use crate::error::{Error, Result};
 use crate::mux::{ChannelId, ExitStatus, RefuseReason, Target};
-use crate::station::{OpenError, OpenId, Station, StationConfig, StationEvent};
+use crate::station::{Compression, OpenError, OpenId, Station, StationConfig, StationEvent};
 use crate::stats::{sanitize, ChannelSnapshot, ChannelState, Direction, LinkSnapshot, LinkState};
 use bytes::{Bytes, BytesMut};
 use std::collections::HashMap;
@@ -602,9 +602,14 @@ fn station_config(addr: &SerialMux) -> Result<StationConfig> {
         let secret = crate::link::crypto::read_secret_file(path)
             .map_err(|e| Error::Usage(format!("SERIAL-MUX:{}: {e}", addr.device)))?;
         // The core draws no randomness itself: its ephemeral keys come from this.
-        let seed = crate::link::crypto::os_random()
-            .map_err(|e| Error::Usage(format!("SERIAL-MUX:{}: {e}", addr.device)))?;
-        cfg.link.key = Some(crate::link::crypto::KeyConfig { secret, seed });
+        let seed = zeroize::Zeroizing::new(
+            crate::link::crypto::os_random()
+                .map_err(|e| Error::Usage(format!("SERIAL-MUX:{}: {e}", addr.device)))?,
+        );
+        cfg.link.key = Some(crate::link::crypto::KeyConfig {
+            secret,
+            seed: *seed,
+        });
     }
     // Link features to offer (bit set, docs/link-protocol.md §10; default
     // RESUME | LARGE_FRAMES; 0 = plain wire v1), for measurements.
@@ -614,9 +619,11 @@ fn station_config(addr: &SerialMux) -> Result<StationConfig> {
     {
         cfg.link.features = crate::link::Features(bits);
     }
-    if let Some(c) = addr.compress {
-        cfg.mux.compress = c;
-    }
+    cfg.compress = match addr.compress {
+        None => Compression::UnlessKeyed,
+        Some(true) => Compression::On,
+        Some(false) => Compression::Off,
+    };
     cfg.validate()
         .map_err(|e| Error::Usage(format!("SERIAL-MUX:{}: {e}", addr.device)))?;
     Ok(cfg)
@@ -1268,4 +1275,48 @@ fn open_error(e: &OpenError) -> io::Error {
         }
     };
     io::Error::new(kind, e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::address::{parse_address, Address};
+    use crate::link::Features;
+
+    fn config(opts: &str) -> StationConfig {
+        match parse_address(&format!("SERIAL-MUX:/dev/null{opts}")) {
+            Ok(Address::SerialMux(a)) => station_config(&a).unwrap(),
+            other => panic!("{opts}: {other:?}"),
+        }
+    }
+
+    /// Compression is what this side offers in CAPS; the session compresses
+    /// only if both ends offer it, so a keyed end that does not offer it keeps
+    /// both directions uncompressed.
+    #[test]
+    fn a_keyed_link_compresses_only_when_told_to() {
+        let dir = std::env::temp_dir().join(format!("sfs-compress-key-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = dir.join("k");
+        crate::link::crypto::generate_secret_file(&key).unwrap();
+        let k = format!(",secret-file={}", key.display());
+        for (opts, on) in [
+            (String::new(), true),
+            (",compress=off".into(), false),
+            (",compress=on".into(), true),
+            (k.clone(), false),
+            (format!("{k},compress=on"), true),
+            (format!("{k},compress=off"), false),
+        ] {
+            let c = config(&opts);
+            assert_eq!(c.mux_config().compress, on, "{opts}");
+            assert_eq!(
+                c.link_config().features.contains(Features::COMPRESS_LZ4),
+                on,
+                "{opts}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -23,6 +23,7 @@ use snow::params::{CipherChoice, DHChoice, HashChoice};
 use snow::resolvers::{CryptoResolver, DefaultResolver};
 use snow::types::{Cipher, Dh, Hash, Random};
 use snow::StatelessTransportState;
+use zeroize::{Zeroize, Zeroizing};
 
 /// Key length in bytes (the Noise PSK size).
 pub const SECRET_LEN: usize = 32;
@@ -37,26 +38,51 @@ pub const KIND_SEALED: u8 = 7;
 /// Frames remembered behind the newest one by the replay window.
 pub const REPLAY_WINDOW: u64 = 128;
 
-/// The pre-shared secret (32 bytes). Its `Debug` never shows the bytes.
+/// The pre-shared secret (32 bytes). Its `Debug` never shows the bytes, and
+/// its bytes are wiped when it is dropped.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(pub [u8; SECRET_LEN]);
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(..)")
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        self.0.zeroize();
     }
 }
 
 /// What a keyed link needs: the secret, and a seed for its ephemeral keys (the
 /// core draws no OS randomness; the driver seeds it from the OS, the simulator
-/// from its own seed).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// from its own seed). Both are key material: the seed and the link epoch
+/// (which is logged) give every ephemeral key, so `Debug` shows neither and
+/// both are wiped on drop.
+#[derive(Clone, PartialEq, Eq)]
 pub struct KeyConfig {
     /// The pre-shared secret.
     pub secret: Secret,
     /// Seed of the handshake RNG; mixed with the link epoch, so a restarted
     /// link with a new epoch draws new keys even from the same seed.
     pub seed: [u8; 32],
+}
+
+impl fmt::Debug for KeyConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyConfig")
+            .field("secret", &format_args!("<redacted>"))
+            .field("seed", &format_args!("<redacted>"))
+            .finish()
+    }
+}
+
+impl Drop for KeyConfig {
+    fn drop(&mut self) {
+        // The secret wipes itself.
+        self.seed.zeroize();
+    }
 }
 
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -110,40 +136,146 @@ pub fn parse_secret(text: &str) -> Result<Secret, String> {
     if lines.next().is_some() {
         return Err("it has more than one key line".into());
     }
-    let bytes = base64_decode(line).ok_or("it is not base64 (expected 32 bytes in base64)")?;
-    let key: [u8; SECRET_LEN] = bytes.as_slice().try_into().map_err(|_| {
-        format!(
+    // base64_decode allocates exactly what it fills, so no copy is left behind
+    // by a reallocation; this one is wiped when dropped.
+    let bytes = Zeroizing::new(
+        base64_decode(line).ok_or("it is not base64 (expected 32 bytes in base64)")?,
+    );
+    if bytes.len() != SECRET_LEN {
+        return Err(format!(
             "it holds {} bytes, a secret is {SECRET_LEN} (make one with `sfs --gen-secret FILE`)",
             bytes.len()
-        )
-    })?;
-    if key.iter().all(|&b| b == key[0]) {
+        ));
+    }
+    let mut secret = Secret([0; SECRET_LEN]);
+    secret.0.copy_from_slice(&bytes);
+    if secret.0.iter().all(|&b| b == secret.0[0]) {
         return Err("it is not random (all bytes equal)".into());
     }
-    Ok(Secret(key))
+    Ok(secret)
 }
 
-/// Reads a key file, refusing one that group or others may read or write (on
-/// Unix; like ssh does with private keys). The error is one line.
+/// Largest key file read: a key line with comments around it.
+const KEY_FILE_MAX: u64 = 4096;
+
+/// Reads a key file. The file is opened once, without following a symbolic
+/// link at the last component and without waiting on a FIFO, and every check
+/// is made on what was opened (so nothing can be swapped in between a check
+/// and the read): a regular file, at most 4 KiB, and on Unix owned by the
+/// current user or root and not readable or writable by group or others (like
+/// ssh with private keys). On Windows a reparse point (symbolic link,
+/// junction) is refused as well; its ACL is not checked. The error is one
+/// line; the bytes read are wiped afterwards.
 pub fn read_secret_file(path: &std::path::Path) -> Result<Secret, String> {
+    use std::io::Read;
     let shown = path.display();
-    let meta = std::fs::metadata(path).map_err(|e| format!("secret-file {shown}: {e}"))?;
+    let fail = |e: &dyn fmt::Display| format!("secret-file {shown}: {e}");
+    // A clear refusal of a link or a special file before opening anything (a
+    // FIFO would block the open); the checks that count come after the open.
+    let before = std::fs::symlink_metadata(path).map_err(|e| fail(&e))?;
+    if before.file_type().is_symlink() {
+        return Err(fail(
+            &"is a symbolic link; give the path of the key file itself",
+        ));
+    }
+    if !before.is_file() {
+        return Err(fail(&"is not a regular file"));
+    }
+    let file = open_key_file(path).map_err(|e| fail(&e))?;
+    let meta = file.metadata().map_err(|e| fail(&e))?;
+    check_key_file(path, &before, &meta).map_err(|e| fail(&e))?;
+    // At most one byte past the limit, into a buffer that never reallocates
+    // (so no copy of the key is left behind) and is wiped when dropped.
+    let mut buf = Zeroizing::new(Vec::with_capacity(KEY_FILE_MAX as usize + 1));
+    file.take(KEY_FILE_MAX + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| fail(&e))?;
+    if buf.len() as u64 > KEY_FILE_MAX {
+        return Err(fail(&"too large for a key file"));
+    }
+    let text = std::str::from_utf8(&buf).map_err(|_| fail(&"it is not text (expected base64)"))?;
+    parse_secret(text).map_err(|e| fail(&e))
+}
+
+/// Opens `path` for reading without following a symbolic link (the last
+/// component) and without blocking (a FIFO or device swapped in after the
+/// first look opens at once, to be refused by [`check_key_file`]).
+#[cfg(unix)]
+fn open_key_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+}
+
+/// Opens `path` for reading; a reparse point (symbolic link, junction) is
+/// opened itself rather than followed, to be refused by [`check_key_file`].
+#[cfg(windows)]
+fn open_key_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::windows::fs::OpenOptionsExt;
+    const FILE_FLAG_OPEN_REPARSE_POINT: u32 = 0x0020_0000;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(FILE_FLAG_OPEN_REPARSE_POINT)
+        .open(path)
+}
+
+#[cfg(not(any(unix, windows)))]
+fn open_key_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    std::fs::File::open(path)
+}
+
+/// The checks on the opened key file's own metadata (`meta`, from the handle);
+/// `before` is what `path` named before the open.
+fn check_key_file(
+    path: &std::path::Path,
+    before: &std::fs::Metadata,
+    meta: &std::fs::Metadata,
+) -> Result<(), String> {
+    if !meta.is_file() {
+        return Err("is not a regular file".into());
+    }
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = meta.permissions().mode() & 0o777;
+        use std::os::unix::fs::MetadataExt;
+        if (meta.dev(), meta.ino()) != (before.dev(), before.ino()) {
+            return Err("was replaced while being opened; try again".into());
+        }
+        let me = nix::unistd::geteuid().as_raw();
+        if meta.uid() != me && meta.uid() != 0 {
+            return Err(format!(
+                "is owned by uid {}, not by this user (uid {me}) or root; run: chown {me} {}",
+                meta.uid(),
+                path.display()
+            ));
+        }
+        let mode = meta.mode() & 0o777;
         if mode & 0o077 != 0 {
             return Err(format!(
-                "secret-file {shown}: permissions {mode:04o} are too open (group or others \
-                 may access it); run: chmod 600 {shown}"
+                "permissions {mode:04o} are too open (group or others may access it); \
+                 run: chmod 600 {}",
+                path.display()
             ));
         }
     }
-    if meta.len() > 4096 {
-        return Err(format!("secret-file {shown}: too large for a key file"));
+    #[cfg(windows)]
+    {
+        use std::os::windows::fs::MetadataExt;
+        const FILE_ATTRIBUTE_REPARSE_POINT: u32 = 0x400;
+        let _ = (path, before);
+        if meta.file_attributes() & FILE_ATTRIBUTE_REPARSE_POINT != 0 {
+            return Err(
+                "is a symbolic link or junction; give the path of the key file itself".into(),
+            );
+        }
     }
-    let text = std::fs::read_to_string(path).map_err(|e| format!("secret-file {shown}: {e}"))?;
-    parse_secret(&text).map_err(|e| format!("secret-file {shown}: {e}"))
+    #[cfg(not(any(unix, windows)))]
+    let _ = (path, before);
+    if meta.len() > KEY_FILE_MAX {
+        return Err("too large for a key file".into());
+    }
+    Ok(())
 }
 
 /// 32 bytes of OS randomness (for the driver's seed and `--gen-secret`).
@@ -161,7 +293,7 @@ pub fn os_random() -> Result<[u8; 32], String> {
 /// owner only.
 pub fn generate_secret_file(path: &std::path::Path) -> Result<(), String> {
     use std::io::Write;
-    let key = os_random()?;
+    let key = Zeroizing::new(os_random()?);
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
@@ -172,7 +304,8 @@ pub fn generate_secret_file(path: &std::path::Path) -> Result<(), String> {
     let mut f = opts
         .open(path)
         .map_err(|e| format!("--gen-secret {}: {e}", path.display()))?;
-    writeln!(f, "{}", base64_encode(&key))
+    let line = Zeroizing::new(format!("{}\n", base64_encode(&*key)));
+    f.write_all(line.as_bytes())
         .map_err(|e| format!("--gen-secret {}: {e}", path.display()))
 }
 
@@ -190,8 +323,8 @@ impl SeededRng {
         h.input(b"sfs handshake rng");
         h.input(seed);
         h.input(salt);
-        let mut key = [0u8; 32];
-        h.result(&mut key);
+        let mut key = Zeroizing::new([0u8; 32]);
+        h.result(&mut *key);
         let mut cipher = DefaultResolver
             .resolve_cipher(&CipherChoice::ChaChaPoly)
             .expect("snow built with ChaCha20-Poly1305");
@@ -201,8 +334,8 @@ impl SeededRng {
 
     /// A child RNG keyed by 32 bytes from this one.
     pub fn fork(&mut self) -> SeededRng {
-        let mut k = [0u8; 32];
-        self.fill(&mut k);
+        let mut k = Zeroizing::new([0u8; 32]);
+        self.fill(&mut *k);
         SeededRng::new(&k, b"fork")
     }
 
@@ -419,6 +552,153 @@ mod tests {
             .contains("not random"));
         let two = format!("{0}\n{0}\n", base64_encode(&key));
         assert!(parse_secret(&two).unwrap_err().contains("more than one"));
+    }
+
+    /// A fresh directory for key file tests.
+    fn key_dir(tag: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("sfs-key-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn key_config_debug_shows_neither_key_nor_seed() {
+        let key: [u8; 32] = std::array::from_fn(|i| 0xa0 + i as u8);
+        let seed: [u8; 32] = std::array::from_fn(|i| 0x10 + i as u8);
+        let kc = KeyConfig {
+            secret: Secret(key),
+            seed,
+        };
+        let shown = format!("{kc:?} {kc:#?} {:?}", Some(&kc));
+        assert!(shown.contains("<redacted>"), "{shown}");
+        for bytes in [key, seed] {
+            for text in [
+                format!("{bytes:?}"),
+                format!("{}", bytes[0]),
+                format!("{:x}", bytes[0]),
+                format!("{:02x}{:02x}", bytes[0], bytes[1]),
+                base64_encode(&bytes),
+            ] {
+                assert!(!shown.contains(&text), "{text} in {shown}");
+            }
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn key_file_behind_a_symbolic_link_is_refused() {
+        let dir = key_dir("symlink");
+        let key = dir.join("k");
+        generate_secret_file(&key).unwrap();
+        assert!(read_secret_file(&key).is_ok());
+        let link = dir.join("link");
+        std::os::unix::fs::symlink(&key, &link).unwrap();
+        let err = read_secret_file(&link).unwrap_err();
+        assert!(err.contains("symbolic link"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A FIFO (or any special file) is refused at once: reading one would wait
+    /// for a writer, and it has no size to check.
+    #[cfg(unix)]
+    #[test]
+    fn key_file_that_is_a_fifo_is_refused_without_waiting() {
+        use nix::sys::stat::Mode;
+        let dir = key_dir("fifo");
+        let fifo = dir.join("k");
+        nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600)).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let path = fifo.clone();
+        // On a thread, so a read that blocks fails the test instead of hanging it.
+        std::thread::spawn(move || {
+            let _ = tx.send(read_secret_file(&path));
+        });
+        let r = rx.recv_timeout(std::time::Duration::from_secs(5));
+        if r.is_err() {
+            // Unblock the reader for the old behaviour, then fail.
+            let _ = std::fs::OpenOptions::new().write(true).open(&fifo);
+            panic!("read_secret_file blocked on a FIFO");
+        }
+        let err = r.unwrap().unwrap_err();
+        assert!(err.contains("not a regular file"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn key_file_of_another_user_is_refused() {
+        let dir = key_dir("owner");
+        let key = dir.join("k");
+        generate_secret_file(&key).unwrap();
+        if !nix::unistd::geteuid().is_root() {
+            // Only root can give a file away; as a user, the own file passes.
+            assert!(read_secret_file(&key).is_ok());
+            eprintln!("not root: cannot make a file of another user; owner refusal untested");
+            let _ = std::fs::remove_dir_all(&dir);
+            return;
+        }
+        std::os::unix::fs::chown(&key, Some(54_321), None).unwrap();
+        let err = read_secret_file(&key).unwrap_err();
+        assert!(err.contains("owned by uid 54321"), "{err}");
+        std::os::unix::fs::chown(&key, Some(0), None).unwrap();
+        assert!(read_secret_file(&key).is_ok(), "root's own file");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn key_file_others_may_access_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = key_dir("perm");
+        let key = dir.join("k");
+        generate_secret_file(&key).unwrap();
+        for mode in [0o640, 0o604, 0o620, 0o602, 0o660, 0o644] {
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).unwrap();
+            let err = read_secret_file(&key).unwrap_err();
+            assert!(
+                err.contains("too open") && err.contains("chmod 600"),
+                "{mode:o}: {err}"
+            );
+        }
+        for mode in [0o600, 0o400] {
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).unwrap();
+            assert!(read_secret_file(&key).is_ok(), "{mode:o}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn key_file_checks_are_made_on_the_opened_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = key_dir("fstat");
+        let key = dir.join("k");
+        generate_secret_file(&key).unwrap();
+        let before = std::fs::symlink_metadata(&key).unwrap();
+        let file = open_key_file(&key).unwrap();
+        assert!(check_key_file(&key, &before, &file.metadata().unwrap()).is_ok());
+        // The file the path named when looked at is not the file opened.
+        let other = dir.join("other");
+        generate_secret_file(&other).unwrap();
+        let swapped = std::fs::File::open(&other).unwrap().metadata().unwrap();
+        let err = check_key_file(&key, &before, &swapped).unwrap_err();
+        assert!(err.contains("replaced"), "{err}");
+        // The handle's own mode counts, whatever the path shows.
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = check_key_file(&key, &before, &file.metadata().unwrap()).unwrap_err();
+        assert!(err.contains("too open"), "{err}");
+        // Too large, or not a regular file, on the handle.
+        std::fs::write(&other, vec![b'#'; 5000]).unwrap();
+        let big = std::fs::File::open(&other).unwrap().metadata().unwrap();
+        let before = std::fs::symlink_metadata(&other).unwrap();
+        let err = check_key_file(&other, &before, &big).unwrap_err();
+        assert!(err.contains("too large"), "{err}");
+        let err = read_secret_file(&other).unwrap_err();
+        assert!(err.contains("too large"), "{err}");
+        let err = read_secret_file(&dir).unwrap_err();
+        assert!(err.contains("not a regular file"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

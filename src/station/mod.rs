@@ -52,7 +52,7 @@ use crate::mux::{
 pub struct StationConfig {
     /// The link layer's settings.
     pub link: LinkConfig,
-    /// The multiplexer's settings.
+    /// The multiplexer's settings (its `compress` is decided by `compress`).
     pub mux: MuxConfig,
     /// How long an open waits for the link to come up.
     pub link_wait: Duration,
@@ -77,6 +77,23 @@ pub struct StationConfig {
     /// not taken yet ([`Station::write_room`]): what bounds a channel's
     /// share of this end's memory before the mux's send buffer.
     pub write_budget: usize,
+    /// Whether channel data is compressed (`compress=`); decides
+    /// `mux.compress` and the link's offer.
+    pub compress: Compression,
+}
+
+/// `compress=`: whether DATA goes compressed (when the peer can take it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    /// Not given: on, unless the link is keyed. As in ssh: on a keyed link
+    /// the sealed frames' lengths would tell an observer how well each
+    /// channel's data compresses, and so something of the data itself
+    /// (CRIME, BREACH); only an explicit `compress=on` takes that risk.
+    UnlessKeyed,
+    /// `compress=on`.
+    On,
+    /// `compress=off`.
+    Off,
 }
 
 impl StationConfig {
@@ -94,17 +111,37 @@ impl StationConfig {
             write_batch: 8192,
             reopen_every: Duration::from_millis(500),
             write_budget: 4096,
+            compress: Compression::UnlessKeyed,
+        }
+    }
+
+    /// Whether this end compresses: the one place `compress=` and the key
+    /// decide it.
+    pub fn compresses(&self) -> bool {
+        match self.compress {
+            Compression::UnlessKeyed => self.link.key.is_none(),
+            Compression::On => true,
+            Compression::Off => false,
+        }
+    }
+
+    /// The mux's settings as this end runs them (compression decided by
+    /// [`StationConfig::compresses`]).
+    pub fn mux_config(&self) -> MuxConfig {
+        MuxConfig {
+            compress: self.compresses(),
+            ..self.mux.clone()
         }
     }
 
     /// The link's settings as this end runs them: the configured link
-    /// features plus what the mux can take — LZ4 records when `mux.compress`
+    /// features plus what the mux can take — LZ4 records when it compresses
     /// (offered in CAPS; a peer built before CAPS never sees the difference).
     /// The one place the compression offer is made, so the simulator
     /// negotiates exactly as the driver does.
     pub fn link_config(&self) -> LinkConfig {
         let mut link = self.link.clone();
-        if self.mux.compress {
+        if self.compresses() {
             link.features = link.features.union(Features::COMPRESS_LZ4);
         }
         link
@@ -470,7 +507,7 @@ impl Station {
     pub fn new(cfg: StationConfig, epoch: u32, now: Instant) -> Self {
         Station {
             link: Link::new(cfg.link_config(), epoch, now),
-            mux: Mux::new(cfg.mux.clone()),
+            mux: Mux::new(cfg.mux_config()),
             pacer: Pacer::new(cfg.link.byte_rate, cfg.link.pacing_target),
             pacer_wake: None,
             device: Device::Open { writing: false },

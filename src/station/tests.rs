@@ -330,12 +330,17 @@ fn run(seed: u64, case: Case) -> Run {
     if case.keyed() {
         let mut secret = [0u8; 32];
         rng.fill(&mut secret);
-        let mut seed = [0u8; 32];
-        rng.fill(&mut seed);
+        let mut key_seed = [0u8; 32];
+        rng.fill(&mut key_seed);
         cfg.link.key = Some(crate::link::crypto::KeyConfig {
             secret: crate::link::crypto::Secret(secret),
-            seed,
+            seed: key_seed,
         });
+        // A keyed link compresses only when told to (compress=on); every
+        // other text seed says so, to cover sealed compressed records too.
+        if seed % 4 == 3 {
+            cfg.compress = Compression::On;
+        }
     }
     let base = Instant::now();
     let mut pair = StationPair::new(
@@ -542,6 +547,12 @@ fn run_case(case: Case) -> (u64, u64, u64) {
             assert!(
                 r.unplugged_mid_transfer,
                 "seed {seed} {case:?}: never unplugged"
+            );
+        }
+        if case.keyed() && seed % 4 != 3 {
+            assert_eq!(
+                r.compressed, 0,
+                "seed {seed} {case:?}: keyed, compress not on"
             );
         }
         compressed += r.compressed;
@@ -1495,7 +1506,11 @@ fn features_are_negotiated_and_reported() {
         cfg_a.link.features = fa;
         let mut cfg_b = StationConfig::for_byte_rate(11_520, "b");
         cfg_b.link.features = fb;
-        cfg_b.mux.compress = b_compress;
+        cfg_b.compress = if b_compress {
+            Compression::On
+        } else {
+            Compression::Off
+        };
         let mut pair = StationPair::new(
             cfg_a,
             ImpairmentKind::Clean.line(11_520, 1),
