@@ -35,270 +35,23 @@
 #![deny(clippy::disallowed_methods)]
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::fmt;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tracing::{info, warn};
+use tracing::warn;
 
-use crate::link::{Features, Link, LinkConfig, LinkEvent, LinkStats, Pacer};
+mod config;
+mod event;
+mod opens;
+
+pub use config::{Compression, StationConfig};
+pub use event::{OpenError, OpenId, StationEvent, StationStats};
+use opens::{OpenBudget, WaitReason, WaitingOpen};
+
+use crate::link::{Features, Link, LinkEvent, LinkStats, Pacer};
 use crate::mux::{
-    ChannelId, Codec, ExitStatus, Mux, MuxConfig, MuxError, MuxEvent, MuxStats, RefuseReason,
-    Target,
+    ChannelId, Codec, ExitStatus, Mux, MuxError, MuxEvent, MuxStats, RefuseReason, Target,
 };
-
-/// Everything a station needs to know before it starts.
-#[derive(Clone, Debug)]
-pub struct StationConfig {
-    /// The link layer's settings.
-    pub link: LinkConfig,
-    /// The multiplexer's settings (its `compress` is decided by `compress`).
-    pub mux: MuxConfig,
-    /// How long an open waits for the link to come up.
-    pub link_wait: Duration,
-    /// How long an open waits for a free channel while all are in use.
-    pub channel_wait: Duration,
-    /// Opens that may wait at once; one more fails at once.
-    pub max_waiting: usize,
-    /// Channels per second the peer's opens for offered services are handed to
-    /// the application (dialled), on average; faster opens wait their turn.
-    pub open_rate: u32,
-    /// Opens handed over at once beyond the rate (a browser loading a page);
-    /// with `open_rate` a token bucket.
-    pub open_burst: u32,
-    /// Name for log lines (the device).
-    pub label: String,
-    /// Most bytes handed to the device in one write: a batch of frames, at
-    /// most one in flight (the pacer keeps a batch to milliseconds of line time).
-    pub write_batch: usize,
-    /// How often a lost device is tried again.
-    pub reopen_every: Duration,
-    /// Bytes the application may have written on a channel that the mux has
-    /// not taken yet ([`Station::write_room`]): what bounds a channel's
-    /// share of this end's memory before the mux's send buffer.
-    pub write_budget: usize,
-    /// Whether channel data is compressed (`compress=`); decides
-    /// `mux.compress` and the link's offer.
-    pub compress: Compression,
-}
-
-/// `compress=`: whether DATA goes compressed (when the peer can take it).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Compression {
-    /// Not given: on, unless the link is keyed. As in ssh: on a keyed link
-    /// the sealed frames' lengths would tell an observer how well each
-    /// channel's data compresses, and so something of the data itself
-    /// (CRIME, BREACH); only an explicit `compress=on` takes that risk.
-    UnlessKeyed,
-    /// `compress=on`.
-    On,
-    /// `compress=off`.
-    Off,
-}
-
-impl StationConfig {
-    /// Defaults for a line of `byte_rate` bytes/s.
-    pub fn for_byte_rate(byte_rate: u32, label: impl Into<String>) -> Self {
-        StationConfig {
-            link: LinkConfig::for_byte_rate(byte_rate),
-            mux: MuxConfig::for_byte_rate(byte_rate),
-            link_wait: Duration::from_secs(5),
-            channel_wait: Duration::from_secs(60),
-            max_waiting: 4096,
-            open_rate: open_rate_for(byte_rate),
-            open_burst: 256,
-            label: label.into(),
-            write_batch: 8192,
-            reopen_every: Duration::from_millis(500),
-            write_budget: 4096,
-            compress: Compression::UnlessKeyed,
-        }
-    }
-
-    /// Whether this end compresses: the one place `compress=` and the key
-    /// decide it.
-    pub fn compresses(&self) -> bool {
-        match self.compress {
-            Compression::UnlessKeyed => self.link.key.is_none(),
-            Compression::On => true,
-            Compression::Off => false,
-        }
-    }
-
-    /// The mux's settings as this end runs them (compression decided by
-    /// [`StationConfig::compresses`]).
-    pub fn mux_config(&self) -> MuxConfig {
-        MuxConfig {
-            compress: self.compresses(),
-            ..self.mux.clone()
-        }
-    }
-
-    /// The link's settings as this end runs them: the configured link
-    /// features plus what the mux can take — LZ4 records when it compresses
-    /// (offered in CAPS; a peer built before CAPS never sees the difference).
-    /// The one place the compression offer is made, so the simulator
-    /// negotiates exactly as the driver does.
-    pub fn link_config(&self) -> LinkConfig {
-        let mut link = self.link.clone();
-        if self.compresses() {
-            link.features = link.features.union(Features::COMPRESS_LZ4);
-        }
-        link
-    }
-
-    /// Checks the link and mux settings.
-    pub fn validate(&self) -> Result<(), String> {
-        self.link.validate()?;
-        self.mux.validate()
-    }
-}
-
-/// The default rate at which the peer's opens are dialled: one per 64 bytes of
-/// line time (at least 64 a second). A legitimate open costs the peer more
-/// than that on the wire (its OPEN, our OPEN_OK, a request, a reply and two
-/// closes are each framed records), so connections made one after another
-/// never meet the limit — at 921600 baud that is 1440 a second against the
-/// ~300 a second a sequential client reaches — while a peer that packs bare
-/// OPENs into every frame (~10 bytes each) is slowed several times.
-fn open_rate_for(byte_rate: u32) -> u32 {
-    (byte_rate / 64).max(64)
-}
-
-/// Names one [`Station::open`] until it becomes a channel or fails.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct OpenId(pub u64);
-
-/// Why an open did not become a channel.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum OpenError {
-    /// No sfs peer answered within `link_wait`.
-    LinkDown(Duration),
-    /// Every channel stayed in use for `channel_wait`.
-    ChannelsBusy(Duration),
-    /// Too many opens were already waiting.
-    QueueFull(usize),
-    /// The peer refused the channel.
-    Refused {
-        /// The peer's reason.
-        reason: RefuseReason,
-        /// The peer's detail text (sanitised for logs by the caller).
-        detail: String,
-    },
-    /// The session ended before the peer answered.
-    Reset(String),
-    /// The station is closing.
-    Closing,
-    /// The service name cannot be sent.
-    Invalid(String),
-}
-
-impl fmt::Display for OpenError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            OpenError::LinkDown(w) => write!(
-                f,
-                "no sfs peer answering on the line (link down for {} s)",
-                w.as_secs()
-            ),
-            OpenError::ChannelsBusy(w) => write!(
-                f,
-                "every channel stayed busy for {} s (max-channels)",
-                w.as_secs()
-            ),
-            OpenError::QueueFull(n) => write!(f, "{n} connections already waiting for a channel"),
-            OpenError::Refused { reason, detail } if detail.is_empty() => {
-                write!(f, "refused by peer: {reason}")
-            }
-            OpenError::Refused { reason, detail } => {
-                write!(f, "refused by peer: {reason} ({detail})")
-            }
-            OpenError::Reset(why) => write!(f, "reset before the peer answered: {why}"),
-            OpenError::Closing => f.write_str("sfs is stopping"),
-            OpenError::Invalid(why) => f.write_str(why),
-        }
-    }
-}
-
-/// Something the application (driver) must act on.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum StationEvent {
-    /// A session with the peer is up.
-    LinkUp {
-        /// The peer's epoch.
-        peer_epoch: u32,
-    },
-    /// The session ended (peer restarted or silent past `dead-after`, or its
-    /// data did not decode); every channel was reset.
-    LinkDown {
-        /// Why.
-        reason: String,
-    },
-    /// An [`Station::open`] became a channel; `write` works from now on.
-    Opened {
-        /// The open.
-        open: OpenId,
-        /// Its channel.
-        ch: ChannelId,
-    },
-    /// An [`Station::open`] failed (terminal for that open).
-    OpenFailed {
-        /// The open.
-        open: OpenId,
-        /// Why.
-        error: OpenError,
-    },
-    /// The peer opened a channel for a service this end offers: call
-    /// [`Station::accept`] or [`Station::refuse`].
-    Incoming {
-        /// The channel.
-        ch: ChannelId,
-        /// The service asked for.
-        service: String,
-        /// The destination asked for (an OPEN_TO), if any.
-        target: Option<Target>,
-    },
-    /// The peer's link features for this session are known: the features both
-    /// ends use (a v1 peer never sends this; its session runs without them).
-    PeerFeatures {
-        /// Ours ∩ the peer's.
-        features: Features,
-    },
-    /// Data to [`Station::read`] (edge-triggered, as [`MuxEvent::Readable`]).
-    Readable {
-        /// The channel.
-        ch: ChannelId,
-    },
-    /// The peer's stream ended, after every byte was read; with the exit status
-    /// of the peer's program when it sent one.
-    ReadClosed {
-        /// The channel.
-        ch: ChannelId,
-        /// The peer program's exit status, if it ended with one.
-        status: Option<ExitStatus>,
-    },
-    /// `bytes` of what [`Station::write`] took left the channel's queue for the mux.
-    Sent {
-        /// The channel.
-        ch: ChannelId,
-        /// How many.
-        bytes: usize,
-    },
-    /// Both directions ended and the peer confirmed it took every byte (terminal).
-    Closed {
-        /// The channel.
-        ch: ChannelId,
-    },
-    /// The channel was cut (terminal): nothing more is delivered either way.
-    Reset {
-        /// The channel.
-        ch: ChannelId,
-        /// Why.
-        reason: String,
-        /// Bytes written on it that the peer never confirmed taking.
-        unconfirmed: u64,
-    },
-}
 
 /// Where the whole station is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -314,25 +67,6 @@ enum Phase {
     },
     /// Nothing more to do.
     Closed,
-}
-
-/// Why an open is waiting.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum WaitReason {
-    LinkDown,
-    ChannelsBusy,
-}
-
-#[derive(Debug)]
-struct WaitingOpen {
-    open: OpenId,
-    service: String,
-    target: Option<Target>,
-    reason: WaitReason,
-    since: Instant,
-    deadline: Instant,
-    /// Not before then: the peer had no free channel a moment ago.
-    not_before: Option<Instant>,
 }
 
 /// A channel's place between the application and the mux.
@@ -389,26 +123,6 @@ impl Chan {
     }
 }
 
-/// Counters of the station's own decisions (the link and mux keep theirs).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct StationStats {
-    /// Opens that could not start at once (link down or every channel busy).
-    pub opens_queued: u64,
-    /// Opens that failed without becoming a channel.
-    pub opens_failed: u64,
-    /// Channels the peer asked for a service not offered here.
-    pub unknown_service: u64,
-    /// Session restarts because the peer's mux data did not decode.
-    pub decode_restarts: u64,
-    /// Channels the peer opened beyond `open_rate`/`open_burst`: they waited
-    /// for their turn before the application saw them.
-    pub opens_deferred: u64,
-    /// Channels reset because the peer broke the mux protocol on them.
-    pub peer_violations: u64,
-    /// Opens waiting now.
-    pub waiting: usize,
-}
-
 /// One end of a SERIAL-MUX line (see the module docs).
 #[derive(Debug)]
 pub struct Station {
@@ -446,49 +160,6 @@ pub struct Station {
 
 /// Protocol violations by the peer are logged at most this often.
 const VIOLATION_LOG_EVERY: Duration = Duration::from_secs(10);
-
-/// A token bucket for the peer's opens: `open_burst` tokens, refilled at
-/// `open_rate` per second, one per open handed to the application.
-#[derive(Debug)]
-struct OpenBudget {
-    tokens: f64,
-    at: Option<Instant>,
-    /// Opens deferred in the current flood (logged when it starts and ends).
-    deferred: u64,
-}
-
-impl OpenBudget {
-    fn refill(&mut self, now: Instant, rate: u32, burst: u32) {
-        let elapsed = self
-            .at
-            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
-        self.at = Some(now);
-        self.tokens = (self.tokens + elapsed.as_secs_f64() * f64::from(rate)).min(f64::from(burst));
-    }
-
-    fn take(&mut self, now: Instant, rate: u32, burst: u32) -> bool {
-        self.refill(now, rate, burst);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-
-    /// When the bucket next holds a whole token (after a failed `take` at `now`).
-    fn next_token(&self, now: Instant, rate: u32) -> Instant {
-        let missing = (1.0 - self.tokens).max(0.0);
-        // Rounded up to the next microsecond, so that the token is really
-        // there at the instant named (a timer that fires early would spin).
-        let micros = (missing * 1e6 / f64::from(rate.max(1))).ceil() as u64 + 1;
-        now + Duration::from_micros(micros)
-    }
-}
-
-/// How soon an open the peer refused for want of a free channel asks again:
-/// one OPEN record per try, a few per second.
-const PEER_FULL_RETRY: Duration = Duration::from_millis(100);
 
 /// The serial device as the station sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -931,88 +602,6 @@ impl Station {
 
     // ----- internals --------------------------------------------------------
 
-    fn wait_limit(&self, reason: WaitReason) -> Duration {
-        match reason {
-            WaitReason::LinkDown => self.cfg.link_wait,
-            WaitReason::ChannelsBusy => self.cfg.channel_wait,
-        }
-    }
-
-    fn fail_open(&mut self, open: OpenId, error: OpenError) {
-        self.stats.opens_failed += 1;
-        self.events
-            .push_back(StationEvent::OpenFailed { open, error });
-    }
-
-    /// Turns waiting opens into channels, first come first served, while the
-    /// link is up and the mux has room.
-    fn start_waiting(&mut self, now: Instant) {
-        if !self.link.is_up() {
-            return;
-        }
-        if self.waiting.is_empty() {
-            self.burst_reported = false;
-        }
-        while let Some(w) = self.waiting.front() {
-            if w.not_before.is_some_and(|t| t > now) {
-                return;
-            }
-            match self.mux.open_to(&w.service, w.target.as_ref()) {
-                Ok(ch) => {
-                    let w = self.waiting.pop_front().expect("front exists");
-                    let mut c = Chan::new(ChanRole::Opening(w.open));
-                    c.asked = Some(w);
-                    self.chans.insert(ch, c);
-                }
-                Err(MuxError::TooManyChannels) => {
-                    let channel_wait = self.cfg.channel_wait;
-                    for w in self.waiting.iter_mut() {
-                        if w.reason == WaitReason::LinkDown {
-                            // Up now, but full: the wait for a channel starts.
-                            w.reason = WaitReason::ChannelsBusy;
-                            w.deadline = now + channel_wait;
-                        }
-                    }
-                    if !self.burst_reported {
-                        self.burst_reported = true;
-                        info!(
-                            "SERIAL-MUX:{}: all {} channels in use; new connections wait for one (up to {} s)",
-                            self.cfg.label,
-                            self.cfg.mux.max_channels,
-                            channel_wait.as_secs()
-                        );
-                    }
-                    return;
-                }
-                Err(e) => {
-                    let w = self.waiting.pop_front().expect("front exists");
-                    self.fail_open(w.open, OpenError::Invalid(e.to_string()));
-                }
-            }
-        }
-    }
-
-    fn expire_waiting(&mut self, now: Instant) {
-        let mut i = 0;
-        while i < self.waiting.len() {
-            if self.waiting[i].deadline <= now {
-                let w = self.waiting.remove(i).expect("index in range");
-                let waited = now - w.since;
-                let error = match w.reason {
-                    WaitReason::LinkDown => OpenError::LinkDown(waited),
-                    WaitReason::ChannelsBusy => OpenError::ChannelsBusy(waited),
-                };
-                warn!(
-                    "SERIAL-MUX:{}: a connection gave up waiting: {error}",
-                    self.cfg.label
-                );
-                self.fail_open(w.open, error);
-            } else {
-                i += 1;
-            }
-        }
-    }
-
     /// Moves the channel's queued bytes into the mux as far as its buffer
     /// allows, then its end of stream.
     fn flush_queue(&mut self, ch: ChannelId) {
@@ -1063,46 +652,6 @@ impl Station {
         self.start_waiting(now);
         self.release_deferred(now);
         self.advance_close(now);
-    }
-
-    /// Hands the peer's deferred opens to the application as the open rate
-    /// allows, oldest first.
-    fn release_deferred(&mut self, now: Instant) {
-        if self.deferred_wake.is_some() {
-            return;
-        }
-        while let Some((ch, _, _)) = self.deferred.front() {
-            if !self
-                .chans
-                .get(ch)
-                .is_some_and(|c| c.role == ChanRole::Deferred)
-            {
-                // Reset by the peer or the session while it waited.
-                self.deferred.pop_front();
-                continue;
-            }
-            let (rate, burst) = (self.cfg.open_rate, self.cfg.open_burst);
-            if !self.opens_allowed.take(now, rate, burst) {
-                self.deferred_wake = Some(self.opens_allowed.next_token(now, rate));
-                return;
-            }
-            let (ch, service, target) = self.deferred.pop_front().expect("front exists");
-            if let Some(c) = self.chans.get_mut(&ch) {
-                c.role = ChanRole::Offered;
-            }
-            self.events.push_back(StationEvent::Incoming {
-                ch,
-                service,
-                target,
-            });
-        }
-        let deferred = std::mem::take(&mut self.opens_allowed.deferred);
-        if deferred > 0 {
-            info!(
-                "SERIAL-MUX:{}: the peer's opens are within the rate again ({deferred} waited for their turn)",
-                self.cfg.label
-            );
-        }
     }
 
     fn on_link_event(&mut self, now: Instant, ev: LinkEvent) {
@@ -1305,26 +854,6 @@ impl Station {
                 }
             }
         }
-    }
-
-    /// The peer refused `w`'s channel because all of its channels are in use:
-    /// `w` goes back to the head of the queue and tries again shortly,
-    /// within the same `channel_wait` as when ours are full.
-    fn wait_for_peer_channel(&mut self, now: Instant, mut w: WaitingOpen) {
-        if w.reason != WaitReason::ChannelsBusy {
-            w.reason = WaitReason::ChannelsBusy;
-            w.deadline = now + self.cfg.channel_wait;
-        }
-        w.not_before = Some(now + PEER_FULL_RETRY);
-        if !self.burst_reported {
-            self.burst_reported = true;
-            info!(
-                "SERIAL-MUX:{}: all of the peer's channels are in use; new connections wait for one (up to {} s)",
-                self.cfg.label,
-                self.cfg.channel_wait.as_secs()
-            );
-        }
-        self.waiting.push_front(w);
     }
 
     /// The application knows of `ch` (a deferred open is not handed over yet).
