@@ -23,6 +23,8 @@
 //! - [`cable`]: the virtual null-modem cable (two ptys joined through a [`line`]).
 //! - [`bridge`]: wires a listening endpoint to a dialing endpoint; the only place
 //!   that decides how connections are served.
+//! - [`app`]: the process loop around the bridges: signals, statistics,
+//!   `--stats-json`, the `--status` view.
 //! - [`testbed`]: runs real sfs processes over a virtual cable (tests, demo, bench).
 //! - [`allow`]: allow-lists of destinations for `SOCKS5-DIAL`.
 //! - [`socks`]: the SOCKS5 server protocol, sans-IO (`endpoint::socks` drives it).
@@ -36,6 +38,7 @@
 
 pub mod address;
 pub mod allow;
+pub mod app;
 pub mod bridge;
 #[cfg(unix)]
 pub mod cable;

@@ -189,12 +189,12 @@ fn main() -> ExitCode {
         eprintln!("sfs: --stats-json - would mix statistics into STDIO's stream; name a file");
         return ExitCode::from(2);
     }
-    let opts = sfs::bridge::RunOptions {
+    let opts = sfs::app::RunOptions {
         stats_interval: cli.stats_interval,
         stats_json: cli.stats_json,
         status: cli.status,
     };
-    let result = runtime.block_on(sfs::bridge::run_with(pairs, opts));
+    let result = runtime.block_on(sfs::app::run_with(pairs, opts));
     // Do not wait for blocking stdin reads to finish.
     runtime.shutdown_background();
     match result {
