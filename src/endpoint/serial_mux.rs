@@ -1029,8 +1029,7 @@ impl Driver {
                 StationEvent::LinkDown { reason } => {
                     warn!(
                         "SERIAL-MUX:{}: session ended ({}); its channels were reset",
-                        self.device,
-                        sanitize(&reason)
+                        self.device, reason
                     );
                 }
                 StationEvent::Opened { open, ch } => {
@@ -1116,6 +1115,8 @@ impl Driver {
                     unconfirmed,
                 } => {
                     if let Some(c) = self.chans.remove(&ch) {
+                        // `cut` sanitises: a reset's reason may hold the peer's words.
+                        let reason = reason.to_string();
                         debug!("channel {ch} reset: {}", sanitize(&reason));
                         c.cut(&reason, unconfirmed);
                     }

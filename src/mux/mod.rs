@@ -102,6 +102,7 @@
 
 pub mod compress;
 mod credit;
+mod reason;
 mod scheduler;
 pub mod wire;
 
@@ -118,6 +119,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 pub use compress::Codec;
 use compress::History;
 use credit::{RecvWindow, SendCredit};
+pub use reason::{ResetReason, SessionEnd};
 use scheduler::{Pick, Scheduler, Tier, MIN_CUT};
 use wire::{
     code, truncate_str, Record, DATA_HEADER_LEN, DATA_LZ4_HEADER_LEN, MAX_DATA_LEN, MAX_HOST_LEN,
@@ -382,8 +384,8 @@ pub enum MuxEvent {
     Reset {
         /// The channel.
         ch: ChannelId,
-        /// Human-readable reason.
-        reason: String,
+        /// Why.
+        reason: ResetReason,
         /// Bytes the application handed to [`Mux::send`] on this channel that
         /// the peer had not confirmed consuming: still queued here, or sent
         /// but not yet returned as credit (so "N bytes not confirmed"; some
@@ -429,7 +431,7 @@ pub enum MuxError {
     /// The peer sent a payload that cannot be parsed. All channels were reset
     /// locally; the caller should restart the link session so the peer does
     /// the same.
-    Protocol(String),
+    Protocol(wire::DecodeError),
 }
 
 impl fmt::Display for MuxError {
@@ -1108,9 +1110,8 @@ impl Mux {
             Ok(r) => r,
             Err(e) => {
                 self.stats.protocol_errors += 1;
-                let msg = e.to_string();
-                self.handle_session_reset(&format!("mux protocol error: {msg}"));
-                return Err(MuxError::Protocol(msg));
+                self.handle_session_reset(SessionEnd::Undecodable(e.clone()));
+                return Err(MuxError::Protocol(e));
             }
         };
         for r in recs {
@@ -1216,7 +1217,7 @@ impl Mux {
                 if c.app_live() {
                     self.events.push_back(MuxEvent::Reset {
                         ch: h,
-                        reason: format!("reset by peer: {reason}"),
+                        reason: ResetReason::ByPeer(reason.to_owned()),
                         unconfirmed: c.unconfirmed(),
                     });
                 }
@@ -1378,18 +1379,20 @@ impl Mux {
         }
     }
 
-    fn violation(&mut self, h: ChannelId, what: &str) {
+    fn violation(&mut self, h: ChannelId, what: &'static str) {
         self.stats.protocol_errors += 1;
-        let reason = format!("protocol error: {what}");
+        let reason = ResetReason::Violation(what);
+        // What the peer is told in the RESET record.
+        let told = reason.to_string();
         let c = self.channels.get_mut(&h).expect("live channel");
         if c.app_live() {
             self.events.push_back(MuxEvent::Reset {
                 ch: h,
-                reason: reason.clone(),
+                reason,
                 unconfirmed: c.unconfirmed(),
             });
         }
-        self.abort(h, truncate_str(&reason, MAX_TEXT_LEN).to_owned());
+        self.abort(h, truncate_str(&told, MAX_TEXT_LEN).to_owned());
     }
 
     /// Tear the channel down on our side (the application's handle dies; it
@@ -1441,7 +1444,7 @@ impl Mux {
     /// queued output is dropped. Pending events of those channels are dropped
     /// too, so nothing from before is delivered afterwards. New channels work
     /// at once.
-    pub fn handle_session_reset(&mut self, reason: &str) {
+    pub fn handle_session_reset(&mut self, why: SessionEnd) {
         self.stats.session_resets += 1;
         let unannounced: HashSet<ChannelId> = self
             .events
@@ -1463,7 +1466,7 @@ impl Mux {
         for (ch, unconfirmed) in dead {
             self.events.push_back(MuxEvent::Reset {
                 ch,
-                reason: reason.to_owned(),
+                reason: ResetReason::SessionEnded(why.clone()),
                 unconfirmed,
             });
         }

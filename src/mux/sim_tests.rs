@@ -180,7 +180,7 @@ struct Spec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Term {
     Closed,
-    Reset(String),
+    Reset(ResetReason),
     Refused(RefuseReason),
     LocalReset,
 }
@@ -259,10 +259,6 @@ fn byte(conn: usize, from: Side, i: usize) -> u8 {
     }
 }
 
-/// Every reason a driver gives to [`Mux::handle_session_reset`] starts with
-/// this, so the checker can tell session losses from channel resets.
-const SESSION_LOST: &str = "session lost";
-
 /// The application model of both ends and the checker of everything they see.
 ///
 /// Drivers call [`World::step`] for each side regularly, [`World::session_reset`]
@@ -327,7 +323,7 @@ impl World {
 
     /// Side `s`'s mux was just told the session is gone
     /// ([`Mux::handle_session_reset`]): every live end must get its terminal
-    /// event (`Reset` with a [`SESSION_LOST`] reason, or a `Closed` that was
+    /// event (`Reset` for the session's end, or a `Closed` that was
     /// already queued) before anything else, and unfinished connections are
     /// cut (their OPEN or final records may have been lost).
     fn session_reset(&mut self, s: Side, now: u64) {
@@ -354,7 +350,9 @@ impl World {
         let si = s.idx();
         for e in self.ends[si].values_mut() {
             if e.term.is_none() {
-                e.term = Some(Term::Reset(format!("{SESSION_LOST}: restarted")));
+                e.term = Some(Term::Reset(ResetReason::SessionEnded(
+                    SessionEnd::PeerRestarted,
+                )));
             }
             e.orphan = true;
         }
@@ -482,7 +480,7 @@ impl World {
                     e.eof = true;
                 }
                 MuxEvent::Reset { reason, .. } => {
-                    if reason.starts_with(SESSION_LOST) {
+                    if let ResetReason::SessionEnded(_) = reason {
                         assert!(
                             after_loss,
                             "seed {seed}: {s:?} c{i}: {reason} without a session loss"
@@ -490,7 +488,8 @@ impl World {
                         self.cut.insert(i);
                     } else {
                         assert_eq!(
-                            reason, "reset by peer: planned",
+                            reason,
+                            ResetReason::ByPeer("planned".into()),
                             "seed {seed}: {s:?} c{i}: unexpected reset"
                         );
                     }
@@ -898,8 +897,8 @@ fn run_session_reset(seed: u64) {
         w.step(Side::A, &mut a, now);
         w.step(Side::B, &mut b, now);
         if now == cut_at {
-            a.handle_session_reset(SESSION_LOST);
-            b.handle_session_reset(SESSION_LOST);
+            a.handle_session_reset(SessionEnd::PeerRestarted);
+            b.handle_session_reset(SessionEnd::PeerRestarted);
             pipe.clear();
             negotiate(&mut a, &mut b);
             w.session_reset(Side::A, now);

@@ -5,7 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::link::Features;
-use crate::mux::{ChannelId, ExitStatus, RefuseReason, Target};
+use crate::mux::{ChannelId, ExitStatus, RefuseReason, ResetReason, SessionEnd, Target};
 
 /// Names one [`Station::open`] until it becomes a channel or fails.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -28,7 +28,7 @@ pub enum OpenError {
         detail: String,
     },
     /// The session ended before the peer answered.
-    Reset(String),
+    Reset(ResetReason),
     /// The station is closing.
     Closing,
     /// The service name cannot be sent.
@@ -74,7 +74,7 @@ pub enum StationEvent {
     /// data did not decode); every channel was reset.
     LinkDown {
         /// Why.
-        reason: String,
+        reason: SessionEnd,
     },
     /// An [`Station::open`] became a channel; `write` works from now on.
     Opened {
@@ -136,7 +136,7 @@ pub enum StationEvent {
         /// The channel.
         ch: ChannelId,
         /// Why.
-        reason: String,
+        reason: ResetReason,
         /// Bytes written on it that the peer never confirmed taking.
         unconfirmed: u64,
     },

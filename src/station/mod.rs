@@ -50,7 +50,8 @@ use opens::{OpenBudget, WaitReason, WaitingOpen};
 
 use crate::link::{Features, Link, LinkEvent, LinkStats, Pacer};
 use crate::mux::{
-    ChannelId, Codec, ExitStatus, Mux, MuxError, MuxEvent, MuxStats, RefuseReason, Target,
+    ChannelId, Codec, ExitStatus, Mux, MuxError, MuxEvent, MuxStats, RefuseReason, ResetReason,
+    SessionEnd, Target,
 };
 
 /// Where the whole station is in its life.
@@ -662,7 +663,7 @@ impl Station {
                 self.events.push_back(StationEvent::LinkUp { peer_epoch });
             }
             LinkEvent::Delivered(p) => {
-                if let Err(e) = self.mux.handle_payload(&p) {
+                if let Err(MuxError::Protocol(e)) = self.mux.handle_payload(&p) {
                     // The spec's answer to data we cannot understand: both ends
                     // start over (the mux already reset its channels here).
                     self.stats.decode_restarts += 1;
@@ -671,17 +672,11 @@ impl Station {
                         self.cfg.label
                     );
                     self.link.restart_session();
-                    self.session_lost(format!("{e}"));
+                    self.session_lost(SessionEnd::Undecodable(e));
                 }
             }
-            LinkEvent::PeerRestarted => {
-                self.mux.handle_session_reset("peer restarted");
-                self.session_lost("peer restarted".into());
-            }
-            LinkEvent::PeerLost => {
-                self.mux.handle_session_reset("serial link lost");
-                self.session_lost("serial link lost (peer silent past dead-after)".into());
-            }
+            LinkEvent::PeerRestarted => self.session_lost(SessionEnd::PeerRestarted),
+            LinkEvent::PeerLost => self.session_lost(SessionEnd::PeerLost),
             LinkEvent::ProtocolMismatch(why) => {
                 warn!("SERIAL-MUX:{}: {why}", self.cfg.label);
             }
@@ -703,7 +698,7 @@ impl Station {
     /// beyond the window, DATA before OPEN_OK...): the mux reset that channel
     /// alone. Logged at most once per [`VIOLATION_LOG_EVERY`], with a count,
     /// so that a peer that keeps at it cannot flood the log.
-    fn report_violation(&mut self, now: Instant, ch: ChannelId, reason: &str) {
+    fn report_violation(&mut self, now: Instant, ch: ChannelId, reason: &ResetReason) {
         self.stats.peer_violations += 1;
         self.violations_unlogged += 1;
         if self
@@ -725,11 +720,16 @@ impl Station {
         self.violation_logged = Some(now);
     }
 
-    /// The mux has reset its channels (their `Reset` events are queued); the
-    /// waiting opens now wait for the link again.
-    fn session_lost(&mut self, reason: String) {
+    /// The session ended: the mux resets every channel (their `Reset` events
+    /// follow); the waiting opens now wait for the link again.
+    fn session_lost(&mut self, why: SessionEnd) {
+        if !matches!(why, SessionEnd::Undecodable(_)) {
+            // An undecodable payload made the mux reset its channels already.
+            self.mux.handle_session_reset(why.clone());
+        }
         self.up_since = None;
-        self.events.push_back(StationEvent::LinkDown { reason });
+        self.events
+            .push_back(StationEvent::LinkDown { reason: why });
     }
 
     fn on_mux_event(&mut self, now: Instant, ev: MuxEvent) {
@@ -824,7 +824,7 @@ impl Station {
                 reason,
                 unconfirmed,
             } => {
-                if reason.starts_with("protocol error") {
+                if reason.is_violation() {
                     self.report_violation(now, ch, &reason);
                 }
                 if let Some(c) = self.chans.remove(&ch) {
@@ -874,10 +874,11 @@ impl Station {
                     left.sort();
                     for ch in left {
                         let unconfirmed = self.chans.get(&ch).map_or(0, |c| c.queued as u64);
-                        self.reset(ch, "sfs is stopping");
+                        let reason = ResetReason::Stopping;
+                        self.reset(ch, &reason.to_string());
                         self.events.push_back(StationEvent::Reset {
                             ch,
-                            reason: "sfs is stopping".into(),
+                            reason,
                             unconfirmed,
                         });
                     }

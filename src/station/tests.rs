@@ -1287,9 +1287,8 @@ fn mixed_run(
                         }
                     }
                 }
-                StationEvent::Reset { reason, .. } | StationEvent::LinkDown { reason } => {
-                    panic!("seed {seed}: A: {reason}")
-                }
+                StationEvent::Reset { reason, .. } => panic!("seed {seed}: A: {reason}"),
+                StationEvent::LinkDown { reason } => panic!("seed {seed}: A: {reason}"),
                 StationEvent::OpenFailed { error, .. } => panic!("seed {seed}: A: {error}"),
                 _ => {}
             }
@@ -1311,9 +1310,8 @@ fn mixed_run(
                         let _ = before;
                     }
                 }
-                StationEvent::Reset { reason, .. } | StationEvent::LinkDown { reason } => {
-                    panic!("seed {seed}: B: {reason}")
-                }
+                StationEvent::Reset { reason, .. } => panic!("seed {seed}: B: {reason}"),
+                StationEvent::LinkDown { reason } => panic!("seed {seed}: B: {reason}"),
                 _ => {}
             }
         }

@@ -105,16 +105,14 @@ impl Upper for MuxUpper {
             LinkEvent::PeerRestarted => {
                 self.peer_restarts += 1;
                 self.losses += 1;
-                self.mux
-                    .handle_session_reset(&format!("{SESSION_LOST}: peer restarted"));
+                self.mux.handle_session_reset(SessionEnd::PeerRestarted);
                 // The new session's feature exchange.
                 self.negotiate();
             }
             LinkEvent::PeerLost => {
                 self.peer_lost += 1;
                 self.losses += 1;
-                self.mux
-                    .handle_session_reset(&format!("{SESSION_LOST}: serial link lost"));
+                self.mux.handle_session_reset(SessionEnd::PeerLost);
             }
             LinkEvent::ProtocolMismatch(why) => panic!("protocol mismatch: {why}"),
             LinkEvent::PeerFeatures(_) => {}
