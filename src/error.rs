@@ -49,3 +49,61 @@ pub fn describe_io(err: &std::io::Error) -> String {
 
 /// Result alias for the command-line layer.
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// A setting the protocol core cannot run with (`validate` of the link, mux
+/// and station settings). The address parser keeps values in range, so a
+/// user meets this only through a bug; it reads as one line all the same.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// `setting` is `value`, outside `min..=max`.
+    OutOfRange {
+        /// Which setting.
+        setting: &'static str,
+        /// Its value.
+        value: u64,
+        /// Smallest allowed.
+        min: u64,
+        /// Largest allowed.
+        max: u64,
+    },
+    /// Settings that do not fit together: what must hold.
+    Inconsistent(&'static str),
+}
+
+impl ConfigError {
+    /// `Ok` when `value` is in `min..=max`, else the error naming `setting`.
+    pub fn check(
+        setting: &'static str,
+        value: u64,
+        min: u64,
+        max: u64,
+    ) -> std::result::Result<(), ConfigError> {
+        if (min..=max).contains(&value) {
+            Ok(())
+        } else {
+            Err(ConfigError::OutOfRange {
+                setting,
+                value,
+                min,
+                max,
+            })
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::OutOfRange {
+                setting,
+                value,
+                min,
+                max,
+            } => write!(f, "{setting} is {value}, not from {min} to {max}"),
+            ConfigError::Inconsistent(what) => write!(f, "settings do not fit: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}

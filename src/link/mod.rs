@@ -65,6 +65,7 @@ mod tests;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use crate::error::ConfigError;
 use bytes::Bytes;
 
 use arq::{AckOutcome, RecvOutcome, RecvWindow, SendWindow, MAX_WINDOW};
@@ -162,36 +163,28 @@ impl LinkConfig {
     }
 
     /// Checks the values are usable.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.byte_rate == 0 {
-            return Err("byte_rate must be > 0".into());
-        }
-        if !(MIN_PAYLOAD..=MAX_PAYLOAD).contains(&self.max_payload) {
-            return Err(format!(
-                "max_payload must be in {MIN_PAYLOAD}..={MAX_PAYLOAD}, got {}",
-                self.max_payload
-            ));
-        }
-        if !(self.max_payload..=LARGE_MAX_PAYLOAD).contains(&self.large_max_payload) {
-            return Err(format!(
-                "large_max_payload must be in {}..={LARGE_MAX_PAYLOAD}, got {}",
-                self.max_payload, self.large_max_payload
-            ));
-        }
-        if self.window == 0 || self.window > MAX_WINDOW {
-            return Err(format!(
-                "window must be in 1..={MAX_WINDOW}, got {}",
-                self.window
-            ));
-        }
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        ConfigError::check("byte rate", self.byte_rate.into(), 1, u32::MAX.into())?;
+        let payload = self.max_payload as u64;
+        ConfigError::check(
+            "max payload",
+            payload,
+            MIN_PAYLOAD as u64,
+            MAX_PAYLOAD as u64,
+        )?;
+        ConfigError::check(
+            "large max payload",
+            self.large_max_payload as u64,
+            payload,
+            LARGE_MAX_PAYLOAD as u64,
+        )?;
+        ConfigError::check("link window", self.window as u64, 1, MAX_WINDOW as u64)?;
         if self.keepalive.is_zero() || self.dead_after <= self.keepalive {
-            return Err("need 0 < keepalive < dead_after".into());
+            return Err(ConfigError::Inconsistent("0 < keepalive < dead-after"));
         }
         if self.max_rto < self.rto_floor() {
-            return Err(format!(
-                "max_rto {:?} below the RTO floor {:?}",
-                self.max_rto,
-                self.rto_floor()
+            return Err(ConfigError::Inconsistent(
+                "the longest retransmission timeout at least its floor (frame time + latency)",
             ));
         }
         Ok(())

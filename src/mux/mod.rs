@@ -114,6 +114,7 @@ mod tests;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 
+use crate::error::ConfigError;
 use bytes::{BufMut, Bytes, BytesMut};
 
 pub use compress::Codec;
@@ -221,31 +222,12 @@ impl MuxConfig {
     }
 
     /// Check the values are usable.
-    pub fn validate(&self) -> Result<(), String> {
-        if !(64..=16 << 20).contains(&self.window) {
-            return Err(format!("mux window {} not in 64..=16 MiB", self.window));
-        }
-        if !(1..=16 << 20).contains(&self.send_buffer) {
-            return Err(format!(
-                "mux send buffer {} not in 1..=16 MiB",
-                self.send_buffer
-            ));
-        }
-        if !(1..=32768).contains(&self.max_channels) {
-            return Err(format!(
-                "max channels {} not in 1..=32768",
-                self.max_channels
-            ));
-        }
-        if self.interactive_bytes > 4096 {
-            return Err(format!(
-                "interactive bytes {} > 4096",
-                self.interactive_bytes
-            ));
-        }
-        if self.sparse_bytes > 1 << 20 {
-            return Err(format!("sparse bytes {} > 1 MiB", self.sparse_bytes));
-        }
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        ConfigError::check("mux window", self.window.into(), 64, 16 << 20)?;
+        ConfigError::check("mux send buffer", self.send_buffer.into(), 1, 16 << 20)?;
+        ConfigError::check("max channels", self.max_channels.into(), 1, 32768)?;
+        ConfigError::check("interactive bytes", self.interactive_bytes as u64, 0, 4096)?;
+        ConfigError::check("sparse bytes", self.sparse_bytes as u64, 0, 1 << 20)?;
         Ok(())
     }
 }

@@ -108,7 +108,7 @@ impl StationConfig {
     }
 
     /// Checks the link and mux settings.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), crate::error::ConfigError> {
         self.link.validate()?;
         self.mux.validate()
     }
