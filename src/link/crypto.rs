@@ -124,33 +124,131 @@ pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
     (bits < 6 && acc & ((1 << bits) - 1) == 0).then_some(out)
 }
 
+/// What is wrong with a key file's text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyProblem {
+    /// No key line.
+    Empty,
+    /// More than one key line.
+    SeveralLines,
+    /// The line is not base64.
+    NotBase64,
+    /// It decodes to this many bytes, not 32.
+    Length(usize),
+    /// Every byte is the same.
+    NotRandom,
+}
+
+impl fmt::Display for KeyProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyProblem::Empty => f.write_str("it is empty"),
+            KeyProblem::SeveralLines => f.write_str("it has more than one key line"),
+            KeyProblem::NotBase64 => f.write_str("it is not base64 (expected 32 bytes in base64)"),
+            KeyProblem::Length(n) => write!(
+                f,
+                "it holds {n} bytes, a secret is {SECRET_LEN} (make one with `sfs --gen-secret FILE`)"
+            ),
+            KeyProblem::NotRandom => f.write_str("it is not random (all bytes equal)"),
+        }
+    }
+}
+
+/// Why a key file cannot be used (`secret-file=`) or made (`--gen-secret`).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum KeyFileError {
+    /// Opening, reading or creating the file failed.
+    Io(std::io::Error),
+    /// The path is a symbolic link (or on Windows a junction).
+    Symlink,
+    /// Not a regular file (a directory, FIFO, device).
+    NotRegular,
+    /// Another file took its place between the first look and the open.
+    Replaced,
+    /// Owned by `owner`, neither this user (`me`) nor root.
+    Owner {
+        /// The file's owner.
+        owner: u32,
+        /// This process's user.
+        me: u32,
+    },
+    /// Group or others may access it (`mode`).
+    TooOpen {
+        /// The permission bits.
+        mode: u32,
+    },
+    /// Larger than a key file can be.
+    TooLarge,
+    /// Not UTF-8 text.
+    NotText,
+    /// The text is not a key.
+    Content(KeyProblem),
+}
+
+/// A [`KeyFileError`] with the path it concerns, and how to fix it: the one
+/// line the user reads.
+#[derive(Debug)]
+pub struct KeyFileFailure {
+    /// `secret-file` or `--gen-secret`.
+    pub role: &'static str,
+    /// The key file.
+    pub path: std::path::PathBuf,
+    /// What is wrong.
+    pub error: KeyFileError,
+}
+
+impl fmt::Display for KeyFileFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = self.path.display();
+        write!(f, "{} {path}: ", self.role)?;
+        match &self.error {
+            KeyFileError::Io(e) => write!(f, "{e}"),
+            KeyFileError::Symlink => {
+                f.write_str("is a symbolic link; give the path of the key file itself")
+            }
+            KeyFileError::NotRegular => f.write_str("is not a regular file"),
+            KeyFileError::Replaced => f.write_str("was replaced while being opened; try again"),
+            KeyFileError::Owner { owner, me } => write!(
+                f,
+                "is owned by uid {owner}, not by this user (uid {me}) or root; run: chown {me} {path}"
+            ),
+            KeyFileError::TooOpen { mode } => write!(
+                f,
+                "permissions {mode:04o} are too open (group or others may access it); run: chmod 600 {path}"
+            ),
+            KeyFileError::TooLarge => f.write_str("too large for a key file"),
+            KeyFileError::NotText => f.write_str("it is not text (expected base64)"),
+            KeyFileError::Content(p) => p.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for KeyFileFailure {}
+
 /// Parses the contents of a key file: one line, the 32-byte secret in standard
 /// base64 (what `head -c 32 /dev/urandom | base64`, `wg genkey` and
 /// `sfs --gen-secret` produce); blank lines and `#` comments are allowed.
-pub fn parse_secret(text: &str) -> Result<Secret, String> {
+pub fn parse_secret(text: &str) -> Result<Secret, KeyProblem> {
     let mut lines = text
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'));
-    let line = lines.next().ok_or("it is empty")?;
+    let line = lines.next().ok_or(KeyProblem::Empty)?;
     if lines.next().is_some() {
-        return Err("it has more than one key line".into());
+        return Err(KeyProblem::SeveralLines);
     }
     // base64_decode allocates exactly what it fills, so no copy is left behind
     // by a reallocation; this one is wiped when dropped.
-    let bytes = Zeroizing::new(
-        base64_decode(line).ok_or("it is not base64 (expected 32 bytes in base64)")?,
-    );
+    let bytes = Zeroizing::new(base64_decode(line).ok_or(KeyProblem::NotBase64)?);
     if bytes.len() != SECRET_LEN {
-        return Err(format!(
-            "it holds {} bytes, a secret is {SECRET_LEN} (make one with `sfs --gen-secret FILE`)",
-            bytes.len()
-        ));
+        return Err(KeyProblem::Length(bytes.len()));
     }
     let mut secret = Secret([0; SECRET_LEN]);
     secret.0.copy_from_slice(&bytes);
     if secret.0.iter().all(|&b| b == secret.0[0]) {
-        return Err("it is not random (all bytes equal)".into());
+        return Err(KeyProblem::NotRandom);
     }
     Ok(secret)
 }
@@ -166,35 +264,39 @@ const KEY_FILE_MAX: u64 = 4096;
 /// ssh with private keys). On Windows a reparse point (symbolic link,
 /// junction) is refused as well; its ACL is not checked. The error is one
 /// line; the bytes read are wiped afterwards.
-pub fn read_secret_file(path: &std::path::Path) -> Result<Secret, String> {
+pub fn read_secret_file(path: &std::path::Path) -> Result<Secret, KeyFileFailure> {
+    read_key(path).map_err(|error| KeyFileFailure {
+        role: "secret-file",
+        path: path.to_owned(),
+        error,
+    })
+}
+
+fn read_key(path: &std::path::Path) -> Result<Secret, KeyFileError> {
     use std::io::Read;
-    let shown = path.display();
-    let fail = |e: &dyn fmt::Display| format!("secret-file {shown}: {e}");
     // A clear refusal of a link or a special file before opening anything (a
     // FIFO would block the open); the checks that count come after the open.
-    let before = std::fs::symlink_metadata(path).map_err(|e| fail(&e))?;
+    let before = std::fs::symlink_metadata(path).map_err(KeyFileError::Io)?;
     if before.file_type().is_symlink() {
-        return Err(fail(
-            &"is a symbolic link; give the path of the key file itself",
-        ));
+        return Err(KeyFileError::Symlink);
     }
     if !before.is_file() {
-        return Err(fail(&"is not a regular file"));
+        return Err(KeyFileError::NotRegular);
     }
-    let file = open_key_file(path).map_err(|e| fail(&e))?;
-    let meta = file.metadata().map_err(|e| fail(&e))?;
-    check_key_file(path, &before, &meta).map_err(|e| fail(&e))?;
+    let file = open_key_file(path).map_err(KeyFileError::Io)?;
+    let meta = file.metadata().map_err(KeyFileError::Io)?;
+    check_key_file(&before, &meta)?;
     // At most one byte past the limit, into a buffer that never reallocates
     // (so no copy of the key is left behind) and is wiped when dropped.
     let mut buf = Zeroizing::new(Vec::with_capacity(KEY_FILE_MAX as usize + 1));
     file.take(KEY_FILE_MAX + 1)
         .read_to_end(&mut buf)
-        .map_err(|e| fail(&e))?;
+        .map_err(KeyFileError::Io)?;
     if buf.len() as u64 > KEY_FILE_MAX {
-        return Err(fail(&"too large for a key file"));
+        return Err(KeyFileError::TooLarge);
     }
-    let text = std::str::from_utf8(&buf).map_err(|_| fail(&"it is not text (expected base64)"))?;
-    parse_secret(text).map_err(|e| fail(&e))
+    let text = std::str::from_utf8(&buf).map_err(|_| KeyFileError::NotText)?;
+    parse_secret(text).map_err(KeyFileError::Content)
 }
 
 /// Opens `path` for reading without following a symbolic link (the last
@@ -229,71 +331,71 @@ fn open_key_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
 /// The checks on the opened key file's own metadata (`meta`, from the handle);
 /// `before` is what `path` named before the open.
 fn check_key_file(
-    path: &std::path::Path,
     before: &std::fs::Metadata,
     meta: &std::fs::Metadata,
-) -> Result<(), String> {
+) -> Result<(), KeyFileError> {
     if !meta.is_file() {
-        return Err("is not a regular file".into());
+        return Err(KeyFileError::NotRegular);
     }
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
         if (meta.dev(), meta.ino()) != (before.dev(), before.ino()) {
-            return Err("was replaced while being opened; try again".into());
+            return Err(KeyFileError::Replaced);
         }
         let me = nix::unistd::geteuid().as_raw();
         if meta.uid() != me && meta.uid() != 0 {
-            return Err(format!(
-                "is owned by uid {}, not by this user (uid {me}) or root; run: chown {me} {}",
-                meta.uid(),
-                path.display()
-            ));
+            return Err(KeyFileError::Owner {
+                owner: meta.uid(),
+                me,
+            });
         }
         let mode = meta.mode() & 0o777;
         if mode & 0o077 != 0 {
-            return Err(format!(
-                "permissions {mode:04o} are too open (group or others may access it); \
-                 run: chmod 600 {}",
-                path.display()
-            ));
+            return Err(KeyFileError::TooOpen { mode });
         }
     }
     #[cfg(windows)]
     {
         use std::os::windows::fs::MetadataExt;
         const FILE_ATTRIBUTE_REPARSE_POINT: u32 = 0x400;
-        let _ = (path, before);
+        let _ = before;
         if meta.file_attributes() & FILE_ATTRIBUTE_REPARSE_POINT != 0 {
-            return Err(
-                "is a symbolic link or junction; give the path of the key file itself".into(),
-            );
+            return Err(KeyFileError::Symlink);
         }
     }
     #[cfg(not(any(unix, windows)))]
-    let _ = (path, before);
+    let _ = before;
     if meta.len() > KEY_FILE_MAX {
-        return Err("too large for a key file".into());
+        return Err(KeyFileError::TooLarge);
     }
     Ok(())
 }
 
 /// 32 bytes of OS randomness (for the driver's seed and `--gen-secret`).
-pub fn os_random() -> Result<[u8; 32], String> {
+pub fn os_random() -> std::io::Result<[u8; 32]> {
     let mut b = [0u8; 32];
     DefaultResolver
         .resolve_rng()
-        .ok_or("no OS random number generator")?
+        .ok_or_else(|| std::io::Error::other("no OS random number generator"))?
         .try_fill_bytes(&mut b)
-        .map_err(|e| format!("OS random number generator: {e}"))?;
+        .map_err(|e| std::io::Error::other(format!("OS random number generator: {e}")))?;
     Ok(b)
 }
 
 /// Writes a new random secret to `path` (which must not exist), readable by the
 /// owner only.
-pub fn generate_secret_file(path: &std::path::Path) -> Result<(), String> {
+pub fn generate_secret_file(path: &std::path::Path) -> Result<(), KeyFileFailure> {
+    write_new_key(path).map_err(|error| KeyFileFailure {
+        role: "--gen-secret",
+        path: path.to_owned(),
+        error,
+    })
+}
+
+fn write_new_key(path: &std::path::Path) -> Result<(), KeyFileError> {
     use std::io::Write;
-    let key = Zeroizing::new(os_random()?);
+    let key = Zeroizing::new(os_random().map_err(KeyFileError::Io)?);
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
@@ -301,12 +403,9 @@ pub fn generate_secret_file(path: &std::path::Path) -> Result<(), String> {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let mut f = opts
-        .open(path)
-        .map_err(|e| format!("--gen-secret {}: {e}", path.display()))?;
+    let mut f = opts.open(path).map_err(KeyFileError::Io)?;
     let line = Zeroizing::new(format!("{}\n", base64_encode(&*key)));
-    f.write_all(line.as_bytes())
-        .map_err(|e| format!("--gen-secret {}: {e}", path.display()))
+    f.write_all(line.as_bytes()).map_err(KeyFileError::Io)
 }
 
 /// A ChaCha20 keystream used as a CSPRNG: deterministic from its key, so the
@@ -542,16 +641,20 @@ mod tests {
         let key: Vec<u8> = (1..=32).collect();
         let text = format!("# sfs key\n\n{}\n", base64_encode(&key));
         assert_eq!(parse_secret(&text).unwrap().0.to_vec(), key);
-        assert!(parse_secret("").unwrap_err().contains("empty"));
-        assert!(parse_secret("not base64!").unwrap_err().contains("base64"));
-        assert!(parse_secret(&base64_encode(&key[..16]))
-            .unwrap_err()
-            .contains("16 bytes"));
-        assert!(parse_secret(&base64_encode(&[7u8; 32]))
-            .unwrap_err()
-            .contains("not random"));
+        assert_eq!(parse_secret("").unwrap_err(), KeyProblem::Empty);
+        assert_eq!(
+            parse_secret("not base64!").unwrap_err(),
+            KeyProblem::NotBase64
+        );
+        let short = parse_secret(&base64_encode(&key[..16])).unwrap_err();
+        assert_eq!(short, KeyProblem::Length(16));
+        assert!(short.to_string().contains("16 bytes"));
+        assert_eq!(
+            parse_secret(&base64_encode(&[7u8; 32])).unwrap_err(),
+            KeyProblem::NotRandom
+        );
         let two = format!("{0}\n{0}\n", base64_encode(&key));
-        assert!(parse_secret(&two).unwrap_err().contains("more than one"));
+        assert_eq!(parse_secret(&two).unwrap_err(), KeyProblem::SeveralLines);
     }
 
     /// A fresh directory for key file tests.
@@ -594,7 +697,7 @@ mod tests {
         assert!(read_secret_file(&key).is_ok());
         let link = dir.join("link");
         std::os::unix::fs::symlink(&key, &link).unwrap();
-        let err = read_secret_file(&link).unwrap_err();
+        let err = read_secret_file(&link).unwrap_err().to_string();
         assert!(err.contains("symbolic link"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -620,7 +723,7 @@ mod tests {
             let _ = std::fs::OpenOptions::new().write(true).open(&fifo);
             panic!("read_secret_file blocked on a FIFO");
         }
-        let err = r.unwrap().unwrap_err();
+        let err = r.unwrap().unwrap_err().to_string();
         assert!(err.contains("not a regular file"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -639,7 +742,7 @@ mod tests {
             return;
         }
         std::os::unix::fs::chown(&key, Some(54_321), None).unwrap();
-        let err = read_secret_file(&key).unwrap_err();
+        let err = read_secret_file(&key).unwrap_err().to_string();
         assert!(err.contains("owned by uid 54321"), "{err}");
         std::os::unix::fs::chown(&key, Some(0), None).unwrap();
         assert!(read_secret_file(&key).is_ok(), "root's own file");
@@ -655,7 +758,7 @@ mod tests {
         generate_secret_file(&key).unwrap();
         for mode in [0o640, 0o604, 0o620, 0o602, 0o660, 0o644] {
             std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).unwrap();
-            let err = read_secret_file(&key).unwrap_err();
+            let err = read_secret_file(&key).unwrap_err().to_string();
             assert!(
                 err.contains("too open") && err.contains("chmod 600"),
                 "{mode:o}: {err}"
@@ -677,26 +780,29 @@ mod tests {
         generate_secret_file(&key).unwrap();
         let before = std::fs::symlink_metadata(&key).unwrap();
         let file = open_key_file(&key).unwrap();
-        assert!(check_key_file(&key, &before, &file.metadata().unwrap()).is_ok());
+        assert!(check_key_file(&before, &file.metadata().unwrap()).is_ok());
         // The file the path named when looked at is not the file opened.
         let other = dir.join("other");
         generate_secret_file(&other).unwrap();
         let swapped = std::fs::File::open(&other).unwrap().metadata().unwrap();
-        let err = check_key_file(&key, &before, &swapped).unwrap_err();
-        assert!(err.contains("replaced"), "{err}");
+        let err = check_key_file(&before, &swapped).unwrap_err();
+        assert!(matches!(err, KeyFileError::Replaced), "{err:?}");
         // The handle's own mode counts, whatever the path shows.
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let err = check_key_file(&key, &before, &file.metadata().unwrap()).unwrap_err();
-        assert!(err.contains("too open"), "{err}");
+        let err = check_key_file(&before, &file.metadata().unwrap()).unwrap_err();
+        assert!(
+            matches!(err, KeyFileError::TooOpen { mode: 0o644 }),
+            "{err:?}"
+        );
         // Too large, or not a regular file, on the handle.
         std::fs::write(&other, vec![b'#'; 5000]).unwrap();
         let big = std::fs::File::open(&other).unwrap().metadata().unwrap();
         let before = std::fs::symlink_metadata(&other).unwrap();
-        let err = check_key_file(&other, &before, &big).unwrap_err();
+        let err = check_key_file(&before, &big).unwrap_err();
+        assert!(matches!(err, KeyFileError::TooLarge), "{err:?}");
+        let err = read_secret_file(&other).unwrap_err().to_string();
         assert!(err.contains("too large"), "{err}");
-        let err = read_secret_file(&other).unwrap_err();
-        assert!(err.contains("too large"), "{err}");
-        let err = read_secret_file(&dir).unwrap_err();
+        let err = read_secret_file(&dir).unwrap_err().to_string();
         assert!(err.contains("not a regular file"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
     }
