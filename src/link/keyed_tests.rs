@@ -498,9 +498,10 @@ fn short_junk(r: &mut Rng) -> Vec<u8> {
 #[test]
 fn keyed_frame_size_ignores_injected_junk_but_follows_line_errors() {
     for seed in 0..4 {
+        // One-way bulk A → B: A's frame size is what counts.
         let mut p = pair_with(&ImpairmentKind::Clean, seed, u64::MAX, Some(3), Some(3));
         p.a.upper.full_frames = true;
-        p.b.upper.full_frames = true;
+        p.b.upper.budget = 0;
         p.run_for(Duration::from_secs(2));
         let clean = p.a.link.max_payload();
         assert_eq!(clean, p.a.link.config().payload_ceiling(), "seed {seed}");
@@ -510,26 +511,29 @@ fn keyed_frame_size_ignores_injected_junk_but_follows_line_errors() {
         while p.now < end {
             let t = p.now + Duration::from_millis(100 + r.below(200));
             p.run_until(t);
+            // Between the acks A receives, so that no genuine frame is cut
+            // (that would be a real loss: jamming, not forgery).
+            while p.ba.next_wakeup().is_some() {
+                p.step();
+            }
             let now = p.now;
             for _ in 0..3 {
                 p.a.link.handle_input(now, &short_junk(&mut r));
-                p.b.link.handle_input(now, &short_junk(&mut r));
-                injected += 2;
+                injected += 1;
             }
-            for l in [&p.a.link, &p.b.link] {
-                assert!(
-                    l.max_payload() >= clean * 9 / 10,
-                    "seed {seed}: payload {} (clean {clean}) after {injected} junk frames: {:?}",
-                    l.max_payload(),
-                    l.stats()
-                );
-            }
+            assert!(
+                p.a.link.max_payload() >= clean * 9 / 10,
+                "seed {seed}: payload {} (clean {clean}) after {injected} junk frames: {:?}",
+                p.a.link.max_payload(),
+                p.a.link.stats()
+            );
         }
         assert!(
             p.a.link.stats().crc_failures >= 20,
             "{:?}",
             p.a.link.stats()
         );
+        assert!(p.b.upper.bytes_received > 100_000, "{:?}", p.b.upper);
         assert!(p.a.upper.violations.is_empty() && p.b.upper.violations.is_empty());
         assert_eq!((p.a.upper.peer_restarts, p.a.upper.peer_lost), (0, 0));
     }

@@ -910,13 +910,19 @@ impl Link {
             self.caps_confirmed = false;
             self.hello_due = true;
         }
-        let wire = raw.len() as u64 + 2;
+        // Received frames do not feed the frame-size estimate on a keyed link:
+        // a frame that fails its tag is as likely an injection as line noise,
+        // and anyone on the line can inject them for free (a few tiny forged
+        // frames, each counted as a lost frame of its own tiny size, used to
+        // pin the payload at 64 B). Flooring junk at a frame's size would only
+        // raise the price of that attack, and counting the frames that do
+        // open without those that fail would bias the estimate low. What
+        // sizes our frames is what the peer's sealed — authenticated — acks
+        // prove about *our* frames (`on_ack`, and the RTO while we still hear
+        // the peer): only a real loss on the line moves it.
         match got {
             handshake::Received::Frame => match frame::parse_body(&plain) {
-                Ok(repr) => {
-                    self.errors.record(1, 0, wire);
-                    self.on_frame(now, repr);
-                }
+                Ok(repr) => self.on_frame(now, repr),
                 // Authentic yet unparsable: the peer's bug, not noise.
                 Err(_) => self.stats.malformed += 1,
             },
@@ -929,11 +935,7 @@ impl Link {
                     self.stats.frames_received += 1;
                 }
             }
-            handshake::Received::Corrupt => {
-                self.stats.crc_failures += 1;
-                self.errors.record(1, 1, wire);
-                self.update_payload_size();
-            }
+            handshake::Received::Corrupt => self.stats.crc_failures += 1,
             handshake::Received::Replay => self.stats.duplicates += 1,
             handshake::Received::Malformed => self.stats.malformed += 1,
         }
