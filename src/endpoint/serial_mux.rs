@@ -612,7 +612,17 @@ fn station_config(addr: &SerialMux) -> Result<StationConfig> {
         // The core draws no randomness itself: its ephemeral keys come from this.
         let seed = crate::link::crypto::os_random()
             .map_err(|e| Error::Usage(format!("SERIAL-MUX:{}: {e}", addr.device)))?;
-        cfg.link.key = Some(crate::link::crypto::KeyConfig { secret, seed });
+        // Nor does it read a clock: its handshakes carry this wall-clock time
+        // (advanced by the link's own time) so that the peer can tell a
+        // replayed handshake from a new one. The station is created right after.
+        let clock = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        cfg.link.key = Some(crate::link::crypto::KeyConfig {
+            secret,
+            seed,
+            clock,
+        });
     }
     // Link features to offer (bit set, docs/link-protocol.md §10; default
     // RESUME | LARGE_FRAMES; 0 = plain wire v1), for measurements.

@@ -57,6 +57,13 @@ pub struct KeyConfig {
     /// Seed of the handshake RNG; mixed with the link epoch, so a restarted
     /// link with a new epoch draws new keys even from the same seed.
     pub seed: [u8; 32],
+    /// The wall clock (time since the UNIX epoch) at the `now` the link is
+    /// created with. Handshakes carry it, advanced by the link's own time, so
+    /// the peer can tell a replayed one from a new one; it must not go back
+    /// between runs (a peer whose clock did is heard only once the other side
+    /// initiates itself, at the latest after its `dead_after`). The core reads
+    /// no clock: the driver passes the system time, the simulator its own.
+    pub clock: std::time::Duration,
 }
 
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

@@ -505,7 +505,7 @@ impl Link {
             keyed: cfg
                 .key
                 .as_ref()
-                .map(|k| Box::new(handshake::Keyed::new(k, epoch.max(1)))),
+                .map(|k| Box::new(handshake::Keyed::new(k, epoch.max(1), now))),
             plain: Vec::new(),
             tx: None,
             suspended: None,
@@ -672,7 +672,7 @@ impl Link {
         // short piece of one may look like a line: not a modem's, while it is
         // shorter than a whole handshake frame. Longer text is judged as usual.
         let keyed_frame_start = self.tail.len()
-            <= cobs::max_encoded_len(handshake::HANDSHAKE_FRAME)
+            <= cobs::max_encoded_len(handshake::HANDSHAKE1_FRAME)
             && self.tail.get(1).is_some_and(|&k| {
                 k == handshake::KIND_HANDSHAKE << 4 | 1
                     || k == handshake::KIND_HANDSHAKE << 4 | 2
