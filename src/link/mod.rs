@@ -27,13 +27,15 @@
 //!   derived from the frame time; fast retransmit when a frame sent later is acked;
 //!   back-off capped at 2 s while the line is dead.
 //! - Frame size: payload `(h+√(h²+4h/q))/2 − h` for the observed per-byte error
-//!   probability `q`, between 64 B and `max_payload` (512 B by default).
+//!   probability `q`, between 64 B and `max_payload` (512 B by default); a keyed
+//!   link observes it only through the peer's authenticated acks.
 //! - Sessions: random epochs, HELLO handshake, restarts detected, keepalives every
 //!   second when idle, `PeerLost` after 60 s of silence, then probing until `Up`.
 //! - Keyed links (`LinkConfig::key`, optional): a Noise NNpsk0 handshake (kind 6)
 //!   per session, then every frame above travels sealed (kind 7, ChaCha20-Poly1305
-//!   with an explicit counter and a replay window) instead of carrying a CRC; see
-//!   [`crypto`] and [`handshake`].
+//!   with an explicit counter and a replay window) instead of carrying a CRC; its
+//!   message 1 carries a wall-clock stamp (passed in, never read) so replayed
+//!   handshakes are recognised; see [`crypto`] and [`handshake`].
 //! - Features ([`Features`], announced in CAPS, kind 4; a v1 peer drops CAPS as
 //!   malformed and so sees plain v1): frames are handed out in pieces
 //!   ([`Link::poll_transmit_max`]); a peer that announced RESUME lets a big frame be
