@@ -26,6 +26,21 @@ use crate::line::rng::Rng;
 use crate::line::{Line, LineConfig};
 use crate::link::{Link, LinkConfig, LinkEvent, Pacer};
 
+/// The wall clock at a simulation's start, for keyed links
+/// ([`KeyConfig::clock`](crate::link::crypto::KeyConfig::clock)): a fixed
+/// date (2026-12-01), so runs replay exactly.
+pub const SIM_CLOCK: Duration = Duration::from_secs(1_796_083_200);
+
+/// `cfg` for a link created `since` after the simulation started: its
+/// wall clock advanced by as much, as a restarted process reads it.
+fn cfg_at(cfg: &LinkConfig, since: Duration) -> LinkConfig {
+    let mut cfg = cfg.clone();
+    if let Some(k) = cfg.key.as_mut() {
+        k.clock += since;
+    }
+    cfg
+}
+
 /// The layer above a link in a simulation.
 pub trait Upper {
     /// Next payload to send (at most `max` bytes), when the link can take one.
@@ -270,7 +285,7 @@ impl<U: Upper> LinkPair<U> {
             Which::A => &mut self.a,
             Which::B => &mut self.b,
         };
-        side.link = Link::new(side.cfg.clone(), epoch, now);
+        side.link = Link::new(cfg_at(&side.cfg, now - self.start), epoch, now);
         side.pacer = Pacer::new(side.cfg.byte_rate, side.cfg.pacing_target);
         side.backlog.clear();
         side.restarts += 1;
@@ -681,7 +696,9 @@ impl StationPair {
             Which::A => &mut self.a,
             Which::B => &mut self.b,
         };
-        side.station = crate::station::Station::new(side.cfg.clone(), epoch, now);
+        let mut cfg = side.cfg.clone();
+        cfg.link = cfg_at(&cfg.link, now - self.start);
+        side.station = crate::station::Station::new(cfg, epoch, now);
         side.backlog.clear();
         side.unplugged = false;
         side.restarts += 1;

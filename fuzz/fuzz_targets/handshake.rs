@@ -14,7 +14,9 @@ use sfs::link::crc::crc32c;
 use sfs::link::crypto::{KeyConfig, Secret};
 use sfs::link::handshake::{Keyed, Received};
 
-fn cfg(secret: u8, seed: u8) -> KeyConfig {
+/// Keys with `secret` and `seed`, for an end created `since` after the start
+/// (its wall clock advanced by as much, as a restarted process reads it).
+fn cfg(secret: u8, seed: u8, since: Duration) -> KeyConfig {
     let mut s = [0u8; 32];
     for (i, b) in s.iter_mut().enumerate() {
         *b = secret.wrapping_add(i as u8);
@@ -22,6 +24,7 @@ fn cfg(secret: u8, seed: u8) -> KeyConfig {
     KeyConfig {
         secret: Secret(s),
         seed: [seed; 32],
+        clock: Duration::from_secs(1_796_083_200) + since,
     }
 }
 
@@ -34,8 +37,12 @@ fn with_crc(mut f: Vec<u8>) -> Vec<u8> {
 fuzz_target!(|data: &[u8]| {
     let t0 = Instant::now();
     let mut now = t0;
-    let mut ends = [Keyed::new(&cfg(1, 1), 11), Keyed::new(&cfg(1, 2), 22)];
-    let mut impostor = Keyed::new(&cfg(9, 3), 33);
+    let zero = Duration::ZERO;
+    let mut ends = [
+        Keyed::new(&cfg(1, 1, zero), 11, t0),
+        Keyed::new(&cfg(1, 2, zero), 22, t0),
+    ];
+    let mut impostor = Keyed::new(&cfg(9, 3, zero), 33, t0);
     let mut epoch = 100u32;
     let mut seen: Vec<Vec<u8>> = Vec::new();
     let mut out = Vec::new();
@@ -105,7 +112,7 @@ fuzz_target!(|data: &[u8]| {
             // Restart, or lose the session.
             120 => {
                 epoch += 1;
-                ends[side] = Keyed::new(&cfg(1, op), epoch);
+                ends[side] = Keyed::new(&cfg(1, op, now - t0), epoch, now);
             }
             121 => ends[side].on_session_lost(),
             // A sealed frame from `side`: must open at the other end if both

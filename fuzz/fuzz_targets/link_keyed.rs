@@ -17,6 +17,7 @@ fn cfg(seed: u8) -> LinkConfig {
     c.key = Some(KeyConfig {
         secret: Secret(*b"fuzzing secret, 32 bytes long!!!"),
         seed: [seed; 32],
+        clock: std::time::Duration::from_secs(1_796_083_200),
     });
     c
 }

@@ -606,9 +606,16 @@ fn station_config(addr: &SerialMux) -> Result<StationConfig> {
             crate::link::crypto::os_random()
                 .map_err(|e| Error::Usage(format!("SERIAL-MUX:{}: {e}", addr.device)))?,
         );
+        // Nor does it read a clock: its handshakes carry this wall-clock time
+        // (advanced by the link's own time) so that the peer can tell a
+        // replayed handshake from a new one. The station is created right after.
+        let clock = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
         cfg.link.key = Some(crate::link::crypto::KeyConfig {
             secret,
             seed: *seed,
+            clock,
         });
     }
     // Link features to offer (bit set, docs/link-protocol.md §10; default

@@ -67,6 +67,13 @@ pub struct KeyConfig {
     /// Seed of the handshake RNG; mixed with the link epoch, so a restarted
     /// link with a new epoch draws new keys even from the same seed.
     pub seed: [u8; 32],
+    /// The wall clock (time since the UNIX epoch) at the `now` the link is
+    /// created with. Handshakes carry it, advanced by the link's own time, so
+    /// the peer can tell a replayed one from a new one; it must not go back
+    /// between runs (a peer whose clock did is heard only once the other side
+    /// initiates itself, at the latest after its `dead_after`). The core reads
+    /// no clock: the driver passes the system time, the simulator its own.
+    pub clock: std::time::Duration,
 }
 
 impl fmt::Debug for KeyConfig {
@@ -74,6 +81,7 @@ impl fmt::Debug for KeyConfig {
         f.debug_struct("KeyConfig")
             .field("secret", &format_args!("<redacted>"))
             .field("seed", &format_args!("<redacted>"))
+            .field("clock", &self.clock)
             .finish()
     }
 }
@@ -672,6 +680,7 @@ mod tests {
         let kc = KeyConfig {
             secret: Secret(key),
             seed,
+            clock: std::time::Duration::from_secs(1_800_000_000),
         };
         let shown = format!("{kc:?} {kc:#?} {:?}", Some(&kc));
         assert!(shown.contains("<redacted>"), "{shown}");

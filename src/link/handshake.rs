@@ -6,14 +6,22 @@
 //!
 //! ```text
 //! byte 0      0x60 | m      m = 1 (initiator → responder) or 2 (reply)
-//! message     Noise NNpsk0 message m: ephemeral key (32) ‖ empty payload's tag (16)
+//! message     Noise NNpsk0 message m:
+//!               m = 1: ephemeral key (32) ‖ sealed stamp (8 + tag 16)
+//!               m = 2: ephemeral key (32) ‖ empty payload's tag (16)
 //! crc32c      u32 LE over the above (unkeyed: tells line noise from a wrong key)
 //! ```
 //!
 //! `Noise_NNpsk0_25519_ChaChaPoly_BLAKE2s`, prologue `sfs link v1`:
 //! `→ psk, e` then `← e, ee`. Message 1 already proves knowledge of the secret
-//! (its tag is keyed by it) but can be replayed; message 2 proves the responder
-//! holds the secret *and* is live (it answers a fresh ephemeral key). So:
+//! (its payload is sealed under it) but can be replayed; message 2 proves the
+//! responder holds the secret *and* is live (it answers a fresh ephemeral key).
+//! Message 1's payload is a *stamp* (u64 BE, µs since the UNIX epoch, as the
+//! initiator's wall clock reads it — the driver passes that clock in,
+//! [`KeyConfig::clock`] — and strictly increasing per link), as WireGuard's
+//! TAI64N: the responder keeps the newest stamp it saw and refuses older ones,
+//! so a recording is worthless once the peer has handshaked after it. No shared
+//! clock is needed, only one that does not go back between the peer's runs. So:
 //!
 //! - The initiator switches to the new keys on a valid message 2.
 //! - The responder keeps its current session and parks the new keys as
@@ -21,10 +29,15 @@
 //!   opens under them — only the live initiator can make one. A replayed
 //!   message 1 thus costs a reply and nothing else; a restarted peer's real one
 //!   replaces the old session as soon as the peer speaks.
+//! - A message 1 whose stamp is older than the newest seen (or equal to it,
+//!   once that one's handshake is over: a session agreed or lost since) is
+//!   stale: refused without a reply, and never touches our own initiation.
 //! - A side without a session initiates, resending the same message 1 with
 //!   back-off (100 ms doubling to 1 s); a lost reply is resent verbatim when the
 //!   same message 1 comes again. When both initiate at once, the larger
-//!   ephemeral key stays initiator and the other answers.
+//!   ephemeral key stays initiator and the other answers — and keeps its own
+//!   initiation: a message 1 is unconfirmed (only a sealed frame under its keys
+//!   confirms it), so it may delay our next resend once, never cancel it.
 //! - Every session has fresh ephemeral keys, so frames of an old session (a
 //!   restarted peer's, or a recording) never open in a new one; within a
 //!   session the replay window rejects repeats.
@@ -48,10 +61,17 @@ pub const KIND_HANDSHAKE: u8 = 6;
 /// Noise protocol name.
 pub const NOISE_PARAMS: &str = "Noise_NNpsk0_25519_ChaChaPoly_BLAKE2s";
 const PROLOGUE: &[u8] = b"sfs link v1";
-/// Length of a handshake message (ephemeral key + tag of the empty payload).
+/// Length of message 2 (ephemeral key + tag of the empty payload).
 pub const MSG_LEN: usize = 32 + TAG_LEN;
-/// Raw handshake frame length.
+/// Length of message 1's payload: the stamp.
+pub const STAMP_LEN: usize = 8;
+/// Length of message 1 (ephemeral key + sealed stamp).
+pub const MSG1_LEN: usize = 32 + STAMP_LEN + TAG_LEN;
+/// Raw frame length of message 2 (and of message 1 before stamps: the keyed
+/// handshake of sfs 2026-11, which this one refuses with a report).
 pub const HANDSHAKE_FRAME: usize = 1 + MSG_LEN + 4;
+/// Raw frame length of message 1.
+pub const HANDSHAKE1_FRAME: usize = 1 + MSG1_LEN + 4;
 /// Responder sessions waiting for the initiator's first sealed frame.
 pub const MAX_PENDING: usize = 4;
 /// Least time between two reports of the same failure.
@@ -83,6 +103,30 @@ struct Initiator {
     ephemeral: [u8; 32],
 }
 
+/// The peer's newest authentic message 1, by stamp.
+#[derive(Debug, Clone, Copy)]
+struct Newest {
+    stamp: u64,
+    ephemeral: [u8; 32],
+    /// Its handshake may still be going on: no session was agreed or lost
+    /// since it came, so the peer may resend it (a repeat is not a replay).
+    open: bool,
+}
+
+/// How a message 1's stamp compares with the newest seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Freshness {
+    /// Newer than anything seen: a new handshake.
+    Fresh,
+    /// The newest one again while its handshake may be going on.
+    Repeat,
+    /// The newest one again after its handshake ended: the peer's late
+    /// resend (or a replay of it); dropped without a word.
+    Done,
+    /// Older than the newest: a recording (or the peer's clock went back).
+    Stale,
+}
+
 struct Pending {
     ephemeral: [u8; 32],
     reply: Vec<u8>,
@@ -91,7 +135,8 @@ struct Pending {
 
 /// Handshake and key state of a keyed link.
 pub struct Keyed {
-    psk: [u8; 32],
+    /// Wiped when dropped, as every copy of the key (see `crypto::Secret`).
+    psk: crate::link::crypto::Secret,
     rng: SeededRng,
     params: NoiseParams,
     current: Option<Transport>,
@@ -101,9 +146,21 @@ pub struct Keyed {
     init_due: bool,
     init_deadline: Option<Instant>,
     init_interval: Duration,
+    /// Our initiation was already put off once, since the last session was
+    /// agreed or lost, for a peer's message 1 we answered: another one
+    /// (maybe a replay) does not put it off again.
+    deferred: bool,
+    /// The wall clock (since the UNIX epoch) at `created`, from the driver.
+    clock: Duration,
+    created: Instant,
+    /// Our last stamp: the next one is greater.
+    last_stamp: u64,
+    newest: Option<Newest>,
     reports: VecDeque<String>,
     last_mismatch: Option<Instant>,
     last_unkeyed: Option<Instant>,
+    last_stale: Option<Instant>,
+    last_old_version: Option<Instant>,
     failures: u64,
     scratch: Vec<u8>,
     /// Sessions keyed so far (handshakes completed on either side).
@@ -112,6 +169,9 @@ pub struct Keyed {
     pub auth_failures: u64,
     /// Authentic sealed frames dropped as replays.
     pub replays: u64,
+    /// Authentic message 1s refused as stale (replays, or a peer's clock
+    /// that went back).
+    pub stale_handshakes: u64,
 }
 
 impl fmt::Debug for Keyed {
@@ -134,6 +194,22 @@ fn handshake_frame(m: u8, msg: &[u8]) -> Vec<u8> {
     f
 }
 
+/// A message 1's stamp against the newest seen.
+fn freshness(newest: Option<&Newest>, stamp: u64, ephemeral: &[u8; 32]) -> Freshness {
+    match newest {
+        None => Freshness::Fresh,
+        Some(n) if stamp > n.stamp => Freshness::Fresh,
+        Some(n) if stamp == n.stamp && ephemeral == &n.ephemeral => {
+            if n.open {
+                Freshness::Repeat
+            } else {
+                Freshness::Done
+            }
+        }
+        Some(_) => Freshness::Stale,
+    }
+}
+
 fn ephemeral_of(msg: &[u8]) -> [u8; 32] {
     let mut e = [0u8; 32];
     e.copy_from_slice(&msg[..32]);
@@ -141,10 +217,11 @@ fn ephemeral_of(msg: &[u8]) -> [u8; 32] {
 }
 
 impl Keyed {
-    /// Keyed state for a link with `epoch` (mixed into the RNG seed).
-    pub fn new(cfg: &KeyConfig, epoch: u32) -> Self {
+    /// Keyed state for a link with `epoch` (mixed into the RNG seed), created
+    /// at `now`, when the wall clock reads `cfg.clock`.
+    pub fn new(cfg: &KeyConfig, epoch: u32, now: Instant) -> Self {
         Keyed {
-            psk: cfg.secret.0,
+            psk: cfg.secret.clone(),
             rng: SeededRng::new(&cfg.seed, &epoch.to_le_bytes()),
             params: NOISE_PARAMS.parse().expect("valid Noise parameters"),
             current: None,
@@ -154,22 +231,48 @@ impl Keyed {
             init_due: true,
             init_deadline: None,
             init_interval: INIT_FIRST,
+            deferred: false,
+            clock: cfg.clock,
+            created: now,
+            last_stamp: 0,
+            newest: None,
             reports: VecDeque::new(),
             last_mismatch: None,
             last_unkeyed: None,
+            last_stale: None,
+            last_old_version: None,
             failures: 0,
             scratch: Vec::new(),
             sessions: 0,
             auth_failures: 0,
             replays: 0,
+            stale_handshakes: 0,
         }
+    }
+
+    /// The stamp of a new message 1: the wall clock at `now` in µs, and always
+    /// greater than our last one.
+    fn next_stamp(&mut self, now: Instant) -> u64 {
+        let wall = self.clock + now.saturating_duration_since(self.created);
+        let us = u64::try_from(wall.as_micros()).unwrap_or(u64::MAX);
+        self.last_stamp = us.max(self.last_stamp.saturating_add(1));
+        self.last_stamp
+    }
+
+    /// A session was agreed or lost: the peer's newest message 1 has had its
+    /// answer, and a copy of it is a replay from now on.
+    fn close_newest(&mut self) {
+        if let Some(n) = self.newest.as_mut() {
+            n.open = false;
+        }
+        self.deferred = false;
     }
 
     fn builder(&mut self) -> Builder<'_> {
         let rng = self.rng.fork();
         Builder::with_resolver(self.params.clone(), Box::new(Resolver::new(rng)))
             .prologue(PROLOGUE)
-            .and_then(|b| b.psk(0, &self.psk))
+            .and_then(|b| b.psk(0, &self.psk.0))
             .expect("NNpsk0 takes a PSK at position 0")
     }
 
@@ -194,6 +297,7 @@ impl Keyed {
         self.current = None;
         self.initiator = None;
         self.pending.clear();
+        self.close_newest();
         self.init_due = true;
         self.init_deadline = None;
         self.init_interval = INIT_FIRST;
@@ -218,12 +322,15 @@ impl Keyed {
         }
         self.init_due = false;
         if self.initiator.is_none() {
+            let stamp = self.next_stamp(now);
             let mut hs = self
                 .builder()
                 .build_initiator()
                 .expect("NNpsk0 initiator builds");
-            let mut msg = [0u8; MSG_LEN];
-            let n = hs.write_message(&[], &mut msg).expect("message 1 fits");
+            let mut msg = [0u8; MSG1_LEN];
+            let n = hs
+                .write_message(&stamp.to_be_bytes(), &mut msg)
+                .expect("message 1 fits");
             self.initiator = Some(Initiator {
                 hs,
                 frame: handshake_frame(1, &msg[..n]),
@@ -287,17 +394,36 @@ impl Keyed {
         match first >> 4 {
             KIND_SEALED => self.receive_sealed(raw, out),
             KIND_HANDSHAKE => {
-                if raw.len() != HANDSHAKE_FRAME {
+                let m = first & 0xF;
+                let len_ok = match m {
+                    1 => raw.len() == HANDSHAKE1_FRAME || raw.len() == HANDSHAKE_FRAME,
+                    2 => raw.len() == HANDSHAKE_FRAME,
+                    _ => false,
+                };
+                if !len_ok {
                     return Received::Malformed;
                 }
                 let (body, crc) = raw.split_at(raw.len() - 4);
                 if crc32c(&[], body) != u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]) {
                     return Received::Corrupt;
                 }
-                match first & 0xF {
+                match m {
+                    1 if raw.len() == HANDSHAKE_FRAME => {
+                        // An intact message 1 without a stamp: a peer with the
+                        // keyed handshake of before stamps. It cannot read ours
+                        // either, so say so rather than fail in silence.
+                        Self::report(
+                            &mut self.last_old_version,
+                            &mut self.reports,
+                            now,
+                            "keyed link: the peer runs an older sfs whose keyed handshake \
+                             has no timestamp; update both ends"
+                                .into(),
+                        );
+                        Received::Refused
+                    }
                     1 => self.on_message1(now, &body[1..]),
-                    2 => self.on_message2(now, &body[1..]),
-                    _ => Received::Malformed,
+                    _ => self.on_message2(now, &body[1..]),
                 }
             }
             _ => {
@@ -337,6 +463,7 @@ impl Keyed {
                 if r.is_ok() {
                     let p = self.pending.remove(i).expect("index in range");
                     self.pending.clear();
+                    self.close_newest();
                     self.current = Some(p.transport);
                     self.initiator = None;
                     self.init_deadline = None;
@@ -374,16 +501,50 @@ impl Keyed {
             .builder()
             .build_responder()
             .expect("NNpsk0 responder builds");
-        let mut payload = [0u8; MSG_LEN];
-        if hs.read_message(msg, &mut payload).is_err() {
-            self.mismatch(now, "handshake message 1 from the peer");
-            return Received::Refused;
+        let mut payload = [0u8; MSG1_LEN];
+        let stamp = match hs.read_message(msg, &mut payload) {
+            Ok(STAMP_LEN) => {
+                u64::from_be_bytes(payload[..STAMP_LEN].try_into().expect("stamp length"))
+            }
+            _ => {
+                self.mismatch(now, "handshake message 1 from the peer");
+                return Received::Refused;
+            }
+        };
+        let fresh = freshness(self.newest.as_ref(), stamp, &e);
+        match fresh {
+            Freshness::Fresh => {
+                self.newest = Some(Newest {
+                    stamp,
+                    ephemeral: e,
+                    open: true,
+                })
+            }
+            Freshness::Repeat => {}
+            Freshness::Done => return Received::Refused,
+            Freshness::Stale => {
+                // Authentic, so not noise and not a wrong key: a recording
+                // replayed — or the peer restarted with its clock set back,
+                // then it is heard once our own handshake reaches it.
+                self.stale_handshakes += 1;
+                let n = self.stale_handshakes;
+                Self::report(
+                    &mut self.last_stale,
+                    &mut self.reports,
+                    now,
+                    format!(
+                        "keyed link: ignored a handshake older than one already seen from \
+                         the peer: a replayed recording, or the peer's clock went back \
+                         ({n} so far)"
+                    ),
+                );
+                return Received::Refused;
+            }
         }
         if self.initiator.as_ref().is_some_and(|i| i.ephemeral > e) {
             // Both initiated: the larger ephemeral key stays initiator.
             return Received::Handshake;
         }
-        self.initiator = None;
         let mut reply = [0u8; MSG_LEN];
         let n = hs.write_message(&[], &mut reply).expect("message 2 fits");
         let st = hs
@@ -401,8 +562,14 @@ impl Keyed {
         if self.replies.len() < MAX_PENDING {
             self.replies.push_back(reply);
         }
-        if self.current.is_none() {
-            // Give the initiator time to confirm before initiating ourselves.
+        // Our own initiation stays: this message 1 is unconfirmed until a
+        // sealed frame opens under its keys, and may be a recording whose
+        // sender is long gone (one that made us drop ours, and put it off
+        // again each second, kept a lost session from ever coming back). It
+        // waits once per round, for a fresh message 1, so that the peer's
+        // session confirms first rather than crossing a second handshake.
+        if self.current.is_none() && fresh == Freshness::Fresh && !self.deferred {
+            self.deferred = true;
             self.init_due = false;
             self.init_deadline = Some(now + INIT_MAX);
         }
@@ -426,6 +593,7 @@ impl Keyed {
                 .expect("NN handshake done after message 2");
         self.current = Some(Transport::new(st));
         self.pending.clear();
+        self.close_newest();
         self.init_deadline = None;
         self.init_interval = INIT_FIRST;
         self.sessions += 1;

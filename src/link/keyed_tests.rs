@@ -25,6 +25,7 @@ fn key(tag: u8) -> KeyConfig {
     KeyConfig {
         secret: Secret(secret),
         seed: [tag ^ 0x55; 32],
+        clock: crate::sim::SIM_CLOCK,
     }
 }
 
@@ -226,9 +227,9 @@ fn forgeries(r: &mut Rng) -> Vec<Vec<u8>> {
     })
     .emit(&[0; 8], &mut hello);
     v.push(hello);
-    for m in [1u8, 2] {
+    for (m, len) in [(1u8, handshake::MSG1_LEN), (2, handshake::MSG_LEN)] {
         let mut hs = vec![handshake::KIND_HANDSHAKE << 4 | m];
-        let mut body = vec![0u8; handshake::MSG_LEN];
+        let mut body = vec![0u8; len];
         r.fill(&mut body);
         hs.extend_from_slice(&body);
         let crc = crc::crc32c(&[], &hs);
@@ -291,6 +292,8 @@ struct Duo {
     now: Instant,
     rng: Rng,
     loss: f64,
+    /// Line A→B cut (a one-way outage).
+    cut_ab: bool,
     /// Every frame A wrote, COBS-encoded, in order.
     a_sent: Vec<Vec<u8>>,
     ev_a: Vec<LinkEvent>,
@@ -307,6 +310,7 @@ impl Duo {
             now,
             rng: Rng::new(1),
             loss: 0.0,
+            cut_ab: false,
             a_sent: Vec::new(),
             ev_a: Vec::new(),
             ev_b: Vec::new(),
@@ -334,7 +338,7 @@ impl Duo {
                 break;
             }
             self.a_sent.push(out.clone());
-            if !self.rng.chance(self.loss) {
+            if !self.rng.chance(self.loss) && !self.cut_ab {
                 self.b.handle_input(now, &out);
             }
         }
@@ -469,5 +473,233 @@ fn retransmissions_never_reuse_a_nonce() {
         assert!(sealed > 300);
         // One session, so counters are unique per transmission.
         assert_eq!(seen.len(), sealed, "seed {seed}");
+    }
+}
+
+/// Short junk frames, as anyone who can write to the line can inject them
+/// (CRC-less garbage, sealed frames with made-up tags, handshakes with a bad
+/// CRC), each COBS-encoded with a leading delimiter.
+fn short_junk(r: &mut Rng) -> Vec<u8> {
+    let mut raw = vec![0u8; 2 + r.below(6) as usize];
+    r.fill(&mut raw);
+    raw[0] = match r.below(3) {
+        0 => crypto::KIND_SEALED << 4,
+        1 => handshake::KIND_HANDSHAKE << 4 | 1,
+        _ => raw[0],
+    };
+    let mut enc = vec![0];
+    cobs::encode(&raw, &mut enc);
+    enc.push(0);
+    enc
+}
+
+/// Issue 19 item 5: injected short junk must not shrink a keyed link's frames
+/// (a few tiny frames used to pin the payload at 64 B), while genuine line
+/// errors still do.
+#[test]
+fn keyed_frame_size_ignores_injected_junk_but_follows_line_errors() {
+    for seed in 0..4 {
+        // One-way bulk A → B: A's frame size is what counts.
+        let mut p = pair_with(&ImpairmentKind::Clean, seed, u64::MAX, Some(3), Some(3));
+        p.a.upper.full_frames = true;
+        p.b.upper.budget = 0;
+        p.run_for(Duration::from_secs(2));
+        let clean = p.a.link.max_payload();
+        assert_eq!(clean, p.a.link.config().payload_ceiling(), "seed {seed}");
+        let mut r = Rng::new(seed ^ 0x1A4C);
+        let end = p.now + Duration::from_secs(10);
+        let mut injected = 0;
+        while p.now < end {
+            let t = p.now + Duration::from_millis(100 + r.below(200));
+            p.run_until(t);
+            // Between the acks A receives, so that no genuine frame is cut
+            // (that would be a real loss: jamming, not forgery).
+            while p.ba.next_wakeup().is_some() {
+                p.step();
+            }
+            let now = p.now;
+            for _ in 0..3 {
+                p.a.link.handle_input(now, &short_junk(&mut r));
+                injected += 1;
+            }
+            assert!(
+                p.a.link.max_payload() >= clean * 9 / 10,
+                "seed {seed}: payload {} (clean {clean}) after {injected} junk frames: {:?}",
+                p.a.link.max_payload(),
+                p.a.link.stats()
+            );
+        }
+        assert!(
+            p.a.link.stats().crc_failures >= 20,
+            "{:?}",
+            p.a.link.stats()
+        );
+        assert!(p.b.upper.bytes_received > 100_000, "{:?}", p.b.upper);
+        assert!(p.a.upper.violations.is_empty() && p.b.upper.violations.is_empty());
+        assert_eq!((p.a.upper.peer_restarts, p.a.upper.peer_lost), (0, 0));
+    }
+    // Genuine bit errors: the payload shrinks as on an unkeyed link.
+    let mut noisy = pair_with(&ImpairmentKind::Ber(1e-4), 1, u64::MAX, Some(3), Some(3));
+    noisy.a.upper.full_frames = true;
+    noisy.run_for(Duration::from_secs(20));
+    let l = noisy.a.link.max_payload();
+    assert!((80..200).contains(&l), "{l} {:?}", noisy.a.link.stats());
+    assert!(noisy.b.upper.violations.is_empty());
+}
+
+/// Message-1 frames of earlier keyed sessions, as an attacker records them off
+/// the line: the first frame each of `n` earlier runs of a peer sent.
+fn recorded_message1s(tag: u8, n: u32, now: Instant) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            let mut l = Link::new(recorded_cfg(tag, i, n), 1000 + i, now);
+            let mut out = Vec::new();
+            l.poll_transmit(now, &mut out);
+            assert_eq!(out[1], handshake::KIND_HANDSHAKE << 4 | 1, "a message 1");
+            out
+        })
+        .collect()
+}
+
+/// The configuration of the `i`th of `n` earlier runs (recorded earlier).
+fn recorded_cfg(tag: u8, i: u32, n: u32) -> LinkConfig {
+    let mut c = keyed_cfg(tag);
+    if let Some(k) = c.key.as_mut() {
+        // Runs an hour apart, the last an hour before now.
+        k.clock -= Duration::from_secs(3600 * u64::from(n - i));
+    }
+    c
+}
+
+fn short_dead_cfg(tag: u8) -> LinkConfig {
+    let mut c = keyed_cfg(tag);
+    c.dead_after = Duration::from_secs(3);
+    c
+}
+
+/// Issue 19 item 4: valid message 1s recorded off the line and replayed about
+/// once a second into a keyed side after a natural session loss must not keep
+/// the link from re-forming. They used to make the side that lost its session
+/// (B, the only one initiating: a one-way outage left A's session alive)
+/// drop its own initiation and push its retry back by a second, again and
+/// again, so it never initiated at all.
+#[test]
+fn replayed_message1s_do_not_keep_a_lost_session_down() {
+    for seed in 0..8u64 {
+        let t0 = Instant::now();
+        let recordings = recorded_message1s(12, 4, t0);
+        let mut d = Duo::new(
+            Link::new(keyed_cfg(12), 11 + seed as u32, t0),
+            Link::new(short_dead_cfg(12), 22 + seed as u32, t0),
+            t0,
+        );
+        d.rng = Rng::new(seed);
+        d.payloads = 50;
+        d.run(Duration::from_secs(2));
+        assert_eq!(d.delivered_b().len(), 50, "seed {seed}");
+        // The message 1 that formed this session, recorded too.
+        let mut recordings = recordings;
+        recordings.push(d.a_sent[0].clone());
+
+        // A natural session loss at B: line A→B goes dead past B's dead_after;
+        // from then on the attacker replays its recordings into B, one about
+        // every second, and the line comes back 2 s later.
+        d.cut_ab = true;
+        let mut r = Rng::new(seed ^ 0x4E91);
+        while !d.ev_b.contains(&LinkEvent::PeerLost) {
+            d.step();
+        }
+        let lost_at = d.now;
+        let ups = |ev: &[LinkEvent]| {
+            ev.iter()
+                .filter(|e| matches!(e, LinkEvent::Up { .. }))
+                .count()
+        };
+        let ups_before = ups(&d.ev_b);
+        let back = lost_at + Duration::from_secs(2);
+        let end = back + Duration::from_secs(20);
+        let mut next = d.now + Duration::from_millis(r.below(300));
+        let mut k = r.below(recordings.len() as u64) as usize;
+        let mut up_at = None;
+        let mut delivered_at_up = 0;
+        while d.now < end {
+            if d.now >= back {
+                d.cut_ab = false;
+            }
+            if d.now >= next {
+                d.b.handle_input(d.now, &recordings[k % recordings.len()]);
+                k += 1;
+                next = d.now + Duration::from_millis(700 + r.below(300));
+            }
+            d.step();
+            if up_at.is_none() && d.a.is_up() && d.b.is_up() && ups(&d.ev_b) > ups_before {
+                up_at = Some(d.now);
+                // New data once the link is back.
+                delivered_at_up = d.delivered_b().len();
+                d.next_payload = d.payloads;
+                d.payloads += 20;
+            }
+        }
+        assert!(
+            up_at.is_some(),
+            "seed {seed}: the link never re-formed: a={:?} b={:?}",
+            d.a.keyed(),
+            d.b.keyed()
+        );
+        // The recordings are known for what they are.
+        let k = d.b.keyed().unwrap();
+        assert!(
+            k.stale_handshakes >= 10,
+            "seed {seed}: {}",
+            k.stale_handshakes
+        );
+        let took = up_at.unwrap().saturating_duration_since(back);
+        assert!(
+            took < Duration::from_secs(5),
+            "seed {seed}: re-formed only after {took:?}"
+        );
+        assert_eq!(
+            d.delivered_b().len(),
+            delivered_at_up + 20,
+            "seed {seed}: data after re-forming"
+        );
+    }
+}
+
+/// An established keyed session is not disturbed by replayed message 1s.
+#[test]
+fn replayed_message1s_leave_an_established_session_alone() {
+    let t0 = Instant::now();
+    let recordings = recorded_message1s(13, 4, t0);
+    let mut d = Duo::new(keyed_link(13, 5, t0), keyed_link(13, 6, t0), t0);
+    d.payloads = 100;
+    d.run(Duration::from_secs(1));
+    let mut recordings = recordings;
+    recordings.push(d.a_sent[0].clone());
+    let mut r = Rng::new(77);
+    for i in 0..20 {
+        for _ in 0..3 {
+            let f = &recordings[r.below(recordings.len() as u64) as usize];
+            if i % 2 == 0 {
+                d.b.handle_input(d.now, f);
+            } else {
+                d.a.handle_input(d.now, f);
+            }
+        }
+        d.payloads += 20;
+        d.run(Duration::from_millis(500));
+    }
+    d.run(Duration::from_secs(2));
+    assert_eq!(d.delivered_b().len(), 500);
+    for ev in [&d.ev_a, &d.ev_b] {
+        assert!(
+            ev.iter()
+                .all(|e| !matches!(e, LinkEvent::PeerRestarted | LinkEvent::PeerLost)),
+            "{ev:?}"
+        );
+    }
+    for l in [&d.a, &d.b] {
+        assert_eq!(l.keyed().unwrap().sessions, 1, "no new session");
+        assert!(l.is_up());
     }
 }

@@ -27,13 +27,15 @@
 //!   derived from the frame time; fast retransmit when a frame sent later is acked;
 //!   back-off capped at 2 s while the line is dead.
 //! - Frame size: payload `(h+√(h²+4h/q))/2 − h` for the observed per-byte error
-//!   probability `q`, between 64 B and `max_payload` (512 B by default).
+//!   probability `q`, between 64 B and `max_payload` (512 B by default); a keyed
+//!   link observes it only through the peer's authenticated acks.
 //! - Sessions: random epochs, HELLO handshake, restarts detected, keepalives every
 //!   second when idle, `PeerLost` after 60 s of silence, then probing until `Up`.
 //! - Keyed links (`LinkConfig::key`, optional): a Noise NNpsk0 handshake (kind 6)
 //!   per session, then every frame above travels sealed (kind 7, ChaCha20-Poly1305
-//!   with an explicit counter and a replay window) instead of carrying a CRC; see
-//!   [`crypto`] and [`handshake`].
+//!   with an explicit counter and a replay window) instead of carrying a CRC; its
+//!   message 1 carries a wall-clock stamp (passed in, never read) so replayed
+//!   handshakes are recognised; see [`crypto`] and [`handshake`].
 //! - Features ([`Features`], announced in CAPS, kind 4; a v1 peer drops CAPS as
 //!   malformed and so sees plain v1): frames are handed out in pieces
 //!   ([`Link::poll_transmit_max`]); a peer that announced RESUME lets a big frame be
@@ -502,7 +504,7 @@ impl Link {
             keyed: cfg
                 .key
                 .as_ref()
-                .map(|k| Box::new(handshake::Keyed::new(k, epoch.max(1)))),
+                .map(|k| Box::new(handshake::Keyed::new(k, epoch.max(1), now))),
             plain: Vec::new(),
             tx: None,
             suspended: None,
@@ -669,7 +671,7 @@ impl Link {
         // short piece of one may look like a line: not a modem's, while it is
         // shorter than a whole handshake frame. Longer text is judged as usual.
         let keyed_frame_start = self.tail.len()
-            <= cobs::max_encoded_len(handshake::HANDSHAKE_FRAME)
+            <= cobs::max_encoded_len(handshake::HANDSHAKE1_FRAME)
             && self.tail.get(1).is_some_and(|&k| {
                 k == handshake::KIND_HANDSHAKE << 4 | 1
                     || k == handshake::KIND_HANDSHAKE << 4 | 2
@@ -907,13 +909,19 @@ impl Link {
             self.caps_confirmed = false;
             self.hello_due = true;
         }
-        let wire = raw.len() as u64 + 2;
+        // Received frames do not feed the frame-size estimate on a keyed link:
+        // a frame that fails its tag is as likely an injection as line noise,
+        // and anyone on the line can inject them for free (a few tiny forged
+        // frames, each counted as a lost frame of its own tiny size, used to
+        // pin the payload at 64 B). Flooring junk at a frame's size would only
+        // raise the price of that attack, and counting the frames that do
+        // open without those that fail would bias the estimate low. What
+        // sizes our frames is what the peer's sealed — authenticated — acks
+        // prove about *our* frames (`on_ack`, and the RTO while we still hear
+        // the peer): only a real loss on the line moves it.
         match got {
             handshake::Received::Frame => match frame::parse_body(&plain) {
-                Ok(repr) => {
-                    self.errors.record(1, 0, wire);
-                    self.on_frame(now, repr);
-                }
+                Ok(repr) => self.on_frame(now, repr),
                 // Authentic yet unparsable: the peer's bug, not noise.
                 Err(_) => self.stats.malformed += 1,
             },
@@ -926,11 +934,7 @@ impl Link {
                     self.stats.frames_received += 1;
                 }
             }
-            handshake::Received::Corrupt => {
-                self.stats.crc_failures += 1;
-                self.errors.record(1, 1, wire);
-                self.update_payload_size();
-            }
+            handshake::Received::Corrupt => self.stats.crc_failures += 1,
             handshake::Received::Replay => self.stats.duplicates += 1,
             handshake::Received::Malformed => self.stats.malformed += 1,
         }

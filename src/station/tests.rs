@@ -13,7 +13,7 @@
 
 use super::*;
 use crate::line::rng::Rng;
-use crate::sim::{ImpairmentKind, StationPair, Which};
+use crate::sim::{ImpairmentKind, StationPair, Which, SIM_CLOCK};
 
 const SERVICE: &str = "svc";
 const QUANTUM: Duration = Duration::from_millis(1);
@@ -251,8 +251,14 @@ fn forged_frames(rng: &mut Rng) -> Vec<u8> {
     })
     .emit(&[0; 8], &mut hello);
     raws.push(hello);
-    let mut hs = vec![handshake::KIND_HANDSHAKE << 4 | (1 + rng.below(2) as u8)];
-    let mut msg = vec![0u8; handshake::MSG_LEN];
+    let m = 1 + rng.below(2) as u8;
+    let mut hs = vec![handshake::KIND_HANDSHAKE << 4 | m];
+    let len = if m == 1 {
+        handshake::MSG1_LEN
+    } else {
+        handshake::MSG_LEN
+    };
+    let mut msg = vec![0u8; len];
     rng.fill(&mut msg);
     hs.extend_from_slice(&msg);
     let c = crc::crc32c(&[], &hs);
@@ -335,6 +341,7 @@ fn run(seed: u64, case: Case) -> Run {
         cfg.link.key = Some(crate::link::crypto::KeyConfig {
             secret: crate::link::crypto::Secret(secret),
             seed: key_seed,
+            clock: SIM_CLOCK,
         });
         // A keyed link compresses only when told to (compress=on); every
         // other text seed says so, to cover sealed compressed records too.
