@@ -10,11 +10,11 @@ use util::*;
 #[tokio::test]
 async fn forking_listener_serves_concurrent_clients_byte_exact() {
     let echo = echo_server().await;
-    let port = free_port();
-    let _sfs = Sfs::start(&[
-        format!("TCP-LISTEN:{port},fork,bind=127.0.0.1"),
+    let sfs = Sfs::start(&[
+        "TCP-LISTEN:0,fork,bind=127.0.0.1".to_string(),
         format!("TCP:127.0.0.1:{echo}"),
     ]);
+    let port = sfs.listen_port().await;
     let mut tasks = Vec::new();
     for i in 0..6u64 {
         tasks.push(tokio::spawn(async move {
@@ -39,17 +39,20 @@ async fn half_close_keeps_the_other_direction_open() {
         let (mut s, _) = l.accept().await.unwrap();
         let mut buf = Vec::new();
         s.read_to_end(&mut buf).await.unwrap();
+        // Part of the scenario, not synchronisation: the answer comes a
+        // while after the client's half-close, so the open direction must
+        // stay open across a quiet stretch.
         tokio::time::sleep(Duration::from_millis(200)).await;
         s.write_all(format!("got {}", buf.len()).as_bytes())
             .await
             .unwrap();
         s.shutdown().await.unwrap();
     });
-    let port = free_port();
     let mut sfs = Sfs::start(&[
-        format!("TCP-LISTEN:{port},bind=127.0.0.1"),
+        "TCP-LISTEN:0,bind=127.0.0.1".to_string(),
         format!("TCP:127.0.0.1:{target}"),
     ]);
+    let port = sfs.listen_port().await;
     let s = connect_retry(port, Duration::from_secs(5)).await;
     let got = roundtrip_all(s, &[7u8; 12345]).await;
     assert_eq!(String::from_utf8_lossy(&got), "got 12345");
@@ -67,12 +70,12 @@ async fn half_close_keeps_the_other_direction_open() {
 
 #[tokio::test]
 async fn failed_dial_closes_only_that_connection() {
-    let dead = free_port(); // nothing listens here
-    let port = free_port();
+    let (_dead, dead) = closed_port(); // nothing listens here
     let mut sfs = Sfs::start(&[
-        format!("TCP-LISTEN:{port},fork,bind=127.0.0.1"),
+        "TCP-LISTEN:0,fork,bind=127.0.0.1".to_string(),
         format!("TCP:127.0.0.1:{dead}"),
     ]);
+    let port = sfs.listen_port().await;
     for _ in 0..3 {
         let mut s = connect_retry(port, Duration::from_secs(5)).await;
         let mut buf = [0u8; 16];
@@ -95,6 +98,7 @@ async fn failed_dial_closes_only_that_connection() {
     );
 }
 
+#[cfg(unix)] // over the virtual cable (ptys)
 #[tokio::test]
 async fn one_megabyte_over_raw_serial_through_the_virtual_cable() {
     let cable = Cable::start("raw", 3000000).await;
@@ -104,8 +108,11 @@ async fn one_megabyte_over_raw_serial_through_the_virtual_cable() {
     let target = l.local_addr().unwrap().port();
     let data = pattern(1 << 20, 42);
     let expect = data.clone();
+    let (far_ready, far_ready_rx) = tokio::sync::oneshot::channel();
     let check = tokio::spawn(async move {
         let (mut s, _) = l.accept().await.unwrap();
+        // The far sfs (a one-shot pair) opens its device, then dials us.
+        let _ = far_ready.send(());
         let mut got = Vec::new();
         while got.len() < expect.len() {
             let mut buf = vec![0u8; 65536];
@@ -118,16 +125,22 @@ async fn one_megabyte_over_raw_serial_through_the_virtual_cable() {
         }
         assert!(got == expect, "bytes differ");
     });
-    let _far = Sfs::start(&[
+    let far = Sfs::start(&[
         format!("SERIAL:{},b3000000", b.display()),
         format!("TCP:127.0.0.1:{target}"),
     ]);
-    let port = free_port();
-    let _near = Sfs::start(&[
-        format!("TCP-LISTEN:{port},bind=127.0.0.1"),
+    let near = Sfs::start(&[
+        "TCP-LISTEN:0,bind=127.0.0.1".to_string(),
         format!("SERIAL:{},b3000000", a.display()),
     ]);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let port = near.listen_port().await;
+    // Raw SERIAL has no handshake: bytes written before the far sfs has its
+    // end open would be lost, so wait until it has dialed the checker, which
+    // it does once the device is open.
+    tokio::time::timeout(Duration::from_secs(10), far_ready_rx)
+        .await
+        .unwrap_or_else(|_| panic!("the far sfs never dialed; log:\n{}", far.log_text()))
+        .unwrap();
     let mut s = connect_retry(port, Duration::from_secs(5)).await;
     s.write_all(&data).await.unwrap();
     tokio::time::timeout(Duration::from_secs(30), check)

@@ -1,5 +1,6 @@
 //! curl through sfs over the virtual cable to a small HTTP server, on a clean
 //! and on a noisy line.
+#![cfg(unix)] // the test bed (sfs::testbed) runs the virtual cable, ptys
 
 mod util;
 

@@ -5,53 +5,34 @@
 
 mod util;
 
-use std::time::Duration;
 use util::*;
 
-async fn log_after_start(args: &[String], want: &str) -> String {
+/// Starts sfs with a port-0 listener; returns the port it reports and its log.
+async fn start_and_report(args: &[String]) -> (u16, String) {
     let p = Sfs::start(args);
-    for _ in 0..100 {
-        if p.log_text().contains(want) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    p.log_text()
+    let port = p.listen_port().await;
+    (port, p.log_text())
 }
 
+#[cfg(unix)] // over the virtual cable (ptys)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listeners_facing_serial_mux_listen_on_loopback_unless_bind_says_otherwise() {
     let cable = Cable::start("listen", 115_200).await;
     let mux = format!("SERIAL-MUX:{},b115200", cable.a.display());
-    let port = free_port();
-    let log = log_after_start(
-        &[format!("TCP-LISTEN:{port},fork"), mux.clone()],
-        "listening on",
-    )
-    .await;
+    let (port, log) = start_and_report(&["TCP-LISTEN:0,fork".to_string(), mux.clone()]).await;
     assert!(
         log.contains(&format!(
             "TCP-LISTEN: listening on 127.0.0.1:{port} (this machine only"
         )),
         "{log}"
     );
-    let port = free_port();
-    let log = log_after_start(
-        &[format!("SOCKS5-LISTEN:{port}"), mux.clone()],
-        "listening on",
-    )
-    .await;
+    let (port, log) = start_and_report(&["SOCKS5-LISTEN:0".to_string(), mux.clone()]).await;
     assert!(
         log.contains(&format!("SOCKS5-LISTEN: listening on 127.0.0.1:{port}")),
         "{log}"
     );
     // Deliberately open to the network.
-    let port = free_port();
-    let log = log_after_start(
-        &[format!("TCP-LISTEN:{port},fork,bind=0.0.0.0"), mux],
-        "listening on",
-    )
-    .await;
+    let (port, log) = start_and_report(&["TCP-LISTEN:0,fork,bind=0.0.0.0".to_string(), mux]).await;
     assert!(
         log.contains(&format!("TCP-LISTEN: listening on 0.0.0.0:{port}\n"))
             || log.contains(&format!("TCP-LISTEN: listening on 0.0.0.0:{port}\r\n")),
@@ -61,12 +42,8 @@ async fn listeners_facing_serial_mux_listen_on_loopback_unless_bind_says_otherwi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn other_listeners_keep_socats_all_addresses_default() {
-    let port = free_port();
-    let log = log_after_start(
-        &[format!("TCP-LISTEN:{port},fork"), "TCP:127.0.0.1:9".into()],
-        "listening on",
-    )
-    .await;
+    let (port, log) =
+        start_and_report(&["TCP-LISTEN:0,fork".to_string(), "TCP:127.0.0.1:9".into()]).await;
     assert!(
         log.contains(&format!("TCP-LISTEN: listening on 0.0.0.0:{port}")),
         "{log}"

@@ -2,6 +2,7 @@
 //! against `EXEC:…`), half-close, exit status, bursts of connections and a
 //! stalled line — real sfs processes over the project's virtual cable.
 #![allow(clippy::disallowed_methods)] // measurements and test set-up read the clock
+#![cfg(unix)] // over the virtual cable (ptys), with sh, signals and /proc
 
 mod util;
 
@@ -48,6 +49,21 @@ async fn local_stdio(cable: &Cable, baud: u32, extra: &str, stdin: &Path) -> Loc
         code: out.status.code(),
         stdout: out.stdout,
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Waits until the file at `p` holds at least `len` bytes (a far program's
+/// output growing: the transfer is under way).
+async fn wait_file_len(p: &Path, len: u64, limit: Duration) {
+    let t0 = Instant::now();
+    while std::fs::metadata(p).map_or(0, |m| m.len()) < len {
+        assert!(
+            t0.elapsed() < limit,
+            "{} never reached {len} bytes",
+            p.display()
+        );
+        // Polling period, not synchronisation.
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -133,9 +149,8 @@ async fn exit_status_travels() {
         let b = remote_exec(&cable, BAUD, command);
         let local = local_stdio(&cable, BAUD, "", stdin).await;
         assert_eq!(local.code, Some(want), "{command}: {}", local.stderr);
-        drop(b);
-        // The next remote sfs needs the device.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The next remote sfs needs the device: gone means released.
+        b.stop().await;
     }
 }
 
@@ -144,10 +159,13 @@ async fn exit_status_travels() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_peer_makes_the_one_shot_fail_with_the_unconfirmed_count() {
     let cable = Cable::start("deadpeer", BAUD).await;
-    let b = remote_exec(&cable, BAUD, "sh -c 'cat > /dev/null'");
+    let out = cable.dir.join("out");
+    let b = remote_exec(&cable, BAUD, &format!("sh -c 'cat > {}'", out.display()));
     let input = write_file(&cable.dir, "in", &pattern(200_000, 5));
+    // 200,000 bytes take some 17 s at 115200 baud: the far end dies once the
+    // first 10,000 have reached its program, well inside the transfer.
     let killer = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        wait_file_len(&out, 10_000, Duration::from_secs(30)).await;
         drop(b); // SIGKILL: no reset reaches us, the line just goes silent
     });
     let t0 = Instant::now();
@@ -167,15 +185,15 @@ async fn a_dead_peer_makes_the_one_shot_fail_with_the_unconfirmed_count() {
 async fn echo_forward(tag: &str, baud: u32, a_options: &str) -> (Cable, Sfs, Sfs, u16) {
     let cable = Cable::start(tag, baud).await;
     let echo = echo_server().await;
-    let port = free_port();
     let b = Sfs::start(&[
         format!("SERIAL-MUX:{},b{baud}", cable.b.display()),
         format!("TCP:127.0.0.1:{echo}"),
     ]);
     let a = Sfs::start(&[
-        format!("TCP-LISTEN:{port},fork"),
+        "TCP-LISTEN:0,fork".to_string(),
         format!("SERIAL-MUX:{},b{baud}{a_options}", cable.a.display()),
     ]);
+    let port = a.listen_port().await;
     (cable, b, a, port)
 }
 
@@ -222,7 +240,10 @@ async fn a_stalled_line_does_not_stall_sfs() {
     let (cable, _b, a, port) = echo_forward("stall", BAUD, ",dead-after=3").await;
     let mut s = connect_retry(port, Duration::from_secs(5)).await;
     // Keep bytes flowing so that sfs A has writes pending when the line stops.
+    let echoed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let echoed_w = echoed.clone();
     let writer = tokio::spawn(async move {
+        use std::sync::atomic::Ordering::Relaxed;
         use tokio::io::AsyncWriteExt;
         let chunk = vec![0x55u8; 4096];
         let mut buf = vec![0u8; 65536];
@@ -230,12 +251,30 @@ async fn a_stalled_line_does_not_stall_sfs() {
             if s.write_all(&chunk).await.is_err() {
                 break;
             }
-            let _ = tokio::time::timeout(Duration::from_millis(1), s.read(&mut buf)).await;
+            if let Ok(Ok(n)) =
+                tokio::time::timeout(Duration::from_millis(1), s.read(&mut buf)).await
+            {
+                echoed_w.fetch_add(n, Relaxed);
+            }
         }
     });
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Bytes flow both ways over the link (the echo comes back)...
+    let t0 = Instant::now();
+    while echoed.load(std::sync::atomic::Ordering::Relaxed) < 4096 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "no echo over the link:\n{}",
+            a.log_text()
+        );
+        // Polling period, not synchronisation.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // ...when the line stops taking bytes.
     let cable_pid = Pid::from_raw(cable.pid() as i32);
     kill(cable_pid, Signal::SIGSTOP).unwrap();
+    // Part of the scenario, not synchronisation: the line stays held for a
+    // while (the pty buffers fill in well under a second at 115200 baud, so
+    // sfs A has writes pending) before statistics are asked for.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let a_pid = Pid::from_raw(a.child.id().unwrap() as i32);
     let asked = Instant::now();
@@ -246,12 +285,15 @@ async fn a_stalled_line_does_not_stall_sfs() {
             answered = Some(asked.elapsed());
             break;
         }
+        // Polling period of the measurement, not synchronisation.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let stats_after = answered;
     // dead-after=3 ends the session while the line is still held.
     let t0 = Instant::now();
     while !a.log_text().contains("session ended") && t0.elapsed() < Duration::from_secs(8) {
+        // Polling period, not synchronisation (the cable must be resumed
+        // below whatever happens, hence no panicking wait here).
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     kill(cable_pid, Signal::SIGCONT).unwrap();
@@ -290,7 +332,13 @@ async fn ten_thousand_sequential_connections_leak_nothing() {
     for i in 0..10_000 {
         one(i).await;
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The last connections' descriptors close a moment after their echo
+    // ends: wait (up to 5 s) for the count to come back, then measure.
+    let settled = Instant::now();
+    while fd_count(pid) > fds0 && settled.elapsed() < Duration::from_secs(5) {
+        // Polling period, not synchronisation.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let (rss1, fds1) = (rss_kib(pid), fd_count(pid));
     eprintln!(
         "10000 sequential connections in {:.1} s: RSS {rss0} -> {rss1} KiB, fds {fds0} -> {fds1}",
@@ -384,7 +432,9 @@ async fn sigterm_lets_a_transfer_finish_within_the_grace_period() {
             .kill_on_drop(true)
             .spawn()
             .unwrap();
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        // SIGTERM once the transfer is under way: the far program has
+        // written its first bytes.
+        wait_file_len(&out, 1, Duration::from_secs(15)).await;
         kill(Pid::from_raw(child.id().unwrap() as i32), Signal::SIGTERM).unwrap();
         let done = tokio::time::timeout(Duration::from_secs(15), child.wait_with_output())
             .await
@@ -392,7 +442,9 @@ async fn sigterm_lets_a_transfer_finish_within_the_grace_period() {
             .unwrap();
         let err = String::from_utf8_lossy(&done.stderr);
         assert_eq!(done.status.code(), Some(want_code), "{len} bytes: {err}");
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Exit 0 carries the far program's own: `cat` has written everything.
+        // (After exit 1 the file only has to be short, which waiting could
+        // not change the other way.)
         let got = std::fs::read(&out).unwrap_or_default();
         if want_code == 0 {
             assert!(got == data, "completed transfer differs");
@@ -400,7 +452,7 @@ async fn sigterm_lets_a_transfer_finish_within_the_grace_period() {
             assert!(got.len() < data.len());
             assert!(err.contains("stopped by a signal"), "{err}");
         }
-        drop(b);
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The next remote sfs needs the device: gone means released.
+        b.stop().await;
     }
 }

@@ -21,16 +21,17 @@ fn gen_secret(dir: &Path, name: &str) -> PathBuf {
 }
 
 /// `TCP-LISTEN → SERIAL-MUX(a)` and `SERIAL-MUX(b) → echo server`, with keys.
+#[cfg(unix)] // over the virtual cable (ptys)
 async fn pair(cable: &Cable, key_a: &Path, key_b: &Path) -> (Sfs, Sfs, u16) {
     pair_with(cable, key_a, key_b, "").await
 }
 
 /// [`pair`] with more SERIAL-MUX options (`opts` starts with a comma) on both ends.
+#[cfg(unix)] // over the virtual cable (ptys)
 async fn pair_with(cable: &Cable, key_a: &Path, key_b: &Path, opts: &str) -> (Sfs, Sfs, u16) {
-    let port = free_port();
     let echo = echo_server().await;
     let a = Sfs::start(&[
-        format!("TCP-LISTEN:{port},fork,bind=127.0.0.1"),
+        "TCP-LISTEN:0,fork,bind=127.0.0.1".to_string(),
         format!(
             "SERIAL-MUX:{},b115200,secret-file={}{opts}",
             cable.a.display(),
@@ -45,34 +46,30 @@ async fn pair_with(cable: &Cable, key_a: &Path, key_b: &Path, opts: &str) -> (Sf
         ),
         format!("TCP:127.0.0.1:{echo}"),
     ]);
+    let port = a.listen_port().await;
     (a, b, port)
 }
 
 /// The features line each end logs once the session's CAPS are exchanged.
+#[cfg(unix)] // over the virtual cable (ptys)
 async fn features_in_use(a: &Sfs, b: &Sfs) -> [String; 2] {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let logs = [a.log_text(), b.log_text()];
-        let lines = logs.clone().map(|log| {
-            log.lines()
-                .find(|l| l.contains("link features in use:"))
-                .map(str::to_owned)
-        });
-        if let [Some(la), Some(lb)] = lines {
-            return [la, lb];
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no features line\nA:\n{}\nB:\n{}",
-            logs[0],
-            logs[1]
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let limit = Duration::from_secs(20);
+    let mut lines = Vec::new();
+    for end in [a, b] {
+        let log = end.wait_log("link features in use:", limit).await;
+        let line = log
+            .lines()
+            .find(|l| l.contains("link features in use:"))
+            .expect("wait_log saw it")
+            .to_owned();
+        lines.push(line);
     }
+    [lines[0].clone(), lines[1].clone()]
 }
 
 /// Compressed frame lengths show through the encryption (CRIME, BREACH), so a
 /// keyed link leaves LZ4 out unless compress=on says otherwise, as ssh does.
+#[cfg(unix)] // over the virtual cable (ptys)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_keyed_link_compresses_only_with_compress_on() {
     for (opts, lz4) in [("", false), (",compress=on", true)] {
@@ -104,6 +101,7 @@ async fn a_keyed_link_compresses_only_with_compress_on() {
     }
 }
 
+#[cfg(unix)] // over the virtual cable (ptys)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_secret_carries_a_transfer_intact() {
     let cable = Cable::start_with("secret-ok", 115_200, ",ber=1e-5").await;
@@ -127,6 +125,7 @@ async fn same_secret_carries_a_transfer_intact() {
     }
 }
 
+#[cfg(unix)] // over the virtual cable (ptys)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn different_secrets_carry_nothing_and_both_logs_say_so() {
     let cable = Cable::start("secret-bad", 115_200).await;
@@ -142,28 +141,28 @@ async fn different_secrets_carry_nothing_and_both_logs_say_so() {
     if let Ok(Ok(back)) = &r {
         assert!(back.is_empty(), "data passed: {back:?}");
     }
-    for (who, log) in [("A", a.log_text()), ("B", b.log_text())] {
-        assert!(
-            log.contains("does not know our secret"),
-            "{who} log:\n{log}"
-        );
-        assert!(!log.contains("link up"), "{who} log:\n{log}");
+    for (who, sfs) in [("A", &a), ("B", &b)] {
+        let log = sfs
+            .wait_log("does not know our secret", Duration::from_secs(10))
+            .await;
+        let log = format!("{who}:\n{log}");
+        assert!(!log.contains("link up"), "{log}");
         // Once per attempt series, not once per retry.
         assert!(
             log.matches("does not know our secret").count() <= 2,
-            "{who} log:\n{log}"
+            "{log}"
         );
     }
 }
 
+#[cfg(unix)] // over the virtual cable (ptys)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyed_and_unkeyed_ends_are_both_told() {
     let cable = Cable::start("secret-none", 115_200).await;
     let key = gen_secret(&cable.dir, "k");
     let echo = echo_server().await;
-    let port = free_port();
     let a = Sfs::start(&[
-        format!("TCP-LISTEN:{port},fork,bind=127.0.0.1"),
+        "TCP-LISTEN:0,fork,bind=127.0.0.1".to_string(),
         format!(
             "SERIAL-MUX:{},b115200,secret-file={}",
             cable.a.display(),
@@ -174,11 +173,17 @@ async fn keyed_and_unkeyed_ends_are_both_told() {
         format!("SERIAL-MUX:{},b115200", cable.b.display()),
         format!("TCP:127.0.0.1:{echo}"),
     ]);
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let (la, lb) = (a.log_text(), b.log_text());
-    assert!(la.contains("unkeyed protocol"), "A:\n{la}");
-    assert!(lb.contains("requires a shared secret"), "B:\n{lb}");
-    assert!(!la.contains("link up") && !lb.contains("link up"));
+    // Both ends say why, each in its own words; neither brings the link up.
+    let la = a
+        .wait_log("unkeyed protocol", Duration::from_secs(10))
+        .await;
+    let lb = b
+        .wait_log("requires a shared secret", Duration::from_secs(10))
+        .await;
+    assert!(
+        !la.contains("link up") && !lb.contains("link up"),
+        "A:\n{la}\nB:\n{lb}"
+    );
 }
 
 #[test]

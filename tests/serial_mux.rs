@@ -1,6 +1,7 @@
 //! SERIAL-MUX end to end: real sfs processes on both ends of the project's
 //! virtual serial cable (see `sfs::testbed`).
 #![allow(clippy::disallowed_methods)] // measurements and test set-up read the clock
+#![cfg(unix)] // over the virtual cable (ptys) and the test bed
 
 mod util;
 
@@ -16,6 +17,36 @@ async fn bed(cable: CableSpec) -> Testbed {
     })
     .await
     .expect("testbed starts")
+}
+
+/// Asks the bed's target for `len` bytes (its download request, as
+/// [`sfs::testbed::download`] sends it) and returns once the first `first`
+/// of them have arrived intact: the transfer is under way.
+async fn download_under_way(
+    entry: std::net::SocketAddr,
+    len: u64,
+    seed: u64,
+    first: usize,
+) -> tokio::net::TcpStream {
+    let mut s = tokio::net::TcpStream::connect(entry).await.unwrap();
+    let mut req = vec![b'G'];
+    req.extend_from_slice(&len.to_be_bytes());
+    req.extend_from_slice(&seed.to_be_bytes());
+    s.write_all(&req).await.unwrap();
+    let mut got = vec![0u8; first];
+    tokio::time::timeout(Duration::from_secs(20), s.read_exact(&mut got))
+        .await
+        .expect("the download gets under way")
+        .unwrap();
+    assert!(got == pattern(first, seed), "first bytes differ");
+    s
+}
+
+/// Reads the rest of a download: how many more bytes, if it ends cleanly.
+async fn read_rest(mut s: tokio::net::TcpStream) -> std::io::Result<usize> {
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).await?;
+    Ok(rest.len())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -57,6 +88,8 @@ async fn keystrokes_get_through_while_a_bulk_transfer_runs() {
             .expect("echo in time")
             .unwrap();
         worst = worst.max(rtt);
+        // Part of the scenario, not synchronisation: a person types with
+        // pauses between keys.
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
     assert!(
@@ -76,16 +109,16 @@ async fn keystrokes_get_through_while_a_bulk_transfer_runs() {
 async fn refused_dial_closes_the_client_promptly() {
     let cable = Cable::start("refuse", 115200).await;
     let (ta, tb) = (cable.a.clone(), cable.b.clone());
-    let dead = free_port();
-    let port = free_port();
+    let (_dead, dead) = closed_port();
     let _b = Sfs::start(&[
         format!("SERIAL-MUX:{},b115200", tb.display()),
         format!("TCP:127.0.0.1:{dead}"),
     ]);
     let a = Sfs::start(&[
-        format!("TCP-LISTEN:{port},fork,bind=127.0.0.1"),
+        "TCP-LISTEN:0,fork,bind=127.0.0.1".to_string(),
         format!("SERIAL-MUX:{},b115200", ta.display()),
     ]);
+    let port = a.listen_port().await;
     // First connection may wait for the link handshake; later ones must be quick.
     for round in 0..3 {
         let mut s = connect_retry(port, Duration::from_secs(5)).await;
@@ -113,18 +146,17 @@ async fn refused_dial_closes_the_client_promptly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peer_restart_aborts_the_transfer_and_the_next_connection_works() {
     let mut bed = bed(CableSpec::clean(230_400)).await;
-    let entry = bed.entry;
-    let t = tokio::spawn(async move { download(entry, 400_000, 9).await });
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // 400,000 bytes take some 17 s at 230400 baud: the restart comes once
+    // the first 20,000 have arrived, well inside the transfer.
+    let s = download_under_way(bed.entry, 400_000, 9, 20_000).await;
     bed.restart_b().await.unwrap();
-    let r = tokio::time::timeout(Duration::from_secs(20), t)
+    let r = tokio::time::timeout(Duration::from_secs(20), read_rest(s))
         .await
-        .expect("transfer ended")
-        .unwrap();
+        .expect("transfer ended");
     // The cut stream ends with a TCP reset, never a clean EOF.
     match r {
         Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
-        Ok(tr) => panic!("a cut stream must not look complete: {tr:?}"),
+        Ok(n) => panic!("a cut stream must not look complete ({n} more bytes, then EOF)"),
     }
     bed.wait_ready(Duration::from_secs(20))
         .await
@@ -154,16 +186,20 @@ async fn two_services_over_one_line() {
         format!("{mux_b},service=web"),
         format!("TCP:127.0.0.1:{hello}"),
     ]);
-    let (p1, p2, p3) = (free_port(), free_port(), free_port());
     let mux_a = format!("SERIAL-MUX:{},b460800", ta.display());
+    let listen = "TCP-LISTEN:0,fork,bind=127.0.0.1".to_string();
     let a = Sfs::start(&[
-        format!("TCP-LISTEN:{p1},fork,bind=127.0.0.1"),
+        listen.clone(),
         format!("{mux_a},service=ssh"),
-        format!("TCP-LISTEN:{p2},fork,bind=127.0.0.1"),
+        listen.clone(),
         format!("{mux_a},service=web"),
-        format!("TCP-LISTEN:{p3},fork,bind=127.0.0.1"),
+        listen,
         format!("{mux_a},service=nope"),
     ]);
+    let (p1, p2, p3) = match a.listen_ports(3).await[..] {
+        [p1, p2, p3] => (p1, p2, p3),
+        _ => unreachable!(),
+    };
     let s = connect_retry(p1, Duration::from_secs(5)).await;
     let got = tokio::time::timeout(
         Duration::from_secs(15),
@@ -247,11 +283,11 @@ async fn unplugged_device_comes_back_and_connections_survive() {
 async fn a_peer_that_speaks_something_else_is_reported() {
     let cable = Cable::start("mismatch", 115200).await;
     let (ta, tb) = (cable.a.clone(), cable.b.clone());
-    let port = free_port();
     let a = Sfs::start(&[
-        format!("TCP-LISTEN:{port},fork,bind=127.0.0.1"),
+        "TCP-LISTEN:0,fork,bind=127.0.0.1".to_string(),
         format!("SERIAL-MUX:{},b115200", ta.display()),
     ]);
+    let port = a.listen_port().await;
     // Something that is not sfs chatters on the other end: a modem, a console.
     let tty = tb.clone();
     let chatter = tokio::task::spawn_blocking(move || {
@@ -262,6 +298,8 @@ async fn a_peer_that_speaks_something_else_is_reported() {
                 f,
                 "login: AT+CMGF=1 OK {i} The quick brown fox jumps over the lazy dog"
             );
+            // Part of the scenario, not synchronisation: the chatter
+            // goes on for a while, a line every 100 ms.
             std::thread::sleep(Duration::from_millis(100));
         }
     });
@@ -279,11 +317,12 @@ async fn a_peer_that_speaks_something_else_is_reported() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_sfs_on_the_same_device_gets_a_clear_error() {
     let cable = Cable::start("busy", 115_200).await;
-    let _first = Sfs::start(&[
+    let first = Sfs::start(&[
         format!("SERIAL-MUX:{}", cable.a.display()),
         "TCP:127.0.0.1:9".to_string(),
     ]);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The first sfs has claimed the device once it says it is open.
+    first.wait_log(" open at ", Duration::from_secs(10)).await;
     let out = tokio::process::Command::new(bin())
         .args([
             format!("SERIAL-MUX:{}", cable.a.display()),
@@ -300,16 +339,16 @@ async fn a_second_sfs_on_the_same_device_gets_a_clear_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopping_sfs_mid_transfer_resets_the_connection() {
     let bed = bed(CableSpec::clean(230_400)).await;
-    let entry = bed.entry;
-    let t = tokio::spawn(async move { download(entry, 400_000, 4).await });
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // Some 17 s of transfer; SIGTERM once the first 20,000 bytes are in.
+    let s = download_under_way(bed.entry, 400_000, 4, 20_000).await;
     bed.terminate(1); // SIGTERM to side A while bytes are flowing
-    let r = tokio::time::timeout(Duration::from_secs(10), t)
+    let r = tokio::time::timeout(Duration::from_secs(10), read_rest(s))
         .await
-        .expect("transfer ended")
-        .unwrap();
+        .expect("transfer ended");
     match r {
         Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
-        Ok(tr) => panic!("a stream cut by stopping sfs must not look complete: {tr:?}"),
+        Ok(n) => {
+            panic!("a stream cut by stopping sfs must not look complete ({n} more bytes, then EOF)")
+        }
     }
 }

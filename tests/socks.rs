@@ -2,6 +2,7 @@
 //! from an HTTP server on the far side (names resolved there), and a raw
 //! SOCKS5 client checks the exact reply codes of refused destinations.
 #![allow(clippy::disallowed_methods)] // measurements read the clock
+#![cfg(unix)] // over the virtual cable (ptys)
 
 mod util;
 
@@ -85,21 +86,23 @@ struct Setup {
     socks: u16,
     http: u16,
     closed: u16,
+    /// Holds `closed` so that nothing else takes it.
+    _closed_guard: tokio::net::TcpSocket,
 }
 
 async fn setup(tag: &str) -> Setup {
     let cable = Cable::start(tag, 921_600).await;
     let http = http_server().await;
-    let closed = free_port();
-    let socks = free_port();
+    let (closed_guard, closed) = closed_port();
     let far = Sfs::start(&[
         format!("SERIAL-MUX:{},b921600", cable.b.display()),
         format!("SOCKS5-DIAL,allow=localhost:{http};127.0.0.1:{closed}"),
     ]);
     let near = Sfs::start(&[
-        format!("SOCKS5-LISTEN:{socks},bind=127.0.0.1"),
+        "SOCKS5-LISTEN:0,bind=127.0.0.1".to_string(),
         format!("SERIAL-MUX:{},b921600", cable.a.display()),
     ]);
+    let socks = near.listen_port().await;
     Setup {
         _cable: cable,
         near,
@@ -107,6 +110,7 @@ async fn setup(tag: &str) -> Setup {
         socks,
         http,
         closed,
+        _closed_guard: closed_guard,
     }
 }
 

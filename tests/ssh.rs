@@ -1,6 +1,7 @@
 //! OpenSSH's ssh, scp and sftp through sfs over the virtual cable, to a private
 //! sshd on loopback (own config, own port, key authentication), on a clean line
 //! and on a noisy one. Skipped, with a notice, where no sshd is installed.
+#![cfg(unix)] // the test bed (sfs::testbed) runs the virtual cable, ptys
 
 mod util;
 

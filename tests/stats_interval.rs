@@ -7,38 +7,49 @@ mod util;
 use std::time::Duration;
 use util::*;
 
+#[cfg(unix)] // over the virtual cable (ptys)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stats_interval_prints_each_links_line_periodically() {
     let cable = Cable::start("stats", 115_200).await;
     let echo = echo_server().await;
-    let port = free_port();
     let a = Sfs::start(&[
         "--stats-interval".to_string(),
         "0.5".to_string(),
-        format!("TCP-LISTEN:{port},fork,bind=127.0.0.1"),
+        "TCP-LISTEN:0,fork,bind=127.0.0.1".to_string(),
         format!("SERIAL-MUX:{},b115200", cable.a.display()),
     ]);
     let _b = Sfs::start(&[
         format!("SERIAL-MUX:{},b115200", cable.b.display()),
         format!("TCP:127.0.0.1:{echo}"),
     ]);
+    let port = a.listen_port().await;
     let data = pattern(5_000, 3);
     let s = connect_retry(port, Duration::from_secs(5)).await;
     let got = tokio::time::timeout(Duration::from_secs(20), roundtrip_all(s, &data))
         .await
         .expect("echo in time");
     assert_eq!(got, data);
-    // A channel was opened and served: the next reports say so.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let log = a.log_text();
+    // A channel was opened and served: the next reports say so. Wait for
+    // the reports themselves (every 0.5 s), not for a guessed time.
     let device = cable.a.display().to_string();
-    let lines: Vec<&str> = log
-        .lines()
-        .filter(|l| l.starts_with(&format!("sfs: SERIAL-MUX:{device}: link up")))
-        .collect();
-    assert!(lines.len() >= 2, "expected periodic stats lines:\n{log}");
+    let stats_lines = |log: &str| -> Vec<String> {
+        log.lines()
+            .filter(|l| l.starts_with(&format!("sfs: SERIAL-MUX:{device}: link up")))
+            .map(str::to_string)
+            .collect()
+    };
+    let log = a
+        .wait_log_until(
+            "two periodic stats lines, the last counting the channel",
+            Duration::from_secs(10),
+            |log| {
+                let lines = stats_lines(log);
+                lines.len() >= 2 && lines.last().is_some_and(|l| l.contains("1 opened"))
+            },
+        )
+        .await;
+    let lines = stats_lines(&log);
     let last = lines.last().unwrap();
-    assert!(last.contains("1 opened"), "{last}");
     assert!(last.contains("CRC failures"), "{last}");
 }
 

@@ -8,9 +8,13 @@ use serde_json::Value;
 use std::time::Duration;
 use util::*;
 
+/// The complete reports in the file so far (a line still being written is
+/// left for the next look).
+#[cfg(unix)] // over the virtual cable (ptys)
 fn reports(path: &std::path::Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+    complete
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
         .collect()
@@ -21,25 +25,42 @@ fn reports(path: &std::path::Path) -> Vec<Value> {
 async fn stats_json_reports_the_link_and_each_channel() {
     let cable = Cable::start("json", 115_200).await;
     let echo = echo_server().await;
-    let port = free_port();
     let file = cable.dir.join("stats.jsonl");
     let mut a = Sfs::start(&[
         "--stats-interval".to_string(),
         "0.3".to_string(),
         "--stats-json".to_string(),
         file.display().to_string(),
-        format!("TCP-LISTEN:{port},fork,bind=127.0.0.1"),
+        "TCP-LISTEN:0,fork,bind=127.0.0.1".to_string(),
         format!("SERIAL-MUX:{},b115200,service=echo", cable.a.display()),
     ]);
     let _b = Sfs::start(&[
         format!("SERIAL-MUX:{},b115200,service=echo", cable.b.display()),
         format!("TCP:127.0.0.1:{echo}"),
     ]);
-    // One connection, kept open while reports are written.
+    let port = a.listen_port().await;
+    // One connection, kept open while reports are written (every 0.3 s):
+    // wait for the reports, until one shows the channel over a second old.
     let s = echo_kept_open(port, 3_000, 7).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-
-    let all = reports(&file);
+    let t0 = std::time::Instant::now();
+    let all = loop {
+        let all = reports(&file);
+        let aged = all.last().is_some_and(|r| {
+            r["links"][0]["channels"][0]["age_s"]
+                .as_f64()
+                .is_some_and(|age| age > 1.0)
+        });
+        if all.len() >= 2 && aged {
+            break all;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "no report with the channel over a second old:\n{all:?}\n{}",
+            a.log_text()
+        );
+        // Polling period of the file, not synchronisation.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert!(
         all.len() >= 2,
         "expected periodic reports:\n{}",

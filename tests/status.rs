@@ -46,6 +46,16 @@ impl Tmux {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// The normal screen beneath the view (which is on the alternate
+    /// screen): what sfs printed before the view came up.
+    fn screen_under_view(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["capture-pane", "-p", "-a", "-q", "-J", "-t", &self.name])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     fn resize(&self, width: u16, height: u16) {
         let _ = Command::new("tmux")
             .args(["resize-window", "-t", &self.name])
@@ -65,6 +75,7 @@ impl Tmux {
                 t0.elapsed() < Duration::from_secs(15),
                 "screen never showed {what}:\n{s}"
             );
+            // Polling period of the screen, not synchronisation.
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
@@ -89,19 +100,26 @@ async fn status_view_shows_the_link_and_a_channel_and_restores_the_terminal() {
     }
     let cable = Cable::start("status", 115_200).await;
     let echo = echo_server().await;
-    let port = free_port();
     let _b = Sfs::start(&[
         format!("SERIAL-MUX:{},b115200", cable.b.display()),
         format!("TCP:127.0.0.1:{echo}"),
     ]);
     let tmux = Tmux::start("status", 120, 30).expect("tmux starts a session");
     let cmd = format!(
-        "{} -v --status TCP-LISTEN:{port},fork,bind=127.0.0.1 SERIAL-MUX:{},b115200; echo \"sfs-exit\"\"ed-$?\"",
+        "{} -v --status TCP-LISTEN:0,fork,bind=127.0.0.1 SERIAL-MUX:{},b115200; echo \"sfs-exit\"\"ed-$?\"",
         bin().display(),
         cable.a.display()
     );
     tmux.send(&[&cmd, "Enter"]);
     tmux.wait_for("link up", |s| s.contains("link up")).await;
+    // The port sfs bound: its -v line, printed before the view came up.
+    let under = tmux.screen_under_view();
+    let port: u16 = under
+        .split("listening on 127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no listening port under the view:\n{under}"));
 
     // A transfer through it, kept open so that its channel is listed.
     let s = echo_kept_open(port, 20_000, 11).await;
@@ -141,23 +159,18 @@ async fn status_view_shows_the_link_and_a_channel_and_restores_the_terminal() {
 
 #[tokio::test]
 async fn status_without_a_terminal_says_so_and_carries_on() {
-    let port = free_port();
-    let mut child = tokio::process::Command::new(bin())
-        .args([
-            "--status",
-            &format!("TCP-LISTEN:{port},bind=127.0.0.1"),
-            "TCP:127.0.0.1:9",
-        ])
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    // It runs: the port is listening.
+    // stderr is a file here, not a terminal.
+    let mut sfs = Sfs::start(&[
+        "--status".to_string(),
+        "TCP-LISTEN:0,bind=127.0.0.1".to_string(),
+        "TCP:127.0.0.1:9".to_string(),
+    ]);
+    // It runs: the port it reports is listening.
+    let port = sfs.listen_port().await;
     let _ = connect_retry(port, Duration::from_secs(5)).await;
-    let _ = child.start_kill();
-    let out = child.wait_with_output().await.unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let _ = sfs.child.start_kill();
+    let _ = sfs.child.wait().await;
+    let err = sfs.log_text();
     assert!(
         err.contains("--status needs a terminal"),
         "no notice:\n{err}"

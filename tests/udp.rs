@@ -2,6 +2,7 @@
 //! echoed by a UDP server on the far side, boundaries and contents checked,
 //! loss counted, on a clean and on a noisy line.
 #![allow(clippy::disallowed_methods)] // measurements read the clock
+#![cfg(unix)] // over the virtual cable (ptys)
 
 mod util;
 

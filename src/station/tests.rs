@@ -633,7 +633,19 @@ fn one_shot_with_server_restart() {
 
 #[test]
 fn one_shot_with_client_restart() {
-    run_case(Case::Restart(Which::A));
+    // A restarted client (A) takes its application with it: the seeds whose
+    // restart came before the transfer confirmed count as cut. Some must
+    // (or no restart hit a transfer and the case tested nothing), and a
+    // client restart never makes an open fail.
+    let (confirmed, cut, failed) = run_case(Case::Restart(Which::A));
+    assert!(
+        cut > 0,
+        "{confirmed} confirmed, {cut} cut: no restart mid-transfer"
+    );
+    assert_eq!(
+        failed, 0,
+        "{confirmed} confirmed, {cut} cut, {failed} failed"
+    );
 }
 
 #[test]
@@ -647,7 +659,17 @@ fn keyed_one_shot_with_a_restart_either_end() {
     // transfers are cut, not left hanging.
     let (confirmed, cut, _) = run_case(Case::KeyedRestart(Which::B));
     assert!(cut > 0, "{confirmed} confirmed, {cut} cut");
-    run_case(Case::KeyedRestart(Which::A));
+    // A restarted client: as unkeyed (one_shot_with_client_restart), some
+    // transfers are cut by it and no open fails.
+    let (confirmed, cut, failed) = run_case(Case::KeyedRestart(Which::A));
+    assert!(
+        cut > 0,
+        "{confirmed} confirmed, {cut} cut: no restart mid-transfer"
+    );
+    assert_eq!(
+        failed, 0,
+        "{confirmed} confirmed, {cut} cut, {failed} failed"
+    );
 }
 
 /// Forged HELLOs (which would reset an unkeyed link), handshake messages and

@@ -51,6 +51,72 @@ impl Sfs {
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// Waits until the log satisfies `ready` (sfs reports at -v what it has
+    /// done: bound a port, opened a device, brought a link up); returns the
+    /// log. Panics with `what` and the log after `limit`. The 20 ms between
+    /// looks is a polling period, not a guess at how long sfs needs.
+    pub async fn wait_log_until(
+        &self,
+        what: &str,
+        limit: Duration,
+        ready: impl Fn(&str) -> bool,
+    ) -> String {
+        let t0 = Instant::now();
+        loop {
+            let log = self.log_text();
+            if ready(&log) {
+                return log;
+            }
+            if t0.elapsed() > limit {
+                panic!("sfs did not report {what} within {limit:?}; log:\n{log}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until the log contains `want`; returns the log.
+    pub async fn wait_log(&self, want: &str, limit: Duration) -> String {
+        self.wait_log_until(&format!("{want:?}"), limit, |l| l.contains(want))
+            .await
+    }
+
+    /// The ports of its first `n` listeners (`TCP-LISTEN:0`, `SOCKS5-LISTEN:0`,
+    /// …), read from the "listening on ADDR:PORT" lines sfs logs once each is
+    /// bound, so already accepting. sfs binds the listeners one after another
+    /// in command-line order, so the ports come in that order.
+    pub async fn listen_ports(&self, n: usize) -> Vec<u16> {
+        let ports = |log: &str| -> Vec<u16> {
+            log.lines()
+                .filter_map(|l| l.split_once(": listening on ").map(|(_, at)| at))
+                .filter_map(|at| at.split_whitespace().next())
+                .filter_map(|at| at.rsplit_once(':'))
+                .filter_map(|(_, port)| port.parse().ok())
+                .collect()
+        };
+        let log = self
+            .wait_log_until(
+                &format!("{n} listening ports"),
+                Duration::from_secs(10),
+                |l| ports(l).len() >= n,
+            )
+            .await;
+        let mut got = ports(&log);
+        got.truncate(n);
+        got
+    }
+
+    /// The port of its (first) listener; see [`Sfs::listen_ports`].
+    pub async fn listen_port(&self) -> u16 {
+        self.listen_ports(1).await[0]
+    }
+
+    /// Kills the process and waits until it is gone, so that what it held
+    /// (a device, a port) is free when this returns.
+    pub async fn stop(mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
 }
 
 impl Drop for Sfs {
@@ -62,12 +128,14 @@ impl Drop for Sfs {
 
 static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A local port where nothing listens, for "connection refused" cases: a
+/// socket bound to it but never listening, held by the returned guard, so no
+/// other process can take the port while the test dials it.
+pub fn closed_port() -> (tokio::net::TcpSocket, u16) {
+    let s = tokio::net::TcpSocket::new_v4().unwrap();
+    s.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = s.local_addr().unwrap().port();
+    (s, port)
 }
 
 pub fn temp_dir(tag: &str) -> PathBuf {
@@ -151,6 +219,7 @@ pub async fn try_roundtrip_all(mut s: TcpStream, data: &[u8]) -> std::io::Result
 
 /// Connects to `port`, has `len` pattern bytes echoed back intact, and keeps
 /// the connection open (so its channel stays listed in statistics).
+#[cfg(unix)]
 pub async fn echo_kept_open(port: u16, len: usize, seed: u64) -> TcpStream {
     let mut s = connect_retry(port, Duration::from_secs(5)).await;
     let data = pattern(len, seed);
@@ -175,7 +244,8 @@ pub async fn http_reply(s: &mut TcpStream, body: &[u8]) {
     let _ = s.shutdown().await;
 }
 
-/// Deterministic test data.
+/// Deterministic test data (the test bed's generator, unix only).
+#[cfg(unix)]
 pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
     let mut v = vec![0u8; len];
     sfs::testbed::PatternGen::new(seed).fill(&mut v);
