@@ -108,10 +108,34 @@ impl TestbedOptions {
     }
 }
 
-fn free_port() -> io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+/// The ports of the listeners an sfs log (`-v`) reports as bound, in the
+/// order it bound them (command-line order): its "… listening on ADDR:PORT"
+/// lines.
+pub fn listening_ports(log: &str) -> Vec<u16> {
+    log.lines()
+        .filter_map(|l| l.split_once(": listening on ").map(|(_, at)| at))
+        .filter_map(|at| at.split_whitespace().next())
+        .filter_map(|at| at.rsplit_once(':'))
+        .filter_map(|(_, port)| port.parse().ok())
+        .collect()
+}
+
+/// Waits until the log file at `path` reports a bound listener; its port.
+async fn listened_port(path: &Path, limit: Duration) -> io::Result<u16> {
+    let t0 = Instant::now();
+    loop {
+        let log = std::fs::read_to_string(path).unwrap_or_default();
+        if let Some(&port) = listening_ports(&log).first() {
+            return Ok(port);
+        }
+        if t0.elapsed() > limit {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("sfs never said where it listens:\n{log}"),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 fn spawn(bin: &Path, args: &[String], log: &str, dir: &Path, name: &str) -> io::Result<Child> {
@@ -180,7 +204,6 @@ impl Testbed {
         let mut procs = Vec::new();
         let cable_bin = opts.cable_bin.as_ref().unwrap_or(&opts.bin);
         procs.push(spawn_cable(cable_bin, &dir, c, "cable").await?);
-        let port = free_port()?;
         let mux = |t: &Path| {
             let mut s = format!("SERIAL-MUX:{},b{}", t.display(), c.baud);
             if !opts.mux_opts.is_empty() {
@@ -188,13 +211,21 @@ impl Testbed {
             }
             s
         };
+        // Side A binds any free port and says which (at -v): no port picked
+        // here can be taken by someone else before sfs binds it.
+        let log_a = if opts.log.contains('v') {
+            opts.log.as_str()
+        } else {
+            "-v"
+        };
         procs.push(spawn(
             &opts.bin,
-            &[format!("TCP-LISTEN:{port},fork,bind=127.0.0.1"), mux(&ta)],
-            &opts.log,
+            &["TCP-LISTEN:0,fork,bind=127.0.0.1".to_string(), mux(&ta)],
+            log_a,
             &dir,
             "sideA",
         )?);
+        let port = listened_port(&dir.join("sideA.log"), Duration::from_secs(10)).await?;
         procs.push(spawn(
             &opts.bin,
             &[mux(&tb), format!("TCP:127.0.0.1:{}", target.port())],
@@ -948,7 +979,31 @@ impl PrivateSshd {
             }
         }
         std::fs::copy(dir.join("user_key.pub"), dir.join("authorized_keys"))?;
-        let port = free_port()?;
+        // sshd cannot bind port 0 and say which it got: a port is picked
+        // here, and if another program takes it before sshd binds it (sshd
+        // then exits), another one is tried.
+        let mut last = String::new();
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port();
+            match Self::start_on(sshd, &dir, &host, &key, port)? {
+                Ok(me) => return Ok(me),
+                Err(log) => last = log,
+            }
+        }
+        Err(io::Error::other(format!("sshd did not listen:\n{last}")))
+    }
+
+    /// Starts sshd on `port`; `Ok(Err(log))` when it exited instead (the port
+    /// was taken).
+    fn start_on(
+        sshd: &Path,
+        dir: &Path,
+        host: &Path,
+        key: &Path,
+        port: u16,
+    ) -> io::Result<std::result::Result<PrivateSshd, String>> {
         let config = format!(
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\nPidFile {}\n\
              PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n\
@@ -959,26 +1014,39 @@ impl PrivateSshd {
         );
         std::fs::write(dir.join("sshd_config"), config)?;
         let _ = std::fs::create_dir_all("/run/sshd");
+        let log = dir.join("sshd.log");
         let child = std::process::Command::new(sshd)
             .args(["-D", "-e", "-f"])
             .arg(dir.join("sshd_config"))
-            .stderr(std::fs::File::create(dir.join("sshd.log"))?)
+            .stderr(std::fs::File::create(&log)?)
             .spawn()?;
-        let me = PrivateSshd {
+        let mut me = PrivateSshd {
             child,
-            dir,
+            dir: dir.to_owned(),
             port,
-            key,
+            key: key.to_owned(),
         };
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Ok(me);
+        // Ready when sshd says it listens (-e logs to stderr); gone if the
+        // port was taken.
+        let listening = format!("Server listening on 127.0.0.1 port {port}");
+        for _ in 0..200 {
+            if std::fs::read_to_string(&log).is_ok_and(|l| l.contains(&listening)) {
+                return Ok(Ok(me));
+            }
+            if me.child.try_wait()?.is_some() {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                // Its directory stays for the next try.
+                me.dir = PathBuf::new();
+                return Ok(Err(text));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         Err(io::Error::new(
             io::ErrorKind::TimedOut,
-            "sshd did not listen",
+            format!(
+                "sshd did not listen:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            ),
         ))
     }
 

@@ -86,14 +86,7 @@ impl Sfs {
     /// bound, so already accepting. sfs binds the listeners one after another
     /// in command-line order, so the ports come in that order.
     pub async fn listen_ports(&self, n: usize) -> Vec<u16> {
-        let ports = |log: &str| -> Vec<u16> {
-            log.lines()
-                .filter_map(|l| l.split_once(": listening on ").map(|(_, at)| at))
-                .filter_map(|at| at.split_whitespace().next())
-                .filter_map(|at| at.rsplit_once(':'))
-                .filter_map(|(_, port)| port.parse().ok())
-                .collect()
-        };
+        let ports = sfs::testbed::listening_ports;
         let log = self
             .wait_log_until(
                 &format!("{n} listening ports"),
