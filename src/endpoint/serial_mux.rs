@@ -627,9 +627,14 @@ fn station_config(addr: &SerialMux) -> Result<StationConfig> {
     }
     // Offered in the link's CAPS: the peer then sends DATA_LZ4 records only if
     // it has them too; a peer built before CAPS never sees the difference.
-    if cfg.mux.compress {
-        cfg.link.features = cfg.link.features.union(crate::link::Features::COMPRESS_LZ4);
-    }
+    // compress= alone decides (SFS_LINK_FEATURES with bit 2 and compress=off
+    // would invite records this mux refuses).
+    let lz4 = crate::link::Features::COMPRESS_LZ4;
+    cfg.link.features = if cfg.mux.compress {
+        cfg.link.features.union(lz4)
+    } else {
+        crate::link::Features(cfg.link.features.0 & !lz4.0)
+    };
     cfg.validate()
         .map_err(|e| Error::Usage(format!("SERIAL-MUX:{}: {e}", addr.device)))?;
     Ok(cfg)
