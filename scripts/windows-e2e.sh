@@ -31,6 +31,16 @@
 #   ctrl-c       SIGINT to sfs.exe (a console Ctrl-C event under Wine): clean close, exit 0
 #   com12        SERIAL:COM12 and SERIAL:\\.\COM12 mapped to ttyA: 20 KB echoed back intact
 #   serial-tx-idle-rx  SERIAL:COM3 sends 50 KB while nothing comes back; arrives intact
+#   socks5-win-listen  sfs.exe SOCKS5-LISTEN:P SERIAL-MUX:COM3,b115200  <->
+#                sfs SERIAL-MUX:ttyB,b115200 SOCKS5-DIAL,allow=127.0.0.1:ECHO: a SOCKS5
+#                client asks for localhost:ECHO (the name resolved on the Linux side) and
+#                echoes 200 KB through; a destination outside allow= must get reply 0x02
+#   socks5-win-dial    sfs SOCKS5-LISTEN (Linux) <-> sfs.exe SOCKS5-DIAL: the same the other way,
+#                asking for 127.0.0.1:ECHO by address
+#   udp-win-listen     sfs.exe UDP-LISTEN:P SERIAL-MUX:COM3,b115200  <->
+#                sfs SERIAL-MUX:ttyB,b115200 UDP:127.0.0.1:UDPECHO: 2 clients x 60 datagrams
+#                of 2-1472 bytes (8 in flight each) come back whole, none split or merged
+#   udp-win-dial       sfs UDP-LISTEN (Linux) <-> sfs.exe UDP:127.0.0.1:UDPECHO: the same
 # Each prints one summary line: bytes, seconds, goodput ratio = bytes/s / (baud/10), intact.
 #
 # Environment: SFS_WINROOT (default /var/cache/sfs-wincross) the root's directory;
@@ -244,6 +254,110 @@ def echo_server(port):
         c, _ = srv.accept()
         threading.Thread(target=serve, args=(c,), daemon=True).start()
 
+def udp_echo_server(port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", port))
+    while True:
+        d, a = s.recvfrom(65536)
+        s.sendto(d, a)
+
+def socks_connect(port, host, dport, limit=60):
+    """SOCKS5 CONNECT through 127.0.0.1:port; returns (socket, reply code)."""
+    s = connect(port, limit)
+    s.sendall(b"\x05\x01\x00")
+    if s.recv(2) != b"\x05\x00": raise OSError("no SOCKS5 method accepted")
+    try:
+        dst = b"\x01" + socket.inet_aton(host)
+    except OSError:
+        dst = b"\x03" + bytes([len(host)]) + host.encode()
+    s.sendall(b"\x05\x01\x00" + dst + dport.to_bytes(2, "big"))
+    rep = b""
+    while len(rep) < 10:
+        b = s.recv(10 - len(rep))
+        if not b: break
+        rep += b
+    if len(rep) < 2: raise OSError("no SOCKS5 reply")
+    return s, rep[1]
+
+def socks_echo(port, host, dport, size, seed, denied_port):
+    data = random.Random(seed).randbytes(size)
+    t_up = time.time()
+    while True:   # the link comes up first: a general failure (0x01) until then
+        s, code = socks_connect(port, host, dport)
+        if code == 0 or time.time() - t_up > 60: break
+        s.close(); time.sleep(0.5)
+    if code != 0:
+        return {"bytes": size, "got": 0, "secs": 0, "intact": False, "err": f"reply 0x{code:02x}"}
+    t0 = time.time()
+    def send():
+        try:
+            s.sendall(data); s.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+    th = threading.Thread(target=send, daemon=True); th.start()
+    got = bytearray(); err = ""
+    try:
+        while True:
+            b = s.recv(65536)
+            if not b: break
+            got += b
+    except OSError as e:
+        err = str(e)
+    secs = time.time() - t0
+    s.close()
+    d, denied = socks_connect(port, "127.0.0.1", denied_port)
+    d.close()
+    ok = hashlib.sha256(got).hexdigest() == hashlib.sha256(data).hexdigest() and denied == 2
+    if denied != 2: err += f" outside allow= got reply 0x{denied:02x}, not 0x02"
+    return {"bytes": size, "got": len(got), "secs": secs, "intact": ok, "err": err.strip(),
+            "note": f"SOCKS5 CONNECT {host}:{dport} reply 0x00; outside allow= reply 0x{denied:02x}"}
+
+def udp_echo(port, clients, count, seed, limit=60):
+    """Each client sends count datagrams of 1..1472 bytes (8 in flight) and must get
+    every one back exactly (no split, merge or change); returns a result."""
+    rng = random.Random(seed)
+    socks, sent, want = [], 0, []
+    for c in range(clients):
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 0))
+        u.connect(("127.0.0.1", port)); u.settimeout(0.5); socks.append(u)
+        dg = [bytes([c, i % 256]) + rng.randbytes(rng.choice([0, 1470, rng.randrange(0, 1471)]))
+              for i in range(count)]
+        want.append(dg)
+    # Wait for the link: the first datagram of client 0, resent until it comes back.
+    t_up = time.time()
+    while True:
+        socks[0].send(b"ping")
+        try:
+            if socks[0].recv(65536) == b"ping": break
+        except OSError:
+            pass
+        if time.time() - t_up > limit:
+            return {"bytes": 0, "got": 0, "secs": 0, "intact": False, "err": "no echo within 60 s"}
+    t0 = time.time(); got = [[] for _ in range(clients)]; nxt = [0] * clients; err = ""
+    deadline = time.time() + 120
+    while any(len(got[c]) < count for c in range(clients)) and time.time() < deadline:
+        for c in range(clients):
+            while nxt[c] < count and nxt[c] - len(got[c]) < 8:
+                socks[c].send(want[c][nxt[c]]); nxt[c] += 1
+        for c in range(clients):
+            try:
+                while len(got[c]) < nxt[c]:
+                    socks[c].settimeout(0.05)
+                    d = socks[c].recv(65536)
+                    if d != b"ping":   # a late echo of the link-up probe
+                        got[c].append(d)
+            except OSError:
+                pass
+    secs = time.time() - t0
+    total = sum(len(d) for w in want for d in w)
+    back = sum(len(d) for g in got for d in g)
+    ok = got == want
+    if not ok:
+        err = f"{sum(len(g) for g in got)} of {clients * count} datagrams back, " \
+              f"{sum(1 for c in range(clients) for a, b in zip(got[c], want[c]) if a != b)} differ"
+    return {"bytes": total, "got": back, "secs": secs, "intact": ok, "err": err,
+            "note": f"{clients} clients x {count} datagrams of 2-1472 B, each back whole"}
+
 def connect(port, limit):
     t0 = time.time()
     while True:
@@ -282,6 +396,13 @@ def main():
     cmd = sys.argv[1]
     if cmd == "echo-server":
         echo_server(int(sys.argv[2]))
+    elif cmd == "udp-echo-server":
+        udp_echo_server(int(sys.argv[2]))
+    elif cmd == "socks":         # PORT HOST DPORT SIZE SEED DENIED_PORT
+        print(json.dumps(socks_echo(int(sys.argv[2]), sys.argv[3], int(sys.argv[4]),
+                                    int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7]))))
+    elif cmd == "udp":           # PORT CLIENTS COUNT SEED
+        print(json.dumps(udp_echo(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))))
     elif cmd == "ping":          # wait until a small echo gets through (link up)
         port, limit = int(sys.argv[2]), float(sys.argv[3])
         t0 = time.time()
@@ -337,6 +458,7 @@ import json, sys
 name, r, baud = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
 ratio = r["bytes"] / r["secs"] / (baud / 10) if r["secs"] > 0 else 0.0
 extra = f" ({r['got']} B back: {r['err']})" if not r["intact"] else ""
+if r.get("note"): extra += f"; {r['note']}"
 print(f"check {name:<26} {r['bytes']:>7} B each way in {r['secs']:6.2f} s  goodput {ratio:.3f} of line rate  intact {'yes' if r['intact'] else 'NO'}{extra}")
 sys.exit(0 if r["intact"] else 1)
 PY
@@ -480,6 +602,43 @@ PY
     verdict serial-tx-idle-rx 1 "$(stat -c %s "$WORK/rx.bin") B arrived; $r; $(grep -m1 aborted "$WORK/serial-tx.log" || true)"
   fi
   stop_all
+
+  # 9. SOCKS5 through sfs.exe: a SOCKS5 client asks sfs.exe's SOCKS5-LISTEN for
+  #    localhost:ECHO; the Linux SOCKS5-DIAL resolves the name, checks allow= and dials.
+  #    Then the other way round (Linux listens, sfs.exe dials).
+  local p9 denied; p9=$(free_port); denied=$(free_port)
+  start_cable; map_com COM3 "$WORK/ttyA"
+  win_bg socks-win-listen.log "SOCKS5-LISTEN:$p9,bind=127.0.0.1" "SERIAL-MUX:COM3,b$BAUD"
+  linux_bg socks-linux-dial.log "SERIAL-MUX:$WORK/ttyB,b$BAUD" "SOCKS5-DIAL,allow=127.0.0.1:$echo_port"
+  r=$(python3 "$WORK/peer.py" socks "$p9" localhost "$echo_port" "$SIZE" 11 "$denied") \
+    && report socks5-win-listen "$r" || { FAILED=1; echo "$r"; show_logs; }
+  stop_all
+  p9=$(free_port)
+  start_cable; map_com COM3 "$WORK/ttyA"
+  linux_bg socks-linux-listen.log "SOCKS5-LISTEN:$p9,bind=127.0.0.1" "SERIAL-MUX:$WORK/ttyB,b$BAUD"
+  win_bg socks-win-dial.log "SERIAL-MUX:COM3,b$BAUD" "SOCKS5-DIAL,allow=127.0.0.1:$echo_port"
+  # (By address: the root has no /etc/hosts, so Wine resolves localhost to ::1 only.)
+  r=$(python3 "$WORK/peer.py" socks "$p9" 127.0.0.1 "$echo_port" "$SIZE" 12 "$denied") \
+    && report socks5-win-dial "$r" || { FAILED=1; echo "$r"; show_logs; }
+  stop_all
+
+  # 10. UDP through sfs.exe: datagrams echoed by a UDP echo server behind the Linux sfs
+  #     (sfs.exe listens), then behind sfs.exe (Linux listens).
+  local uecho upid p10; uecho=$(free_port)
+  python3 "$WORK/peer.py" udp-echo-server "$uecho" & upid=$!
+  p10=$(free_port)
+  start_cable; map_com COM3 "$WORK/ttyA"
+  win_bg udp-win-listen.log "UDP-LISTEN:$p10,bind=127.0.0.1" "SERIAL-MUX:COM3,b$BAUD"
+  linux_bg udp-linux-dial.log "SERIAL-MUX:$WORK/ttyB,b$BAUD" "UDP:127.0.0.1:$uecho"
+  r=$(python3 "$WORK/peer.py" udp "$p10" 2 60 13) && report udp-win-listen "$r" || { FAILED=1; echo "$r"; show_logs; }
+  stop_all
+  p10=$(free_port)
+  start_cable; map_com COM3 "$WORK/ttyA"
+  linux_bg udp-linux-listen.log "UDP-LISTEN:$p10,bind=127.0.0.1" "SERIAL-MUX:$WORK/ttyB,b$BAUD"
+  win_bg udp-win-dial.log "SERIAL-MUX:COM3,b$BAUD" "UDP:127.0.0.1:$uecho"
+  r=$(python3 "$WORK/peer.py" udp "$p10" 2 60 14) && report udp-win-dial "$r" || { FAILED=1; echo "$r"; show_logs; }
+  stop_all
+  kill "$upid" 2>/dev/null || true
 
   t_run=$((SECONDS - t0))
   echo "time: toolchain setup ${t_setup} s, builds (Windows + Linux) ${t_build} s, checks ${t_run} s"

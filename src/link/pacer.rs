@@ -1,8 +1,8 @@
 //! Pacing of writes to the serial device.
 //!
-//! The driver writes one frame from [`Link::poll_transmit`](super::Link::poll_transmit)
+//! The driver takes frames (or pieces of frames) from `Station::poll_transmit`
 //! whenever the pacer says the device queue below us holds less than `target` worth of
-//! bytes. Keeping that queue short (≈ 3 ms) lets the link decide what to send — acks,
+//! bytes, and writes them in batches, one write in flight (docs/link-protocol.md §7). Keeping that queue short (≈ 3 ms) lets the link decide what to send — acks,
 //! retransmissions, interactive channels — as late as possible, instead of behind
 //! kilobytes of bulk data in a USB adapter's buffer.
 

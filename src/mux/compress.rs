@@ -59,13 +59,16 @@ pub struct History {
 impl History {
     /// Record bytes that went through the channel (raw or decompressed).
     pub fn push(&mut self, data: &[u8]) {
+        // The whole allocation at once, before anything is appended: a first
+        // record of HISTORY bytes or more must not leave a buffer that the
+        // next append doubles past HISTORY_CAP.
+        if self.buf.capacity() == 0 {
+            self.buf.reserve_exact(HISTORY_CAP);
+        }
         if data.len() >= HISTORY {
             self.buf.clear();
             self.buf.extend_from_slice(&data[data.len() - HISTORY..]);
             return;
-        }
-        if self.buf.capacity() == 0 {
-            self.buf.reserve_exact(HISTORY_CAP);
         }
         if self.buf.len() + data.len() > HISTORY_CAP {
             let keep = HISTORY - data.len();
@@ -137,6 +140,20 @@ mod tests {
         }
         h.push(&data[..HISTORY + 5]);
         assert_eq!(h.dict(), &data[5..HISTORY + 5]);
+    }
+
+    /// A channel's first record may be larger than the history (a window
+    /// above 16 KiB): the buffer still never holds more than [`HISTORY_CAP`]
+    /// (the documented memory bound counts 2 × `HISTORY_CAP` per channel).
+    #[test]
+    fn history_stays_within_its_cap_after_a_large_first_record() {
+        let mut h = History::default();
+        h.push(&vec![7u8; HISTORY + 100]);
+        for _ in 0..100 {
+            h.push(&[1u8; 100]);
+            assert!(h.heap_bytes() <= HISTORY_CAP, "{}", h.heap_bytes());
+        }
+        assert_eq!(h.dict().len(), HISTORY);
     }
 
     #[test]

@@ -61,14 +61,17 @@
 //! channel reset.
 //!
 //! # Memory
-//! At most `max_channels × (window + send_buffer)` bytes of channel data
-//! (buffers never grow past their configured size, whatever the record sizes
-//! the peer picks; see [`Mux::heap_bytes`]), plus per channel a few hundred
-//! bytes of state, plus bounded control queues: at most 256 replies to
-//! unknown ids and 4096 refusals (a few hundred KiB at worst). With the
-//! defaults at 115200 baud (256 channels, 5760-byte window and send buffer)
-//! that is at most 2.8 MiB of data; typically far less, as buffers grow only
-//! when data arrives faster than it is taken.
+//! At most `max_channels × (window + send_buffer + 2 × HISTORY_CAP)` bytes of
+//! channel data ([`Mux::heap_bytes`]): buffers never grow past their
+//! configured size, whatever the record sizes the peer picks, and a channel
+//! direction that carried a DATA_LZ4 record keeps a compression history of
+//! [`compress::HISTORY_CAP`] (20 KiB; a peer can make every channel keep one
+//! for the direction it sends). Plus per channel a few hundred bytes of state,
+//! plus bounded control queues: at most 256 replies to unknown ids and 4096
+//! refusals (a few hundred KiB at worst). With the defaults at 115200 baud
+//! (256 channels, 5760-byte window and send buffer) that is at most 2.8 MiB of
+//! buffers plus 10 MiB of histories, 12.8 MiB; typically far less, as buffers
+//! grow only when data arrives faster than it is taken.
 //!
 //! # Scheduling
 //! Control records first (the channels' own, then refusals and replies to
@@ -184,7 +187,8 @@ pub struct MuxConfig {
     /// Send buffer per channel: `send` accepts at most this much unsent data.
     pub send_buffer: u32,
     /// Channels in the table at once (both directions, including ones still
-    /// draining), bounding memory to `max_channels × (window + send_buffer)`.
+    /// draining), bounding memory to
+    /// `max_channels × (window + send_buffer + 2 × HISTORY_CAP)` (see `# Memory`).
     /// The default, 256, serves a web browser (which opens dozens of
     /// connections per page) through one line.
     pub max_channels: u32,
@@ -208,7 +212,7 @@ impl MuxConfig {
     /// is half a second of line time, clamped to 2 KiB..64 KiB (5.6 KiB at
     /// 115200 baud); the send buffer equals the window; 256 channels (at most
     /// 256 × 2 × 5760 B = 2.8 MiB of buffers at 115200 baud, 32 MiB with the
-    /// largest window).
+    /// largest window, plus up to 10 MiB of compression histories).
     pub fn for_byte_rate(byte_rate: u32) -> Self {
         let window = (byte_rate / 2).clamp(2048, 65536);
         MuxConfig {
@@ -1906,7 +1910,8 @@ impl Mux {
     }
 
     /// Bytes of heap held by the channels' data buffers (receive and send, by
-    /// capacity): at most `channels × (window + send_buffer)` whatever the
+    /// capacity) and compression histories: at most
+    /// `channels × (window + send_buffer + 2 × HISTORY_CAP)` whatever the
     /// record sizes the peer chooses.
     pub fn heap_bytes(&self) -> usize {
         self.channels

@@ -1029,6 +1029,56 @@ fn one_byte_records_cost_no_more_than_the_window() {
         .all(|(i, &x)| x == [b'x', b'y'][i % 2]));
 }
 
+/// The memory bound the README and the man page state (LIMITS):
+/// `max_channels × (window + send_buffer + 2 × HISTORY_CAP)`, the last term for
+/// the compression history of each direction of a channel that compresses.
+/// Every channel here has compressed both ways, holds (nearly) a full receive
+/// window its application has not read, and a full send buffer.
+#[test]
+fn heap_stays_within_the_documented_bound_with_compression_both_ways() {
+    let (mut a, mut b) = compressing_pair(32 * 1024);
+    let c = b.cfg.clone();
+    let text = log_text(400_000, 5);
+    let mut chans = Vec::new();
+    for i in 0..c.max_channels {
+        let (ca, cb) = open_pair(&mut a, &mut b, &format!("s{i}"));
+        let (got, _, lz4) = transfer(&mut a, &mut b, ca, cb, &text[..100_000], 1984);
+        assert!(got == text[..100_000] && lz4 > 0);
+        let (got, _, lz4) = transfer(&mut b, &mut a, cb, ca, &text[..100_000], 1984);
+        assert!(got == text[..100_000] && lz4 > 0);
+        events(&mut a);
+        events(&mut b);
+        chans.push((ca, cb));
+    }
+    for &(ca, cb) in &chans {
+        // B's receive window fills (B's application reads nothing), and B's
+        // application fills its send buffer (nothing is polled from B).
+        let mut off = 100_000;
+        for _ in 0..20 {
+            off += a.send(ca, &text[off..200_000]);
+            pump(&mut a, &mut b);
+        }
+        // (Credit B still owes for bytes read earlier keeps it a little short.)
+        assert!(
+            b.buffered(cb) > c.window as usize * 3 / 4,
+            "{}",
+            b.buffered(cb)
+        );
+        assert_eq!(b.send(cb, &text[200_000..]), c.send_buffer as usize);
+    }
+    b.check_invariants();
+    assert_eq!(b.stats().protocol_errors, 0);
+    let per_channel = (c.window + c.send_buffer) as usize + 2 * compress::HISTORY_CAP;
+    let bound = c.max_channels as usize * per_channel;
+    let heap = b.heap_bytes();
+    assert!(heap <= bound, "{heap} bytes of heap > {bound}");
+    // The histories are counted: without them the bound would not hold.
+    assert!(
+        heap > c.max_channels as usize * (c.window + c.send_buffer) as usize,
+        "{heap}"
+    );
+}
+
 /// A peer floods OPENs for a service this side does not offer (100 000 of
 /// them, faster than our output drains the refusals) while a data channel
 /// keeps moving: the queued refusals stay bounded (detail dropped, then

@@ -101,9 +101,15 @@ impl StationConfig {
     /// negotiates exactly as the driver does.
     pub fn link_config(&self) -> LinkConfig {
         let mut link = self.link.clone();
-        if self.compresses() {
-            link.features = link.features.union(Features::COMPRESS_LZ4);
-        }
+        let lz4 = Features::COMPRESS_LZ4;
+        // The compression choice alone decides: `link.features` with the LZ4
+        // bit (SFS_LINK_FEATURES) and no compression would invite records
+        // this end's mux refuses.
+        link.features = if self.compresses() {
+            link.features.union(lz4)
+        } else {
+            Features(link.features.0 & !lz4.0)
+        };
         link
     }
 

@@ -276,8 +276,9 @@ impl Station {
         self.mux.stats()
     }
 
-    /// Heap bytes held by the mux's channel buffers (bounded by
-    /// `max_channels × (window + send_buffer)`, whatever the peer sends).
+    /// Heap bytes held by the mux's channel buffers and compression histories
+    /// (bounded by `max_channels × (window + send_buffer + 2 × HISTORY_CAP)`,
+    /// whatever the peer sends; see `mux`'s `# Memory`).
     pub fn mux_heap_bytes(&self) -> usize {
         self.mux.heap_bytes()
     }
