@@ -5,10 +5,14 @@
 #                               with .sha256 files, .deb packages (amd64, arm64, armhf) and the
 #                               Windows zip (scripts/windows-e2e.sh build), all in target/dist/
 #   scripts/release.sh setup    make the build root (once; reused when present)
+#   scripts/release.sh bins     only the static binaries;  scripts/release.sh debs  only the .debs
 #   scripts/release.sh check    run each static binary (the ARM ones under qemu-user) on one end
-#                               of sfs's own virtual cable against the native sfs; builds first
-#                               when target/dist has no binaries
-#   scripts/release.sh clean    unmount and delete the build root (and its build cache)
+#                               of sfs's own virtual cable against the native sfs, both roles
+#                               (see "The checks" below), then check-deb; builds what is missing
+#   scripts/release.sh check-deb  `apt install ./sfs_VERSION_amd64.deb` in a fresh Debian 12
+#                               root: sfs runs, man sfs, completions, the unit's user, the unit
+#   scripts/release.sh clean    unmount and delete the build root (with its build cache) and
+#                               the apt check's root
 #
 # The toolchain: the rustup toolchain here has no musl or ARM standard library and cannot
 # download one, so - as scripts/windows-e2e.sh does for Windows - a Debian trixie root
@@ -27,17 +31,20 @@
 #   SFS_RELROOT           the build root (default /var/cache/sfs-release)
 #   SFS_RELEASE_WINDOWS=0 skip the Windows zip (scripts/windows-e2e.sh build: its own root,
 #                         ~20 min the first time)
+#   SFS_DEB_MAINTAINER    the packages' Maintainer (default "sfs developers <sfs@example.org>")
 #   SFS_RELEASE_ARCHES    which of "x86_64 aarch64 armv7" to build/check (default all three)
 #   BAUD (921600), SIZE (1048576) bytes each way per transfer, CONNS (8) for check;
-#   KEEP=1 keeps check's work directory.
+#   KEEP=1 keeps check's work directory; SFS_RELEASE_DEB_CHECK=0 leaves check-deb out of check.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RELROOT=${SFS_RELROOT:-/var/cache/sfs-release}
+APTROOT=$RELROOT-apt    # check-deb's Debian 12 root
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
 SUITE=trixie
 DIST=$ROOT/target/dist
 ARCHES=${SFS_RELEASE_ARCHES:-x86_64 aarch64 armv7}
+MAINTAINER=${SFS_DEB_MAINTAINER:-sfs developers <sfs@example.org>}
 VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' "$ROOT/Cargo.toml" | head -n1)
 # What the root holds; the ready marker records it, so a changed list re-runs the install.
 PKGS="rustc cargo rust-src ca-certificates python3 python3-venv"
@@ -167,13 +174,19 @@ build_debs() {
     copyright >"$doc/copyright"
     changelog | gzip -9n >"$doc/changelog.gz"
     postinst >"$tree/DEBIAN/postinst"
+    # lintian flags every static binary; this one is static on purpose (one file for every
+    # Debian, Ubuntu and Raspberry Pi OS release, and for copying by hand).
+    install -d "$tree/usr/share/lintian/overrides"
+    echo "sfs: statically-linked-binary [usr/bin/sfs]" >"$tree/usr/share/lintian/overrides/sfs"
     chmod 755 "$tree/DEBIAN/postinst"
     find "$tree" -type d -exec chmod 755 {} +
     find "$tree/usr/share" "$tree/lib" -type f -exec chmod 644 {} +
     control "$arch" "$(du -sk --exclude=DEBIAN "$tree" | cut -f1)" >"$tree/DEBIAN/control"
     (cd "$tree" && find usr lib -type f -exec md5sum {} + | sort -k2) >"$tree/DEBIAN/md5sums"
     chmod 644 "$tree/DEBIAN/control" "$tree/DEBIAN/md5sums"
-    dpkg-deb --root-owner-group -Zxz --build "$tree" "$DIST/$pkg.deb" >/dev/null
+    # The last commit's time on every file: the same tree gives the same package.
+    find "$tree" -exec touch -h -d "@$(release_time)" {} +
+    SOURCE_DATE_EPOCH=$(release_time) dpkg-deb --root-owner-group -Zxz --build "$tree" "$DIST/$pkg.deb" >/dev/null
     sha_file "$DIST/$pkg.deb"
     say "$pkg.deb: $(stat -c %s "$DIST/$pkg.deb") bytes"
   done
@@ -185,12 +198,11 @@ control() {  # ARCH INSTALLED-SIZE-KB
 Package: sfs
 Version: $VERSION
 Architecture: $1
-Maintainer: sfs developers <sfs@localhost>
+Maintainer: $MAINTAINER
 Installed-Size: $2
 Depends: adduser
 Section: net
 Priority: optional
-Homepage: https://github.com/sfs-project/sfs
 Description: socket forward serial: many TCP connections over one serial line
  sfs carries many TCP connections between two computers that share nothing
  but a serial cable, reliably and fast, with a socat-style command line:
@@ -207,10 +219,10 @@ copyright() {
   cat <<EOF
 Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 Upstream-Name: sfs
-Source: https://github.com/sfs-project/sfs
+Source: the sfs source tree (Cargo.toml, version $VERSION)
 
 Files: *
-Copyright: the sfs developers
+Copyright: $(date -u -d "@$(release_time)" +%Y) the sfs developers
 License: MIT or Apache-2.0
  sfs is licensed under either of the MIT license or the Apache License,
  Version 2.0, at your option.
@@ -242,13 +254,16 @@ License: MIT or Apache-2.0
 EOF
 }
 
+# The time of the last commit (reproducible dates in the packages), else now.
+release_time() { git -C "$ROOT" log -1 --format=%ct 2>/dev/null || date +%s; }
+
 changelog() {
   cat <<EOF
 sfs ($VERSION) unstable; urgency=medium
 
   * Release $VERSION, built by scripts/release.sh.
 
- -- sfs developers <sfs@localhost>  $(date -R -d "@$(git -C "$ROOT" log -1 --format=%ct 2>/dev/null || date +%s)")
+ -- $MAINTAINER  $(date -R -u -d "@$(release_time)")
 EOF
 }
 
@@ -382,6 +397,9 @@ check() {
   for a in $ARCHES; do
     [ -x "$DIST/$(bin_name "$a")" ] || { say "no $(bin_name "$a") in target/dist: building first"; build_bins; break; }
   done
+  for a in $ARCHES; do
+    [ -f "$DIST/sfs_${VERSION}_$(deb_arch "$a").deb" ] || { say "no .deb for $a in target/dist: making them"; build_debs; break; }
+  done
   if ! command -v qemu-aarch64-static >/dev/null || ! command -v qemu-arm-static >/dev/null; then
     [ "$(id -u)" = 0 ] || die "qemu-user-static is needed (apt-get install qemu-user-static)"
     apt-get update -qq
@@ -428,26 +446,88 @@ check() {
     transfers "$a/dial" "$p2"
     stop_all
   done
+  if [ "${SFS_RELEASE_DEB_CHECK:-1}" != 0 ]; then check_deb; fi
   echo "summary ($BAUD baud, $SIZE B each way; checks took $((SECONDS - t0)) s):"
   printf '  %s\n' "${SUMMARY[@]}"
   [ "$FAILED" = 0 ] || die "some checks failed"
   echo "release: all checks passed"
 }
 
-# The root has the machine's /proc, /dev and /dev/pts bound into it: unmount them first,
-# and refuse to delete anything while one is still mounted.
-clean() {
-  [ -d "$RELROOT" ] || return 0
+# The amd64 package as a user gets it: `apt install ./sfs_VERSION_amd64.deb` in a fresh
+# Debian 12 (bookworm) root with man-db, bash-completion and systemd, then sfs, man sfs,
+# the completions, the user the unit runs as, and systemd-analyze verify of the unit.
+
+in_aptroot() {
   local d
+  for d in proc dev dev/pts; do
+    mkdir -p "$APTROOT/$d"
+    mountpoint -q "$APTROOT/$d" || mount --bind "/$d" "$APTROOT/$d"
+  done
+  chroot "$APTROOT" env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    LANG=C.UTF-8 TERM=dumb MANWIDTH=80 bash -c "$1"
+}
+
+check_deb() {
+  local deb=$DIST/sfs_${VERSION}_amd64.deb out rc
+  [ -f "$deb" ] || { verdict deb/apt-install 1 "no $deb (scripts/release.sh build makes it)"; return; }
+  if [ ! -x "$APTROOT/usr/bin/apt-get" ]; then
+    say "debootstrap bookworm into $APTROOT (for the apt install check) ..."
+    mkdir -p "$APTROOT"
+    debootstrap --variant=minbase bookworm "$APTROOT" "$MIRROR" >"$APTROOT.debootstrap.log" 2>&1 \
+      || die "debootstrap failed; see $APTROOT.debootstrap.log"
+  fi
+  cp /etc/resolv.conf "$APTROOT/etc/resolv.conf" 2>/dev/null || true
+  if ls /usr/local/share/ca-certificates/*.crt >/dev/null 2>&1; then
+    mkdir -p "$APTROOT/usr/local/share/ca-certificates"
+    cp /usr/local/share/ca-certificates/*.crt "$APTROOT/usr/local/share/ca-certificates/"
+  fi
+  in_aptroot "dpkg -s man-db bash-completion systemd >/dev/null 2>&1 || { apt-get update -qq && \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends man-db bash-completion systemd >/dev/null; }"
+  in_aptroot "dpkg -r sfs >/dev/null 2>&1 || true"
+  cp "$deb" "$APTROOT/tmp/"
+  rc=0
+  out=$(in_aptroot "DEBIAN_FRONTEND=noninteractive apt install -y /tmp/$(basename "$deb") 2>&1") || rc=$?
+  if [ "$rc" = 0 ]; then
+    verdict deb/apt-install 0 "apt install ./$(basename "$deb") in a fresh bookworm root: $(printf '%s\n' "$out" | grep -m1 -E '^Setting up sfs')"
+  else
+    verdict deb/apt-install 1 "exit $rc: $(printf '%s\n' "$out" | tail -n 3)"; return
+  fi
+  out=$(in_aptroot "command -v sfs && sfs --version && sfs --help-addresses | head -n 1" 2>&1) || true
+  verdict deb/sfs "$([ "$(printf '%s\n' "$out" | sed -n 2p)" = "sfs $VERSION" ] && echo 0 || echo 1)" "$(printf '%s' "$out" | tr '\n' ';' | sed 's/;/; /g')"
+  out=$(in_aptroot "man sfs 2>&1 | col -b | sed -n '/^NAME/{n;p;q}'") || true
+  verdict deb/man "$(printf '%s' "$out" | grep -q 'sfs' && echo 0 || echo 1)" "man sfs: NAME \"$(printf '%s' "$out" | sed 's/^ *//')\""
+  out=$(in_aptroot "ls /usr/share/bash-completion/completions/sfs /usr/share/zsh/vendor-completions/_sfs \
+    /usr/share/fish/vendor_completions.d/sfs.fish >/dev/null && source /usr/share/bash-completion/bash_completion \
+    && { _completion_loader sfs; complete -p sfs; }" 2>&1) || true
+  verdict deb/completions "$(printf '%s' "$out" | grep -q -- '-F _sfs sfs$' && echo 0 || echo 1)" \
+    "bash, zsh and fish files in place; bash loads: \"$out\""
+  out=$(in_aptroot "id sfs") || true
+  verdict deb/user "$(printf '%s' "$out" | grep -q dialout && echo 0 || echo 1)" "the unit's user: $out"
+  # As the test suite does: an instance of the installed template, verified offline.
+  out=$(in_aptroot "cp /lib/systemd/system/sfs@.service /tmp/sfs@test.service && grep -q '^ExecStart=/usr/bin/sfs ' /tmp/sfs@test.service \
+    && systemd-analyze verify --man=no /tmp/sfs@test.service 2>&1 && echo verified") || true
+  verdict deb/unit "$([ "$out" = verified ] && echo 0 || echo 1)" "ExecStart=/usr/bin/sfs; systemd-analyze verify: $( [ "$out" = verified ] && echo clean || printf '%s' "$out" | tr '\n' ' ')"
+}
+
+# The roots have the machine's /proc, /dev and /dev/pts bound into them: unmount them first,
+# and refuse to delete anything while one is still mounted.
+clean_root() {
+  local r=$1 d
+  [ -d "$r" ] || return 0
   for d in dev/pts dev proc; do
-    if mountpoint -q "$RELROOT/$d"; then umount "$RELROOT/$d" || umount -l "$RELROOT/$d"; fi
+    if mountpoint -q "$r/$d"; then umount "$r/$d" || umount -l "$r/$d"; fi
   done
   for d in dev/pts dev proc; do
-    mountpoint -q "$RELROOT/$d" && die "$RELROOT/$d is still mounted; not deleting"
+    mountpoint -q "$r/$d" && die "$r/$d is still mounted; not deleting"
   done
-  if grep -q " $RELROOT/" /proc/mounts; then die "something is still mounted under $RELROOT; not deleting"; fi
-  rm -rf --one-file-system "$RELROOT" "$RELROOT.debootstrap.log"
-  say "removed $RELROOT"
+  if grep -q " $r/" /proc/mounts; then die "something is still mounted under $r; not deleting"; fi
+  rm -rf --one-file-system "$r" "$r.debootstrap.log"
+  say "removed $r"
+}
+
+clean() {
+  clean_root "$RELROOT"
+  clean_root "$APTROOT"
 }
 
 case ${1:-build} in
@@ -455,6 +535,7 @@ case ${1:-build} in
   build) build_all ;;
   bins) build_bins ;;
   debs) build_debs ;;
+  check-deb) check_deb; [ "$FAILED" = 0 ] ;;
   check) check ;;
   clean) clean ;;
   *) sed -n '2,/^set -euo pipefail/{/^set /d;p}' "$0"; exit 2 ;;
