@@ -16,7 +16,8 @@
 #
 # The toolchain: the rustup toolchain here has no musl or ARM standard library and cannot
 # download one, so - as scripts/windows-e2e.sh does for Windows - a Debian trixie root
-# (debootstrap) holds Debian's rustc/cargo 1.85 and rust-src 1.85, and std is built for each
+# (debootstrap) holds Debian's rustc/cargo 1.85, rust-src 1.85 and qemu-user 10.0 (for check),
+# and std is built for each
 # target from source (-Zbuild-std, allowed on the stable compiler with RUSTC_BOOTSTRAP=1).
 # zig (PyPI's ziglang, with cargo-zigbuild) is the C compiler and linker: it carries musl's
 # libc and crt objects and LLVM's libunwind for all three architectures, so every binary is
@@ -47,7 +48,7 @@ ARCHES=${SFS_RELEASE_ARCHES:-x86_64 aarch64 armv7}
 MAINTAINER=${SFS_DEB_MAINTAINER:-sfs developers <sfs@example.org>}
 VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' "$ROOT/Cargo.toml" | head -n1)
 # What the root holds; the ready marker records it, so a changed list re-runs the install.
-PKGS="rustc cargo rust-src ca-certificates python3 python3-venv"
+PKGS="rustc cargo rust-src ca-certificates python3 python3-venv qemu-user"
 PYPKGS="ziglang==0.14.1 cargo-zigbuild==0.20.1"
 
 die() { echo "release: $*" >&2; exit 1; }
@@ -63,7 +64,7 @@ rust_target() {
   esac
 }
 deb_arch() { case $1 in x86_64) echo amd64 ;; aarch64) echo arm64 ;; armv7) echo armhf ;; esac; }
-qemu_for() { case $1 in x86_64) echo "" ;; aarch64) echo qemu-aarch64-static ;; armv7) echo qemu-arm-static ;; esac; }
+qemu_for() { case $1 in x86_64) echo "" ;; aarch64) echo "$RELROOT/usr/bin/qemu-aarch64" ;; armv7) echo "$RELROOT/usr/bin/qemu-arm" ;; esac; }
 bin_name() { echo "sfs-$VERSION-$1-linux"; }
 
 mounts() {
@@ -315,8 +316,10 @@ build_all() {
 #                (localhost: the static binary's own name resolution, musl reading /etc/hosts)
 # each with SIZE bytes up and SIZE down through one connection (echo), then CONNS at once;
 # sha256 compared; one summary line each: bytes, seconds, goodput = bytes/s / (baud/10).
-# The ARM binaries run under qemu-user (qemu-aarch64-static, qemu-arm-static; installed
-# with apt-get when missing). The native sfs is target/release/sfs (cargo build --release).
+# The ARM binaries run under the build root's qemu-user (Debian trixie's 10.0; static, so it
+# runs outside the root too). Debian 12's qemu-user 7.2 will not do: it lacks the termios2
+# ioctls (TCGETS2/TCSETS2) that sfs's serial library sets any baud rate with, and opening the
+# line fails with "Function not implemented". The native sfs is target/release/sfs.
 
 WORK=""
 PIDS=()
@@ -400,11 +403,7 @@ check() {
   for a in $ARCHES; do
     [ -f "$DIST/sfs_${VERSION}_$(deb_arch "$a").deb" ] || { say "no .deb for $a in target/dist: making them"; build_debs; break; }
   done
-  if ! command -v qemu-aarch64-static >/dev/null || ! command -v qemu-arm-static >/dev/null; then
-    [ "$(id -u)" = 0 ] || die "qemu-user-static is needed (apt-get install qemu-user-static)"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user-static >/dev/null
-  fi
+  setup
   say "building the native sfs (target/release/sfs) ..."
   (cd "$ROOT" && nice -n 15 cargo build --release --bin sfs >&2)
   local t0=$SECONDS
