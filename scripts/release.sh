@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # release.sh - build everything sfs ships into target/dist/, and test it where it would run.
 #
-#   scripts/release.sh [build]  setup + static Linux binaries (x86_64, aarch64, armv7 hard-float)
-#                               with .sha256 files, .deb packages (amd64, arm64, armhf) and the
+#   scripts/release.sh [build]  setup + static Linux binaries (x86_64, aarch64, armv7 and armv6
+#                               hard-float) with .sha256 files, .deb packages (amd64, arm64,
+#                               armhf - the armhf one holds the armv6 binary) and the
 #                               Windows zip (scripts/windows-e2e.sh build), all in target/dist/
 #   scripts/release.sh setup    make the build root (once; reused when present)
 #   scripts/release.sh bins     only the static binaries;  scripts/release.sh debs  only the .debs
@@ -33,7 +34,7 @@
 #   SFS_RELEASE_WINDOWS=0 skip the Windows zip (scripts/windows-e2e.sh build: its own root,
 #                         ~20 min the first time)
 #   SFS_DEB_MAINTAINER    the packages' Maintainer (default "sfs developers <sfs@example.org>")
-#   SFS_RELEASE_ARCHES    which of "x86_64 aarch64 armv7" to build/check (default all three)
+#   SFS_RELEASE_ARCHES    which of "x86_64 aarch64 armv7 armv6" to build/check (default all)
 #   BAUD (921600), SIZE (1048576) bytes each way per transfer, CONNS (8) for check;
 #   KEEP=1 keeps check's work directory; SFS_RELEASE_DEB_CHECK=0 leaves check-deb out of check.
 set -euo pipefail
@@ -44,7 +45,7 @@ APTROOT=$RELROOT-apt    # check-deb's Debian 12 root
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
 SUITE=trixie
 DIST=$ROOT/target/dist
-ARCHES=${SFS_RELEASE_ARCHES:-x86_64 aarch64 armv7}
+ARCHES=${SFS_RELEASE_ARCHES:-x86_64 aarch64 armv7 armv6}
 MAINTAINER=${SFS_DEB_MAINTAINER:-sfs developers <sfs@example.org>}
 VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' "$ROOT/Cargo.toml" | head -n1)
 # What the root holds; the ready marker records it, so a changed list re-runs the install.
@@ -54,17 +55,28 @@ PYPKGS="ziglang==0.14.1 cargo-zigbuild==0.20.1"
 die() { echo "release: $*" >&2; exit 1; }
 say() { echo "release: $*" >&2; }
 
-# arch -> Rust target, Debian architecture, qemu-user program ("" = native).
+# arch -> Rust target, Debian package architecture, qemu-user command ("" = native).
+# armv6 (Raspberry Pi 1, Zero): ARMv6 + VFPv2 hard-float; it runs on ARMv7 too, so the armhf
+# package holds it and installs on every Raspberry Pi OS 32-bit. The armv7 binary has no
+# package of its own. Each ARM binary is checked on the oldest CPU it is for (-cpu).
 rust_target() {
   case $1 in
     x86_64) echo x86_64-unknown-linux-musl ;;
     aarch64) echo aarch64-unknown-linux-musl ;;
     armv7) echo armv7-unknown-linux-musleabihf ;;
+    armv6) echo arm-unknown-linux-musleabihf ;;
     *) die "unknown architecture $1" ;;
   esac
 }
-deb_arch() { case $1 in x86_64) echo amd64 ;; aarch64) echo arm64 ;; armv7) echo armhf ;; esac; }
-qemu_for() { case $1 in x86_64) echo "" ;; aarch64) echo "$RELROOT/usr/bin/qemu-aarch64" ;; armv7) echo "$RELROOT/usr/bin/qemu-arm" ;; esac; }
+deb_arch() { case $1 in x86_64) echo amd64 ;; aarch64) echo arm64 ;; armv6) echo armhf ;; *) echo "" ;; esac; }
+qemu_for() {
+  case $1 in
+    x86_64) echo "" ;;
+    aarch64) echo "$RELROOT/usr/bin/qemu-aarch64 -cpu cortex-a53" ;;   # Raspberry Pi 3
+    armv7) echo "$RELROOT/usr/bin/qemu-arm -cpu cortex-a7" ;;          # Raspberry Pi 2
+    armv6) echo "$RELROOT/usr/bin/qemu-arm -cpu arm1176" ;;            # Raspberry Pi 1, Zero
+  esac
+}
 bin_name() { echo "sfs-$VERSION-$1-linux"; }
 
 mounts() {
@@ -158,6 +170,7 @@ build_debs() {
   local a arch pkg tree doc
   for a in $ARCHES; do
     arch=$(deb_arch "$a")
+    [ -n "$arch" ] || continue
     pkg=sfs_${VERSION}_$arch
     tree=$work/$pkg
     doc=$tree/usr/share/doc/sfs
@@ -401,7 +414,7 @@ check() {
     [ -x "$DIST/$(bin_name "$a")" ] || { say "no $(bin_name "$a") in target/dist: building first"; build_bins; break; }
   done
   for a in $ARCHES; do
-    [ -f "$DIST/sfs_${VERSION}_$(deb_arch "$a").deb" ] || { say "no .deb for $a in target/dist: making them"; build_debs; break; }
+    [ -z "$(deb_arch "$a")" ] || [ -f "$DIST/sfs_${VERSION}_$(deb_arch "$a").deb" ] || { say "no .deb for $a in target/dist: making them"; build_debs; break; }
   done
   setup
   say "building the native sfs (target/release/sfs) ..."
@@ -418,7 +431,7 @@ check() {
     bin=$DIST/$(bin_name "$a")
     q=$(qemu_for "$a")
     local run=()
-    [ -n "$q" ] && run=("$q")
+    read -r -a run <<<"$q"
     local desc ver rc=0
     desc=$(file -b "$bin" | cut -d, -f1-2)
     ver=$("${run[@]}" "$bin" --version 2>&1) || rc=$?
