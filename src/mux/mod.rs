@@ -1161,13 +1161,27 @@ impl Mux {
                 self.violation(h, "OPEN for a channel id in use");
                 return;
             }
-            if self.channels.len() >= self.cfg.max_channels as usize {
+            // A host name with a control, line-separator or bidi character
+            // names no host, and would forge log lines once logged: a
+            // protocol violation, refused before any state exists.
+            let bad_host = target
+                .as_ref()
+                .is_some_and(|t| t.host.chars().any(crate::stats::is_unsafe_char));
+            if bad_host {
+                self.stats.protocol_errors += 1;
+            }
+            if bad_host || self.channels.len() >= self.cfg.max_channels as usize {
+                let (reason, detail) = if bad_host {
+                    (RefuseReason::Other, "invalid host name")
+                } else {
+                    (RefuseReason::TooManyChannels, "")
+                };
                 if self.strays < MAX_STRAY {
                     self.strays += 1;
                     self.replies.push_back(Reply::Refuse {
                         id,
-                        reason: RefuseReason::TooManyChannels,
-                        detail: String::new(),
+                        reason,
+                        detail: detail.to_owned(),
                         stray: true,
                     });
                 } else {

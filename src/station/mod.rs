@@ -42,6 +42,7 @@ use crate::mux::{
     ChannelId, Codec, ExitStatus, Mux, MuxConfig, MuxError, MuxEvent, MuxStats, RefuseReason,
     Target,
 };
+use crate::stats::sanitize;
 
 /// Everything a station needs to know before it starts.
 #[derive(Clone, Debug)]
@@ -104,7 +105,7 @@ pub enum OpenError {
     Refused {
         /// The peer's reason.
         reason: RefuseReason,
-        /// The peer's detail text (sanitised for logs by the caller).
+        /// The peer's detail text, raw (`Display` sanitises it).
         detail: String,
     },
     /// The session ended before the peer answered.
@@ -132,10 +133,14 @@ impl fmt::Display for OpenError {
             OpenError::Refused { reason, detail } if detail.is_empty() => {
                 write!(f, "refused by peer: {reason}")
             }
+            // The detail and a reset's reason may be the peer's text: this is
+            // where they become text for logs and stderr.
             OpenError::Refused { reason, detail } => {
-                write!(f, "refused by peer: {reason} ({detail})")
+                write!(f, "refused by peer: {reason} ({})", sanitize(detail))
             }
-            OpenError::Reset(why) => write!(f, "reset before the peer answered: {why}"),
+            OpenError::Reset(why) => {
+                write!(f, "reset before the peer answered: {}", sanitize(why))
+            }
             OpenError::Closing => f.write_str("sfs is stopping"),
             OpenError::Invalid(why) => f.write_str(why),
         }
