@@ -788,6 +788,9 @@ pub struct Mux {
     stats: MuxStats,
     /// What the peer can decompress (told by the link's feature exchange).
     peer_codec: Option<Codec>,
+    /// The link reported this session's features ([`Mux::set_peer_compression`]):
+    /// from then on DATA_LZ4 is a violation unless they include compression.
+    peer_codec_known: bool,
     /// Scratch buffers for compression (input gathered from the ring, output).
     z_in: Vec<u8>,
     z_out: Vec<u8>,
@@ -817,6 +820,7 @@ impl Mux {
             gen: 0,
             stats: MuxStats::default(),
             peer_codec: None,
+            peer_codec_known: false,
             z_in: Vec::new(),
             z_out: Vec::new(),
             last_payload_channels: Vec::new(),
@@ -837,8 +841,15 @@ impl Mux {
     /// by [`Mux::handle_session_reset`]: call it again for each new session,
     /// after the reset. Channels that already exist start compressing from
     /// their next record (the history starts there on both sides).
+    ///
+    /// Receiving: with our `compress` off, or once this says the session
+    /// runs without compression, a DATA_LZ4 record is a violation on its
+    /// channel. Before it is called in a session, DATA_LZ4 is accepted (with
+    /// `compress` on): the peer may legitimately have our offer while its
+    /// own announcement is still on the way (lost and resent).
     pub fn set_peer_compression(&mut self, codec: Option<Codec>) {
         self.peer_codec = codec;
+        self.peer_codec_known = true;
     }
 
     /// The codec DATA goes out with now, if any.
@@ -1307,7 +1318,9 @@ impl Mux {
                     self.violation(h, why);
                     return;
                 }
-                if !self.cfg.compress {
+                // Not negotiated: our compress is off, or this session's
+                // features (once known) do not include it.
+                if !self.cfg.compress || (self.peer_codec_known && self.peer_codec.is_none()) {
                     self.violation(h, "compressed DATA not negotiated");
                     return;
                 }
@@ -1490,6 +1503,7 @@ impl Mux {
         self.sched.clear();
         // The next session announces its features afresh.
         self.peer_codec = None;
+        self.peer_codec_known = false;
     }
 
     // ----- output -----------------------------------------------------------
