@@ -246,6 +246,15 @@ impl MuxConfig {
         }
         Ok(())
     }
+
+    /// Most heap bytes [`Mux::heap_bytes`] may count, whatever the peer
+    /// sends: per channel its window and send buffer, plus a compression
+    /// history per direction ([`compress::HISTORY_CAP`]; docs/mux-protocol.md
+    /// §8: `max_channels × 40 KiB` on top of §5's bound).
+    pub fn heap_bound(&self) -> usize {
+        self.max_channels as usize
+            * (self.window as usize + self.send_buffer as usize + 2 * compress::HISTORY_CAP)
+    }
 }
 
 impl Default for MuxConfig {
@@ -1969,10 +1978,11 @@ impl Mux {
         self.channels.len()
     }
 
-    /// Check internal bounds and invariants (tests).
-    #[cfg(test)]
-    fn check_invariants(&self) {
+    /// Check internal bounds and invariants; panics when one does not hold.
+    /// For tests and the fuzz targets (linear in the number of channels).
+    pub fn check_invariants(&self) {
         assert!(self.channels.len() <= self.cfg.max_channels as usize);
+        assert!(self.heap_bytes() <= self.cfg.heap_bound());
         assert!(self.strays <= MAX_STRAY);
         assert!(self.refusals_queued <= MAX_QUEUED_REFUSALS);
         assert_eq!(self.refusals_queued + self.strays, self.replies.len());
@@ -1988,6 +1998,12 @@ impl Mux {
                 c.tx.capacity() <= self.cfg.send_buffer as usize,
                 "{h}: tx heap"
             );
+            for hist in [&c.tx_hist, &c.rx_hist].into_iter().flatten() {
+                assert!(
+                    hist.heap_bytes() <= compress::HISTORY_CAP,
+                    "{h}: history heap"
+                );
+            }
             if c.phase == Phase::Aborted {
                 assert!(c.tx.is_empty() && c.rx.is_empty() && c.held == 0, "{h}");
                 assert_ne!(c.own_final, OwnFinal::NotYet, "{h}: an abort owes RESET");

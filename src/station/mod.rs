@@ -459,8 +459,8 @@ impl Station {
         self.mux.stats()
     }
 
-    /// Heap bytes held by the mux's channel buffers (bounded by
-    /// `max_channels × (window + send_buffer)`, whatever the peer sends).
+    /// Heap bytes held by the mux's channel buffers and compression
+    /// histories (bounded by [`MuxConfig::heap_bound`], whatever the peer sends).
     pub fn mux_heap_bytes(&self) -> usize {
         self.mux.heap_bytes()
     }
