@@ -459,6 +459,12 @@ impl Station {
         self.mux.stats()
     }
 
+    /// Check the mux's internal bounds and invariants (panics when one does
+    /// not hold): for tests and the fuzz targets.
+    pub fn check_invariants(&self) {
+        self.mux.check_invariants();
+    }
+
     /// Heap bytes held by the mux's channel buffers and compression
     /// histories (bounded by [`MuxConfig::heap_bound`], whatever the peer sends).
     pub fn mux_heap_bytes(&self) -> usize {
