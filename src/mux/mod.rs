@@ -63,7 +63,9 @@
 //! # Memory
 //! At most `max_channels × (window + send_buffer)` bytes of channel data
 //! (buffers never grow past their configured size, whatever the record sizes
-//! the peer picks; see [`Mux::heap_bytes`]), plus per channel a few hundred
+//! the peer picks; see [`Mux::heap_bytes`]), plus 20 KiB of compression
+//! history per direction of a channel that uses DATA_LZ4 (in all
+//! [`MuxConfig::heap_bound`]), plus per channel a few hundred
 //! bytes of state, plus bounded control queues: at most 256 replies to
 //! unknown ids and 4096 refusals (a few hundred KiB at worst). With the
 //! defaults at 115200 baud (256 channels, 5760-byte window and send buffer)
