@@ -254,19 +254,30 @@ impl LinkSnapshot {
 }
 
 /// A string from the peer (a service name, a refusal's detail, a reset reason)
-/// made safe to log or display: control characters (terminal escapes, line
-/// breaks that would forge log lines) become `?`, and it is cut to
-/// [`PEER_TEXT_MAX`] characters.
+/// made safe to log or display: every character [`is_unsafe_char`] names
+/// (terminal escapes, line breaks that would forge log lines, bidi overrides
+/// that would reorder what a reader sees) becomes `?`, and it is cut to
+/// [`PEER_TEXT_MAX`] characters. The one place peer text is made printable.
 pub fn sanitize(s: &str) -> String {
     let mut out: String = s
         .chars()
         .take(PEER_TEXT_MAX)
-        .map(|c| if c.is_control() { '?' } else { c })
+        .map(|c| if is_unsafe_char(c) { '?' } else { c })
         .collect();
     if s.chars().nth(PEER_TEXT_MAX).is_some() {
         out.push('…');
     }
     out
+}
+
+/// A character that must not reach a log line or a terminal raw: C0 and C1
+/// controls and DEL (`\n`, `\r`, ESC, NEL U+0085...), the line and paragraph
+/// separators U+2028/U+2029 (line breaks to some log viewers), and the bidi
+/// embeddings, overrides and isolates U+202A–U+202E, U+2066–U+2069 (which
+/// make text display in another order than it is stored).
+pub fn is_unsafe_char(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{2028}'..='\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// Most characters of a peer-supplied string that are logged.
@@ -280,6 +291,23 @@ mod tests {
     fn sanitize_strips_control_characters_and_caps_length() {
         assert_eq!(sanitize("ssh"), "ssh");
         assert_eq!(sanitize("a\x1b[2Jb\nc\r"), "a?[2Jb?c?");
+        // C1 controls, line separators, bidi overrides and isolates.
+        assert_eq!(
+            sanitize("a\u{85}b\u{9b}c\u{2028}d\u{2029}e\u{202e}f\u{2066}g\u{2069}h\u{7f}"),
+            "a?b?c?d?e?f?g?h?"
+        );
+        for c in [
+            '\u{202a}', '\u{202b}', '\u{202c}', '\u{202d}', '\u{2067}', '\u{2068}',
+        ] {
+            assert!(is_unsafe_char(c), "{c:?}");
+        }
+        // Neighbours of those ranges, and ordinary non-ASCII text, stay.
+        for c in [
+            '\u{2027}', '\u{202f}', '\u{2065}', '\u{206a}', 'é', '日', ' ',
+        ] {
+            assert!(!is_unsafe_char(c), "{c:?}");
+        }
+        assert_eq!(sanitize("café 日本"), "café 日本");
         let long = "x".repeat(500);
         let s = sanitize(&long);
         assert_eq!(s.chars().count(), PEER_TEXT_MAX + 1);

@@ -2,15 +2,18 @@
 //! hostile peer that speaks the link correctly — a real `Link` with its own
 //! epoch, so the fuzzer's bytes reach the mux as delivered payloads — plus raw
 //! line garbage, peer restarts, time steps and the application's calls.
-//! Must never panic, and the mux's buffers, the station's queues and the event
-//! stream stay bounded.
+//! The station offers compression as sfs does; the peer offers it in every
+//! other session (odd epochs), so DATA_LZ4 meets both a negotiated session and
+//! one where it is a violation. Must never panic, and the mux's buffers
+//! (compression histories included: `MuxConfig::heap_bound`), the station's
+//! queues and the event stream stay bounded.
 #![no_main]
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use sfs::link::{Link, LinkConfig};
+use sfs::link::{Features, Link, LinkConfig};
 use sfs::mux::ChannelId;
 use sfs::station::{Station, StationConfig, StationEvent};
 
@@ -29,6 +32,15 @@ impl<'a> Input<'a> {
     }
 }
 
+/// The peer offers compression in sessions with an odd epoch.
+fn peer_config(epoch: u32) -> LinkConfig {
+    let mut c = LinkConfig::for_byte_rate(11_520);
+    if epoch % 2 == 1 {
+        c.features = c.features.union(Features::COMPRESS_LZ4);
+    }
+    c
+}
+
 fuzz_target!(|data: &[u8]| {
     let t0 = Instant::now();
     let mut cfg = StationConfig::for_byte_rate(11_520, "fuzz");
@@ -36,11 +48,13 @@ fuzz_target!(|data: &[u8]| {
     cfg.mux.window = 512;
     cfg.mux.send_buffer = 512;
     cfg.max_waiting = 8;
-    let mux_bound = 8 * (512 + 512);
+    cfg.link.features = cfg.link.features.union(Features::COMPRESS_LZ4);
+    // max_channels × (window + send_buffer + two 20 KiB histories).
+    let mux_bound = cfg.mux.heap_bound();
     let mut st = Station::new(cfg, 0x5F5, t0);
     st.listen("svc");
     let mut peer_epoch = 0xBEEF;
-    let mut peer = Link::new(LinkConfig::for_byte_rate(11_520), peer_epoch, t0);
+    let mut peer = Link::new(peer_config(peer_epoch), peer_epoch, t0);
     let mut now = t0;
     let mut inp = Input(data);
     let mut buf = Vec::new();
@@ -88,7 +102,7 @@ fuzz_target!(|data: &[u8]| {
             }
             6 => {
                 peer_epoch = peer_epoch.wrapping_add(1).max(1);
-                peer = Link::new(LinkConfig::for_byte_rate(11_520), peer_epoch, now);
+                peer = Link::new(peer_config(peer_epoch), peer_epoch, now);
             }
             _ => st.close(now, Duration::from_millis(200)),
         }
@@ -141,6 +155,7 @@ fuzz_target!(|data: &[u8]| {
             assert!(events < 4096, "{events} events in one round");
             assert!(chans.len() <= 8 + 8, "{} channels", chans.len());
             assert!(st.mux_heap_bytes() <= mux_bound);
+            st.check_invariants();
             if !moved {
                 break;
             }

@@ -163,8 +163,7 @@ fn peer_conn(
     let writer = FrameWriter {
         sock,
         peer: Some(peer),
-        max: cfg.max_datagram,
-        acc: BytesMut::new(),
+        split: DatagramSplitter::new(cfg.max_datagram),
     };
     Conn::new(reader, writer, format!("udp {peer}"))
 }
@@ -195,8 +194,7 @@ pub async fn connect(addr: &UdpConnect) -> io::Result<Conn> {
     let writer = FrameWriter {
         sock,
         peer: None,
-        max: addr.max_datagram,
-        acc: BytesMut::new(),
+        split: DatagramSplitter::new(addr.max_datagram),
     };
     Ok(Conn::new(reader, writer, format!("udp {target}")))
 }
@@ -290,19 +288,107 @@ impl AsyncRead for FrameReader {
     }
 }
 
+/// Splits the `len u16` + bytes stream (what [`FrameReader`] produces at the
+/// other end) back into datagrams, however the stream is cut: sans-IO, so
+/// the fuzz target `udp_frames` drives exactly what [`FrameWriter`] runs.
+#[derive(Debug)]
+pub struct DatagramSplitter {
+    /// Largest datagram accepted (`max-datagram`).
+    max: usize,
+    /// The current datagram: its length prefix, then the bytes so far.
+    acc: BytesMut,
+}
+
+/// A length prefix announced a datagram over `max-datagram`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OverMax {
+    /// The announced length.
+    pub len: usize,
+    /// The limit.
+    pub max: usize,
+}
+
+impl std::fmt::Display for OverMax {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "peer sent a {}-byte datagram, over max-datagram={}",
+            self.len, self.max
+        )
+    }
+}
+
+impl DatagramSplitter {
+    /// A splitter for datagrams of at most `max` bytes.
+    pub fn new(max: usize) -> Self {
+        DatagramSplitter {
+            max,
+            acc: BytesMut::new(),
+        }
+    }
+
+    /// The announced length of the current datagram, once its prefix is in.
+    fn announced(&self) -> Option<usize> {
+        (self.acc.len() >= 2).then(|| usize::from(u16::from_be_bytes([self.acc[0], self.acc[1]])))
+    }
+
+    /// Bytes still missing from the current datagram once its length is
+    /// known (`None` while the prefix is incomplete).
+    pub fn body_remaining(&self) -> Option<usize> {
+        self.announced().map(|n| 2 + n - self.acc.len())
+    }
+
+    /// Takes bytes of `buf` up to the end of the length prefix or of the
+    /// current datagram, never beyond; returns how many. An error leaves the
+    /// splitter unusable (the stream is broken).
+    pub fn take(&mut self, buf: &[u8]) -> std::result::Result<usize, OverMax> {
+        let k = match self.body_remaining() {
+            None => {
+                let k = (2 - self.acc.len()).min(buf.len());
+                self.acc.extend_from_slice(&buf[..k]);
+                if let Some(n) = self.announced().filter(|&n| n > self.max) {
+                    return Err(OverMax {
+                        len: n,
+                        max: self.max,
+                    });
+                }
+                k
+            }
+            Some(rest) => {
+                let k = rest.min(buf.len());
+                self.acc.extend_from_slice(&buf[..k]);
+                k
+            }
+        };
+        Ok(k)
+    }
+
+    /// The datagram, once complete (an empty one too); call
+    /// [`DatagramSplitter::clear`] after using it.
+    pub fn datagram(&self) -> Option<&[u8]> {
+        (self.body_remaining() == Some(0)).then(|| &self.acc[2..])
+    }
+
+    /// Forgets the complete datagram.
+    pub fn clear(&mut self) {
+        self.acc.clear();
+    }
+}
+
 /// Takes the `len u16` + bytes stream and sends each datagram whole.
 struct FrameWriter {
     sock: Arc<UdpSocket>,
     /// `None`: the socket is connected.
     peer: Option<SocketAddr>,
-    max: usize,
-    acc: BytesMut,
+    split: DatagramSplitter,
 }
 
 impl FrameWriter {
-    /// Sends the datagram in `acc` (complete), then forgets it.
+    /// Sends the complete datagram, then forgets it.
     fn send(&mut self) {
-        let d = &self.acc[2..];
+        let Some(d) = self.split.datagram() else {
+            return;
+        };
         let r = match self.peer {
             Some(p) => self.sock.try_send_to(d, p),
             None => self.sock.try_send(d),
@@ -312,7 +398,7 @@ impl FrameWriter {
         if let Err(e) = r {
             debug!("udp send: {}", describe_io(&e));
         }
-        self.acc.clear();
+        self.split.clear();
     }
 }
 
@@ -329,36 +415,18 @@ impl AsyncWrite for FrameWriter {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        if this.acc.len() < 2 {
-            let k = (2 - this.acc.len()).min(buf.len());
-            this.acc.extend_from_slice(&buf[..k]);
-            if this.acc.len() == 2 {
-                let n = usize::from(u16::from_be_bytes([this.acc[0], this.acc[1]]));
-                if n > this.max {
-                    return Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!(
-                            "peer sent a {n}-byte datagram, over max-datagram={}",
-                            this.max
-                        ),
-                    )));
-                }
-                if n == 0 {
-                    this.send();
-                }
-            }
-            return Poll::Ready(Ok(k));
-        }
-        let n = usize::from(u16::from_be_bytes([this.acc[0], this.acc[1]]));
-        let rest = 2 + n - this.acc.len();
-        let k = rest.min(buf.len());
-        if k == rest {
+        if this
+            .split
+            .body_remaining()
+            .is_some_and(|rest| rest <= buf.len())
+        {
             ready!(this.sock.poll_send_ready(cx))?;
         }
-        this.acc.extend_from_slice(&buf[..k]);
-        if k == rest {
-            this.send();
-        }
+        let k = this
+            .split
+            .take(buf)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+        this.send();
         Poll::Ready(Ok(k))
     }
 
@@ -400,6 +468,37 @@ mod tests {
         assert!(l.local_addr().ip().is_unspecified(), "{}", l.local_addr());
     }
 
+    /// The splitter gives back every datagram from any cut of the stream,
+    /// and stops at a prefix over the limit.
+    #[test]
+    fn splitter_takes_any_chunking() {
+        let datagrams: Vec<Vec<u8>> = vec![vec![1; 5], Vec::new(), vec![2; 100], vec![3]];
+        let mut stream = Vec::new();
+        for d in &datagrams {
+            stream.extend_from_slice(&(d.len() as u16).to_be_bytes());
+            stream.extend_from_slice(d);
+        }
+        for chunk in 1..=stream.len() {
+            let mut sp = DatagramSplitter::new(100);
+            let mut got = Vec::new();
+            for mut c in stream.chunks(chunk) {
+                while !c.is_empty() {
+                    let k = sp.take(c).unwrap();
+                    assert!(k > 0);
+                    c = &c[k..];
+                    if let Some(d) = sp.datagram() {
+                        got.push(d.to_vec());
+                        sp.clear();
+                    }
+                }
+            }
+            assert_eq!(got, datagrams, "chunks of {chunk}");
+        }
+        let mut sp = DatagramSplitter::new(100);
+        assert_eq!(sp.take(&[0]), Ok(1));
+        assert_eq!(sp.take(&[101, 0]), Err(OverMax { len: 101, max: 100 }));
+    }
+
     /// Frames written in awkward pieces leave as whole datagrams, in order;
     /// a frame over the limit is an error, not a truncated datagram.
     #[tokio::test]
@@ -410,8 +509,7 @@ mod tests {
         let mut w = FrameWriter {
             sock: tx,
             peer: None,
-            max: 100,
-            acc: BytesMut::new(),
+            split: DatagramSplitter::new(100),
         };
         let datagrams: Vec<Vec<u8>> =
             vec![b"a".to_vec(), vec![7; 100], Vec::new(), b"xyz".to_vec()];

@@ -59,11 +59,10 @@ pub struct History {
 impl History {
     /// Record bytes that went through the channel (raw or decompressed).
     pub fn push(&mut self, data: &[u8]) {
-        // The whole allocation at once, before anything is appended: a first
-        // record of HISTORY bytes or more must not leave a buffer that the
-        // next append doubles past HISTORY_CAP.
-        if self.buf.capacity() == 0 {
-            self.buf.reserve_exact(HISTORY_CAP);
+        // Allocated once at its full size: growing from an exact fit would
+        // double the capacity past HISTORY_CAP.
+        if self.buf.capacity() < HISTORY_CAP {
+            self.buf.reserve_exact(HISTORY_CAP - self.buf.len());
         }
         if data.len() >= HISTORY {
             self.buf.clear();
@@ -140,6 +139,15 @@ mod tests {
         }
         h.push(&data[..HISTORY + 5]);
         assert_eq!(h.dict(), &data[5..HISTORY + 5]);
+        // A history that starts with a record longer than the dictionary
+        // (possible with windows above 16 KiB) stays within its allocation.
+        let mut h = History::default();
+        h.push(&data[..HISTORY + 5]);
+        for chunk in data[..HISTORY].chunks(1000) {
+            h.push(chunk);
+            assert!(h.heap_bytes() <= HISTORY_CAP, "{}", h.heap_bytes());
+        }
+        assert_eq!(h.dict(), &data[..HISTORY]);
     }
 
     /// A channel's first record may be larger than the history (a window

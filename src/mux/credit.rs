@@ -79,7 +79,6 @@ impl RecvWindow {
     }
 
     /// Bytes the peer may still send before it needs more credit.
-    #[cfg(test)]
     pub fn remaining(&self) -> u32 {
         self.remaining
     }

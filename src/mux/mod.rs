@@ -62,7 +62,7 @@
 //!
 //! # Memory
 //! At most `max_channels × (window + send_buffer + 2 × HISTORY_CAP)` bytes of
-//! channel data ([`Mux::heap_bytes`]): buffers never grow past their
+//! channel data ([`Mux::heap_bytes`], within [`MuxConfig::heap_bound`]): buffers never grow past their
 //! configured size, whatever the record sizes the peer picks, and a channel
 //! direction that carried a DATA_LZ4 record keeps a compression history of
 //! [`compress::HISTORY_CAP`] (20 KiB; a peer can make every channel keep one
@@ -233,6 +233,15 @@ impl MuxConfig {
         ConfigError::check("interactive bytes", self.interactive_bytes as u64, 0, 4096)?;
         ConfigError::check("sparse bytes", self.sparse_bytes as u64, 0, 1 << 20)?;
         Ok(())
+    }
+
+    /// Most heap bytes [`Mux::heap_bytes`] may count, whatever the peer
+    /// sends: per channel its window and send buffer, plus a compression
+    /// history per direction ([`compress::HISTORY_CAP`]; docs/mux-protocol.md
+    /// §8: `max_channels × 40 KiB` on top of §5's bound).
+    pub fn heap_bound(&self) -> usize {
+        self.max_channels as usize
+            * (self.window as usize + self.send_buffer as usize + 2 * compress::HISTORY_CAP)
     }
 }
 
@@ -776,6 +785,9 @@ pub struct Mux {
     stats: MuxStats,
     /// What the peer can decompress (told by the link's feature exchange).
     peer_codec: Option<Codec>,
+    /// The link reported this session's features ([`Mux::set_peer_compression`]):
+    /// from then on DATA_LZ4 is a violation unless they include compression.
+    peer_codec_known: bool,
     /// Scratch buffers for compression (input gathered from the ring, output).
     z_in: Vec<u8>,
     z_out: Vec<u8>,
@@ -805,6 +817,7 @@ impl Mux {
             gen: 0,
             stats: MuxStats::default(),
             peer_codec: None,
+            peer_codec_known: false,
             z_in: Vec::new(),
             z_out: Vec::new(),
             last_payload_channels: Vec::new(),
@@ -825,8 +838,15 @@ impl Mux {
     /// by [`Mux::handle_session_reset`]: call it again for each new session,
     /// after the reset. Channels that already exist start compressing from
     /// their next record (the history starts there on both sides).
+    ///
+    /// Receiving: with our `compress` off, or once this says the session
+    /// runs without compression, a DATA_LZ4 record is a violation on its
+    /// channel. Before it is called in a session, DATA_LZ4 is accepted (with
+    /// `compress` on): the peer may legitimately have our offer while its
+    /// own announcement is still on the way (lost and resent).
     pub fn set_peer_compression(&mut self, codec: Option<Codec>) {
         self.peer_codec = codec;
+        self.peer_codec_known = true;
     }
 
     /// The codec DATA goes out with now, if any.
@@ -1148,13 +1168,27 @@ impl Mux {
                 self.violation(h, "OPEN for a channel id in use");
                 return;
             }
-            if self.channels.len() >= self.cfg.max_channels as usize {
+            // A host name with a control, line-separator or bidi character
+            // names no host, and would forge log lines once logged: a
+            // protocol violation, refused before any state exists.
+            let bad_host = target
+                .as_ref()
+                .is_some_and(|t| t.host.chars().any(crate::stats::is_unsafe_char));
+            if bad_host {
+                self.stats.protocol_errors += 1;
+            }
+            if bad_host || self.channels.len() >= self.cfg.max_channels as usize {
+                let (reason, detail) = if bad_host {
+                    (RefuseReason::Other, "invalid host name")
+                } else {
+                    (RefuseReason::TooManyChannels, "")
+                };
                 if self.strays < MAX_STRAY {
                     self.strays += 1;
                     self.replies.push_back(Reply::Refuse {
                         id,
-                        reason: RefuseReason::TooManyChannels,
-                        detail: String::new(),
+                        reason,
+                        detail: detail.to_owned(),
                         stray: true,
                     });
                 } else {
@@ -1280,7 +1314,9 @@ impl Mux {
                     self.violation(h, why);
                     return;
                 }
-                if !self.cfg.compress {
+                // Not negotiated: our compress is off, or this session's
+                // features (once known) do not include it.
+                if !self.cfg.compress || (self.peer_codec_known && self.peer_codec.is_none()) {
                     self.violation(h, "compressed DATA not negotiated");
                     return;
                 }
@@ -1465,6 +1501,7 @@ impl Mux {
         self.sched.clear();
         // The next session announces its features afresh.
         self.peer_codec = None;
+        self.peer_codec_known = false;
     }
 
     // ----- output -----------------------------------------------------------
@@ -1931,10 +1968,11 @@ impl Mux {
         self.channels.len()
     }
 
-    /// Check internal bounds and invariants (tests).
-    #[cfg(test)]
-    fn check_invariants(&self) {
+    /// Check internal bounds and invariants; panics when one does not hold.
+    /// For tests and the fuzz targets (linear in the number of channels).
+    pub fn check_invariants(&self) {
         assert!(self.channels.len() <= self.cfg.max_channels as usize);
+        assert!(self.heap_bytes() <= self.cfg.heap_bound());
         assert!(self.strays <= MAX_STRAY);
         assert!(self.refusals_queued <= MAX_QUEUED_REFUSALS);
         assert_eq!(self.refusals_queued + self.strays, self.replies.len());
@@ -1950,6 +1988,12 @@ impl Mux {
                 c.tx.capacity() <= self.cfg.send_buffer as usize,
                 "{h}: tx heap"
             );
+            for hist in [&c.tx_hist, &c.rx_hist].into_iter().flatten() {
+                assert!(
+                    hist.heap_bytes() <= compress::HISTORY_CAP,
+                    "{h}: history heap"
+                );
+            }
             if c.phase == Phase::Aborted {
                 assert!(c.tx.is_empty() && c.rx.is_empty() && c.held == 0, "{h}");
                 assert_ne!(c.own_final, OwnFinal::NotYet, "{h}: an abort owes RESET");

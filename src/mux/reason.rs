@@ -6,6 +6,7 @@
 use std::fmt;
 
 use super::wire::DecodeError;
+use crate::stats::sanitize;
 
 /// Why a channel was cut.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,7 +45,8 @@ impl ResetReason {
 impl fmt::Display for ResetReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ResetReason::ByPeer(words) => write!(f, "reset by peer: {words}"),
+            // The peer's words: where they become text for logs and stderr.
+            ResetReason::ByPeer(words) => write!(f, "reset by peer: {}", sanitize(words)),
             ResetReason::Violation(what) => write!(f, "protocol error: {what}"),
             ResetReason::SessionEnded(end) => end.fmt(f),
             ResetReason::Stopping => f.write_str("sfs is stopping"),

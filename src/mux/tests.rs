@@ -1467,6 +1467,56 @@ fn bad_compressed_records_reset_only_their_channel() {
     ));
 }
 
+/// Issue 19, item 8a: with compress on here, DATA_LZ4 from a peer whose
+/// session features exclude compression (it announced none, or not LZ4) is a
+/// violation on that channel alone; a new session without an announcement
+/// yet accepts it again (the peer's announcement may still be on the way).
+#[test]
+fn compressed_data_outside_the_negotiated_session_is_a_violation() {
+    let mut block = Vec::new();
+    let text = log_text(1000, 3);
+    let n = compress::compress(&text, &[], &mut block).unwrap();
+    block.truncate(n);
+    let (mut a, mut b) = pair();
+    // B offers LZ4, but the link says this session's features exclude it.
+    b.set_peer_compression(None);
+    assert!(b.compression_offer().is_some());
+    let (ca, cb) = open_pair(&mut a, &mut b, "x");
+    let (ca2, cb2) = open_pair(&mut a, &mut b, "y");
+    let p = payload(&[Record::DataLz4 {
+        initiator: true,
+        id: ca.wire_id(),
+        raw: 1000,
+        block: &block,
+    }]);
+    b.handle_payload(&p).unwrap();
+    let ev = events(&mut b);
+    assert!(
+        matches!(ev.as_slice(), [MuxEvent::Reset { ch, reason, .. }] if *ch == cb && reason.to_string().contains("not negotiated")),
+        "{ev:?}"
+    );
+    assert_eq!(b.read(cb, 100_000), None);
+    b.check_invariants();
+    // The other channel is untouched.
+    a.send(ca2, b"still here");
+    pump(&mut a, &mut b);
+    assert_eq!(read_all(&mut b, cb2), b"still here");
+    // A new session: features not reported yet, so the record is taken.
+    a.handle_session_reset(SessionEnd::PeerRestarted);
+    b.handle_session_reset(SessionEnd::PeerRestarted);
+    events(&mut a);
+    events(&mut b);
+    let (ca, cb) = open_pair(&mut a, &mut b, "z");
+    let p = payload(&[Record::DataLz4 {
+        initiator: true,
+        id: ca.wire_id(),
+        raw: 1000,
+        block: &block,
+    }]);
+    b.handle_payload(&p).unwrap();
+    assert_eq!(read_all(&mut b, cb), text);
+}
+
 #[test]
 fn credit_counts_uncompressed_bytes() {
     // A stalled reader holds at most the window of *decompressed* bytes,

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::link::Features;
 use crate::mux::{ChannelId, ExitStatus, RefuseReason, ResetReason, SessionEnd, Target};
+use crate::stats::sanitize;
 
 /// Names one [`Station::open`] until it becomes a channel or fails.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -24,7 +25,7 @@ pub enum OpenError {
     Refused {
         /// The peer's reason.
         reason: RefuseReason,
-        /// The peer's detail text (sanitised for logs by the caller).
+        /// The peer's detail text, raw (`Display` sanitises it).
         detail: String,
     },
     /// The session ended before the peer answered.
@@ -52,8 +53,10 @@ impl fmt::Display for OpenError {
             OpenError::Refused { reason, detail } if detail.is_empty() => {
                 write!(f, "refused by peer: {reason}")
             }
+            // The detail is the peer's text: this is where it becomes text
+            // for logs and stderr (a reset's reason sanitises its own).
             OpenError::Refused { reason, detail } => {
-                write!(f, "refused by peer: {reason} ({detail})")
+                write!(f, "refused by peer: {reason} ({})", sanitize(detail))
             }
             OpenError::Reset(why) => write!(f, "reset before the peer answered: {why}"),
             OpenError::Closing => f.write_str("sfs is stopping"),

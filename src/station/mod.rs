@@ -276,9 +276,14 @@ impl Station {
         self.mux.stats()
     }
 
-    /// Heap bytes held by the mux's channel buffers and compression histories
-    /// (bounded by `max_channels × (window + send_buffer + 2 × HISTORY_CAP)`,
-    /// whatever the peer sends; see `mux`'s `# Memory`).
+    /// Check the mux's internal bounds and invariants (panics when one does
+    /// not hold): for tests and the fuzz targets.
+    pub fn check_invariants(&self) {
+        self.mux.check_invariants();
+    }
+
+    /// Heap bytes held by the mux's channel buffers and compression
+    /// histories (bounded by [`MuxConfig::heap_bound`], whatever the peer sends).
     pub fn mux_heap_bytes(&self) -> usize {
         self.mux.heap_bytes()
     }

@@ -333,6 +333,10 @@ fn run(seed: u64, case: Case) -> Run {
         }
     };
     let mut cfg = StationConfig::for_byte_rate(byte_rate, "sim");
+    // Offered in CAPS as sfs does (`serial_mux::station_config`): the link's
+    // feature exchange decides, and a receiver rejects DATA_LZ4 in a session
+    // whose features exclude it.
+    cfg.link.features = cfg.link.features.union(Features::COMPRESS_LZ4);
     if case.keyed() {
         let mut secret = [0u8; 32];
         rng.fill(&mut secret);
@@ -1699,4 +1703,60 @@ fn an_open_flood_is_paced_and_other_connections_still_work() {
     );
     let bound = 64 * cfg.mux.window as usize + 2 * cfg.mux.send_buffer as usize;
     assert!(peak_heap <= bound, "peak heap {peak_heap} > {bound}");
+}
+
+/// Text from the peer reaches logs and stderr only sanitised (issue 19, item
+/// 3): a REFUSE detail with a line break and a bidi override comes out of
+/// the failed open's text (what is logged, and printed by a one-shot) with
+/// neither; an OPEN_TO whose host has them is refused by the mux before the
+/// application (and its logs) ever sees the host.
+#[test]
+fn peer_text_reaches_logs_without_line_breaks_or_bidi_overrides() {
+    const FORGED: &str = "no\nINFO sfs: forged line\r\u{202e}txt.exe\u{2028}";
+    let (mut pair, base) = clean_pair(11_520, 64);
+    let refused = pair.a.station.open(base, SERVICE);
+    let bad_host = pair.a.station.open_to(
+        base,
+        SERVICE,
+        Some(Target {
+            host: "h\n\u{202e}x".into(),
+            port: 80,
+        }),
+    );
+    let mut failed: HashMap<OpenId, OpenError> = HashMap::new();
+    let mut incoming = Vec::new();
+    let limit = base + Duration::from_secs(10);
+    while pair.now < limit && failed.len() < 2 {
+        pair.step(QUANTUM, limit);
+        while let Some(ev) = pair.b.station.poll_event() {
+            if let StationEvent::Incoming { ch, target, .. } = ev {
+                incoming.push(target.clone());
+                pair.b.station.refuse(ch, RefuseReason::Other, FORGED);
+            }
+        }
+        while let Some(ev) = pair.a.station.poll_event() {
+            if let StationEvent::OpenFailed { open, error } = ev {
+                failed.insert(open, error);
+            }
+        }
+    }
+    // Only the plain open reached B's application.
+    assert_eq!(incoming, vec![None]);
+    let unsafe_chars = ['\n', '\r', '\u{202e}', '\u{2028}'];
+    let text = failed[&refused].to_string();
+    assert!(
+        matches!(failed[&refused], OpenError::Refused { .. }),
+        "{text}"
+    );
+    assert!(!text.contains(unsafe_chars), "{text:?}");
+    assert!(text.contains("forged line"), "{text:?}");
+    let text = failed[&bad_host].to_string();
+    assert!(
+        matches!(
+            &failed[&bad_host],
+            OpenError::Refused { reason: RefuseReason::Other, detail } if detail == "invalid host name"
+        ),
+        "{text}"
+    );
+    assert!(pair.b.station.mux_stats().protocol_errors >= 1);
 }
