@@ -16,7 +16,7 @@
 use libfuzzer_sys::fuzz_target;
 use sfs::mux::compress::{self, History};
 use sfs::mux::wire::{decode, Record, MAX_DATA_LEN};
-use sfs::mux::{ChannelId, Codec, Mux, MuxConfig, MuxEvent};
+use sfs::mux::{ChannelId, Codec, Mux, MuxConfig, MuxEvent, SessionEnd};
 
 struct Input<'a>(&'a [u8]);
 
@@ -237,7 +237,7 @@ fuzz_target!(|data: &[u8]| {
             }
             // The link restarted: every channel goes; open a new one.
             6 => {
-                m.handle_session_reset("fuzz");
+                m.handle_session_reset(SessionEnd::PeerRestarted);
                 m.set_peer_compression(Some(Codec::Lz4));
                 let _ = drain(&mut m, &mut s);
                 next_id = next_id.wrapping_add(1);

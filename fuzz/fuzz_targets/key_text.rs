@@ -24,6 +24,7 @@ fuzz_target!(|data: &[u8]| {
         }
         Err(e) => {
             // One short line: it quotes nothing of the text.
+            let e = e.to_string();
             assert!(!e.contains('\n') && !e.contains('\r'), "{e:?}");
             assert!(e.len() < 120, "{e:?}");
         }

@@ -101,7 +101,10 @@ fuzz_target!(|data: &[u8]| {
                     let n = u32::from_be_bytes(p[..4].try_into().expect("4-byte payload"));
                     // Payload numbers run on across sessions: a replayed or
                     // duplicated frame would go backwards, an invented one ahead.
-                    assert!(last.is_none_or(|l| n > l), "replayed or reordered: {n} after {last:?}");
+                    assert!(
+                        last.is_none_or(|l| n > l),
+                        "replayed or reordered: {n} after {last:?}"
+                    );
                     assert!(n < sent, "invented: {n}");
                     if !reset {
                         assert_eq!(n, delivered, "gap without a reset");

@@ -202,7 +202,7 @@ fuzz_target!(|data: &[u8]| {
                     incoming.retain(|&c| c != ch);
                 }
             }
-            10 => a.handle_session_reset("fuzz"),
+            10 => a.handle_session_reset(sfs::mux::SessionEnd::PeerRestarted),
             _ => {
                 // Output: 64..=600 bytes at a time; a correct peer decodes it,
                 // and its answers come back to us.
