@@ -23,7 +23,7 @@ pub struct LinkConfig {
     pub dead_after: Duration,
     /// Longest delay of a standalone ack.
     pub ack_delay: Duration,
-    /// Queue target of the driver's [`Pacer`]; used in the RTO floor.
+    /// Queue target of the driver's [`Pacer`](super::Pacer); used in the RTO floor.
     pub pacing_target: Duration,
     /// Ceiling of the retransmission timeout (and its back-off).
     pub max_rto: Duration,

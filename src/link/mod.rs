@@ -44,12 +44,12 @@
 //!
 //! # Layout
 //! - This file: the [`Link`] itself — its session state, timers and the calls
-//!   the layer above makes; [`config`]: what it is told; [`event`]: what it
+//!   the layer above makes; `config`: what it is told; `event`: what it
 //!   reports (events, typed mismatch reasons, counters).
-//! - [`rx`]: the receive path (decoding, RESUME pieces, frames, acks);
-//!   [`tx`]: the transmit path (which frame next, pieces, preemption);
-//!   [`caps`]: the CAPS exchange; [`foreign`]: recognising a far end that is
-//!   not sfs; [`timers`]: the one table of deadlines.
+//! - `rx`: the receive path (decoding, RESUME pieces, frames, acks);
+//!   `tx`: the transmit path (which frame next, pieces, preemption);
+//!   `caps`: the CAPS exchange; `foreign`: recognising a far end that is
+//!   not sfs; `timers`: the one table of deadlines.
 //! - [`cobs`]: framing; [`frame`]: header `Repr` parse/emit; [`crc`]: CRC-32C;
 //!   [`seq`]: sequence numbers; [`arq`]: send/receive windows; [`rtt`]: RTO
 //!   estimator; [`pacer`]: write pacing for drivers; [`session`]: handshake rules and

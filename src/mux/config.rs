@@ -27,7 +27,7 @@ pub struct MuxConfig {
     /// slowed to a fair share by transfers already running. 0 turns it off.
     pub sparse_bytes: u32,
     /// Compress DATA (DATA_LZ4 records) towards a peer that can decompress
-    /// ([`Mux::set_peer_compression`]), and accept compressed records: what
+    /// ([`Mux::set_peer_compression`](super::Mux::set_peer_compression)), and accept compressed records: what
     /// this side offers in the link's feature negotiation. Off, nothing is
     /// compressed either way.
     pub compress: bool,
@@ -61,7 +61,7 @@ impl MuxConfig {
         Ok(())
     }
 
-    /// Most heap bytes [`Mux::heap_bytes`] may count, whatever the peer
+    /// Most heap bytes [`Mux::heap_bytes`](super::Mux::heap_bytes) may count, whatever the peer
     /// sends: per channel its window and send buffer, plus a compression
     /// history per direction ([`compress::HISTORY_CAP`]; docs/mux-protocol.md
     /// §8: `max_channels × 40 KiB` on top of §5's bound).

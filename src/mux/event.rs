@@ -11,7 +11,7 @@ use super::{ChannelId, ResetReason};
 /// host name or IP address in text form, resolved by the acceptor, and a port.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Target {
-    /// Name or address; 1..=53 bytes together with the service (see [`Mux::open_to`]).
+    /// Name or address; 1..=53 bytes together with the service (see [`Mux::open_to`](super::Mux::open_to)).
     pub host: String,
     /// Port.
     pub port: u16,
@@ -82,7 +82,7 @@ impl fmt::Display for ExitStatus {
 /// Something the application must know about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MuxEvent {
-    /// The peer opened a channel: call [`Mux::accept`] or [`Mux::refuse`].
+    /// The peer opened a channel: call [`Mux::accept`](super::Mux::accept) or [`Mux::refuse`](super::Mux::refuse).
     Incoming {
         /// The new channel.
         ch: ChannelId,
@@ -91,12 +91,12 @@ pub enum MuxEvent {
         /// Destination the peer asked for (OPEN_TO), if any.
         target: Option<Target>,
     },
-    /// Our [`Mux::open`] was accepted; `send` works from now on.
+    /// Our [`Mux::open`](super::Mux::open) was accepted; `send` works from now on.
     Accepted {
         /// The channel.
         ch: ChannelId,
     },
-    /// Our [`Mux::open`] was refused (terminal).
+    /// Our [`Mux::open`](super::Mux::open) was refused (terminal).
     Refused {
         /// The channel.
         ch: ChannelId,
@@ -105,13 +105,13 @@ pub enum MuxEvent {
         /// Peer's detail text.
         detail: String,
     },
-    /// Data is available: [`Mux::read`] until it returns `None` (edge-triggered).
+    /// Data is available: [`Mux::read`](super::Mux::read) until it returns `None` (edge-triggered).
     Readable {
         /// The channel.
         ch: ChannelId,
     },
     /// The peer's program exited (its side used
-    /// [`Mux::close_write_with_status`]); comes immediately before the
+    /// [`Mux::close_write_with_status`](super::Mux::close_write_with_status)); comes immediately before the
     /// channel's [`MuxEvent::ReadClosed`].
     PeerExited {
         /// The channel.
@@ -136,7 +136,7 @@ pub enum MuxEvent {
         ch: ChannelId,
         /// Why.
         reason: ResetReason,
-        /// Bytes the application handed to [`Mux::send`] on this channel that
+        /// Bytes the application handed to [`Mux::send`](super::Mux::send) on this channel that
         /// the peer had not confirmed consuming: still queued here, or sent
         /// but not yet returned as credit (so "N bytes not confirmed"; some
         /// of them may have been consumed, the peer returns credit in chunks).
@@ -222,7 +222,7 @@ pub struct MuxStats {
     /// Payloads produced.
     pub payloads_sent: u64,
     /// Of those, payloads of interactive or sparse data built to overtake a frame
-    /// already on its way ([`Mux::poll_overtaking_payload`]).
+    /// already on its way ([`Mux::poll_overtaking_payload`](super::Mux::poll_overtaking_payload)).
     pub payloads_overtaking: u64,
     /// Payloads handled.
     pub payloads_received: u64,

@@ -83,12 +83,12 @@
 //! `scheduler`.
 //!
 //! # Layout
-//! This file: the [`Mux`] and the calls the application makes; [`config`],
-//! [`event`]: what it is told and what it reports; [`channel`]: one channel's
-//! state; [`recv`]: records from the peer; [`send`]: building payloads
-//! (control first, overtaking, compression); [`scheduler`]: which channel
-//! sends next; [`credit`]: flow control; [`compress`]: the DATA_LZ4 codec;
-//! [`wire`]: record encoding; [`reason`]: typed reset reasons.
+//! This file: the [`Mux`] and the calls the application makes; `config`,
+//! `event`: what it is told and what it reports; `channel`: one channel's
+//! state; `recv`: records from the peer; `send`: building payloads
+//! (control first, overtaking, compression); `scheduler`: which channel
+//! sends next; `credit`: flow control; [`compress`]: the DATA_LZ4 codec;
+//! [`wire`]: record encoding; `reason`: typed reset reasons.
 //!
 //! # Application contract
 //! - The opener may `send` only after [`MuxEvent::Accepted`] (before it `send`
