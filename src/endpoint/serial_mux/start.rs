@@ -1,0 +1,170 @@
+//! Starting a driver: the station's settings from the address's options,
+//! a fresh link epoch, the device opened and the driver task spawned.
+
+use super::driver::Driver;
+use super::status::{LinkWatch, RateSample};
+use super::MuxHandle;
+use crate::address::SerialMux;
+use crate::error::{Error, Result};
+use crate::station::{Compression, Station, StationConfig};
+use std::collections::HashMap;
+use std::time::Instant;
+use tokio::sync::mpsc;
+use tracing::info;
+
+fn random_epoch() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    h.write_u32(std::process::id());
+    (h.finish() as u32).max(1)
+}
+
+/// The station's settings from the address's options.
+fn station_config(addr: &SerialMux) -> Result<StationConfig> {
+    let mut cfg = StationConfig::for_byte_rate(addr.line.byte_rate(), addr.device.clone());
+    if let Some(k) = addr.keepalive {
+        cfg.link.keepalive = k;
+    }
+    if let Some(d) = addr.dead_after {
+        cfg.link.dead_after = d;
+    }
+    if let Some(w) = addr.window {
+        cfg.mux.window = w;
+    }
+    if let Some(m) = addr.max_channels {
+        cfg.mux.max_channels = m;
+    }
+    if let Some(path) = &addr.secret_file {
+        let secret = crate::link::crypto::read_secret_file(path)
+            .map_err(|e| Error::Usage(format!("SERIAL-MUX:{}: {e}", addr.device)))?;
+        // The core draws no randomness itself: its ephemeral keys come from this.
+        let seed = zeroize::Zeroizing::new(
+            crate::link::crypto::os_random()
+                .map_err(|e| Error::Usage(format!("SERIAL-MUX:{}: {e}", addr.device)))?,
+        );
+        // Nor does it read a clock: its handshakes carry this wall-clock time
+        // (advanced by the link's own time) so that the peer can tell a
+        // replayed handshake from a new one. The station is created right after.
+        let clock = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        cfg.link.key = Some(crate::link::crypto::KeyConfig {
+            secret,
+            seed: *seed,
+            clock,
+        });
+    }
+    // Link features to offer (bit set, docs/link-protocol.md §10; default
+    // RESUME | LARGE_FRAMES; 0 = plain wire v1), for measurements.
+    if let Some(bits) = std::env::var("SFS_LINK_FEATURES")
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok())
+    {
+        cfg.link.features = crate::link::Features(bits);
+    }
+    cfg.compress = match addr.compress {
+        None => Compression::UnlessKeyed,
+        Some(true) => Compression::On,
+        Some(false) => Compression::Off,
+    };
+    cfg.validate()
+        .map_err(|e| Error::Usage(format!("SERIAL-MUX:{}: {e}", addr.device)))?;
+    Ok(cfg)
+}
+
+pub(super) fn start(addr: &SerialMux) -> Result<MuxHandle> {
+    let cfg = station_config(addr)?;
+    let port = crate::endpoint::serial::open_port(&addr.device, &addr.line)?;
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    let epoch = random_epoch();
+    info!(
+        "SERIAL-MUX:{} open at {} baud ({} bytes/s), link epoch {epoch:08x}{}",
+        addr.device,
+        addr.line.baud,
+        addr.line.byte_rate(),
+        if cfg.link.key.is_some() {
+            ", keyed (secret-file): authenticated and encrypted"
+        } else {
+            ""
+        }
+    );
+    let now = Instant::now();
+    let station = Station::new(cfg, epoch, now);
+    let max_payload = station.link_stats().max_payload;
+    let driver = Driver {
+        station,
+        rate: RateSample {
+            at: now,
+            acked: 0,
+            delivered: 0,
+            tx: 0.0,
+            rx: 0.0,
+        },
+        watch: LinkWatch {
+            checked: now,
+            max_payload,
+            retransmitted: 0,
+        },
+        device: addr.device.clone(),
+        line: addr.line,
+        opens: HashMap::new(),
+        chans: HashMap::new(),
+        services: HashMap::new(),
+        cmd_tx: cmd_tx.clone(),
+    };
+    tokio::spawn(driver.run(port, cmd_rx));
+    Ok(MuxHandle {
+        cmd: cmd_tx,
+        device: addr.device.as_str().into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::address::{parse_address, Address};
+    use crate::link::Features;
+
+    fn config(opts: &str) -> StationConfig {
+        match parse_address(&format!("SERIAL-MUX:/dev/null{opts}")) {
+            Ok(Address::SerialMux(a)) => station_config(&a).unwrap(),
+            other => panic!("{opts}: {other:?}"),
+        }
+    }
+
+    /// Compression is what this side offers in CAPS; the session compresses
+    /// only if both ends offer it, so a keyed end that does not offer it keeps
+    /// both directions uncompressed.
+    #[test]
+    fn a_keyed_link_compresses_only_when_told_to() {
+        let dir = std::env::temp_dir().join(format!("sfs-compress-key-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = dir.join("k");
+        crate::link::crypto::generate_secret_file(&key).unwrap();
+        let k = format!(",secret-file={}", key.display());
+        for (opts, on) in [
+            (String::new(), true),
+            (",compress=off".into(), false),
+            (",compress=on".into(), true),
+            (k.clone(), false),
+            (format!("{k},compress=on"), true),
+            (format!("{k},compress=off"), false),
+        ] {
+            let c = config(&opts);
+            assert_eq!(c.mux_config().compress, on, "{opts}");
+            assert_eq!(
+                c.link_config().features.contains(Features::COMPRESS_LZ4),
+                on,
+                "{opts}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
