@@ -2,7 +2,7 @@
 //! ends of a channel, and what a violation or a lost session does to the
 //! channels they touch.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use super::channel::{append_bounded, data_refused, Channel, Phase, RecvHalf, Reply};
 use super::credit::SendCredit;
@@ -152,10 +152,7 @@ impl Mux {
 
     fn on_reset(&mut self, h: ChannelId, reason: &str) {
         self.stats.resets_received += 1;
-        let c = self
-            .channels
-            .get_mut(&h)
-            .expect("wire map points at a channel");
+        let c = live(&mut self.channels, h);
         c.peer_final_received = true;
         if c.app_live() {
             self.events.push_back(MuxEvent::Reset {
@@ -169,10 +166,7 @@ impl Mux {
     }
 
     fn on_refuse(&mut self, h: ChannelId, reason: RefuseReason, detail: &str) {
-        let c = self
-            .channels
-            .get_mut(&h)
-            .expect("wire map points at a channel");
+        let c = live(&mut self.channels, h);
         // Legal only as the answer to our OPEN (possibly crossing our
         // RESET of it).
         if !matches!(c.phase, Phase::Opening { open_sent: true } | Phase::Aborted) {
@@ -194,10 +188,7 @@ impl Mux {
     }
 
     fn on_close(&mut self, h: ChannelId) {
-        let c = self
-            .channels
-            .get_mut(&h)
-            .expect("wire map points at a channel");
+        let c = live(&mut self.channels, h);
         if c.phase == Phase::Aborted {
             c.peer_final_received = true;
             self.maybe_release(h);
@@ -213,10 +204,7 @@ impl Mux {
     }
 
     fn on_open_ok(&mut self, h: ChannelId, window: u32) {
-        let c = self
-            .channels
-            .get_mut(&h)
-            .expect("wire map points at a channel");
+        let c = live(&mut self.channels, h);
         if c.phase != (Phase::Opening { open_sent: true }) {
             self.violation(h, "unexpected OPEN_OK");
             return;
@@ -228,10 +216,7 @@ impl Mux {
     }
 
     fn on_data(&mut self, h: ChannelId, data: &[u8]) {
-        let c = self
-            .channels
-            .get_mut(&h)
-            .expect("wire map points at a channel");
+        let c = live(&mut self.channels, h);
         if let Some(why) = data_refused(c) {
             self.violation(h, why);
             return;
@@ -241,21 +226,14 @@ impl Mux {
             return;
         }
         self.stats.bytes_received += data.len() as u64;
-        append_bounded(&mut c.rx, data, self.cfg.window as usize);
         if let Some(hist) = &mut c.rx_hist {
             hist.push(data);
         }
-        if !c.readable_notified {
-            c.readable_notified = true;
-            self.events.push_back(MuxEvent::Readable { ch: h });
-        }
+        deliver(&mut self.events, h, c, data, self.cfg.window as usize);
     }
 
     fn on_data_lz4(&mut self, h: ChannelId, raw: u16, block: &[u8]) {
-        let c = self
-            .channels
-            .get_mut(&h)
-            .expect("wire map points at a channel");
+        let c = live(&mut self.channels, h);
         if let Some(why) = data_refused(c) {
             self.violation(h, why);
             return;
@@ -285,18 +263,17 @@ impl Mux {
         hist.push(&self.z_out);
         self.stats.bytes_received += raw as u64;
         self.stats.compressed_bytes_received += raw as u64;
-        append_bounded(&mut c.rx, &self.z_out, self.cfg.window as usize);
-        if !c.readable_notified {
-            c.readable_notified = true;
-            self.events.push_back(MuxEvent::Readable { ch: h });
-        }
+        deliver(
+            &mut self.events,
+            h,
+            c,
+            &self.z_out,
+            self.cfg.window as usize,
+        );
     }
 
     fn on_credit(&mut self, h: ChannelId, delta: u32) {
-        let c = self
-            .channels
-            .get_mut(&h)
-            .expect("wire map points at a channel");
+        let c = live(&mut self.channels, h);
         if c.phase != Phase::Established {
             self.violation(h, "CREDIT before OPEN_OK");
             return;
@@ -317,10 +294,7 @@ impl Mux {
 
     /// An EOF, or an EXIT carrying `exit`.
     fn on_eof_record(&mut self, h: ChannelId, exit: Option<ExitStatus>) {
-        let c = self
-            .channels
-            .get_mut(&h)
-            .expect("wire map points at a channel");
+        let c = live(&mut self.channels, h);
         if c.phase != Phase::Established || c.recv != RecvHalf::Open {
             self.violation(h, "unexpected EOF");
             return;
@@ -457,5 +431,26 @@ impl Mux {
         // The next session announces its features afresh.
         self.peer_codec = None;
         self.peer_codec_known = false;
+    }
+}
+
+/// The channel a wire id in the table points at.
+fn live(channels: &mut HashMap<ChannelId, Channel>, h: ChannelId) -> &mut Channel {
+    channels.get_mut(&h).expect("wire map points at a channel")
+}
+
+/// Received bytes for the application: buffered (within `window`), and
+/// `Readable` reported once until `read` drains the buffer.
+fn deliver(
+    events: &mut VecDeque<MuxEvent>,
+    h: ChannelId,
+    c: &mut Channel,
+    data: &[u8],
+    window: usize,
+) {
+    append_bounded(&mut c.rx, data, window);
+    if !c.readable_notified {
+        c.readable_notified = true;
+        events.push_back(MuxEvent::Readable { ch: h });
     }
 }
