@@ -31,6 +31,9 @@ pub struct MuxConfig {
     /// this side offers in the link's feature negotiation. Off, nothing is
     /// compressed either way.
     pub compress: bool,
+    /// How hard DATA_DEFLATE records are compressed (the sender's own
+    /// choice): [`compress::Strength::for_byte_rate`] by default.
+    pub compress_strength: compress::Strength,
 }
 
 impl MuxConfig {
@@ -38,7 +41,7 @@ impl MuxConfig {
     /// is half a second of line time, clamped to 2 KiB..64 KiB (5.6 KiB at
     /// 115200 baud); the send buffer equals the window; 256 channels (at most
     /// 256 × 2 × 5760 B = 2.8 MiB of buffers at 115200 baud, 32 MiB with the
-    /// largest window, plus up to 10 MiB of compression histories).
+    /// largest window, plus up to 20 MiB of compression histories).
     pub fn for_byte_rate(byte_rate: u32) -> Self {
         let window = (byte_rate / 2).clamp(2048, 65536);
         MuxConfig {
@@ -48,6 +51,7 @@ impl MuxConfig {
             interactive_bytes: 128,
             sparse_bytes: 8192,
             compress: true,
+            compress_strength: compress::Strength::for_byte_rate(byte_rate),
         }
     }
 
@@ -63,11 +67,14 @@ impl MuxConfig {
 
     /// Most heap bytes [`Mux::heap_bytes`](super::Mux::heap_bytes) may count, whatever the peer
     /// sends: per channel its window and send buffer, plus a compression
-    /// history per direction ([`compress::HISTORY_CAP`]; docs/mux-protocol.md
-    /// §8: `max_channels × 40 KiB` on top of §5's bound).
+    /// history per direction ([`compress::HISTORY_CAP`], 40 KiB), plus the
+    /// codec state shared by all channels ([`compress::ENGINE_BOUND`], about
+    /// 390 KiB; docs/mux-protocol.md §8: `max_channels × 80 KiB + 390 KiB` on
+    /// top of §5's bound).
     pub fn heap_bound(&self) -> usize {
         self.max_channels as usize
             * (self.window as usize + self.send_buffer as usize + 2 * compress::HISTORY_CAP)
+            + compress::ENGINE_BOUND
     }
 }
 

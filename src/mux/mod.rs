@@ -181,6 +181,8 @@ pub struct Mux {
     /// The link reported this session's features ([`Mux::set_peer_compression`]):
     /// from then on DATA_LZ4 is a violation unless they include compression.
     peer_codec_known: bool,
+    /// The codec state shared by all channels (compressor, decompressor).
+    engine: compress::Engine,
     /// Scratch buffers for compression (input gathered from the ring, output).
     z_in: Vec<u8>,
     z_out: Vec<u8>,
@@ -211,6 +213,7 @@ impl Mux {
             stats: MuxStats::default(),
             peer_codec: None,
             peer_codec_known: false,
+            engine: compress::Engine::default(),
             z_in: Vec::new(),
             z_out: Vec::new(),
             last_payload_channels: Vec::new(),
@@ -219,10 +222,10 @@ impl Mux {
     }
 
     /// What this side offers the peer in the link's feature negotiation: the
-    /// codec it can decompress (and would use), or `None` when `compress` is
-    /// off.
+    /// best codec it can decompress (and would use; it takes the weaker ones
+    /// too), or `None` when `compress` is off.
     pub fn compression_offer(&self) -> Option<Codec> {
-        self.cfg.compress.then_some(Codec::Lz4)
+        self.cfg.compress.then_some(Codec::Deflate)
     }
 
     /// The link told us what the peer can decompress for this link session
@@ -513,19 +516,21 @@ impl Mux {
     }
 
     /// Bytes of heap held by the channels' data buffers (receive and send, by
-    /// capacity) and compression histories: at most
-    /// `channels × (window + send_buffer + 2 × HISTORY_CAP)` whatever the
-    /// record sizes the peer chooses.
+    /// capacity) and compression histories, plus the shared codec state: at
+    /// most `channels × (window + send_buffer + 2 × HISTORY_CAP) +
+    /// ENGINE_BOUND` whatever the record sizes the peer chooses.
     pub fn heap_bytes(&self) -> usize {
-        self.channels
-            .values()
-            .map(|c| {
-                c.rx.capacity()
-                    + c.tx.capacity()
-                    + c.tx_hist.as_ref().map_or(0, |h| h.heap_bytes())
-                    + c.rx_hist.as_ref().map_or(0, |h| h.heap_bytes())
-            })
-            .sum()
+        self.engine.heap_bytes()
+            + self
+                .channels
+                .values()
+                .map(|c| {
+                    c.rx.capacity()
+                        + c.tx.capacity()
+                        + c.tx_hist.as_ref().map_or(0, |h| h.heap_bytes())
+                        + c.rx_hist.as_ref().map_or(0, |h| h.heap_bytes())
+                })
+                .sum::<usize>()
     }
 
     /// Channels in the table (live, or draining after a reset/close; this is

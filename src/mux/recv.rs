@@ -88,7 +88,9 @@ impl Mux {
             _ if aborted => {}
             Record::OpenOk { window, .. } => self.on_open_ok(h, window),
             Record::Data { data, .. } => self.on_data(h, data),
-            Record::DataLz4 { raw, block, .. } => self.on_data_lz4(h, raw, block),
+            Record::DataZ {
+                codec, raw, block, ..
+            } => self.on_data_z(h, codec, raw, block),
             Record::Credit { delta, .. } => self.on_credit(h, delta),
             Record::Eof { .. } => self.on_eof_record(h, None),
             Record::Exit { status, .. } => self.on_eof_record(h, Some(status)),
@@ -232,15 +234,18 @@ impl Mux {
         deliver(&mut self.events, h, c, data, self.cfg.window as usize);
     }
 
-    fn on_data_lz4(&mut self, h: ChannelId, raw: u16, block: &[u8]) {
+    fn on_data_z(&mut self, h: ChannelId, codec: Codec, raw: u16, block: &[u8]) {
         let c = live(&mut self.channels, h);
         if let Some(why) = data_refused(c) {
             self.violation(h, why);
             return;
         }
         // Not negotiated: our compress is off, or this session's
-        // features (once known) do not include it.
-        if !self.cfg.compress || (self.peer_codec_known && self.peer_codec.is_none()) {
+        // features (once known) do not include this codec (an end that
+        // offers deflate takes LZ4 too).
+        if !self.cfg.compress
+            || (self.peer_codec_known && self.peer_codec.is_none_or(|c| codec > c))
+        {
             self.violation(h, "compressed DATA not negotiated");
             return;
         }
@@ -255,9 +260,12 @@ impl Mux {
         let hist = c.rx_hist.get_or_insert_with(Box::default);
         self.z_out.clear();
         self.z_out.resize(raw, 0);
-        if let Err(e) = compress::decompress(block, hist.dict(), &mut self.z_out) {
+        if let Err(e) = self
+            .engine
+            .decompress(codec, block, Some(hist), &mut self.z_out)
+        {
             // Never hand out bytes that may be wrong.
-            self.violation(h, e);
+            self.violation(h, e.as_str());
             return;
         }
         hist.push(&self.z_out);

@@ -6,13 +6,13 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::channel::{Ctl, CtlKind, Reply};
 use super::scheduler::{Pick, MIN_CUT};
-use super::wire::{code, Record, DATA_HEADER_LEN, DATA_LZ4_HEADER_LEN, MAX_DATA_LEN};
+use super::wire::{code, Record, DATA_HEADER_LEN, DATA_Z_HEADER_LEN, MAX_DATA_LEN};
 use super::*;
 
 /// Smallest DATA record worth trying to compress: below it the 2 extra header
 /// bytes and the CPU are not worth it (keystrokes never qualify anyway).
 const COMPRESS_MIN: usize = 32;
-/// Most raw bytes one DATA_LZ4 record may carry per byte of room it was
+/// Most raw bytes one compressed record may carry per byte of room it was
 /// given: bounds the work of one attempt (highly repetitive data still
 /// moves at up to this many times the line rate).
 const COMPRESS_MAX_RATIO: usize = 16;
@@ -321,15 +321,22 @@ impl Mux {
         }
     }
 
-    /// Puts the data of pick `p` into `buf`: a DATA_LZ4 record when `codec` is
+    /// Puts the data of pick `p` into `buf`: a compressed record when `codec` is
     /// set and it pays (never for interactive data: a keystroke is not worth a
     /// dictionary lookup), a DATA record otherwise.
     pub(super) fn put_data(&mut self, buf: &mut BytesMut, p: &Pick, codec: Option<Codec>) {
         let c = self.channels.get_mut(&p.ch).expect("picked a live channel");
         debug_assert!(p.len >= 1 && p.len <= c.sendable());
         let compressed = match codec {
-            Some(Codec::Lz4) if p.tier != Tier::Interactive => {
-                Self::try_compress(c, p, &mut self.z_in, &mut self.z_out, buf, &mut self.stats)
+            Some(codec) if p.tier != Tier::Interactive => {
+                let z = Compressing {
+                    codec,
+                    strength: self.cfg.compress_strength,
+                    engine: &mut self.engine,
+                    input: &mut self.z_in,
+                    out: &mut self.z_out,
+                };
+                Self::try_compress(c, p, z, buf, &mut self.stats)
             }
             _ => None,
         };
@@ -363,7 +370,7 @@ impl Mux {
         Self::maybe_queue_eof(&mut self.ctl, p.ch, c);
     }
 
-    /// Try to put channel `c`'s data into a DATA_LZ4 record that takes no
+    /// Try to put channel `c`'s data into a compressed record that takes no
     /// more wire than the DATA record of pick `p` would and saves at least
     /// 1/32 of what it carries. On success
     /// the record is in `buf` and the result is `(raw bytes, wire bytes in
@@ -372,11 +379,17 @@ impl Mux {
     pub(super) fn try_compress(
         c: &mut Channel,
         p: &Pick,
-        z_in: &mut Vec<u8>,
-        z_out: &mut Vec<u8>,
+        z: Compressing<'_>,
         buf: &mut BytesMut,
         stats: &mut MuxStats,
     ) -> Option<(usize, usize)> {
+        let Compressing {
+            codec,
+            strength,
+            engine,
+            input: z_in,
+            out: z_out,
+        } = z;
         if p.len < COMPRESS_MIN {
             return None;
         }
@@ -384,13 +397,12 @@ impl Mux {
             c.z_skip -= 1;
             return None;
         }
-        let limit = p.len - (DATA_LZ4_HEADER_LEN - DATA_HEADER_LEN);
+        let limit = p.len - (DATA_Z_HEADER_LEN - DATA_HEADER_LEN);
         let sendable = c.sendable();
         let most = sendable.min(p.len * COMPRESS_MAX_RATIO).min(MAX_DATA_LEN);
         // First guess from the last record's ratio, aiming a little under the
         // limit; at most two corrections.
         let mut k = (limit * c.z_ratio16 / 16 * 15 / 16).clamp(p.len.min(most), most);
-        let dict: &[u8] = c.tx_hist.as_deref().map_or(&[], |h| h.dict());
         let mut compressible = false;
         let mut priming = false;
         for _ in 0..4 {
@@ -399,14 +411,14 @@ impl Mux {
             let from_a = a.len().min(k);
             z_in.extend_from_slice(&a[..from_a]);
             z_in.extend_from_slice(&b[..k - from_a]);
-            let n = compress::compress(z_in, dict, z_out)?;
+            let n = engine.compress(codec, strength, z_in, c.tx_hist.as_deref(), z_out)?;
             // Worth it when it saves at least 1/32 of the bytes it carries
             // (a smaller record than the pick allowed leaves the rest of the
             // payload to the next pick, possibly this channel again).
-            let saved = (k - k / 32).saturating_sub(n + DATA_LZ4_HEADER_LEN - DATA_HEADER_LEN);
+            let saved = (k - k / 32).saturating_sub(n + DATA_Z_HEADER_LEN - DATA_HEADER_LEN);
             if n <= limit && (saved > 0 || priming) {
                 let raw = k;
-                buf.put_u8(code::DATA_LZ4 | if c.ours() { 0x80 } else { 0 });
+                buf.put_u8(codec.record_code() | if c.ours() { 0x80 } else { 0 });
                 buf.put_u16(c.key.1);
                 buf.put_u16(n as u16);
                 buf.put_u16(raw as u16);
@@ -416,7 +428,7 @@ impl Mux {
                 c.z_backoff = 0;
                 stats.compressed_bytes_sent += raw as u64;
                 stats.compressed_wire_sent += n as u64;
-                return Some((raw, n + (DATA_LZ4_HEADER_LEN - DATA_HEADER_LEN)));
+                return Some((raw, n + (DATA_Z_HEADER_LEN - DATA_HEADER_LEN)));
             }
             if priming {
                 break;
@@ -431,12 +443,18 @@ impl Mux {
             }
             if compressible && c.tx_hist.is_none() {
                 // Small records without a dictionary (the channel's first)
-                // compress badly: LZ4 needs history. The data looked
+                // compress badly: LZ4 and deflate need history. The data looked
                 // compressible, so prime the history, once, with a record
                 // that carries as much as a plain DATA would, less a few
-                // bytes (a literal-only block).
+                // bytes (a literal-only or stored block).
                 priming = true;
-                k = (limit - 2 - limit / 255).min(sendable);
+                k = match codec {
+                    Codec::Lz4 => limit - 2 - limit / 255,
+                    // A stored block: 3 header bits padded to a byte, then
+                    // its 4 length bytes.
+                    Codec::Deflate => limit.saturating_sub(6).max(1),
+                }
+                .min(sendable);
                 continue;
             }
             // Saving under 1/32: incompressible (random, encrypted, already
@@ -447,4 +465,14 @@ impl Mux {
         c.z_skip = c.z_backoff;
         None
     }
+}
+
+/// What [`Mux::try_compress`] compresses with: the codec, its strength, the
+/// multiplexer's codec state and scratch buffers.
+pub(super) struct Compressing<'a> {
+    pub codec: Codec,
+    pub strength: compress::Strength,
+    pub engine: &'a mut compress::Engine,
+    pub input: &'a mut Vec<u8>,
+    pub out: &'a mut Vec<u8>,
 }

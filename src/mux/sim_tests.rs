@@ -762,6 +762,7 @@ fn random_config(rng: &mut Rng, seed: u64) -> MuxConfig {
         interactive_bytes: 128,
         sparse_bytes: 8192,
         compress: rng.range(0, 4) != 0,
+        compress_strength: compress::Strength::for_byte_rate(11_520),
     }
 }
 

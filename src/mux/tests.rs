@@ -12,6 +12,7 @@ fn cfg() -> MuxConfig {
         interactive_bytes: 128,
         sparse_bytes: 8192,
         compress: true,
+        compress_strength: compress::Strength::for_byte_rate(11_520),
     }
 }
 
@@ -993,6 +994,7 @@ fn one_byte_records_cost_no_more_than_the_window() {
         interactive_bytes: 128,
         sparse_bytes: 8192,
         compress: true,
+        compress_strength: compress::Strength::for_byte_rate(11_520),
     };
     let (mut a, mut b) = (Mux::new(c.clone()), Mux::new(c));
     let handles: Vec<ChannelId> = (0..channels)
@@ -1069,7 +1071,7 @@ fn heap_stays_within_the_documented_bound_with_compression_both_ways() {
     b.check_invariants();
     assert_eq!(b.stats().protocol_errors, 0);
     let per_channel = (c.window + c.send_buffer) as usize + 2 * compress::HISTORY_CAP;
-    let bound = c.max_channels as usize * per_channel;
+    let bound = c.max_channels as usize * per_channel + compress::ENGINE_BOUND;
     let heap = b.heap_bytes();
     assert!(heap <= bound, "{heap} bytes of heap > {bound}");
     // The histories are counted: without them the bound would not hold.
@@ -1281,7 +1283,7 @@ fn transfer(
             lz4 += decode(p)
                 .unwrap()
                 .iter()
-                .filter(|r| matches!(r, Record::DataLz4 { .. }))
+                .filter(|r| matches!(r, Record::DataZ { .. }))
                 .count();
             b.handle_payload(p).unwrap();
         }
@@ -1355,7 +1357,14 @@ fn mixed_text_and_random_on_one_channel_stays_in_step() {
     }
     for max in [64, 200, 500, 1500] {
         let (got, _, lz4) = transfer(&mut a, &mut b, ca, cb, &data, max);
-        assert!(got == data, "max {max}: bytes differ");
+        if got != data {
+            let at = got.iter().zip(&data).position(|(x, y)| x != y);
+            panic!(
+                "max {max}: bytes differ at {at:?} of {} (got {})",
+                data.len(),
+                got.len()
+            );
+        }
         assert!(lz4 > 0, "max {max}");
     }
 }
@@ -1374,6 +1383,7 @@ fn no_compression_towards_a_peer_that_did_not_announce_it() {
     // Our own compress=off wins over the peer's offer.
     let off = MuxConfig {
         compress: false,
+        compress_strength: compress::Strength::for_byte_rate(11_520),
         ..cfg()
     };
     let mut m = Mux::new(off);
@@ -1385,7 +1395,7 @@ fn no_compression_towards_a_peer_that_did_not_announce_it() {
 #[test]
 fn session_reset_forgets_the_peers_codec() {
     let (mut a, _b) = compressing_pair(4096);
-    assert_eq!(a.compression(), Some(Codec::Lz4));
+    assert_eq!(a.compression(), Some(Codec::Deflate));
     a.handle_session_reset(SessionEnd::PeerRestarted);
     assert_eq!(a.compression(), None);
 }
@@ -1411,10 +1421,23 @@ fn keystrokes_are_never_compressed() {
 /// channel only, and no byte of them is handed out.
 #[test]
 fn bad_compressed_records_reset_only_their_channel() {
+    bad_compressed_records_reset_only_their_channel_with(Codec::Lz4);
+    bad_compressed_records_reset_only_their_channel_with(Codec::Deflate);
+}
+
+/// `data` compressed as one `codec` record with no history before it.
+fn zblock(codec: Codec, data: &[u8]) -> Vec<u8> {
     let mut block = Vec::new();
+    let strength = compress::Strength::for_byte_rate(11_520);
+    compress::Engine::default()
+        .compress(codec, strength, data, None, &mut block)
+        .unwrap();
+    block
+}
+
+fn bad_compressed_records_reset_only_their_channel_with(codec: Codec) {
     let text = log_text(3000, 5);
-    let n = compress::compress(&text, &[], &mut block).unwrap();
-    block.truncate(n);
+    let block = zblock(codec, &text);
     let cases: Vec<(u16, Vec<u8>, &str)> = vec![
         // Claims 65535 bytes: beyond the 2048-byte window.
         (65535, block.clone(), "beyond its credit"),
@@ -1428,7 +1451,8 @@ fn bad_compressed_records_reset_only_their_channel() {
         let (ca, cb) = open_pair(&mut a, &mut b, "x");
         let (ca2, cb2) = open_pair(&mut a, &mut b, "y");
         events(&mut a);
-        let p = payload(&[Record::DataLz4 {
+        let p = payload(&[Record::DataZ {
+            codec,
             initiator: true,
             id: ca.wire_id(),
             raw,
@@ -1450,11 +1474,13 @@ fn bad_compressed_records_reset_only_their_channel() {
     // With compress=off, a compressed record is a violation too.
     let off = MuxConfig {
         compress: false,
+        compress_strength: compress::Strength::for_byte_rate(11_520),
         ..cfg()
     };
     let (mut a, mut b) = (Mux::new(cfg()), Mux::new(off));
     let (ca, cb) = open_pair(&mut a, &mut b, "x");
-    let p = payload(&[Record::DataLz4 {
+    let p = payload(&[Record::DataZ {
+        codec,
         initiator: true,
         id: ca.wire_id(),
         raw: 2048,
@@ -1473,17 +1499,49 @@ fn bad_compressed_records_reset_only_their_channel() {
 /// yet accepts it again (the peer's announcement may still be on the way).
 #[test]
 fn compressed_data_outside_the_negotiated_session_is_a_violation() {
-    let mut block = Vec::new();
     let text = log_text(1000, 3);
-    let n = compress::compress(&text, &[], &mut block).unwrap();
-    block.truncate(n);
+    let block = zblock(Codec::Lz4, &text);
+    // A peer that announced LZ4 only (built before deflate) gets no
+    // DATA_DEFLATE from us and may send none either.
+    let (mut a, mut b) = pair();
+    b.set_peer_compression(Some(Codec::Lz4));
+    let (ca, cb) = open_pair(&mut a, &mut b, "x");
+    let deflated = zblock(Codec::Deflate, &text);
+    let p = payload(&[Record::DataZ {
+        codec: Codec::Deflate,
+        initiator: true,
+        id: ca.wire_id(),
+        raw: 1000,
+        block: &deflated,
+    }]);
+    b.handle_payload(&p).unwrap();
+    assert!(matches!(
+        events(&mut b).as_slice(),
+        [MuxEvent::Reset { ch, reason, .. }] if *ch == cb && reason.to_string().contains("not negotiated")
+    ));
+    pump(&mut a, &mut b);
+    events(&mut a);
+    let p = payload(&[Record::DataZ {
+        codec: Codec::Lz4,
+        initiator: true,
+        id: open_pair(&mut a, &mut b, "x2").0.wire_id(),
+        raw: 1000,
+        block: &block,
+    }]);
+    b.handle_payload(&p).unwrap();
+    let ev = events(&mut b);
+    assert!(
+        !ev.iter().any(|e| matches!(e, MuxEvent::Reset { .. })),
+        "LZ4 is still taken: {ev:?}"
+    );
     let (mut a, mut b) = pair();
     // B offers LZ4, but the link says this session's features exclude it.
     b.set_peer_compression(None);
     assert!(b.compression_offer().is_some());
     let (ca, cb) = open_pair(&mut a, &mut b, "x");
     let (ca2, cb2) = open_pair(&mut a, &mut b, "y");
-    let p = payload(&[Record::DataLz4 {
+    let p = payload(&[Record::DataZ {
+        codec: Codec::Lz4,
         initiator: true,
         id: ca.wire_id(),
         raw: 1000,
@@ -1507,7 +1565,8 @@ fn compressed_data_outside_the_negotiated_session_is_a_violation() {
     events(&mut a);
     events(&mut b);
     let (ca, cb) = open_pair(&mut a, &mut b, "z");
-    let p = payload(&[Record::DataLz4 {
+    let p = payload(&[Record::DataZ {
+        codec: Codec::Lz4,
         initiator: true,
         id: ca.wire_id(),
         raw: 1000,

@@ -9,6 +9,7 @@
 
 use bytes::BufMut;
 
+use super::compress::Codec;
 use super::{ExitStatus, RefuseReason};
 
 /// Longest service name an OPEN may carry, in bytes.
@@ -25,9 +26,9 @@ pub const MAX_HOST_LEN: usize = MAX_OPEN_TO_LEN - HEADER_LEN - 4 - 1 - 2 - 1;
 pub const HEADER_LEN: usize = 3;
 /// Bytes of a DATA record header (common header + 16-bit length).
 pub const DATA_HEADER_LEN: usize = 5;
-/// Bytes of a DATA_LZ4 record header (common header + compressed and raw
-/// lengths).
-pub const DATA_LZ4_HEADER_LEN: usize = 7;
+/// Bytes of a compressed DATA record's header, DATA_LZ4 or DATA_DEFLATE
+/// (common header + compressed and raw lengths).
+pub const DATA_Z_HEADER_LEN: usize = 7;
 /// Largest data a single DATA record can carry.
 pub const MAX_DATA_LEN: usize = u16::MAX as usize;
 /// Smallest link payload the mux is designed for: every control record fits.
@@ -58,6 +59,9 @@ pub mod code {
     /// Channel data compressed as an LZ4 block (only towards a peer that
     /// announced it can decompress).
     pub const DATA_LZ4: u8 = 0xB;
+    /// Channel data compressed as a raw deflate stream whose preset window
+    /// is the channel's history (only towards a peer that announced it).
+    pub const DATA_DEFLATE: u8 = 0xC;
 }
 
 const INITIATOR_BIT: u8 = 0x80;
@@ -119,16 +123,19 @@ pub enum Record<'a> {
         /// The bytes.
         data: &'a [u8],
     },
-    /// Channel data compressed as one LZ4 block whose dictionary is the
-    /// channel's history (see `compress.rs`): `raw` bytes once decompressed.
-    DataLz4 {
+    /// Channel data compressed with `codec` (DATA_LZ4: one LZ4 block;
+    /// DATA_DEFLATE: one raw deflate stream), the channel's history as the
+    /// dictionary (see `compress.rs`): `raw` bytes once decompressed.
+    DataZ {
+        /// The record type: which codec.
+        codec: Codec,
         /// Set when the sender of the record opened the channel.
         initiator: bool,
         /// Channel id.
         id: u16,
         /// Length of the data once decompressed (1..=65535).
         raw: u16,
-        /// The LZ4 block (1..=65535 bytes).
+        /// The compressed bytes (1..=65535).
         block: &'a [u8],
     },
     /// The sender consumed `delta` more bytes: the receiver may send that much more.
@@ -266,7 +273,7 @@ impl Record<'_> {
                 Record::OpenOk { .. } => 4,
                 Record::Refuse { detail, .. } => 2 + detail.len(),
                 Record::Data { data, .. } => 2 + data.len(),
-                Record::DataLz4 { block, .. } => 4 + block.len(),
+                Record::DataZ { block, .. } => 4 + block.len(),
                 Record::Credit { .. } => 4,
                 Record::Eof { .. } | Record::Close { .. } => 0,
                 Record::Reset { reason, .. } => 1 + reason.len(),
@@ -297,7 +304,12 @@ impl Record<'_> {
             Record::OpenOk { id, .. } => (code::OPEN_OK, false, id),
             Record::Refuse { id, .. } => (code::REFUSE, false, id),
             Record::Data { initiator, id, .. } => (code::DATA, initiator, id),
-            Record::DataLz4 { initiator, id, .. } => (code::DATA_LZ4, initiator, id),
+            Record::DataZ {
+                codec,
+                initiator,
+                id,
+                ..
+            } => (codec.record_code(), initiator, id),
             Record::Credit { initiator, id, .. } => (code::CREDIT, initiator, id),
             Record::Eof { initiator, id } => (code::EOF, initiator, id),
             Record::Close { initiator, id } => (code::CLOSE, initiator, id),
@@ -350,7 +362,7 @@ impl Record<'_> {
                 out.put_u16(data.len() as u16);
                 out.put_slice(data);
             }
-            Record::DataLz4 { raw, block, .. } => {
+            Record::DataZ { raw, block, .. } => {
                 debug_assert!(*raw > 0 && !block.is_empty() && block.len() <= MAX_DATA_LEN);
                 out.put_u16(block.len() as u16);
                 out.put_u16(*raw);
@@ -487,13 +499,19 @@ impl<'a> Reader<'a> {
                     data: self.take(n)?,
                 }
             }
-            code::DATA_LZ4 => {
+            code::DATA_LZ4 | code::DATA_DEFLATE => {
+                let codec = if ty == code::DATA_LZ4 {
+                    Codec::Lz4
+                } else {
+                    Codec::Deflate
+                };
                 let n = self.u16()? as usize;
                 let raw = self.u16()?;
                 if n == 0 || raw == 0 {
-                    return Err(self.malformed("empty DATA_LZ4"));
+                    return Err(self.malformed("empty compressed DATA"));
                 }
-                Record::DataLz4 {
+                Record::DataZ {
+                    codec,
                     initiator,
                     id,
                     raw,
@@ -615,11 +633,19 @@ mod tests {
                 id: 300,
                 data: &[0xff; 300],
             },
-            Record::DataLz4 {
+            Record::DataZ {
+                codec: Codec::Lz4,
                 initiator: true,
                 id: 2,
                 raw: 65535,
                 block: &[0x1f, 0x61, 0x01, 0x00],
+            },
+            Record::DataZ {
+                codec: Codec::Deflate,
+                initiator: false,
+                id: 3,
+                raw: 9,
+                block: &[0x4b, 0x4c, 0x84, 0x01, 0x00],
             },
             Record::Credit {
                 initiator: false,
@@ -803,8 +829,9 @@ mod tests {
     fn malformed_shapes_are_errors() {
         let bad: &[(&[u8], &str)] = &[
             (&[0x00, 0, 1], "type 0"),
-            (&[0x0c, 0, 1], "type 12"),
+            (&[0x0d, 0, 1], "type 13"),
             (&[0x0b, 0, 1, 0, 0, 0, 1], "empty DATA_LZ4"),
+            (&[0x0c, 0, 1, 0, 1, 0, 0, 0], "DATA_DEFLATE of nothing"),
             (&[0x0b, 0, 1, 0, 1, 0, 0, 0], "DATA_LZ4 of nothing"),
             (&[0x09, 0, 1, 2, 0, 0, 0, 0], "EXIT kind 2"),
             (&[0x0f, 0, 1], "type 15"),
@@ -829,10 +856,10 @@ mod tests {
             initiator: true,
             id: 1,
         });
-        p.extend_from_slice(&[0x0c, 0, 0]);
+        p.extend_from_slice(&[0x0d, 0, 0]);
         assert_eq!(
             decode(&p),
-            Err(DecodeError::UnknownType { at: 3, code: 0xc })
+            Err(DecodeError::UnknownType { at: 3, code: 0xd })
         );
     }
 
@@ -878,7 +905,7 @@ mod tests {
 
     fn arb_record() -> impl Strategy<Value = (u8, bool, u16, u32, Vec<u8>, String)> {
         (
-            1u8..=10,
+            1u8..=11,
             any::<bool>(),
             any::<u16>(),
             1u32..,
@@ -901,7 +928,8 @@ mod tests {
                     6 => Record::Eof { initiator: init, id },
                     7 => Record::Close { initiator: init, id },
                     8 => Record::Reset { initiator: init, id, reason: s },
-                    10 => Record::DataLz4 { initiator: init, id, raw: (*n as u16).max(1), block: data },
+                    10 => Record::DataZ { codec: Codec::Lz4, initiator: init, id, raw: (*n as u16).max(1), block: data },
+                    11 => Record::DataZ { codec: Codec::Deflate, initiator: init, id, raw: (*n as u16).max(1), block: data },
                     _ => Record::Exit {
                         initiator: init,
                         id,

@@ -95,20 +95,21 @@ impl StationConfig {
     }
 
     /// The link's settings as this end runs them: the configured link
-    /// features plus what the mux can take — LZ4 records when it compresses
-    /// (offered in CAPS; a peer built before CAPS never sees the difference).
+    /// features plus what the mux can take — deflate and LZ4 records when it
+    /// compresses (offered in CAPS; a peer built before CAPS never sees the
+    /// difference, one built before deflate sees only LZ4).
     /// The one place the compression offer is made, so the simulator
     /// negotiates exactly as the driver does.
     pub fn link_config(&self) -> LinkConfig {
         let mut link = self.link.clone();
-        let lz4 = Features::COMPRESS_LZ4;
-        // The compression choice alone decides: `link.features` with the LZ4
-        // bit (SFS_LINK_FEATURES) and no compression would invite records
-        // this end's mux refuses.
+        let codecs = Features::COMPRESS_LZ4.union(Features::COMPRESS_DEFLATE);
+        // The compression choice alone decides: `link.features` with a
+        // compression bit (SFS_LINK_FEATURES) and no compression would invite
+        // records this end's mux refuses.
         link.features = if self.compresses() {
-            link.features.union(lz4)
+            link.features.union(codecs)
         } else {
-            Features(link.features.0 & !lz4.0)
+            Features(link.features.0 & !codecs.0)
         };
         link
     }

@@ -689,11 +689,7 @@ impl Station {
             LinkEvent::PeerFeatures(features) => {
                 // What both ends offered for this session (the session reset
                 // before it cleared the last one's).
-                self.mux.set_peer_compression(
-                    features
-                        .contains(crate::link::Features::COMPRESS_LZ4)
-                        .then_some(Codec::Lz4),
-                );
+                self.mux.set_peer_compression(Codec::best_in(features));
                 self.events
                     .push_back(StationEvent::PeerFeatures { features });
             }

@@ -159,11 +159,9 @@ mod tests {
         ] {
             let c = config(&opts);
             assert_eq!(c.mux_config().compress, on, "{opts}");
-            assert_eq!(
-                c.link_config().features.contains(Features::COMPRESS_LZ4),
-                on,
-                "{opts}"
-            );
+            for codec in [Features::COMPRESS_LZ4, Features::COMPRESS_DEFLATE] {
+                assert_eq!(c.link_config().features.contains(codec), on, "{opts}");
+            }
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
