@@ -1,20 +1,23 @@
-//! The DATA_LZ4 receive path past its header checks: a sender built here
-//! compresses the fuzzer's data the way the mux sends it (one LZ4 block per
-//! record, the channel's history as dictionary, the history starting with
-//! the first DATA_LZ4 and fed by plain DATA afterwards, within credit), so
+//! The compressed-DATA receive path past its header checks, for both codecs
+//! (DATA_LZ4 and DATA_DEFLATE, chosen by the first input byte, with the
+//! deflate strength too): a sender built here compresses the fuzzer's data
+//! the way the mux sends it (one block or stream per record, the channel's
+//! history as dictionary, the history starting with the first compressed
+//! record and fed by plain DATA afterwards, within credit), so
 //! the receiving `Mux` decompresses real blocks against real histories;
 //! mixed in: plain DATA, damaged blocks, wrong announced lengths, credit
 //! overruns and session resets. Must never panic, and:
 //! - while nothing was damaged, the receiver hands out exactly the bytes
 //!   sent, in order;
-//! - a damaged record either resets the channel or is taken (LZ4 has no
-//!   checksum), never more than announced;
+//! - a damaged record either resets the channel or is taken (neither codec
+//!   has a checksum), never more than announced;
 //! - `Mux::check_invariants` holds (heap within `MuxConfig::heap_bound`,
-//!   each history within `HISTORY_CAP`).
+//!   each history within `HISTORY_CAP`, the codec state within
+//!   `ENGINE_BOUND`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sfs::mux::compress::{self, History};
+use sfs::mux::compress::{Engine, History, Strength};
 use sfs::mux::wire::{decode, Record, MAX_DATA_LEN};
 use sfs::mux::{ChannelId, Codec, Mux, MuxConfig, MuxEvent, SessionEnd};
 
@@ -148,9 +151,19 @@ fuzz_target!(|data: &[u8]| {
         interactive_bytes: 128,
         sparse_bytes: 0,
         compress: true,
+        compress_strength: Strength::for_byte_rate(11_520),
     };
+    let Some((&first, data)) = data.split_first() else {
+        return;
+    };
+    let codec = if first & 1 == 0 { Codec::Lz4 } else { Codec::Deflate };
+    let strength = Strength {
+        level: (first >> 1) % 9 + 1,
+        dict: if first & 0x80 == 0 { 32 * 1024 } else { 8 * 1024 },
+    };
+    let mut engine = Engine::default();
     let mut m = Mux::new(cfg.clone());
-    m.set_peer_compression(Some(Codec::Lz4));
+    m.set_peer_compression(Some(codec));
     let mut next_id = 0u16;
     let Some(mut s) = open(&mut m, next_id) else {
         return;
@@ -170,12 +183,14 @@ fuzz_target!(|data: &[u8]| {
                 if raw.is_empty() {
                     break;
                 }
-                let dict = s.hist.as_ref().map_or(&[][..], |h| h.dict());
-                let n = compress::compress(raw, dict, &mut zout).expect("compresses");
+                let n = engine
+                    .compress(codec, strength, raw, s.hist.as_ref(), &mut zout)
+                    .expect("compresses");
                 if n == 0 || n > MAX_DATA_LEN {
                     continue;
                 }
-                rec = Some(payload(&Record::DataLz4 {
+                rec = Some(payload(&Record::DataZ {
+                    codec,
                     initiator: true,
                     id: s.id,
                     raw: raw.len() as u16,
@@ -214,9 +229,10 @@ fuzz_target!(|data: &[u8]| {
                 if raw.is_empty() {
                     break;
                 }
-                let dict = s.hist.as_ref().map_or(&[][..], |h| h.dict());
-                let n = compress::compress(&raw, dict, &mut zout).expect("compresses");
-                if n > MAX_DATA_LEN {
+                let n = engine
+                    .compress(codec, strength, &raw, s.hist.as_ref(), &mut zout)
+                    .expect("compresses");
+                if n == 0 || n > MAX_DATA_LEN {
                     continue;
                 }
                 let at = usize::from(inp.byte().unwrap_or(0));
@@ -227,7 +243,8 @@ fuzz_target!(|data: &[u8]| {
                     1 => raw_len = raw_len.wrapping_add(u16::from(how) | 1).max(1),
                     _ => raw_len = (s.credit.min(65_535 - 1) as u16) + 1,
                 }
-                rec = Some(payload(&Record::DataLz4 {
+                rec = Some(payload(&Record::DataZ {
+                    codec,
                     initiator: true,
                     id: s.id,
                     raw: raw_len,
@@ -238,7 +255,7 @@ fuzz_target!(|data: &[u8]| {
             // The link restarted: every channel goes; open a new one.
             6 => {
                 m.handle_session_reset(SessionEnd::PeerRestarted);
-                m.set_peer_compression(Some(Codec::Lz4));
+                m.set_peer_compression(Some(codec));
                 let _ = drain(&mut m, &mut s);
                 next_id = next_id.wrapping_add(1);
                 match open(&mut m, next_id) {

@@ -113,6 +113,7 @@ fuzz_target!(|data: &[u8]| {
         // DATA_LZ4 from the fuzzer is a violation here; the data_lz4
         // target covers the decompressing path.
         compress: false,
+        compress_strength: sfs::mux::compress::Strength::for_byte_rate(11_520),
     };
     let mut a = Mux::new(cfg.clone());
     let mut b = Mux::new(MuxConfig::default());

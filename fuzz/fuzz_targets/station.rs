@@ -50,7 +50,7 @@ fuzz_target!(|data: &[u8]| {
     cfg.max_waiting = 8;
     cfg.link.features = cfg.link.features.union(Features::COMPRESS_LZ4);
     // max_channels × (window + send_buffer + two 20 KiB histories).
-    let mux_bound = cfg.mux.heap_bound();
+    let mux_bound = cfg.mux_config().heap_bound();
     let mut st = Station::new(cfg, 0x5F5, t0);
     st.listen("svc");
     let mut peer_epoch = 0xBEEF;

@@ -550,6 +550,19 @@ mod tests {
     }
 
     #[test]
+    fn the_best_common_codec_wins() {
+        use crate::link::Features;
+        let (lz4, deflate) = (Features::COMPRESS_LZ4, Features::COMPRESS_DEFLATE);
+        assert_eq!(Codec::best_in(lz4.union(deflate)), Some(Codec::Deflate));
+        // A peer built before deflate.
+        assert_eq!(
+            Codec::best_in(lz4.union(Features::RESUME)),
+            Some(Codec::Lz4)
+        );
+        assert_eq!(Codec::best_in(Features::RESUME), None);
+    }
+
+    #[test]
     fn strength_follows_the_line_rate() {
         assert_eq!(Strength::for_byte_rate(11_520).level, 6);
         assert_eq!(Strength::for_byte_rate(300_000).level, 1);

@@ -224,6 +224,9 @@ pub struct MuxStats {
     /// Of those, payloads of interactive or sparse data built to overtake a frame
     /// already on its way ([`Mux::poll_overtaking_payload`](super::Mux::poll_overtaking_payload)).
     pub payloads_overtaking: u64,
+    /// OPEN, OPEN_TO and OPEN_OK records sent in such payloads (a new
+    /// connection's handshake ahead of a bulk frame in progress).
+    pub control_overtaking: u64,
     /// Payloads handled.
     pub payloads_received: u64,
     /// RESET records sent.

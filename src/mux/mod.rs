@@ -28,6 +28,7 @@
 //! | 0x9  | EXIT    | kind u8 (0 code, 1 signal), value u32  | 8         |
 //! | 0xA  | OPEN_TO | OPEN + port u16, host s8 (≤ 64 B in all)| 11 + n + h|
 //! | 0xB  | DATA_LZ4| len u16, raw u16, LZ4 block (`compress`) | 7 + n     |
+//! | 0xC  | DATA_DEFLATE | len u16, raw u16, raw deflate (`compress`) | 7 + n |
 //!
 //! EXIT is an EOF that carries the exit status of the program behind the
 //! sender's stream ([`Mux::close_write_with_status`]); the receiving
@@ -61,12 +62,14 @@
 //! channel reset.
 //!
 //! # Memory
-//! At most `max_channels × (window + send_buffer + 2 × HISTORY_CAP)` bytes of
+//! At most `max_channels × (window + send_buffer + 2 × HISTORY_CAP) +
+//! ENGINE_BOUND` bytes of
 //! channel data ([`Mux::heap_bytes`], within [`MuxConfig::heap_bound`]): buffers never grow past their
 //! configured size, whatever the record sizes the peer picks, and a channel
-//! direction that carried a DATA_LZ4 record keeps a compression history of
-//! [`compress::HISTORY_CAP`] (20 KiB; a peer can make every channel keep one
-//! for the direction it sends). Plus per channel a few hundred bytes of state,
+//! direction that carried a compressed record keeps a compression history of
+//! [`compress::HISTORY_CAP`] (40 KiB; a peer can make every channel keep one
+//! for the direction it sends), and the codec state shared by all channels
+//! takes at most [`compress::ENGINE_BOUND`] (about 390 KiB). Plus per channel a few hundred bytes of state,
 //! plus bounded control queues: at most 256 replies to unknown ids and 4096
 //! refusals (a few hundred KiB at worst). With the defaults at 115200 baud
 //! (256 channels, 5760-byte window and send buffer) that is at most 2.8 MiB of
@@ -186,9 +189,11 @@ pub struct Mux {
     /// Scratch buffers for compression (input gathered from the ring, output).
     z_in: Vec<u8>,
     z_out: Vec<u8>,
-    /// Channels with records in the last payload [`Mux::poll_payload`] built:
-    /// data that overtakes that payload must not belong to them.
-    last_payload_channels: Vec<ChannelId>,
+    /// Wire ids (not handles: a reused id is a new handle) with records in
+    /// the last payload [`Mux::poll_payload`] built: nothing that overtakes
+    /// that payload may carry them (a new channel's OPEN must not arrive
+    /// before the CLOSE or refusal of the last channel with its id).
+    last_payload_keys: Vec<WireKey>,
     /// That payload carried bulk data: a sparse channel (a new connection)
     /// may overtake it too, not only a keystroke.
     last_payload_bulk: bool,
@@ -216,7 +221,7 @@ impl Mux {
             engine: compress::Engine::default(),
             z_in: Vec::new(),
             z_out: Vec::new(),
-            last_payload_channels: Vec::new(),
+            last_payload_keys: Vec::new(),
             last_payload_bulk: false,
         }
     }

@@ -27,8 +27,39 @@ impl Mux {
     /// channel, or a sparse one if the last payload was bulk data, that has
     /// nothing in the last payload.
     pub fn has_overtaker(&self) -> bool {
-        self.overtakers()
-            .any(|h| self.channels.get(&h).is_some_and(|c| c.sendable() > 0))
+        self.overtaking_control().next().is_some()
+            || self
+                .overtakers()
+                .any(|h| self.channels.get(&h).is_some_and(|c| c.sendable() > 0))
+    }
+
+    /// Positions in the control queue of OPEN, OPEN_TO and OPEN_OK records
+    /// that may overtake the last payload when it carried bulk data: a new
+    /// connection's handshake does not wait for a bulk frame in progress
+    /// (~86 ms at 115200 baud, several times per ssh login). Not when the
+    /// last payload or an earlier queued record carries the same wire id
+    /// (the CLOSE, RESET or refusal of the channel that had the id before
+    /// must arrive first).
+    pub(super) fn overtaking_control(&self) -> impl Iterator<Item = usize> + '_ {
+        let bulk = self.last_payload_bulk;
+        self.ctl
+            .iter()
+            .enumerate()
+            .filter(move |_| bulk)
+            .filter_map(move |(i, Ctl(h, kind))| {
+                let c = self.channels.get(h)?;
+                let due = match kind {
+                    CtlKind::Open => c.phase == (Phase::Opening { open_sent: false }),
+                    CtlKind::OpenOk => c.phase == Phase::Accepted,
+                    _ => false,
+                };
+                let key = c.key;
+                let clear = !self.last_payload_keys.contains(&key)
+                    && !self.ctl.iter().take(i).any(|Ctl(other, _)| {
+                        self.channels.get(other).is_some_and(|o| o.key == key)
+                    });
+                (due && clear).then_some(i)
+            })
     }
 
     pub(super) fn sparse_may_overtake(&self) -> bool {
@@ -53,7 +84,10 @@ impl Mux {
     /// waits that must come first — only a CREDIT may (it is about the other
     /// direction, so its place relative to this data does not matter).
     pub(super) fn may_overtake(&self, h: ChannelId) -> bool {
-        !self.last_payload_channels.contains(&h)
+        let Some(key) = self.channels.get(&h).map(|c| c.key) else {
+            return false;
+        };
+        !self.last_payload_keys.contains(&key)
             && !self
                 .ctl
                 .iter()
@@ -66,12 +100,13 @@ impl Mux {
     /// records only, of channels [`Mux::has_overtaker`] names, so that every
     /// channel's records still arrive in order. `None` if there is no such data.
     pub fn poll_overtaking_payload(&mut self, max: usize) -> Option<Bytes> {
+        let mut buf = BytesMut::with_capacity(max);
+        self.put_overtaking_control(&mut buf, max);
         self.sched.begin_payload();
         let quantum = max.saturating_sub(DATA_HEADER_LEN).max(MIN_CUT);
         let sparse = self.sparse_may_overtake();
         let codec = self.peer_codec.filter(|_| self.cfg.compress);
         let allowed: Vec<ChannelId> = self.overtakers().collect();
-        let mut buf = BytesMut::with_capacity(max);
         loop {
             let room = max.saturating_sub(buf.len());
             let channels = &self.channels;
@@ -98,6 +133,47 @@ impl Mux {
         Some(buf.freeze())
     }
 
+    /// The control records [`Mux::overtaking_control`] names, as many as fit
+    /// (taken out of the queue; the rest keep their order).
+    fn put_overtaking_control(&mut self, buf: &mut BytesMut, max: usize) {
+        let due: Vec<usize> = self.overtaking_control().collect();
+        let mut taken = Vec::new();
+        for i in due {
+            let Ctl(h, _) = &self.ctl[i];
+            let h = *h;
+            let c = &self.channels[&h];
+            let rec = match (&self.ctl[i].1, &c.target) {
+                (CtlKind::OpenOk, _) => Record::OpenOk {
+                    id: c.key.1,
+                    window: c.rxw.window(),
+                },
+                (_, None) => Record::Open {
+                    id: c.key.1,
+                    window: c.rxw.window(),
+                    service: &c.service,
+                },
+                (_, Some(t)) => Record::OpenTo {
+                    id: c.key.1,
+                    window: c.rxw.window(),
+                    service: &c.service,
+                    port: t.port,
+                    host: &t.host,
+                },
+            };
+            if rec.len() > max.saturating_sub(buf.len()) {
+                break;
+            }
+            rec.encode(buf);
+            let ty = rec.code();
+            self.after_emit(h, ty);
+            self.stats.control_overtaking += 1;
+            taken.push(i);
+        }
+        for i in taken.into_iter().rev() {
+            self.ctl.remove(i);
+        }
+    }
+
     /// Is there anything to send (control records or data with credit)?
     pub fn has_pending(&self) -> bool {
         !self.ctl.is_empty()
@@ -113,7 +189,7 @@ impl Mux {
             return None;
         }
         self.sched.begin_payload();
-        self.last_payload_channels.clear();
+        self.last_payload_keys.clear();
         self.last_payload_bulk = false;
         let mut buf = BytesMut::with_capacity(max);
         // Replies (refusals, resets of unknown ids) cost the peer as little to
@@ -241,6 +317,11 @@ impl Mux {
                 return;
             }
             r.encode(buf);
+            // The wire id it answers (REFUSE: a channel the peer opened).
+            self.last_payload_keys.push(match reply {
+                Reply::Refuse { id, .. } => (true, *id),
+                Reply::StrayReset { initiator, id, .. } => (!*initiator, *id),
+            });
             match self.replies.pop_front().expect("front exists") {
                 Reply::Refuse { stray: false, .. } => {
                     self.stats.refused_total += 1;
@@ -260,8 +341,8 @@ impl Mux {
 
     /// Side effects of having put a control record of type `ty` on the wire.
     pub(super) fn after_emit(&mut self, h: ChannelId, ty: u8) {
-        self.last_payload_channels.push(h);
         let c = self.channels.get_mut(&h).expect("exists");
+        self.last_payload_keys.push(c.key);
         match ty {
             code::OPEN | code::OPEN_TO => c.phase = Phase::Opening { open_sent: true },
             code::OPEN_OK => {
@@ -314,7 +395,9 @@ impl Mux {
                 return;
             };
             interactive |= p.interactive();
-            self.last_payload_channels.push(p.ch);
+            if let Some(c) = self.channels.get(&p.ch) {
+                self.last_payload_keys.push(c.key);
+            }
             self.last_payload_bulk |= p.tier == Tier::Bulk;
             let codec = self.peer_codec.filter(|_| self.cfg.compress);
             self.put_data(buf, &p, codec);

@@ -846,6 +846,102 @@ fn overtaking_data_never_comes_from_the_payload_it_overtakes() {
     assert_eq!(read_all(&mut b, nb), vec![9; 1500]);
 }
 
+/// Issue 22: a new connection's OPEN and the peer's OPEN_OK overtake a bulk
+/// payload already built (the link sends them ahead of the frame in
+/// progress); an OPEN that reuses the wire id of a channel whose CLOSE is in
+/// that payload does not (compared by wire id: the handles differ).
+#[test]
+fn open_and_open_ok_overtake_bulk_but_not_the_close_of_their_id() {
+    let (mut a, mut b) = (Mux::new(big_cfg()), Mux::new(big_cfg()));
+    let (x, xb) = open_pair(&mut a, &mut b, "bulk");
+    let (y, yb) = open_pair(&mut a, &mut b, "short");
+    a.send(x, &[1; 65536]);
+    b.send(xb, &[2; 65536]);
+    let (mut got_a, mut got_b) = (Vec::new(), Vec::new());
+    for _ in 0..40 {
+        b.handle_payload(&a.poll_payload(600).unwrap()).unwrap();
+        a.handle_payload(&b.poll_payload(600).unwrap()).unwrap();
+        got_b.extend(read_all(&mut b, xb));
+        got_a.extend(read_all(&mut a, x));
+    }
+    // A's new connection: its OPEN goes ahead of the bulk payload built.
+    let stopped = a.poll_payload(600).unwrap();
+    let n = a.open("new").unwrap();
+    assert!(a.has_overtaker());
+    let over = a.poll_overtaking_payload(600).unwrap();
+    let recs = decode(&over).unwrap();
+    assert!(
+        matches!(recs[..], [Record::Open { id, .. }] if id == n.wire_id()),
+        "{recs:?}"
+    );
+    b.handle_payload(&over).unwrap();
+    let nb = events(&mut b)
+        .into_iter()
+        .find_map(|e| match e {
+            MuxEvent::Incoming { ch, .. } => Some(ch),
+            _ => None,
+        })
+        .expect("B learns of the new channel from the overtaking payload");
+    b.handle_payload(&stopped).unwrap();
+    got_b.extend(read_all(&mut b, xb));
+    // B's answer overtakes B's bulk payload the same way.
+    let stopped = b.poll_payload(600).unwrap();
+    b.accept(nb);
+    assert!(b.has_overtaker());
+    let over = b.poll_overtaking_payload(600).unwrap();
+    let recs = decode(&over).unwrap();
+    assert!(
+        matches!(recs[..], [Record::OpenOk { id, .. }] if id == n.wire_id()),
+        "{recs:?}"
+    );
+    events(&mut a);
+    a.handle_payload(&over).unwrap();
+    assert_eq!(events(&mut a), vec![MuxEvent::Accepted { ch: n }]);
+    a.handle_payload(&stopped).unwrap();
+    got_a.extend(read_all(&mut a, x));
+    assert_eq!(a.stats().control_overtaking, 1);
+    assert_eq!(b.stats().control_overtaking, 1);
+    // y ends: A's EOF, B's CLOSE, then A's CLOSE goes out in a bulk
+    // payload, which frees y's wire id at once.
+    a.close_write(y);
+    b.handle_payload(&a.poll_payload(600).unwrap()).unwrap();
+    got_b.extend(read_all(&mut b, xb));
+    b.close_write(yb);
+    a.handle_payload(&b.poll_payload(600).unwrap()).unwrap();
+    got_a.extend(read_all(&mut a, x));
+    events(&mut a);
+    let stopped = a.poll_payload(600).unwrap();
+    assert!(
+        decode(&stopped)
+            .unwrap()
+            .iter()
+            .any(|r| matches!(r, Record::Close { id, .. } if *id == y.wire_id())),
+        "A's CLOSE of y"
+    );
+    let again = a.open("again").unwrap();
+    assert_eq!(again.wire_id(), y.wire_id(), "the id is reused");
+    assert_ne!(again, y);
+    assert!(!a.has_overtaker(), "OPEN before the CLOSE of its id");
+    assert_eq!(a.poll_overtaking_payload(600), None);
+    b.handle_payload(&stopped).unwrap();
+    got_b.extend(read_all(&mut b, xb));
+    // In order, the OPEN is a new channel for B.
+    while let Some(p) = a.poll_payload(600) {
+        b.handle_payload(&p).unwrap();
+        got_b.extend(read_all(&mut b, xb));
+    }
+    assert!(events(&mut b)
+        .iter()
+        .any(|e| matches!(e, MuxEvent::Incoming { service, .. } if service == "again")));
+    while let Some(p) = b.poll_payload(600) {
+        a.handle_payload(&p).unwrap();
+        got_a.extend(read_all(&mut a, x));
+    }
+    assert_eq!(got_b, vec![1; 65536]);
+    assert_eq!(got_a, vec![2; 65536]);
+    assert_eq!(a.stats().protocol_errors + b.stats().protocol_errors, 0);
+}
+
 #[test]
 fn control_records_go_first() {
     let (mut a, mut b) = (Mux::new(big_cfg()), Mux::new(big_cfg()));

@@ -1047,7 +1047,7 @@ fn a_hostile_peer_cannot_grow_memory_or_stop_other_channels() {
     // refusals may fill only half of each payload while data waits.
     assert!(opens_sent > 5_000, "{opens_sent}");
     assert!(st.unknown_service > 1000, "{st:?}");
-    let window = pair.b.station.config().mux.window as usize;
+    let window = pair.b.station.config().mux_config().window as usize;
     assert!(peak_heap < 64 * 1024 + 4 * window, "peak heap {peak_heap}");
 }
 
@@ -1221,7 +1221,10 @@ fn hostile_records_cut_only_their_channels_and_the_download_completes() {
     assert!(hostile_reset > 50, "{hostile_reset}");
     // The only buffers B holds: the hostile channels' receive windows (all
     // 64 channels at most) and the real channel's send buffer.
-    let bound = 64 * cfg_b.mux.window as usize + cfg_b.mux.send_buffer as usize;
+    // and the codec state shared by all channels.
+    let bound = 64 * cfg_b.mux_config().window as usize
+        + cfg_b.mux.send_buffer as usize
+        + crate::mux::compress::ENGINE_BOUND;
     assert!(peak_heap <= bound, "peak heap {peak_heap} > {bound}");
 }
 
@@ -1516,7 +1519,8 @@ fn features_are_negotiated_and_reported() {
     // B: a peer with every feature, one without large frames, and one built
     // before CAPS (no link features, no compression: wire v1). Compression
     // comes from each end's mux setting, as in production.
-    let lz4 = Features::COMPRESS_LZ4;
+    // Both codecs: a peer with compression on offers deflate and LZ4.
+    let lz4 = Features::COMPRESS_LZ4.union(Features::COMPRESS_DEFLATE);
     for (fa, fb, b_compress, want) in [
         (
             Features::DEFAULT,
