@@ -1491,6 +1491,110 @@ fn preemption_keeps_every_byte_under_noise() {
     }
 }
 
+/// Issue 22: new connections opened while bulk data runs both ways, on a
+/// lossy line: their OPEN (at A) and OPEN_OK (at B) overtake the bulk frames
+/// in progress, every connection opens, and every bulk byte arrives intact
+/// and in order (checked on arrival).
+#[test]
+fn opens_overtake_bulk_frames_under_loss() {
+    let mut overtaking = (0, 0);
+    let mut opened = 0;
+    let seeds = mixed_seeds().min(12);
+    for seed in 0..seeds {
+        let imp = if seed % 2 == 0 {
+            ImpairmentKind::Ber(1e-5)
+        } else {
+            ImpairmentKind::DropInsert(1e-4)
+        };
+        let byte_rate = 11_520;
+        let base = Instant::now();
+        let mut pair = StationPair::new(
+            StationConfig::for_byte_rate(byte_rate, "sim-a"),
+            imp.line(byte_rate, seed),
+            imp.line(byte_rate, seed ^ 0xffff),
+            (seed as u32 * 2 + 1, seed as u32 * 2 + 3),
+            base,
+        );
+        pair.b.station.listen(SERVICE);
+        let up = pattern_bytes(byte_rate as usize * 3, seed ^ 1);
+        let down = pattern_bytes(byte_rate as usize * 3, seed ^ 2);
+        let mk = |out: &Vec<u8>| Flow {
+            out: out.clone(),
+            expect: out.clone(),
+            ..Flow::default()
+        };
+        let (mut a_bulk, mut b_bulk) = (mk(&up), mk(&down));
+        let open_bulk = pair.a.station.open(base, SERVICE);
+        let (mut a_ch, mut b_ch) = (None, None);
+        let (mut logins, mut opened_here) = (Vec::new(), 0);
+        let mut next_login = base + Duration::from_millis(1500);
+        let limit = base + Duration::from_secs(120);
+        while pair.now < limit {
+            pair.step_quantum(QUANTUM, limit);
+            let now = pair.now;
+            while let Some(ev) = pair.a.station.poll_event() {
+                match ev {
+                    StationEvent::Opened { open, ch } if open == open_bulk => a_ch = Some(ch),
+                    StationEvent::Opened { .. } => opened_here += 1,
+                    StationEvent::Readable { ch } if Some(ch) == a_ch => {
+                        b_bulk.drain(&mut pair.a.station, ch, "B bulk")
+                    }
+                    StationEvent::Reset { reason, .. } => panic!("seed {seed}: A: {reason}"),
+                    StationEvent::OpenFailed { error, .. } => panic!("seed {seed}: A: {error}"),
+                    _ => {}
+                }
+            }
+            while let Some(ev) = pair.b.station.poll_event() {
+                match ev {
+                    StationEvent::Incoming { ch, .. } => {
+                        pair.b.station.accept(ch);
+                        b_ch.get_or_insert(ch);
+                    }
+                    StationEvent::Readable { ch } if Some(ch) == b_ch => {
+                        a_bulk.drain(&mut pair.b.station, ch, "A bulk")
+                    }
+                    StationEvent::Reset { reason, .. } => panic!("seed {seed}: B: {reason}"),
+                    _ => {}
+                }
+            }
+            for (flow, ch, st) in [
+                (&mut a_bulk, a_ch, &mut pair.a.station),
+                (&mut b_bulk, b_ch, &mut pair.b.station),
+            ] {
+                if let Some(ch) = ch {
+                    while flow.sent < flow.out.len() && st.write_room(ch) > 0 {
+                        let n = (flow.out.len() - flow.sent).min(3000);
+                        flow.sent +=
+                            st.write(ch, Bytes::copy_from_slice(&flow.out[flow.sent..][..n]));
+                    }
+                }
+            }
+            if now >= next_login && logins.len() < 4 && !a_bulk.done() {
+                logins.push(pair.a.station.open(now, SERVICE));
+                next_login = now + Duration::from_millis(400);
+            }
+            if a_bulk.done() && b_bulk.done() && opened_here == 4 {
+                break;
+            }
+        }
+        assert!(a_bulk.done() && b_bulk.done(), "seed {seed}: bulk not done");
+        assert_eq!(opened_here, 4, "seed {seed}: every login opened");
+        opened += opened_here;
+        overtaking.0 += pair.a.station.mux_stats().control_overtaking;
+        overtaking.1 += pair.b.station.mux_stats().control_overtaking;
+    }
+    assert!(opened >= seeds as usize * 4, "{opened} opened");
+    // Most opens went ahead of a bulk frame, both ways.
+    assert!(
+        overtaking.0 >= seeds * 2,
+        "OPENs overtaking: {overtaking:?}"
+    );
+    assert!(
+        overtaking.1 >= seeds * 2,
+        "OPEN_OKs overtaking: {overtaking:?}"
+    );
+}
+
 #[test]
 fn v1_peer_and_new_peer_carry_data_both_ways() {
     for seed in 0..mixed_seeds() {

@@ -74,7 +74,7 @@ impl MuxUpper {
 impl MuxUpper {
     fn negotiate(&mut self) {
         self.mux
-            .set_peer_compression(self.peer_compress.then_some(Codec::Lz4));
+            .set_peer_compression(self.peer_compress.then_some(Codec::Deflate));
     }
 }
 
