@@ -54,11 +54,13 @@ impl Mux {
                     _ => false,
                 };
                 let key = c.key;
-                let clear = !self.last_payload_keys.contains(&key)
-                    && !self.ctl.iter().take(i).any(|Ctl(other, _)| {
-                        self.channels.get(other).is_some_and(|o| o.key == key)
-                    });
-                (due && clear).then_some(i)
+                let clear = || {
+                    !self.last_payload_keys.contains(&key)
+                        && !self.ctl.iter().take(i).any(|Ctl(other, _)| {
+                            self.channels.get(other).is_some_and(|o| o.key == key)
+                        })
+                };
+                (due && clear()).then_some(i)
             })
     }
 
@@ -142,23 +144,9 @@ impl Mux {
             let Ctl(h, _) = &self.ctl[i];
             let h = *h;
             let c = &self.channels[&h];
-            let rec = match (&self.ctl[i].1, &c.target) {
-                (CtlKind::OpenOk, _) => Record::OpenOk {
-                    id: c.key.1,
-                    window: c.rxw.window(),
-                },
-                (_, None) => Record::Open {
-                    id: c.key.1,
-                    window: c.rxw.window(),
-                    service: &c.service,
-                },
-                (_, Some(t)) => Record::OpenTo {
-                    id: c.key.1,
-                    window: c.rxw.window(),
-                    service: &c.service,
-                    port: t.port,
-                    host: &t.host,
-                },
+            let rec = match self.ctl[i].1 {
+                CtlKind::OpenOk => Self::open_ok_record(c),
+                _ => Self::open_record(c),
             };
             if rec.len() > max.saturating_sub(buf.len()) {
                 break;
@@ -171,6 +159,32 @@ impl Mux {
         }
         for i in taken.into_iter().rev() {
             self.ctl.remove(i);
+        }
+    }
+
+    /// Channel `c`'s OPEN (or OPEN_TO when it has a target).
+    fn open_record(c: &Channel) -> Record<'_> {
+        match &c.target {
+            None => Record::Open {
+                id: c.key.1,
+                window: c.rxw.window(),
+                service: &c.service,
+            },
+            Some(t) => Record::OpenTo {
+                id: c.key.1,
+                window: c.rxw.window(),
+                service: &c.service,
+                port: t.port,
+                host: &t.host,
+            },
+        }
+    }
+
+    /// Our answer to the peer's open of channel `c`.
+    fn open_ok_record(c: &Channel) -> Record<'static> {
+        Record::OpenOk {
+            id: c.key.1,
+            window: c.rxw.window(),
         }
     }
 
@@ -225,25 +239,9 @@ impl Mux {
             // reaches the front: a later event may have made it stale.
             let rec = match kind {
                 CtlKind::Open if c.phase == (Phase::Opening { open_sent: false }) => {
-                    Some(match &c.target {
-                        None => Record::Open {
-                            id,
-                            window: c.rxw.window(),
-                            service: &c.service,
-                        },
-                        Some(t) => Record::OpenTo {
-                            id,
-                            window: c.rxw.window(),
-                            service: &c.service,
-                            port: t.port,
-                            host: &t.host,
-                        },
-                    })
+                    Some(Self::open_record(c))
                 }
-                CtlKind::OpenOk if c.phase == Phase::Accepted => Some(Record::OpenOk {
-                    id,
-                    window: c.rxw.window(),
-                }),
+                CtlKind::OpenOk if c.phase == Phase::Accepted => Some(Self::open_ok_record(c)),
                 CtlKind::Credit if c.may_return_credit() && c.rxw.unannounced() > 0 => {
                     Some(Record::Credit {
                         initiator,
