@@ -13,14 +13,19 @@
 //! figures from one run, under the same machine load.
 #![allow(clippy::disallowed_methods)] // measurements and test set-up read the clock
 
-use sfs::testbed::{
-    download, sink_bytes, upload, upload_text, CableSpec, Echo, PatternGen, PrivateSshd, Testbed,
-    TestbedOptions,
-};
+// The integration tests' helpers (the private sshd, realistic text,
+// downloads, /proc readings): dev-only, so never in the sfs binary.
+#[path = "../tests/util/mod.rs"]
+mod util;
+
+use sfs::testbed::{upload, CableSpec, Echo, PatternGen, Testbed, TestbedOptions};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
+use util::sshd::PrivateSshd;
+use util::text::upload_text;
+use util::{download, fd_count, rss_kib};
 
 #[derive(Default, Clone)]
 struct Row {
@@ -190,7 +195,7 @@ async fn echo_latency(case: &str, cable: CableSpec, with_bulk: bool, samples: us
     let _ = echo.round_trip().await;
     // The bulk's goodput over exactly the sampling window, as the sink behind
     // side B receives it.
-    let (b0, t0) = (sink_bytes(), Instant::now());
+    let (b0, t0) = (bed.sink_bytes(), Instant::now());
     let mut v = Vec::new();
     // Keystrokes at a fast typist's pace (10 a second on average), at random
     // moments: a fixed period would fall at the same phase of the bulk frames
@@ -206,7 +211,7 @@ async fn echo_latency(case: &str, cable: CableSpec, with_bulk: bool, samples: us
         tokio::time::sleep(Duration::from_millis(gap)).await;
     }
     let bulk_goodput = with_bulk
-        .then(|| (sink_bytes() - b0) as f64 / t0.elapsed().as_secs_f64() / cable.byte_rate());
+        .then(|| (bed.sink_bytes() - b0) as f64 / t0.elapsed().as_secs_f64() / cable.byte_rate());
     if let Some(b) = bulk {
         b.abort();
     }
@@ -263,10 +268,10 @@ async fn footprint(bed: &Testbed) -> Footprint {
     // Channels close a round trip after their sockets; give them a moment.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     (
-        bed.rss_kib(1).unwrap_or(0),
-        bed.rss_kib(2).unwrap_or(0),
-        bed.open_fds(1).unwrap_or(0),
-        bed.open_fds(2).unwrap_or(0),
+        bed.pid(1).and_then(rss_kib).unwrap_or(0),
+        bed.pid(2).and_then(rss_kib).unwrap_or(0),
+        bed.pid(1).and_then(fd_count).unwrap_or(0),
+        bed.pid(2).and_then(fd_count).unwrap_or(0),
     )
 }
 
