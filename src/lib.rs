@@ -8,19 +8,19 @@
 //! # Layout
 //! - [`address`]: the address grammar (nom) and the typed addresses it produces; one
 //!   table of address types feeds the parser, `--help` and the man page.
-//! - [`line`]: a sans-IO model of a serial line (pacing, latency, impairments),
+//! - [`line`](mod@line): a sans-IO model of a serial line (pacing, latency, impairments),
 //!   shared by the deterministic simulations and the virtual serial cable.
 //! - [`link`]: the reliable link layer, a pure state machine (no I/O, no clock).
 //! - [`mux`]: the channel multiplexer on top of the link, a pure state machine.
-//! - `sim`: deterministic simulation of two links, or two whole [`station`]s,
-//!   over a [`line`] on simulated time; built for tests and with the `sim`
+//! - `sim`: deterministic simulation (one harness, `Pair`) of two links, or two whole [`station`]s,
+//!   over a [`line`](mod@line) on simulated time; built for tests and with the `sim`
 //!   feature (the link benchmark), not shipped otherwise.
 //! - [`station`]: one end of a SERIAL-MUX line (link + mux + pacer + services +
 //!   waiting opens + close) as one sans-IO state machine; the driver and the
 //!   simulations run this same code.
 //! - [`endpoint`]: thin tokio drivers, one per address type (`serial_mux`
 //!   drives a [`station`]).
-//! - [`cable`]: the virtual null-modem cable (two ptys joined through a [`line`]).
+//! - [`cable`]: the virtual null-modem cable (two ptys joined through a [`line`](mod@line)).
 //! - [`bridge`]: wires a listening endpoint to a dialing endpoint; the only place
 //!   that decides how connections are served.
 //! - [`app`]: the process loop around the bridges: signals, statistics,

@@ -1,21 +1,30 @@
-//! Deterministic simulation of two link endpoints joined by two [`Line`]s.
+//! Deterministic simulation: two ends joined by two [`Line`]s, on simulated time.
 //!
-//! A [`LinkPair`] holds side A and side B, each a [`Link`] paced by a [`Pacer`] and
-//! driven by an [`Upper`] layer (a test stream checker today, the multiplexer later).
-//! Line A→B carries what A writes to B and line B→A the reverse. Simulated time starts
-//! at a base `Instant` and jumps to the earliest of every `poll_timeout`,
-//! `next_wakeup` and pacer deadline, so seconds of line time cost microseconds and a
-//! run is reproducible from its seeds.
+//! One harness, [`Pair`], holds side A and side B — any [`Endpoint`]: a driver
+//! turn around a sans-IO machine — and the lines between them (A→B carries what
+//! A writes, B→A the reverse). Simulated time starts at a base `Instant` and
+//! jumps to the earliest of every end's wake-up and every line's next delivery,
+//! so seconds of line time cost microseconds and a run is reproducible from its
+//! seeds. Either side can be restarted mid-run ([`Pair::restart`]), like a
+//! process restart, while the lines keep whatever they held.
 //!
-//! Each service of a side, at the current time: read the arrived bytes into
-//! [`Link::handle_input`], fire [`Link::handle_timeout`] and the upper layer's timer,
-//! hand events to the upper layer, then, while the pacer allows, offer one payload when
-//! [`Link::can_send`] and write one frame from [`Link::poll_transmit`]. Either side can
-//! be restarted mid-run ([`LinkPair::restart`]): it gets a new `Link` with a new epoch,
-//! like a process restart, while the lines keep whatever they held.
+//! Two kinds of end:
+//! - [`Side`] ([`LinkPair`]): a [`Link`] paced by a [`Pacer`] and driven by an
+//!   [`Upper`] layer — [`StreamTester`], a tagged, self-checking stream that
+//!   verifies what it receives is exactly once, in order, bit-exact, or a
+//!   reported reset; or a bare multiplexer (`mux::sim_tests::over_link`). A turn
+//!   reads the arrived bytes into [`Link::handle_input`], fires timers, hands
+//!   events up, then, while the pacer allows, offers one payload when
+//!   [`Link::can_send`] and writes one frame from [`Link::poll_transmit`].
+//! - [`StationSide`] ([`StationPair`]): a whole SERIAL-MUX end, the
+//!   [`Station`](crate::station::Station), with exactly the write batching,
+//!   device loss and reopening its tokio driver does (and an adapter that can
+//!   be unplugged).
 //!
-//! [`StreamTester`] is an [`Upper`] that sends a tagged, self-checking stream and
-//! verifies what it receives: exactly once, in order, bit-exact, or a reported reset.
+//! (Two harnesses stay outside on purpose: the mux's `IdealPipe`, which has no
+//! line at all, to explore the multiplexer's logic with random payload limits
+//! fast, and the keyed link's frame-level `Duo`, which records and replays
+//! individual frames as an attacker would.)
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -105,7 +114,9 @@ impl<U: Upper> Side<U> {
             self.upper.on_event(now, ev);
         }
     }
+}
 
+impl<U: Upper> Endpoint for Side<U> {
     fn service(&mut self, now: Instant, out_line: &mut Line, in_line: &mut Line) {
         self.rx.clear();
         in_line.read(now, &mut self.rx);
@@ -169,6 +180,14 @@ impl<U: Upper> Side<U> {
         }
         t
     }
+
+    fn restart(&mut self, epoch: u32, now: Instant, since: Duration) {
+        self.link = Link::new(cfg_at(&self.cfg, since), epoch, now);
+        self.pacer = Pacer::new(self.cfg.byte_rate, self.cfg.pacing_target);
+        self.backlog.clear();
+        self.restarts += 1;
+        self.upper.on_restart(now);
+    }
 }
 
 fn min_opt(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
@@ -178,13 +197,29 @@ fn min_opt(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     }
 }
 
-/// Two links joined by two lines, on simulated time.
+/// One end of a [`Pair`]: a sans-IO machine and what its driver holds around
+/// it. One driver turn reads the arrived bytes, fires timers and writes what
+/// the machine has, as the tokio driver does.
+pub trait Endpoint {
+    /// One driver turn at `now`: read from `in_line`, write to `out_line`.
+    fn service(&mut self, now: Instant, out_line: &mut Line, in_line: &mut Line);
+    /// When this end next needs a turn.
+    fn wakeup(&self, now: Instant) -> Option<Instant>;
+    /// A process restart at `now` with `epoch`, `since` after the simulation
+    /// started (a keyed link's wall clock moved on as much); the driver's
+    /// unwritten bytes are gone.
+    fn restart(&mut self, epoch: u32, now: Instant, since: Duration);
+}
+
+/// Two ends joined by two lines, on simulated time: the one harness of the
+/// simulations — links with a test stream above them ([`LinkPair`]) or whole
+/// stations ([`StationPair`]).
 #[derive(Debug)]
-pub struct LinkPair<U> {
+pub struct Pair<E> {
     /// Side A.
-    pub a: Side<U>,
+    pub a: E,
     /// Side B.
-    pub b: Side<U>,
+    pub b: E,
     /// Line carrying A's bytes to B.
     pub ab: Line,
     /// Line carrying B's bytes to A.
@@ -197,20 +232,20 @@ pub struct LinkPair<U> {
     pub steps: u64,
 }
 
-impl<U: Upper> LinkPair<U> {
-    /// Builds a pair at `now`: `epochs` are A's and B's initial epochs.
-    pub fn new(
-        cfg: LinkConfig,
-        ab: LineConfig,
-        ba: LineConfig,
-        a: U,
-        b: U,
-        epochs: (u32, u32),
-        now: Instant,
-    ) -> Self {
-        LinkPair {
-            a: Side::new(cfg.clone(), epochs.0, a, now),
-            b: Side::new(cfg, epochs.1, b, now),
+/// Two links, each driven by an [`Upper`] layer.
+pub type LinkPair<U> = Pair<Side<U>>;
+
+/// Two [`Station`](crate::station::Station)s — whole SERIAL-MUX ends, exactly
+/// the code the tokio driver runs. The application model lives in the test:
+/// between steps it takes each station's events and gives it commands.
+pub type StationPair = Pair<StationSide>;
+
+impl<E: Endpoint> Pair<E> {
+    /// Joins `a` and `b` by lines with these settings at `now`.
+    pub fn join(a: E, b: E, ab: LineConfig, ba: LineConfig, now: Instant) -> Self {
+        Pair {
+            a,
+            b,
             ab: Line::new(ab, now),
             ba: Line::new(ba, now),
             now,
@@ -277,19 +312,31 @@ impl<U: Upper> LinkPair<U> {
         self.run_until(t);
     }
 
-    /// Restarts one side: a new `Link` with `epoch`, an empty driver buffer, and
-    /// [`Upper::on_restart`]. The lines keep what they carry.
+    /// Restarts one side as a new process with `epoch` (see
+    /// [`Endpoint::restart`]). The lines keep what they carry.
     pub fn restart(&mut self, which: Which, epoch: u32) {
-        let now = self.now;
-        let side = match which {
-            Which::A => &mut self.a,
-            Which::B => &mut self.b,
-        };
-        side.link = Link::new(cfg_at(&side.cfg, now - self.start), epoch, now);
-        side.pacer = Pacer::new(side.cfg.byte_rate, side.cfg.pacing_target);
-        side.backlog.clear();
-        side.restarts += 1;
-        side.upper.on_restart(now);
+        let (now, since) = (self.now, self.now - self.start);
+        match which {
+            Which::A => self.a.restart(epoch, now, since),
+            Which::B => self.b.restart(epoch, now, since),
+        }
+    }
+}
+
+impl<U: Upper> LinkPair<U> {
+    /// Builds a pair at `now`: `epochs` are A's and B's initial epochs.
+    pub fn new(
+        cfg: LinkConfig,
+        ab: LineConfig,
+        ba: LineConfig,
+        a: U,
+        b: U,
+        epochs: (u32, u32),
+        now: Instant,
+    ) -> Self {
+        let a = Side::new(cfg.clone(), epochs.0, a, now);
+        let b = Side::new(cfg, epochs.1, b, now);
+        Pair::join(a, b, ab, ba, now)
     }
 }
 
@@ -582,7 +629,9 @@ impl StationSide {
     pub fn plug_in(&mut self) {
         self.unplugged = false;
     }
+}
 
+impl Endpoint for StationSide {
     /// What the tokio driver does on one turn: reopen a lost device when the
     /// station says, input, timers, then one write at a time, each a batch
     /// from the station, the next only when the device took the last.
@@ -628,26 +677,15 @@ impl StationSide {
         let blocked = (!self.backlog.is_empty()).then(|| now + Duration::from_micros(100));
         min_opt(self.station.poll_timeout(), blocked)
     }
-}
 
-/// Two [`Station`](crate::station::Station)s — whole SERIAL-MUX ends, exactly
-/// the code the tokio driver runs — joined by two [`Line`]s on simulated time.
-/// The application model lives in the test: between steps it takes each
-/// station's events and gives it commands.
-#[derive(Debug)]
-pub struct StationPair {
-    /// Side A (writes to line A→B).
-    pub a: StationSide,
-    /// Side B.
-    pub b: StationSide,
-    /// Line carrying A's bytes to B.
-    pub ab: Line,
-    /// Line carrying B's bytes to A.
-    pub ba: Line,
-    /// Current simulated time.
-    pub now: Instant,
-    /// The time the simulation started.
-    pub start: Instant,
+    fn restart(&mut self, epoch: u32, now: Instant, since: Duration) {
+        let mut cfg = self.cfg.clone();
+        cfg.link = cfg_at(&cfg.link, since);
+        self.station = crate::station::Station::new(cfg, epoch, now);
+        self.backlog.clear();
+        self.unplugged = false;
+        self.restarts += 1;
+    }
 }
 
 impl StationPair {
@@ -659,48 +697,8 @@ impl StationPair {
         epochs: (u32, u32),
         now: Instant,
     ) -> Self {
-        StationPair {
-            a: StationSide::new(cfg.clone(), epochs.0, now),
-            b: StationSide::new(cfg, epochs.1, now),
-            ab: Line::new(ab, now),
-            ba: Line::new(ba, now),
-            now,
-            start: now,
-        }
-    }
-
-    /// Simulated time elapsed since the start.
-    pub fn elapsed(&self) -> Duration {
-        self.now - self.start
-    }
-
-    /// Services both sides at the current time, then advances time by at least
-    /// `quantum` (the drivers read the line in chunks) to the next wake-up, but
-    /// not beyond `limit`.
-    pub fn step(&mut self, quantum: Duration, limit: Instant) {
-        let now = self.now;
-        self.a.service(now, &mut self.ab, &mut self.ba);
-        self.b.service(now, &mut self.ba, &mut self.ab);
-        let mut next = min_opt(self.a.wakeup(now), self.b.wakeup(now));
-        next = min_opt(next, self.ab.next_wakeup());
-        next = min_opt(next, self.ba.next_wakeup());
-        let next = next.unwrap_or(limit).min(limit);
-        self.now = next.max(now + quantum).min(limit.max(now));
-    }
-
-    /// Restarts one side, as a new process: a new station with `epoch`, an
-    /// empty driver buffer. The lines keep what they carry.
-    pub fn restart(&mut self, which: Which, epoch: u32) {
-        let now = self.now;
-        let side = match which {
-            Which::A => &mut self.a,
-            Which::B => &mut self.b,
-        };
-        let mut cfg = side.cfg.clone();
-        cfg.link = cfg_at(&cfg.link, now - self.start);
-        side.station = crate::station::Station::new(cfg, epoch, now);
-        side.backlog.clear();
-        side.unplugged = false;
-        side.restarts += 1;
+        let a = StationSide::new(cfg.clone(), epochs.0, now);
+        let b = StationSide::new(cfg, epochs.1, now);
+        Pair::join(a, b, ab, ba, now)
     }
 }

@@ -288,9 +288,9 @@ impl AsyncRead for FrameReader {
     }
 }
 
-/// Splits the `len u16` + bytes stream (what [`FrameReader`] produces at the
+/// Splits the `len u16` + bytes stream (what `FrameReader` produces at the
 /// other end) back into datagrams, however the stream is cut: sans-IO, so
-/// the fuzz target `udp_frames` drives exactly what [`FrameWriter`] runs.
+/// the fuzz target `udp_frames` drives exactly what `FrameWriter` runs.
 #[derive(Debug)]
 pub struct DatagramSplitter {
     /// Largest datagram accepted (`max-datagram`).

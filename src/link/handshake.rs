@@ -74,6 +74,54 @@ pub const HANDSHAKE_FRAME: usize = 1 + MSG_LEN + 4;
 pub const HANDSHAKE1_FRAME: usize = 1 + MSG1_LEN + 4;
 /// Responder sessions waiting for the initiator's first sealed frame.
 pub const MAX_PENDING: usize = 4;
+/// A keyed handshake that failed or was refused, for the log (at most one of
+/// each kind per [`REPORT_EVERY`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyedReport {
+    /// A handshake message failed authentication.
+    AuthFailed {
+        /// Which message.
+        what: &'static str,
+        /// Failures so far.
+        failures: u64,
+    },
+    /// The peer's message 1 has no timestamp: an sfs from before them.
+    OldHandshake,
+    /// The peer speaks the unkeyed protocol.
+    PeerUnkeyed,
+    /// An authentic handshake older than one already seen.
+    Stale {
+        /// How many so far.
+        count: u64,
+    },
+}
+
+impl std::fmt::Display for KeyedReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyedReport::AuthFailed { what, failures } => write!(
+                f,
+                "keyed link: {what} failed authentication: the peer does not know our secret \
+                 (secret-file differs), or replays an old handshake ({failures} failed so far)"
+            ),
+            KeyedReport::OldHandshake => f.write_str(
+                "keyed link: the peer runs an older sfs whose keyed handshake \
+                 has no timestamp; update both ends",
+            ),
+            KeyedReport::PeerUnkeyed => f.write_str(
+                "keyed link: the peer speaks the unkeyed protocol (no secret-file \
+                 there?); ignoring it",
+            ),
+            KeyedReport::Stale { count } => write!(
+                f,
+                "keyed link: ignored a handshake older than one already seen from \
+                 the peer: a replayed recording, or the peer's clock went back \
+                 ({count} so far)"
+            ),
+        }
+    }
+}
+
 /// Least time between two reports of the same failure.
 pub const REPORT_EVERY: Duration = Duration::from_secs(60);
 const INIT_FIRST: Duration = Duration::from_millis(100);
@@ -156,7 +204,7 @@ pub struct Keyed {
     /// Our last stamp: the next one is greater.
     last_stamp: u64,
     newest: Option<Newest>,
-    reports: VecDeque<String>,
+    reports: VecDeque<KeyedReport>,
     last_mismatch: Option<Instant>,
     last_unkeyed: Option<Instant>,
     last_stale: Option<Instant>,
@@ -287,7 +335,7 @@ impl Keyed {
     }
 
     /// Next failure report for the log.
-    pub fn poll_report(&mut self) -> Option<String> {
+    pub fn poll_report(&mut self) -> Option<KeyedReport> {
         self.reports.pop_front()
     }
 
@@ -364,14 +412,19 @@ impl Keyed {
         }
     }
 
-    fn report(last: &mut Option<Instant>, reports: &mut VecDeque<String>, now: Instant, s: String) {
+    fn report(
+        last: &mut Option<Instant>,
+        reports: &mut VecDeque<KeyedReport>,
+        now: Instant,
+        s: KeyedReport,
+    ) {
         if last.is_none_or(|t| now.saturating_duration_since(t) >= REPORT_EVERY) {
             *last = Some(now);
             reports.push_back(s);
         }
     }
 
-    fn mismatch(&mut self, now: Instant, what: &str) {
+    fn mismatch(&mut self, now: Instant, what: &'static str) {
         self.auth_failures += 1;
         self.failures += 1;
         let n = self.failures;
@@ -379,10 +432,7 @@ impl Keyed {
             &mut self.last_mismatch,
             &mut self.reports,
             now,
-            format!(
-                "keyed link: {what} failed authentication: the peer does not know our secret \
-                 (secret-file differs), or replays an old handshake ({n} failed so far)"
-            ),
+            KeyedReport::AuthFailed { what, failures: n },
         );
     }
 
@@ -416,9 +466,7 @@ impl Keyed {
                             &mut self.last_old_version,
                             &mut self.reports,
                             now,
-                            "keyed link: the peer runs an older sfs whose keyed handshake \
-                             has no timestamp; update both ends"
-                                .into(),
+                            KeyedReport::OldHandshake,
                         );
                         Received::Refused
                     }
@@ -438,9 +486,7 @@ impl Keyed {
                         &mut self.last_unkeyed,
                         &mut self.reports,
                         now,
-                        "keyed link: the peer speaks the unkeyed protocol (no secret-file \
-                         there?); ignoring it"
-                            .into(),
+                        KeyedReport::PeerUnkeyed,
                     );
                     Received::Refused
                 } else {
@@ -532,11 +578,7 @@ impl Keyed {
                     &mut self.last_stale,
                     &mut self.reports,
                     now,
-                    format!(
-                        "keyed link: ignored a handshake older than one already seen from \
-                         the peer: a replayed recording, or the peer's clock went back \
-                         ({n} so far)"
-                    ),
+                    KeyedReport::Stale { count: n },
                 );
                 return Received::Refused;
             }

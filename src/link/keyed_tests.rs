@@ -204,7 +204,7 @@ fn mismatched_keys_carry_nothing_and_report_on_both_sides() {
         let texts: Vec<_> = all
             .iter()
             .filter_map(|e| match e {
-                LinkEvent::ProtocolMismatch(s) => Some(s.clone()),
+                LinkEvent::ProtocolMismatch(s) => Some(s.to_string()),
                 _ => None,
             })
             .collect();

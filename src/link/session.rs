@@ -40,50 +40,6 @@ pub fn on_hello(my_epoch: u32, known_peer: Option<u32>, h: &Hello) -> HelloActio
     }
 }
 
-/// Recognises, in the line bytes received since the last frame delimiter
-/// (`tail`), a far end that is not sfs, and says what it is: a terminal in
-/// cooked mode echoing our frames (it shows NUL as `^@`; sfs frames are
-/// delimited by NULs), or something that talks text — a modem's `OK`,
-/// `RING`, `NO CARRIER`, a shell, a login prompt. `None` while the bytes
-/// could still be anything else (binary, or no complete line yet).
-pub fn foreign_text(tail: &[u8]) -> Option<String> {
-    if let Some(why) = cooked_echo(tail) {
-        return Some(why);
-    }
-    let texty = |b: &u8| matches!(b, b' '..=b'~' | b'\r' | b'\n' | b'\t');
-    if !tail.iter().all(texty) {
-        return None;
-    }
-    let end = tail.iter().rposition(|&b| b == b'\r' || b == b'\n')?;
-    let line = tail[..end]
-        .split(|&b| b == b'\r' || b == b'\n')
-        .map(|l| l.trim_ascii())
-        .rfind(|l| l.len() >= 2)?;
-    let line = String::from_utf8_lossy(&line[..line.len().min(40)]);
-    Some(format!(
-        "the far end is not sfs: it sends text like '{line}' (a modem, a console or a shell?)"
-    ))
-}
-
-/// A terminal in cooked mode echoing our frames, in any stretch of line bytes:
-/// it never sends a NUL (it shows ours as `^@`), so no delimiter ever marks
-/// where a frame would start.
-pub fn cooked_echo(bytes: &[u8]) -> Option<String> {
-    // Every sfs frame holds a raw control byte (its kind, HELLO's version);
-    // a cooked terminal shows them all as ^X — except that our bytes which
-    // are its line-editing keys (erase, word erase, kill, literal next) come
-    // back as backspaces ("\b \b").
-    let no_controls = bytes
-        .iter()
-        .all(|&b| b >= 0x20 || matches!(b, b'\t' | b'\r' | b'\n' | 0x07 | 0x08));
-    (no_controls && bytes.windows(2).filter(|w| w == b"^@").count() >= 2).then(|| {
-        "the far end is not sfs: it echoes our frames as text, as a terminal in \
-         cooked mode does (a shell's tty? start sfs there, or make it raw with \
-         `stty raw -echo`)"
-            .into()
-    })
-}
-
 /// EWMA estimate of the per-byte error probability `q` from frame outcomes.
 #[derive(Debug, Clone)]
 pub struct ErrorRate {
@@ -172,27 +128,6 @@ pub fn efficiency_bound(l: f64, h: f64, q: f64) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn foreign_text_recognises_modems_shells_and_cooked_echo() {
-        let t = |b: &[u8]| foreign_text(b);
-        assert!(t(b"OK\r\n").unwrap().contains("text like 'OK'"));
-        assert!(t(b"\r\nNO CARRIER\r\n").unwrap().contains("'NO CARRIER'"));
-        assert!(t(b"login: ").is_none(), "no complete line yet");
-        assert!(t(b"\r\n").is_none(), "nothing to show");
-        assert!(t(b"O\xffK\r\n").is_none(), "binary");
-        let long = [b'x'; 70];
-        let mut v = long.to_vec();
-        v.extend_from_slice(b"\r\n");
-        assert!(t(&v).unwrap().contains(&format!("'{}'", "x".repeat(40))));
-        // A cooked tty shows our frames' delimiters as ^@.
-        let echo = b"^@^L\xe1^C^A\xff^@";
-        assert!(t(echo).unwrap().contains("echoes our frames as text"));
-        // Our bytes that are its erase/kill keys come back as backspaces.
-        assert!(t(b"^@^L\x08 \x08^C^@").unwrap().contains("cooked mode"));
-        // Text about ^@ inside an sfs frame (raw kind byte 0x10) is not an echo.
-        assert!(t(b"\x41\x10\x00\x01^@^@").is_none());
-    }
-
     use super::*;
 
     #[test]

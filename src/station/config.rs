@@ -34,7 +34,7 @@ pub struct StationConfig {
     /// How often a lost device is tried again.
     pub reopen_every: Duration,
     /// Bytes the application may have written on a channel that the mux has
-    /// not taken yet ([`Station::write_room`]): what bounds a channel's
+    /// not taken yet ([`Station::write_room`](super::Station::write_room)): what bounds a channel's
     /// share of this end's memory before the mux's send buffer.
     pub write_budget: usize,
     /// Whether channel data is compressed (`compress=`); decides

@@ -8,7 +8,7 @@ use crate::link::Features;
 use crate::mux::{ChannelId, ExitStatus, RefuseReason, ResetReason, SessionEnd, Target};
 use crate::stats::sanitize;
 
-/// Names one [`Station::open`] until it becomes a channel or fails.
+/// Names one [`Station::open`](super::Station::open) until it becomes a channel or fails.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct OpenId(pub u64);
 
@@ -79,14 +79,14 @@ pub enum StationEvent {
         /// Why.
         reason: SessionEnd,
     },
-    /// An [`Station::open`] became a channel; `write` works from now on.
+    /// An [`Station::open`](super::Station::open) became a channel; `write` works from now on.
     Opened {
         /// The open.
         open: OpenId,
         /// Its channel.
         ch: ChannelId,
     },
-    /// An [`Station::open`] failed (terminal for that open).
+    /// An [`Station::open`](super::Station::open) failed (terminal for that open).
     OpenFailed {
         /// The open.
         open: OpenId,
@@ -94,7 +94,7 @@ pub enum StationEvent {
         error: OpenError,
     },
     /// The peer opened a channel for a service this end offers: call
-    /// [`Station::accept`] or [`Station::refuse`].
+    /// [`Station::accept`](super::Station::accept) or [`Station::refuse`](super::Station::refuse).
     Incoming {
         /// The channel.
         ch: ChannelId,
@@ -109,7 +109,7 @@ pub enum StationEvent {
         /// Ours ∩ the peer's.
         features: Features,
     },
-    /// Data to [`Station::read`] (edge-triggered, as [`MuxEvent::Readable`]).
+    /// Data to [`Station::read`](super::Station::read) (edge-triggered, as [`MuxEvent::Readable`](crate::mux::MuxEvent::Readable)).
     Readable {
         /// The channel.
         ch: ChannelId,
@@ -122,7 +122,7 @@ pub enum StationEvent {
         /// The peer program's exit status, if it ended with one.
         status: Option<ExitStatus>,
     },
-    /// `bytes` of what [`Station::write`] took left the channel's queue for the mux.
+    /// `bytes` of what [`Station::write`](super::Station::write) took left the channel's queue for the mux.
     Sent {
         /// The channel.
         ch: ChannelId,

@@ -283,7 +283,7 @@ impl Station {
     }
 
     /// Heap bytes held by the mux's channel buffers and compression
-    /// histories (bounded by [`MuxConfig::heap_bound`], whatever the peer sends).
+    /// histories (bounded by [`MuxConfig::heap_bound`](crate::mux::MuxConfig::heap_bound), whatever the peer sends).
     pub fn mux_heap_bytes(&self) -> usize {
         self.mux.heap_bytes()
     }

@@ -396,7 +396,7 @@ fn run(seed: u64, case: Case) -> Run {
     };
     let limit = base + Duration::from_secs(200);
     while pair.now < limit {
-        pair.step(QUANTUM, limit);
+        pair.step_quantum(QUANTUM, limit);
         a.turn(&mut pair.a.station);
         b.turn(&mut pair.b.station);
         if case == Case::KeyedAttacked && pair.now >= next_attack {
@@ -760,7 +760,7 @@ fn short_connections(pair: &mut StationPair, base: Instant, n: usize) -> Duratio
     let mut servers: HashMap<ChannelId, App> = HashMap::new();
     let limit = base + Duration::from_secs(60);
     while pair.now < limit && clients.iter().any(|c| c.end.is_none()) {
-        pair.step(QUANTUM, limit);
+        pair.step_quantum(QUANTUM, limit);
         // A: route events to the client that owns the open or channel.
         while let Some(ev) = pair.a.station.poll_event() {
             let owner = clients.iter_mut().find(|c| match &ev {
@@ -869,7 +869,7 @@ fn undecodable_mux_data_restarts_the_session() {
     let mut server = App::server(Vec::new(), vec![7; 50_000], false, ExitStatus::Code(0));
     let mut injected = false;
     while pair.now < limit && first.end.is_none() {
-        pair.step(QUANTUM, limit);
+        pair.step_quantum(QUANTUM, limit);
         first.turn(&mut pair.a.station);
         server.turn(&mut pair.b.station);
         if !injected && first.stream.sent > 10_000 && pair.a.station.link_mut().can_send() {
@@ -896,7 +896,7 @@ fn undecodable_mux_data_restarts_the_session() {
     let mut server = App::server(vec![8; 100], vec![9; 3000], false, ExitStatus::Code(0));
     let limit = pair.now + Duration::from_secs(30);
     while pair.now < limit && again.end.is_none() {
-        pair.step(QUANTUM, limit);
+        pair.step_quantum(QUANTUM, limit);
         again.turn(&mut pair.a.station);
         server.turn(&mut pair.b.station);
     }
@@ -943,7 +943,7 @@ fn close_resets_what_did_not_finish_in_the_grace_period() {
     );
     let limit = base + Duration::from_secs(60);
     while pair.now < base + Duration::from_secs(2) {
-        pair.step(QUANTUM, limit);
+        pair.step_quantum(QUANTUM, limit);
         a.turn(&mut pair.a.station);
         b.turn(&mut pair.b.station);
     }
@@ -951,7 +951,7 @@ fn close_resets_what_did_not_finish_in_the_grace_period() {
     let closing_at = pair.now;
     pair.a.station.close(closing_at, grace);
     while pair.now < limit && !pair.a.station.is_closed() {
-        pair.step(QUANTUM, limit);
+        pair.step_quantum(QUANTUM, limit);
         a.turn(&mut pair.a.station);
         b.turn(&mut pair.b.station);
     }
@@ -964,7 +964,7 @@ fn close_resets_what_did_not_finish_in_the_grace_period() {
     );
     // The peer hears of it: its channel is reset too, never closed.
     while pair.now < limit && b.end.is_none() {
-        pair.step(QUANTUM, limit);
+        pair.step_quantum(QUANTUM, limit);
         b.turn(&mut pair.b.station);
     }
     assert!(matches!(b.end, Some(End::Cut { .. })), "{:?}", b.end);
@@ -1002,7 +1002,7 @@ fn a_hostile_peer_cannot_grow_memory_or_stop_other_channels() {
     let mut peak_heap = 0;
     let mut last_flood = 0;
     while pair.now < limit && (a.end.is_none() || b.end.is_none()) {
-        pair.step(QUANTUM, limit);
+        pair.step_quantum(QUANTUM, limit);
         a.turn(&mut pair.a.station);
         b.turn(&mut pair.b.station);
         // Every 10 ms a payload full of OPENs for "nope": about half the line.
@@ -1109,7 +1109,7 @@ fn hostile_records_cut_only_their_channels_and_the_download_completes() {
     let mut hostile_reset = 0u64;
     let mut payloads = 0u64;
     while pair.now < limit && (a.end.is_none() || b.end.is_none()) {
-        pair.step(QUANTUM, limit);
+        pair.step_quantum(QUANTUM, limit);
         a.turn(&mut pair.a.station);
         // B's application: the real channel goes to `b`; hostile channels
         // are accepted and never read.
@@ -1304,7 +1304,7 @@ fn mixed_run(
     let (mut typed_at, mut round_trips) = (Vec::new(), Vec::new());
     let limit = base + Duration::from_secs(300);
     while pair.now < limit {
-        pair.step(QUANTUM, limit);
+        pair.step_quantum(QUANTUM, limit);
         let now = pair.now;
         while let Some(ev) = pair.a.station.poll_event() {
             match ev {
@@ -1552,7 +1552,7 @@ fn features_are_negotiated_and_reported() {
         pair.b.station = Station::new(cfg_b, 22, base);
         let lim = base + Duration::from_secs(3);
         while pair.now < lim {
-            pair.step(QUANTUM, lim);
+            pair.step_quantum(QUANTUM, lim);
         }
         let mut seen = None;
         while let Some(ev) = pair.a.station.poll_event() {
@@ -1609,7 +1609,7 @@ fn an_open_flood_is_paced_and_other_connections_still_work() {
     let mut last_tick = 0;
     let done = |a: &App, b: &App| a.end.is_some() && b.end.is_some();
     while pair.now < limit && !(done(&a_up, &b_srv) && done(&b_up, &a_srv)) {
-        pair.step(QUANTUM, limit);
+        pair.step_quantum(QUANTUM, limit);
         if pair.now >= start_legit && a_up.open.is_none() {
             a_up.open = Some(pair.a.station.open(pair.now, SERVICE));
             b_up.open = Some(pair.b.station.open(pair.now, SERVICE));
@@ -1727,7 +1727,7 @@ fn peer_text_reaches_logs_without_line_breaks_or_bidi_overrides() {
     let mut incoming = Vec::new();
     let limit = base + Duration::from_secs(10);
     while pair.now < limit && failed.len() < 2 {
-        pair.step(QUANTUM, limit);
+        pair.step_quantum(QUANTUM, limit);
         while let Some(ev) = pair.b.station.poll_event() {
             if let StationEvent::Incoming { ch, target, .. } = ev {
                 incoming.push(target.clone());
