@@ -63,12 +63,14 @@ pub mod crc;
 pub mod crypto;
 mod event;
 pub mod features;
+pub mod fec;
 mod foreign;
 pub mod frame;
 pub mod handshake;
 #[cfg(test)]
 mod keyed_tests;
 pub mod pacer;
+pub mod rs;
 pub mod rtt;
 mod rx;
 pub mod seq;
