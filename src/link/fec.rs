@@ -288,9 +288,10 @@ impl Rejoin {
 const TARGET_BLOCK_FAILURE: f64 = 1e-3;
 /// Wire bytes over which old observations lose half their weight.
 const HALF_LIFE_BYTES: f64 = 32.0 * 1024.0;
-/// Clean bytes assumed before anything is seen (they age like the rest): one
-/// stray error on a fresh link does not switch the code on.
-const PRIOR_BYTES: f64 = 64.0 * 1024.0;
+/// Clean bytes assumed before anything is seen (they age like the rest): a
+/// fresh link reacts within a few KB, yet one stray error asks for the weakest
+/// code only, and only until some 60 KB of clean bytes dilute it.
+const PRIOR_BYTES: f64 = 16.0 * 1024.0;
 /// Expected byte errors per 255 wire bytes below which no code is asked for,
 /// and above which one is (hysteresis): a plain 2 KB frame is then lost less
 /// often than the weakest code's 2.3 % would cost.
