@@ -20,7 +20,7 @@ impl Features {
     /// Per-channel zstd compression (used by the multiplexer, carried here).
     pub const COMPRESS_ZSTD: Features = Features(1 << 3);
     /// Adaptive forward error correction: frames may travel Reed-Solomon coded
-    /// (`fec.rs`, docs/link-protocol.md §12), at the level the receiver asks for.
+    /// (`fec.rs`, docs/link-protocol.md §11), at the level the receiver asks for.
     pub const FEC: Features = Features(1 << 4);
     /// What this build offers at the link level by default
     /// (`LinkConfig::features`): large frames on clean lines, urgent frames

@@ -1,5 +1,5 @@
 //! Forward error correction of link frames (feature `FEC`, docs/link-protocol.md
-//! §12): the coded frame format, pure and sans-IO, and the receiver's estimate
+//! §11): the coded frame format, pure and sans-IO, and the receiver's estimate
 //! of the line that picks how much parity it asks the peer for.
 //!
 //! # Why not COBS around the code
