@@ -277,3 +277,20 @@ fn estimate_picks_levels_by_error_rate() {
     }
     assert!(clean_bytes < 80_000, "{clean_bytes}");
 }
+
+proptest::proptest! {
+    /// Any bytes (no zeros: the delimiter never reaches the decoder): no
+    /// panic, and a frame found re-encodes to the length it took.
+    #[test]
+    fn decoder_never_panics(data in proptest::collection::vec(1u8..=255, 0..3000)) {
+        let mut out = Vec::new();
+        if let Decoded::Frame { level, want, wire, .. } = decode(&data, &mut out) {
+            let mut again = Vec::new();
+            encode(level, want, &out, &mut again);
+            proptest::prop_assert_eq!(again.len() - 1, wire);
+        }
+        let mut rj = Rejoin::default();
+        rj.start(&data, data.len() + 5);
+        let _ = rj.join(&data);
+    }
+}
