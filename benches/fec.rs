@@ -46,11 +46,11 @@ fn main() {
         let dec = rate(len, t, || {
             black_box(fec::decode(black_box(&wire), &mut out));
         });
-        // Half the code's reach in every block: spread errors every
-        // 255 / (t/2) bytes.
+        // Half the code's reach in every block (one error at t = 1).
         let t_half = (nsym(level) / 4).max(1);
         let mut bad = wire.clone();
-        let step = 255 / t_half;
+        // At most t_half hits in any 256 wire bytes, so in any block.
+        let step = 256 / t_half;
         for i in (fec::HEADER_WIRE..bad.len()).step_by(step) {
             bad[i] = bad[i].wrapping_add(1).max(1);
         }

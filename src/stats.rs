@@ -129,7 +129,7 @@ pub struct LinkSnapshot {
     /// Estimated per-byte error probability of the line.
     pub error_rate: f64,
     /// Reed-Solomon parity bytes per block of ≤ 255 our frames carry now
-    /// (0: frames go plain; 4, 8, 16 or 32 on a noisy line).
+    /// (0: frames go plain; 2, 4, 8, 16 or 32 on a noisy line).
     pub fec_parity: usize,
     /// Parity we ask the peer for, from what arrives (same scale).
     pub fec_parity_wanted: usize,

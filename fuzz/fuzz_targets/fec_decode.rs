@@ -18,17 +18,17 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(again.len() - 1, used);
     }
     // The RS decoder alone on the first ≤ 255 bytes, under each code.
-    for nsym in [4, 8, 16, 32] {
+    for nsym in [2, 4, 8, 16, 32] {
         let mut cw = data[..data.len().min(255)].to_vec();
         let _ = Code::new(nsym).decode(&mut cw);
     }
-    // Round trip with one damaged byte per 64.
+    // Round trip with one damaged byte per 256 (at most one per block).
     if !data.is_empty() && data.len() <= 4000 {
-        let level = 1 + data[0] % 4;
+        let level = 1 + data[0] % fec::MAX_LEVEL;
         let mut w = Vec::new();
         fec::encode(level, 0, data, &mut w);
         w.pop();
-        for i in (fec::HEADER_WIRE..w.len()).step_by(64) {
+        for i in (fec::HEADER_WIRE..w.len()).step_by(256) {
             w[i] = w[i].wrapping_add(0x5A).max(1);
         }
         match fec::decode(&w, &mut out) {

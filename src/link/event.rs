@@ -97,7 +97,7 @@ pub struct LinkStats {
     pub fec_frames_rejoined: u64,
     /// Coded frames beyond repair (left to retransmission).
     pub fec_frames_failed: u64,
-    /// The code level our frames go out at now (0: none; 1–4: 4, 8, 16, 32
+    /// The code level our frames go out at now (0: none; 1–5: 2, 4, 8, 16, 32
     /// parity bytes per block of ≤ 255).
     pub fec_level: u8,
     /// The level we ask the peer for, from what we receive.

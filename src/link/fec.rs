@@ -18,7 +18,7 @@
 //!                                                  the slot (masked 0) and last
 //! header  data = 0xA0|level, want, raw_len:u16 BE; parity 4 (corrects 2)
 //! data    raw frame (with its CRC or AEAD tag) cut into B = ⌈len/(254−nsym)⌉
-//!         blocks of near-equal size; parity nsym = 4, 8, 16, 32 (level 1–4)
+//!         blocks of near-equal size; parity nsym = 2, 4, 8, 16, 32 (level 1–5)
 //! ```
 //!
 //! What lands where: a byte error anywhere costs one symbol of its block (the
@@ -36,7 +36,7 @@ use std::sync::OnceLock;
 use super::rs::Code;
 
 /// Strongest level: 32 parity bytes per block (t = 16).
-pub const MAX_LEVEL: u8 = 4;
+pub const MAX_LEVEL: u8 = 5;
 /// Wire bytes of the header block: slot, 4 data, 4 parity, mask.
 pub const HEADER_WIRE: usize = 10;
 /// First byte of the header's data: high nibble 0xA marks a coded frame (v1 of
@@ -51,25 +51,18 @@ const HEADER_DATA: usize = 4;
 pub const fn nsym(level: u8) -> usize {
     match level {
         0 => 0,
-        1 => 4,
-        2 => 8,
-        3 => 16,
+        1 => 2,
+        2 => 4,
+        3 => 8,
+        4 => 16,
         _ => 32,
     }
 }
 
-/// The codes by level (index 0 unused, 1 doubles as the header's code).
-fn codes() -> &'static [Code; 5] {
-    static CODES: OnceLock<[Code; 5]> = OnceLock::new();
-    CODES.get_or_init(|| {
-        [
-            Code::new(4),
-            Code::new(4),
-            Code::new(8),
-            Code::new(16),
-            Code::new(32),
-        ]
-    })
+/// The codes by level; index 0 is the header's (4 parity bytes, corrects 2).
+fn codes() -> &'static [Code; 6] {
+    static CODES: OnceLock<[Code; 6]> = OnceLock::new();
+    CODES.get_or_init(|| std::array::from_fn(|l| Code::new(if l == 0 { 4 } else { nsym(l as u8) })))
 }
 
 /// Data bytes per block at most at `level` ≥ 1.
@@ -124,7 +117,7 @@ pub fn encode(level: u8, want: u8, raw: &[u8], out: &mut Vec<u8>) {
         len as u8,
     ];
     let codes = codes();
-    encode_block(&codes[1], &header, out);
+    encode_block(&codes[0], &header, out);
     let b = blocks(level, len);
     let (base, extra) = (len / b, len % b);
     let mut at = 0;
@@ -203,7 +196,7 @@ pub fn decode(wire: &[u8], out: &mut Vec<u8>) -> Decoded {
     }
     let codes = codes();
     let mut h = Vec::with_capacity(HEADER_DATA);
-    let Some(mut corrected) = decode_block(&codes[1], &wire[..HEADER_WIRE], &mut h) else {
+    let Some(mut corrected) = decode_block(&codes[0], &wire[..HEADER_WIRE], &mut h) else {
         return Decoded::NotCoded;
     };
     let level = h[0] & 0x0F;
