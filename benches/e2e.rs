@@ -646,6 +646,16 @@ async fn main() {
         )
         .await
     );
+    // Noisy lines beyond what retransmission alone carries (issue 21: FEC).
+    for (name, impair) in [
+        ("ber3e-4-115200", "ber=3e-4"),
+        ("ber1e-3-115200", "ber=1e-3"),
+    ] {
+        case!(
+            name,
+            bulk(name, CableSpec::clean(115_200).both(impair), 1, secs).await
+        );
+    }
     case!(
         "dropins1e-5-115200",
         bulk(

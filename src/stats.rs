@@ -128,6 +128,17 @@ pub struct LinkSnapshot {
     pub frame_payload: usize,
     /// Estimated per-byte error probability of the line.
     pub error_rate: f64,
+    /// Reed-Solomon parity bytes per block of ≤ 255 our frames carry now
+    /// (0: frames go plain; 2, 4, 8, 16 or 32 on a noisy line).
+    pub fec_parity: usize,
+    /// Parity we ask the peer for, from what arrives (same scale).
+    pub fec_parity_wanted: usize,
+    /// Byte errors the code corrected in frames received.
+    pub fec_bytes_corrected: u64,
+    /// Frames received that the code repaired (each one a retransmission saved).
+    pub fec_frames_repaired: u64,
+    /// Coded frames received beyond repair (retransmitted).
+    pub fec_frames_failed: u64,
     /// Bytes the applications wrote that wait for the link, all channels.
     pub queue_bytes: usize,
     /// Opens waiting for the link or a free channel.
@@ -222,7 +233,7 @@ impl LinkSnapshot {
         format!(
             "SERIAL-MUX:{}: link {}, {} sessions; sent {} frames ({} retransmitted, {} line bytes, {} payload), \
              received {} frames ({} payload bytes, {} CRC failures, {} malformed); srtt {}, frame payload {} B, \
-             error rate {:.1e}/byte; goodput {:.0}/{:.0} B/s out/in, {} B queued; channels {} open, {} opened, \
+             error rate {:.1e}/byte; FEC parity {}/{} out/wanted, {} bytes corrected in {} frames, {} beyond repair; goodput {:.0}/{:.0} B/s out/in, {} B queued; channels {} open, {} opened, \
              {} served, {} refused, {} reset, {} waiting",
             self.device,
             self.state.as_str(),
@@ -240,6 +251,11 @@ impl LinkSnapshot {
                 .unwrap_or_else(|| "-".into()),
             self.frame_payload,
             self.error_rate,
+            self.fec_parity,
+            self.fec_parity_wanted,
+            self.fec_bytes_corrected,
+            self.fec_frames_repaired,
+            self.fec_frames_failed,
             self.goodput_tx_bytes_per_s,
             self.goodput_rx_bytes_per_s,
             self.queue_bytes,

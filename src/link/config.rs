@@ -120,9 +120,11 @@ impl LinkConfig {
 
     /// RTO floor when frames carry up to `payload` bytes (large frames raise it).
     pub fn rto_floor_for(&self, payload: usize) -> Duration {
-        self.byte_time(2 * cobs::max_encoded_len(payload + 16))
-            + self.pacing_target
-            + self.ack_delay
-            + Duration::from_millis(5)
+        let frame = if self.features.contains(Features::FEC) {
+            super::fec::max_wire_len(payload + 16)
+        } else {
+            cobs::max_encoded_len(payload + 16)
+        };
+        self.byte_time(2 * frame) + self.pacing_target + self.ack_delay + Duration::from_millis(5)
     }
 }

@@ -18,6 +18,8 @@ pub(super) struct Tx {
     pub(super) pos: usize,
     /// 1 if `buf` starts with a leading delimiter.
     lead: usize,
+    /// Reed-Solomon coded (not COBS): it cannot be cut for a RESUME.
+    coded: bool,
     /// A DATA frame (or its RESUME) that can be suspended.
     pub(super) data: Option<TxData>,
 }
@@ -106,17 +108,18 @@ impl Link {
 
     /// Whether [`preempt`](Self::preempt) would stop the current frame: the first
     /// transmission of a DATA frame (or the RESUME of one) with more than
-    /// `min_left` bytes still to go, on an unkeyed link whose peer announced
-    /// RESUME. (A retransmission is never stopped: the peer may hold it already,
+    /// `min_left` bytes still to go, sent as COBS (a coded frame has no cut
+    /// points), on an unkeyed link whose peer announced RESUME. (A retransmission is never stopped: the peer may hold it already,
     /// so nothing could take its place in the order.)
     pub fn can_preempt(&self, min_left: usize) -> bool {
         self.features().contains(Features::RESUME)
             && self.keyed.is_none()
             && self.suspended.is_none()
             && self.tx.as_ref().is_some_and(|t| {
-                t.data
-                    .as_ref()
-                    .is_some_and(|d| self.snd.is_first_transmission(d.seq))
+                !t.coded
+                    && t.data
+                        .as_ref()
+                        .is_some_and(|d| self.snd.is_first_transmission(d.seq))
                     && t.buf.len() - t.pos > min_left
             })
     }
@@ -300,14 +303,14 @@ impl Link {
                 }
             }
         }
-        let mut buf = Vec::with_capacity(cobs::max_encoded_len(raw.len()) + 2);
+        let mut buf = Vec::with_capacity(super::fec::max_wire_len(raw.len()) + 2);
         // After an idle line, a leading delimiter flushes any garbage the receiver
         // may hold, so this frame is not merged with it.
         let lead = usize::from(now >= self.last_tx_end + Duration::from_millis(5));
         if lead == 1 {
             buf.push(0);
         }
-        cobs::encode(&raw, &mut buf);
+        let coded = self.encode_frame(&raw, &mut buf);
         let n = buf.len();
         self.raw = raw;
         self.keepalive_due = false;
@@ -325,6 +328,7 @@ impl Link {
             buf,
             pos: 0,
             lead,
+            coded,
             data,
         });
         true
