@@ -76,6 +76,7 @@ pub mod session;
 #[cfg(test)]
 mod tests;
 mod timers;
+pub mod turn;
 mod tx;
 
 use std::collections::VecDeque;
