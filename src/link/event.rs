@@ -84,6 +84,8 @@ pub struct LinkStats {
     /// Suspended frames that a payload overtook in the delivery order (their
     /// RESUME gave them the next sequence number).
     pub frames_overtaken: u64,
+    /// Turn-taking on a half-duplex medium (None on a full-duplex line).
+    pub turns: Option<super::turn::TurnStats>,
 }
 
 /// Why the far end is not (or not yet) a peer this link can talk to.

@@ -87,8 +87,10 @@ pub enum Permit {
 /// Who may transmit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Holder {
-    /// We do, since `since`; `sent`: we transmitted in this turn.
-    Us { since: Instant, sent: bool },
+    /// We do; `since`: our first transmission in this turn (the longest turn
+    /// counts from there: a silent holder is not timed); `sent`: we
+    /// transmitted in it.
+    Us { since: Option<Instant>, sent: bool },
     /// The far end does (or nobody knows: the medium is claimed after silence).
     Them {
         /// We gave the turn away ourselves (claim one slot later).
@@ -124,8 +126,12 @@ pub struct Turns {
     failed_claims: u32,
     /// A claim of ours has not been answered yet.
     claim_open: bool,
-    /// Random part of the next claim's delay.
+    /// Random part of the next claim's delay, counted from when there was
+    /// something to send (so two ends whose timers fire together, probing on
+    /// the same schedule, still drift apart).
     backoff: Duration,
+    /// The pending claim's earliest moment by the back-off.
+    claim_after: Option<Instant>,
     rng: Rng,
     stats: TurnStats,
 }
@@ -143,6 +149,7 @@ impl Turns {
             failed_claims: 1,
             claim_open: false,
             backoff: Duration::ZERO,
+            claim_after: None,
             rng: Rng::new(u64::from(seed) ^ 0x7475_726E_0000_0000),
             stats: TurnStats::default(),
         };
@@ -196,13 +203,14 @@ impl Turns {
     /// it, perhaps while we thought we held it: then it is theirs).
     pub fn on_frame(&mut self, now: Instant, pass: bool) {
         self.on_rx_bytes(now);
+        self.claim_after = None;
         if std::mem::take(&mut self.claim_open) || self.failed_claims > 0 {
             self.failed_claims = 0;
             self.draw_backoff();
         }
         if pass {
             self.holder = Holder::Us {
-                since: now,
+                since: None,
                 sent: false,
             };
             self.stats.taken += 1;
@@ -211,19 +219,23 @@ impl Turns {
         }
     }
 
-    /// What the link may do at `now`.
-    pub fn permit(&self, now: Instant) -> Permit {
+    /// What the link may do at `now`; `wants`: it has a frame to send.
+    pub fn permit(&mut self, now: Instant, wants: bool) -> Permit {
         let after_rx = self.last_rx.map(|t| t + self.cfg.turnaround);
         match self.holder {
             Holder::Us { since, .. } => match after_rx {
                 Some(t) if t > now => Permit::Wait(t),
-                _ if now >= since + self.cfg.max_turn => Permit::PassNow,
+                _ if since.is_some_and(|s| now >= s + self.cfg.max_turn) => Permit::PassNow,
                 _ => Permit::Send,
             },
             Holder::Them { yielded } => {
                 let quiet = self.last_rx.map_or(self.tx_end, |t| t.max(self.tx_end));
                 let slots = u32::from(self.primary != Some(true)) + u32::from(yielded);
-                let at = quiet + self.cfg.idle_gap + self.cfg.slot * slots + self.backoff;
+                let mut at = quiet + self.cfg.idle_gap + self.cfg.slot * slots;
+                if wants {
+                    let backoff = self.backoff;
+                    at = at.max(*self.claim_after.get_or_insert(now + backoff));
+                }
                 if now >= at {
                     Permit::Claim
                 } else {
@@ -237,8 +249,12 @@ impl Turns {
     /// [`Permit::Claim`] this takes the turn.
     pub fn on_transmit(&mut self, now: Instant, end: Instant) {
         self.tx_end = self.tx_end.max(end);
+        self.claim_after = None;
         match &mut self.holder {
-            Holder::Us { sent, .. } => *sent = true,
+            Holder::Us { since, sent } => {
+                since.get_or_insert(now);
+                *sent = true;
+            }
             Holder::Them { .. } => {
                 if std::mem::replace(&mut self.claim_open, true) {
                     self.stats.unanswered += 1;
@@ -246,7 +262,7 @@ impl Turns {
                 }
                 self.stats.claimed += 1;
                 self.holder = Holder::Us {
-                    since: now,
+                    since: Some(now),
                     sent: true,
                 };
             }
@@ -257,6 +273,7 @@ impl Turns {
     /// or (`end` = now) by falling silent.
     pub fn on_pass(&mut self, end: Instant) {
         self.tx_end = self.tx_end.max(end);
+        self.claim_after = None;
         self.holder = Holder::Them { yielded: true };
         self.stats.passed += 1;
         self.draw_backoff();
@@ -269,6 +286,13 @@ mod tests {
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
+
+    impl Turns {
+        /// `permit` with a frame waiting.
+        fn permit_now(&mut self, now: Instant) -> Permit {
+            self.permit(now, true)
+        }
+    }
 
     fn cfg() -> TurnConfig {
         TurnConfig {
@@ -285,27 +309,27 @@ mod tests {
         let mut t = Turns::new(cfg(), 1, t0);
         t.set_epochs(1, 2);
         assert!(
-            matches!(t.permit(t0), Permit::Wait(_)),
+            matches!(t.permit_now(t0), Permit::Wait(_)),
             "nobody holds it yet"
         );
         t.on_frame(t0 + 5 * MS, true);
         assert_eq!(t.stats().taken, 1);
-        assert_eq!(t.permit(t0 + 6 * MS), Permit::Wait(t0 + 7 * MS));
-        assert_eq!(t.permit(t0 + 7 * MS), Permit::Send);
+        assert_eq!(t.permit_now(t0 + 6 * MS), Permit::Wait(t0 + 7 * MS));
+        assert_eq!(t.permit_now(t0 + 7 * MS), Permit::Send);
         assert!(
             !t.owes_pass(),
             "nothing sent: an idle holder keeps the turn"
         );
         t.on_transmit(t0 + 7 * MS, t0 + 50 * MS);
         assert!(t.owes_pass());
-        assert_eq!(t.permit(t0 + 104 * MS), Permit::Send);
-        assert_eq!(t.permit(t0 + 105 * MS), Permit::PassNow);
+        assert_eq!(t.permit_now(t0 + 106 * MS), Permit::Send);
+        assert_eq!(t.permit_now(t0 + 107 * MS), Permit::PassNow);
         t.on_pass(t0 + 106 * MS);
         assert!(!t.holding());
         assert_eq!(t.stats().passed, 1);
         // Passed: the far end answers; we may only claim after silence, a slot
         // later as the secondary, one more as the one who yielded.
-        match t.permit(t0 + 106 * MS) {
+        match t.permit_now(t0 + 106 * MS) {
             Permit::Wait(at) => assert!(at >= t0 + (106 + 20 + 20) * MS, "{:?}", at - t0),
             p => panic!("{p:?}"),
         }
@@ -320,11 +344,14 @@ mod tests {
         for i in 1..50 {
             // A byte every 5 ms: the medium is never quiet for the idle gap.
             t.on_rx_bytes(t0 + 5 * i * MS);
-            assert!(matches!(t.permit(t0 + (5 * i + 4) * MS), Permit::Wait(_)));
+            assert!(matches!(
+                t.permit_now(t0 + (5 * i + 4) * MS),
+                Permit::Wait(_)
+            ));
         }
         let last = t0 + 245 * MS;
-        assert_eq!(t.permit(last + 19 * MS), Permit::Wait(last + 20 * MS));
-        assert_eq!(t.permit(last + 20 * MS), Permit::Claim);
+        assert_eq!(t.permit_now(last + 19 * MS), Permit::Wait(last + 20 * MS));
+        assert_eq!(t.permit_now(last + 20 * MS), Permit::Claim);
         t.on_transmit(last + 20 * MS, last + 21 * MS);
         assert!(t.holding());
         assert_eq!(t.stats().claimed, 1);
@@ -344,8 +371,8 @@ mod tests {
         // Both heard the same last frame (a lost PASS).
         p.on_frame(t0, false);
         s.on_frame(t0, false);
-        assert_eq!(p.permit(t0 + 20 * MS), Permit::Claim);
-        assert_eq!(s.permit(t0 + 20 * MS), Permit::Wait(t0 + 30 * MS));
+        assert_eq!(p.permit_now(t0 + 20 * MS), Permit::Claim);
+        assert_eq!(s.permit_now(t0 + 20 * MS), Permit::Wait(t0 + 30 * MS));
     }
 
     #[test]
@@ -359,11 +386,11 @@ mod tests {
         let mut apart = 0;
         let mut now = t0;
         for _ in 0..8 {
-            let at = |t: &Turns| match t.permit(now) {
+            let at = |t: &mut Turns| match t.permit_now(now) {
                 Permit::Wait(x) => x,
                 _ => now,
             };
-            let (ta, tb) = (at(&a), at(&b));
+            let (ta, tb) = (at(&mut a), at(&mut b));
             if ta.max(tb) - ta.min(tb) > 3 * MS {
                 apart += 1;
             }
