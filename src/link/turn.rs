@@ -193,6 +193,12 @@ impl Turns {
         }
     }
 
+    /// A claim was allowed but there was nothing to send after all: the next
+    /// one counts its back-off afresh from when there is.
+    pub fn no_claim(&mut self) {
+        self.claim_after = None;
+    }
+
     /// Bytes (any, even garbage) arrived at `now`.
     pub fn on_rx_bytes(&mut self, now: Instant) {
         self.last_rx = Some(self.last_rx.map_or(now, |t| t.max(now)));

@@ -188,9 +188,18 @@ impl Link {
                 self.timers.set(Timer::Turn, at);
                 false
             }
-            Permit::Send | Permit::Claim => {
+            Permit::Send => {
                 self.start_frame(now)
                     || (self.turns.as_ref().is_some_and(|t| t.owes_pass()) && self.pass_turn(now))
+            }
+            Permit::Claim => {
+                let started = self.start_frame(now);
+                if !started {
+                    if let Some(t) = &mut self.turns {
+                        t.no_claim();
+                    }
+                }
+                started
             }
             Permit::PassNow => self.pass_turn(now),
         }
@@ -200,6 +209,7 @@ impl Link {
     /// (a keyed handshake message aside).
     fn has_frame_to_send(&self) -> bool {
         self.hello_due
+            || self.keyed.as_ref().is_some_and(|k| !k.ready())
             || self.caps.is_due()
             || self.ack_due
             || self.keepalive_due
