@@ -35,7 +35,8 @@
 //! - [`status`]: the `--status` terminal view (ratatui over crossterm).
 //! - [`os`]: what differs between Unix and Windows (signals, `EXEC`, which
 //!   addresses exist); the cable, `PTY`, the testbed and the demo are Unix-only.
-#![forbid(unsafe_code)]
+// One documented exception: the TIOCSRS485 ioctl of `rs485` (os/rs485.rs).
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod address;

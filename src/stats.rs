@@ -153,6 +153,23 @@ pub struct LinkSnapshot {
     pub channels_reset: u64,
     /// The channels open now, by id.
     pub channels: Vec<ChannelSnapshot>,
+    /// Turn-taking on a half-duplex medium (`duplex=half`); null on a
+    /// full-duplex line.
+    pub turns: Option<TurnsSnapshot>,
+}
+
+/// Turn-taking counters of a `duplex=half` link, since sfs started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct TurnsSnapshot {
+    /// Turns the peer passed to this end (a PASS frame received).
+    pub taken: u64,
+    /// Turns this end passed (a PASS frame, or silence before PASS is agreed).
+    pub passed: u64,
+    /// Turns this end claimed after the medium fell silent (a lost PASS, an
+    /// idle holder, the handshake).
+    pub claimed: u64,
+    /// Claims not answered before the next one (collisions, or no peer).
+    pub unanswered: u64,
 }
 
 /// Which end opened a channel.
@@ -265,7 +282,12 @@ impl LinkSnapshot {
             self.channels_refused,
             self.channels_reset,
             self.opens_waiting,
-        )
+        ) + &self.turns.map_or(String::new(), |t| {
+            format!(
+                "; half duplex: turns {} taken, {} passed, {} claimed ({} unanswered)",
+                t.taken, t.passed, t.claimed, t.unanswered
+            )
+        })
     }
 }
 

@@ -236,8 +236,13 @@ fn draw_link(f: &mut ratatui::Frame, area: ratatui::layout::Rect, l: &LinkSnapsh
     let inner = block.inner(area);
     f.render_widget(block, area);
     let [text, graph] = Layout::vertical([Constraint::Length(3), Constraint::Min(1)]).areas(inner);
-    // The line is full duplex: each direction has the whole rate.
-    let load = l.goodput_tx_bytes_per_s.max(l.goodput_rx_bytes_per_s) / l.line_bytes_per_s as f64;
+    // A full-duplex line gives each direction the whole rate; a half-duplex
+    // one (duplex=half) shares it.
+    let load = if l.turns.is_some() {
+        l.goodput_tx_bytes_per_s + l.goodput_rx_bytes_per_s
+    } else {
+        l.goodput_tx_bytes_per_s.max(l.goodput_rx_bytes_per_s)
+    } / l.line_bytes_per_s as f64;
     let lines = vec![
         Line::raw(format!(
             "{} baud · goodput out {}/s in {}/s ({:.0}% of line) · srtt {} · frame {} B",
@@ -250,7 +255,8 @@ fn draw_link(f: &mut ratatui::Frame, area: ratatui::layout::Rect, l: &LinkSnapsh
                 .unwrap_or_else(|| "-".into()),
             l.frame_payload,
         )),
-        Line::raw(format!(
+        Line::raw(
+            format!(
             "frames {} out / {} in · {} retransmitted · {} CRC failures · queue {} B · {} channels",
             l.frames_sent,
             l.frames_received,
@@ -258,7 +264,13 @@ fn draw_link(f: &mut ratatui::Frame, area: ratatui::layout::Rect, l: &LinkSnapsh
             l.crc_failures,
             l.queue_bytes,
             l.channels.len(),
-        )),
+        ) + &l.turns.map_or(String::new(), |t| {
+                format!(
+                    " · half duplex: turns {} passed / {} taken / {} claimed",
+                    t.passed, t.taken, t.claimed
+                )
+            }),
+        ),
         Line::raw(fec_line(l)),
     ];
     f.render_widget(Paragraph::new(lines), text);

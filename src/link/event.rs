@@ -102,6 +102,8 @@ pub struct LinkStats {
     pub fec_level: u8,
     /// The level we ask the peer for, from what we receive.
     pub fec_want: u8,
+    /// Turn-taking on a half-duplex medium (None on a full-duplex line).
+    pub turns: Option<super::turn::TurnStats>,
 }
 
 /// Why the far end is not (or not yet) a peer this link can talk to.

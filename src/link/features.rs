@@ -22,6 +22,10 @@ impl Features {
     /// Adaptive forward error correction: frames may travel Reed-Solomon coded
     /// (`fec.rs`, docs/link-protocol.md §11), at the level the receiver asks for.
     pub const FEC: Features = Features(1 << 4);
+    /// Half-duplex turn-taking (`duplex=half`): the turn is passed with a PASS
+    /// (an ACK with flag T, docs/link-protocol.md "Half duplex"). Offered only
+    /// by an end configured for a half-duplex medium.
+    pub const HALF_DUPLEX: Features = Features(1 << 5);
     /// What this build offers at the link level by default
     /// (`LinkConfig::features`): large frames on clean lines, urgent frames
     /// that overtake a frame in progress (docs/link-protocol.md §10), and
@@ -63,6 +67,7 @@ impl fmt::Display for Features {
             (Self::COMPRESS_LZ4, "lz4"),
             (Self::COMPRESS_ZSTD, "zstd"),
             (Self::FEC, "fec"),
+            (Self::HALF_DUPLEX, "half-duplex"),
         ];
         let mut first = true;
         let mut rest = self.0;

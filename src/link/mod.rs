@@ -84,6 +84,9 @@ pub mod session;
 #[cfg(test)]
 mod tests;
 mod timers;
+pub mod turn;
+#[cfg(test)]
+mod turn_tests;
 mod tx;
 
 use std::collections::VecDeque;
@@ -187,6 +190,10 @@ pub struct Link {
     caps: CapsExchange,
     /// Forward error correction: the level in use and the line's estimate.
     coding: coding::Coding,
+    /// Half duplex: who may transmit ([`turn`]); None on a full-duplex line.
+    turns: Option<turn::Turns>,
+    /// Half duplex: the next frame is the PASS that ends our turn.
+    pass_due: bool,
 }
 
 /// The epoch of the next session after a lost one: a bijective mix of the old
@@ -206,6 +213,13 @@ impl Link {
             .large_max_payload
             .clamp(cfg.max_payload, LARGE_MAX_PAYLOAD);
         cfg.window = cfg.window.clamp(1, MAX_WINDOW);
+        if let Some(t) = &cfg.turns {
+            // A frame should fit a turn several times over, or a keystroke
+            // waits behind one frame longer than the turn itself.
+            let fit = (u128::from(cfg.byte_rate) * t.max_turn.as_nanos() / 4_000_000_000) as usize;
+            cfg.max_payload = cfg.max_payload.min(fit.max(MIN_PAYLOAD));
+            cfg.large_max_payload = cfg.large_max_payload.min(fit.max(MIN_PAYLOAD));
+        }
         let floor = cfg.rto_floor();
         cfg.max_rto = cfg.max_rto.max(cfg.rto_floor_for(cfg.payload_ceiling()));
         let initial = floor.max(Duration::from_millis(300)).min(cfg.max_rto);
@@ -259,6 +273,8 @@ impl Link {
             rx_kept: None,
             caps: CapsExchange::new(),
             coding: coding::Coding::default(),
+            turns: cfg.turns.map(|t| turn::Turns::new(t, epoch, now)),
+            pass_due: false,
             cfg,
         }
     }
@@ -360,6 +376,7 @@ impl Link {
         s.max_payload = self.cur_max_payload;
         s.error_rate = self.errors.q();
         self.fec_stats(&mut s);
+        s.turns = self.turns.as_ref().map(|t| t.stats());
         s
     }
 
@@ -472,6 +489,8 @@ impl Link {
         if self.timers.expire(Timer::Caps, now) {
             self.caps_timeout(now);
         }
+        // The turn allows a frame again: the driver's next poll_transmit sends it.
+        self.timers.expire(Timer::Turn, now);
     }
 
     fn on_retransmit_timeout(&mut self, now: Instant) {

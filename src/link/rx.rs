@@ -19,6 +19,9 @@ impl Link {
             return;
         }
         self.foreign.heard(now, bytes);
+        if let Some(t) = &mut self.turns {
+            t.on_rx_bytes(now);
+        }
         let mut dec = std::mem::replace(&mut self.decoder, cobs::Decoder::new(0));
         dec.push_delimited(bytes, |mut d| {
             if let Some(wire) = d.encoded() {
@@ -261,6 +264,9 @@ impl Link {
             }
         }
         self.stats.frames_received += 1;
+        if let Some(t) = &mut self.turns {
+            t.on_frame(now, matches!(repr, Repr::Pass(_)));
+        }
         self.foreign.heard_sfs(now);
         self.foreign.frame_decoded();
         if self.is_up() {
@@ -295,7 +301,7 @@ impl Link {
                 }
                 self.ack_repeat = 2;
             }
-            Repr::Ack(a) => {
+            Repr::Ack(a) | Repr::Pass(a) => {
                 self.on_session_frame(now);
                 self.on_ack(now, &a);
             }
@@ -328,6 +334,9 @@ impl Link {
             self.caps.unconfirm();
         }
         self.peer_epoch = Some(h.epoch);
+        if let Some(t) = &mut self.turns {
+            t.set_epochs(self.epoch, h.epoch);
+        }
         self.peer_window = h.window.clamp(1, MAX_WINDOW);
         if act.agreed {
             self.on_session_frame(now);

@@ -115,6 +115,12 @@ impl Driver {
             channels_refused: m.refused_total,
             channels_reset: m.resets_sent + m.resets_received,
             channels,
+            turns: l.turns.map(|t| crate::stats::TurnsSnapshot {
+                taken: t.taken,
+                passed: t.passed,
+                claimed: t.claimed,
+                unanswered: t.unanswered,
+            }),
         }
     }
 
