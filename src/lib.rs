@@ -31,6 +31,8 @@
 //! - [`stats`]: statistics snapshots of SERIAL-MUX links: the text line,
 //!   `--stats-json` (a versioned schema) and the `--status` view share them.
 //! - [`status`]: the `--status` terminal view (ratatui over crossterm).
+//! - [`bootstrap`]: `bootstrap=`, the sans-IO conversation with a far serial
+//!   console's shell that uploads and starts the far sfs.
 //! - [`os`]: what differs between Unix and Windows (signals, `EXEC`, which
 //!   addresses exist); the cable, `PTY` and the testbed are Unix-only.
 #![forbid(unsafe_code)]
@@ -39,6 +41,7 @@
 pub mod address;
 pub mod allow;
 pub mod app;
+pub mod bootstrap;
 pub mod bridge;
 #[cfg(unix)]
 pub mod cable;
