@@ -304,6 +304,7 @@ impl<'a> Ctx<'a> {
             ));
         }
         let secret_file = self.value("secret-file", path_text)?;
+        let boot = self.boot_options()?;
         Ok(Address::SerialMux(SerialMux {
             device,
             line,
@@ -314,7 +315,29 @@ impl<'a> Ctx<'a> {
             dead_after,
             secret_file,
             compress,
+            boot,
         }))
+    }
+
+    fn boot_options(&self) -> Result<BootOptions, AddressError> {
+        let bootstrap = self.value("bootstrap", |v| match super::parse_address(v) {
+            Ok(_) => Ok(v.to_string()),
+            Err(_) => Err(ValueError::Form("not an address sfs understands")),
+        })?;
+        let boot = BootOptions {
+            bootstrap,
+            peer_binary: self.value("peer-binary", path_text)?,
+            peer_dir: self.value("peer-dir", |v| path_text(v).map(|_| v.to_string()))?,
+            exit_with_peer: self.flag("exit-with-peer").unwrap_or(false),
+        };
+        if boot.bootstrap.is_none() {
+            for name in ["peer-binary", "peer-dir"] {
+                if let Some(o) = self.opt(name) {
+                    return Err(self.err(o.pos, format!("option '{name}' needs 'bootstrap='")));
+                }
+            }
+        }
+        Ok(boot)
     }
 
     pub(super) fn impairments(&self) -> Result<Impairments, AddressError> {

@@ -25,6 +25,9 @@ pub enum OptionGroup {
     /// The multiplexed link: `service`, `window`, `max-channels`, `keepalive`,
     /// `dead-after`.
     Mux,
+    /// Putting sfs on a far serial console: `bootstrap`, `peer-binary`,
+    /// `peer-dir`, and the far side's `exit-with-peer`.
+    Bootstrap,
     /// Pseudo-terminals: `link`.
     Pty,
     /// Seeded line impairments of a PTY end: `ber`, `drop`, `burst`, ...
@@ -210,7 +213,7 @@ pub static ADDRESS_TYPES: &[AddressType] = &[
         name: "SERIAL-MUX",
         aliases: &[],
         syntax: "SERIAL-MUX:DEVICE",
-        groups: &[OptionGroup::Line, OptionGroup::Mux],
+        groups: &[OptionGroup::Line, OptionGroup::Mux, OptionGroup::Bootstrap],
         summary: "many connections over one serial port; sfs at both ends",
         help: "A reliable link over the serial device DEVICE carrying many connections \
                at once (framing, CRC, retransmission, per-channel flow control). DEVICE \
@@ -531,6 +534,39 @@ pub static OPTIONS: &[OptionSpec] = &[
                the peer supports it; text moves at several times the line rate \
                (default on, but off with secret-file=: compressed sizes show \
                through the encryption; see SECURITY).",
+    },
+    // Putting sfs on a far serial console.
+    OptionSpec {
+        name: "bootstrap",
+        aliases: &[],
+        group: OptionGroup::Bootstrap,
+        value: ValueKind::Value("ADDRESS"),
+        help: "DEVICE is a far console with a shell at its prompt: upload sfs there \
+               (unless cached), start it on that console with ADDRESS as its other address, \
+               then run the link (see BOOTSTRAP).",
+    },
+    OptionSpec {
+        name: "peer-binary",
+        aliases: &[],
+        group: OptionGroup::Bootstrap,
+        value: ValueKind::Value("PATH"),
+        help: "With bootstrap=: the static sfs to upload (default: searched, see BOOTSTRAP).",
+    },
+    OptionSpec {
+        name: "peer-dir",
+        aliases: &[],
+        group: OptionGroup::Bootstrap,
+        value: ValueKind::Value("DIR"),
+        help: "With bootstrap=: the far directory for the copy (default ~/.cache/sfs, \
+               else /tmp/sfs).",
+    },
+    OptionSpec {
+        name: "exit-with-peer",
+        aliases: &[],
+        group: OptionGroup::Bootstrap,
+        value: ValueKind::Flag,
+        help: "Exit when the link's session ends (peer silent past dead-after); what a \
+               bootstrapped far sfs runs with.",
     },
     // Pseudo-terminals.
     OptionSpec {

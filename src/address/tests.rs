@@ -674,6 +674,7 @@ fn serial_mux() {
             dead_after: None,
             secret_file: None,
             compress: None,
+            boot: Default::default(),
         }
     );
     assert_eq!(mux("SERIAL-MUX:x,compress=off").compress, Some(false));

@@ -294,6 +294,22 @@ pub struct SerialMux {
     /// shrinks) when the peer supports it. Unset (`None`): on without
     /// `secret-file=`, off with it (compressed sizes leak through encryption).
     pub compress: Option<bool>,
+    /// `bootstrap=` and its options.
+    pub boot: BootOptions,
+}
+
+/// `bootstrap=ADDRESS[,peer-binary=PATH][,peer-dir=DIR]` and the far side's
+/// `exit-with-peer` (see [`crate::bootstrap`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BootOptions {
+    /// The far side's address, as written (checked to parse).
+    pub bootstrap: Option<String>,
+    /// `peer-binary=PATH`: the sfs to upload.
+    pub peer_binary: Option<PathBuf>,
+    /// `peer-dir=DIR`: where the far copy lives.
+    pub peer_dir: Option<String>,
+    /// `exit-with-peer`: exit when the link's session ends.
+    pub exit_with_peer: bool,
 }
 
 /// Seeded impairments a PTY end applies to the bytes its program writes, on their

@@ -78,9 +78,16 @@ fn station_config(addr: &SerialMux) -> Result<StationConfig> {
     Ok(cfg)
 }
 
-pub(super) fn start(addr: &SerialMux) -> Result<MuxHandle> {
+pub(super) async fn start(
+    addr: &SerialMux,
+    peer_gone: &std::sync::Arc<tokio::sync::Notify>,
+) -> Result<MuxHandle> {
     let cfg = station_config(addr)?;
-    let port = crate::endpoint::serial::open_port(&addr.device, &addr.line)?;
+    #[allow(unused_mut)] // written to by bootstrap=
+    let mut port = crate::endpoint::serial::open_port(&addr.device, &addr.line)?;
+    if let Some(far) = &addr.boot.bootstrap {
+        super::bootstrap::bootstrap(&mut port, addr, far).await?;
+    }
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let epoch = random_epoch();
     info!(
@@ -117,6 +124,7 @@ pub(super) fn start(addr: &SerialMux) -> Result<MuxHandle> {
         chans: HashMap::new(),
         services: HashMap::new(),
         cmd_tx: cmd_tx.clone(),
+        peer_gone: addr.boot.exit_with_peer.then(|| peer_gone.clone()),
     };
     tokio::spawn(driver.run(port, cmd_rx));
     Ok(MuxHandle {
