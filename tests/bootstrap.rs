@@ -40,7 +40,9 @@ impl Console {
         std::fs::create_dir_all(&home).unwrap();
         let before = cable.dir.join("stty-before");
         let helper = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/util/console.py");
-        let mut cmd = Command::new("python3");
+        // Found before PATH is replaced for the console's program.
+        let python = which("python3");
+        let mut cmd = Command::new(python);
         cmd.arg(helper)
             .arg(&cable.b)
             .arg(&before)
@@ -71,6 +73,15 @@ impl Console {
         v.retain(|p| p.file_name().unwrap().to_string_lossy().starts_with("sfs-"));
         v
     }
+}
+
+/// The path of `tool` (empty when missing).
+fn which(tool: &str) -> String {
+    let out = std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 fn have(tool: &str) -> bool {
@@ -273,27 +284,12 @@ async fn a_far_side_without_gzip_or_base64_gets_it_raw() {
     for t in [
         "stty", "head", "sha256sum", "tty", "uname", "mkdir", "cat", "chmod", "mv", "rm",
     ] {
-        let real = String::from_utf8(
-            std::process::Command::new("sh")
-                .args(["-c", &format!("command -v {t}")])
-                .output()
-                .unwrap()
-                .stdout,
-        )
-        .unwrap();
-        std::os::unix::fs::symlink(real.trim(), bin_dir.join(t)).unwrap();
+        std::os::unix::fs::symlink(which(t), bin_dir.join(t)).unwrap();
     }
-    let bash = String::from_utf8(
-        std::process::Command::new("sh")
-            .args(["-c", "command -v bash"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
+    let bash = which("bash");
     let console = Console::start(
         &cable,
-        &[bash.trim(), "--norc", "--noprofile", "-i"],
+        &[bash.as_str(), "--norc", "--noprofile", "-i"],
         Some(&bin_dir),
     );
     let peer = peer_script(&cable.dir, 100_000);
@@ -317,15 +313,8 @@ async fn busybox_sh_with_applets_only() {
     let cable = Cable::start("boot-busybox", BAUD).await;
     let bb_dir = cable.dir.join("bb");
     std::fs::create_dir_all(&bb_dir).unwrap();
-    let busybox = String::from_utf8(
-        std::process::Command::new("sh")
-            .args(["-c", "command -v busybox"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
-    let busybox = busybox.trim();
+    let busybox = which("busybox");
+    let busybox = busybox.as_str();
     for t in [
         "busybox", "stty", "tty", "uname", "mkdir", "cat", "chmod", "mv", "rm",
     ] {

@@ -280,8 +280,11 @@ impl Bootstrap {
             self.seen.drain(..cut);
         }
         if matches!(self.phase, Phase::Wake | Phase::Hello { .. } | Phase::Flush) {
-            // A shell never prints NUL; sfs frames end with one.
-            self.nuls += bytes.iter().filter(|&&b| b == 0).count();
+            // A shell never prints NUL; sfs frames end with one. Not counted
+            // while waking: what arrives then may be stale, sent before we came.
+            if self.phase != Phase::Wake {
+                self.nuls += bytes.iter().filter(|&&b| b == 0).count();
+            }
             if self.nuls >= 3 {
                 self.finish(Event::PeerRunning);
                 return;

@@ -391,8 +391,15 @@ fn a_missing_checksum_tool_is_named() {
 
 #[test]
 fn sfs_frames_mean_a_peer_is_running() {
-    let mut b = Bootstrap::new(cfg(), Instant::now());
-    b.handle_input(Instant::now(), &[0x11, 0, 0x22, 0x33, 0, 0x44, 0]);
+    let t0 = Instant::now();
+    let mut b = Bootstrap::new(cfg(), t0);
+    let frames = [0x11, 0, 0x22, 0x33, 0, 0x44, 0];
+    // Stale bytes heard while waking are not taken for a peer...
+    b.handle_input(t0, &frames);
+    assert_eq!(b.poll_event(), None);
+    b.handle_timeout(t0 + WAKE_LISTEN);
+    // ...frames answering our keys are.
+    b.handle_input(t0 + WAKE_LISTEN, &frames);
     assert_eq!(b.poll_event(), Some(Event::PeerRunning));
     assert!(b.is_finished());
 }

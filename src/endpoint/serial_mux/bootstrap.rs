@@ -46,6 +46,8 @@ pub(super) async fn bootstrap(
         "SERIAL-MUX:{}: bootstrap: looking for a shell on the console",
         addr.device
     );
+    // Whatever the device holds from before is not an answer.
+    let _ = tokio_serial::SerialPort::clear(port, tokio_serial::ClearBuffer::Input);
     let mut boot = Bootstrap::new(cfg, Instant::now());
     let mut progress = Progress::new();
     let mut buf = vec![0u8; 4096];
@@ -55,7 +57,9 @@ pub(super) async fn bootstrap(
                 .await
                 .map_err(|e| fail(crate::error::describe_io(&e)))?;
         }
-        while let Some(ev) = boot.poll_event() {
+        // An event may queue more to type (provide_peer): back to the top
+        // before waiting.
+        if let Some(ev) = boot.poll_event() {
             match ev {
                 Event::Probed { arch, tools } => info!(
                     "SERIAL-MUX:{}: bootstrap: far side is {arch}, has: {tools}",
@@ -87,6 +91,7 @@ pub(super) async fn bootstrap(
                     return Err(fail(e.to_string()));
                 }
             }
+            continue;
         }
         let wake = boot
             .poll_timeout()
@@ -95,7 +100,10 @@ pub(super) async fn bootstrap(
         tokio::select! {
             r = AsyncReadExt::read(port, &mut buf) => match r {
                 Ok(0) => return Err(fail("the device closed".into())),
-                Ok(n) => boot.handle_input(Instant::now(), &buf[..n]),
+                Ok(n) => {
+                    tracing::trace!("bootstrap: console: {:?}", String::from_utf8_lossy(&buf[..n]));
+                    boot.handle_input(Instant::now(), &buf[..n]);
+                }
                 Err(e) => return Err(fail(crate::error::describe_io(&e))),
             },
             () = tokio::time::sleep_until(wake) => boot.handle_timeout(Instant::now()),
