@@ -134,7 +134,7 @@ pub(super) fn install(ok: &str) -> String {
 /// its saved settings back and the shell is as it was.
 pub(super) fn run(mux_options: &str, address: &str) -> String {
     format!(
-        "\"$SFS_F\" SERIAL-MUX:\"$(tty)\"{} {} 2>\"$SFS_D/sfs.log\"; \
+        "\"$SFS_F\" -v SERIAL-MUX:\"$(tty)\"{} {} 2>\"$SFS_D/sfs.log\"; \
          stty \"$SFS_TTY\"; unset SFS_TTY SFS_D SFS_F\n",
         sh_quote(mux_options),
         sh_quote(address)

@@ -68,6 +68,7 @@ pub(super) async fn bootstrap(
                 Event::NeedPeer { arch } => {
                     let image = peer_image(&arch, addr).map_err(&fail)?;
                     progress.arch = arch;
+                    progress.started = Some(Instant::now());
                     boot.provide_peer(Instant::now(), image);
                 }
                 Event::Cached => info!(
