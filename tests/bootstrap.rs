@@ -224,7 +224,10 @@ async fn first_run_uploads_second_run_is_cached_and_the_console_comes_back() {
     echo_through(port).await;
     let installed = console.installed();
     assert_eq!(installed.len(), 1, "{installed:?}");
-    assert_eq!(std::fs::read(&installed[0]).unwrap(), std::fs::read(&peer).unwrap());
+    assert_eq!(
+        std::fs::read(&installed[0]).unwrap(),
+        std::fs::read(&peer).unwrap()
+    );
     a.stop().await;
     console_is_back(&cable, &console).await;
 
@@ -252,9 +255,13 @@ async fn an_interrupted_upload_is_never_run_and_the_next_run_completes() {
     let echo = echo_server().await;
     let a = local(&cable, echo, &peer, "");
     // Cut after the first chunk (a quarter): the second is on its way.
-    a.wait_log("to the far side:  2", Duration::from_secs(60)).await;
+    a.wait_log("to the far side:  2", Duration::from_secs(60))
+        .await;
     a.stop().await;
-    assert!(console.installed().is_empty(), "nothing installed from a cut upload");
+    assert!(
+        console.installed().is_empty(),
+        "nothing installed from a cut upload"
+    );
 
     let a = local(&cable, echo, &peer, "");
     let port = a.listen_port().await;
@@ -262,7 +269,10 @@ async fn an_interrupted_upload_is_never_run_and_the_next_run_completes() {
     echo_through(port).await;
     let installed = console.installed();
     assert_eq!(installed.len(), 1);
-    assert_eq!(std::fs::read(&installed[0]).unwrap(), std::fs::read(&peer).unwrap());
+    assert_eq!(
+        std::fs::read(&installed[0]).unwrap(),
+        std::fs::read(&peer).unwrap()
+    );
 }
 
 #[tokio::test]
@@ -308,7 +318,16 @@ async fn a_far_side_without_gzip_or_base64_gets_it_raw() {
     let bin_dir = cable.dir.join("bin");
     std::fs::create_dir_all(&bin_dir).unwrap();
     for t in [
-        "stty", "head", "sha256sum", "tty", "uname", "mkdir", "cat", "chmod", "mv", "rm",
+        "stty",
+        "head",
+        "sha256sum",
+        "tty",
+        "uname",
+        "mkdir",
+        "cat",
+        "chmod",
+        "mv",
+        "rm",
     ] {
         std::os::unix::fs::symlink(which(t), bin_dir.join(t)).unwrap();
     }

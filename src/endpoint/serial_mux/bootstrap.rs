@@ -27,7 +27,8 @@ pub(super) async fn bootstrap(
     addr: &SerialMux,
     far_address: &str,
 ) -> Result<()> {
-    let fail = |what: String| Error::Runtime(format!("SERIAL-MUX:{}: bootstrap: {what}", addr.device));
+    let fail =
+        |what: String| Error::Runtime(format!("SERIAL-MUX:{}: bootstrap: {what}", addr.device));
     if addr.secret_file.is_some() {
         return Err(Error::Usage(format!(
             "SERIAL-MUX:{}: bootstrap= cannot take secret-file= (the key would have to be typed \
@@ -76,14 +77,22 @@ pub(super) async fn bootstrap(
                     addr.device
                 ),
                 Event::Progress { done, total } => progress.show(done, total),
-                Event::Retrying(why) => info!("SERIAL-MUX:{}: bootstrap: {why}; again", addr.device),
+                Event::Retrying(why) => {
+                    info!("SERIAL-MUX:{}: bootstrap: {why}; again", addr.device)
+                }
                 Event::Started | Event::PeerRunning => {
                     progress.end();
-                    AsyncWriteExt::flush(port).await.map_err(|e| fail(e.to_string()))?;
+                    AsyncWriteExt::flush(port)
+                        .await
+                        .map_err(|e| fail(e.to_string()))?;
                     info!(
                         "SERIAL-MUX:{}: bootstrap: far sfs {}; starting the link",
                         addr.device,
-                        if ev == Event::Started { "started" } else { "already running" }
+                        if ev == Event::Started {
+                            "started"
+                        } else {
+                            "already running"
+                        }
                     );
                     return Ok(());
                 }
@@ -153,8 +162,13 @@ fn release_arch(uname: &str) -> Option<&'static str> {
 /// The sfs for `uname`, read and compressed.
 fn peer_image(uname: &str, addr: &SerialMux) -> std::result::Result<PeerImage, String> {
     let path = find_peer(uname, addr)?;
-    let binary = std::fs::read(&path)
-        .map_err(|e| format!("cannot read {}: {}", path.display(), crate::error::describe_io(&e)))?;
+    let binary = std::fs::read(&path).map_err(|e| {
+        format!(
+            "cannot read {}: {}",
+            path.display(),
+            crate::error::describe_io(&e)
+        )
+    })?;
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     gz.write_all(&binary)
         .map_err(|e| format!("compressing {}: {e}", path.display()))?;

@@ -83,7 +83,6 @@ pub(super) async fn start(
     peer_gone: &std::sync::Arc<tokio::sync::Notify>,
 ) -> Result<MuxHandle> {
     let cfg = station_config(addr)?;
-    #[allow(unused_mut)] // written to by bootstrap=
     let mut port = crate::endpoint::serial::open_port(&addr.device, &addr.line)?;
     if let Some(far) = &addr.boot.bootstrap {
         super::bootstrap::bootstrap(&mut port, addr, far).await?;
