@@ -80,9 +80,9 @@ pub(super) fn prepare(dir: Option<&str>, name: &str, sum: &str, begin: &str, end
              { SFS_D=/tmp/sfs; mkdir -p \"$SFS_D\"; }",
         ),
     }
-    let _ = write!(
+    let _ = writeln!(
         s,
-        " && SFS_F=\"$SFS_D/{name}\" && {begin}; [ -x \"$SFS_F\" ] && {sum} < \"$SFS_F\"; {end}\n"
+        " && SFS_F=\"$SFS_D/{name}\" && {begin}; [ -x \"$SFS_F\" ] && {sum} < \"$SFS_F\"; {end}"
     );
     s
 }
