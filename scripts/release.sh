@@ -146,6 +146,14 @@ build_debs() {
       "$tree/usr/share/bash-completion/completions" "$tree/usr/share/zsh/vendor-completions" \
       "$tree/usr/share/fish/vendor_completions.d" "$tree/lib/systemd/system"
     install -m 755 "$DIST/$(bin_name "$a")" "$tree/usr/bin/sfs"
+    # bootstrap= uploads the far side's sfs from /usr/lib/sfs/sfs-ARCH-linux (the man page's
+    # BOOTSTRAP); /usr/bin/sfs itself serves a far side of its own architecture.
+    local p peers=()
+    for p in $ARCHES; do
+      [ "$p" != "$a" ] && [ -x "$DIST/$(bin_name "$p")" ] || continue
+      install -D -m 755 "$DIST/$(bin_name "$p")" "$tree/usr/lib/sfs/sfs-$p-linux"
+      peers+=("sfs-$p-linux")
+    done
     gzip -9n <"$ROOT/man/sfs.1" >"$tree/usr/share/man/man1/sfs.1.gz"
     "$native" --completions bash >"$tree/usr/share/bash-completion/completions/sfs"
     "$native" --completions zsh >"$tree/usr/share/zsh/vendor-completions/_sfs"
@@ -160,6 +168,9 @@ build_debs() {
     # Debian, Ubuntu and Raspberry Pi OS release, and for copying by hand).
     install -d "$tree/usr/share/lintian/overrides"
     echo "sfs: statically-linked-binary [usr/bin/sfs]" >"$tree/usr/share/lintian/overrides/sfs"
+    for p in "${peers[@]}"; do
+      printf 'sfs: %s [usr/lib/sfs/%s]\n' statically-linked-binary "$p" binary-from-other-architecture "$p"
+    done >>"$tree/usr/share/lintian/overrides/sfs"
     chmod 755 "$tree/DEBIAN/postinst"
     find "$tree" -type d -exec chmod 755 {} +
     find "$tree/usr/share" "$tree/lib" -type f -exec chmod 644 {} +

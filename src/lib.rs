@@ -33,6 +33,8 @@
 //! - [`stats`]: statistics snapshots of SERIAL-MUX links: the text line,
 //!   `--stats-json` (a versioned schema) and the `--status` view share them.
 //! - [`status`]: the `--status` terminal view (ratatui over crossterm).
+//! - [`bootstrap`]: `bootstrap=`, the sans-IO conversation with a far serial
+//!   console's shell that uploads and starts the far sfs.
 //! - [`os`]: what differs between Unix and Windows (signals, `EXEC`, which
 //!   addresses exist); the cable, `PTY`, the testbed and the demo are Unix-only.
 // One documented exception: the TIOCSRS485 ioctl of `rs485` (os/rs485.rs).
@@ -42,6 +44,7 @@
 pub mod address;
 pub mod allow;
 pub mod app;
+pub mod bootstrap;
 pub mod bridge;
 #[cfg(unix)]
 pub mod cable;

@@ -306,6 +306,7 @@ impl<'a> Ctx<'a> {
         let secret_file = self.value("secret-file", path_text)?;
         let duplex = self.duplex()?;
         let rs485 = self.flag("rs485").unwrap_or(false);
+        let boot = self.boot_options()?;
         Ok(Address::SerialMux(SerialMux {
             device,
             line,
@@ -318,6 +319,7 @@ impl<'a> Ctx<'a> {
             compress,
             duplex,
             rs485,
+            boot,
         }))
     }
 
@@ -348,6 +350,27 @@ impl<'a> Ctx<'a> {
             Some(o) => Err(self.err(o.pos, format!("{} needs duplex=half", o.spec.name))),
             None => Ok(Duplex::Full),
         }
+    }
+
+    fn boot_options(&self) -> Result<BootOptions, AddressError> {
+        let bootstrap = self.value("bootstrap", |v| match super::parse_address(v) {
+            Ok(_) => Ok(v.to_string()),
+            Err(_) => Err(ValueError::Form("not an address sfs understands")),
+        })?;
+        let boot = BootOptions {
+            bootstrap,
+            peer_binary: self.value("peer-binary", path_text)?,
+            peer_dir: self.value("peer-dir", |v| path_text(v).map(|_| v.to_string()))?,
+            exit_with_peer: self.flag("exit-with-peer").unwrap_or(false),
+        };
+        if boot.bootstrap.is_none() {
+            for name in ["peer-binary", "peer-dir"] {
+                if let Some(o) = self.opt(name) {
+                    return Err(self.err(o.pos, format!("option '{name}' needs 'bootstrap='")));
+                }
+            }
+        }
+        Ok(boot)
     }
 
     pub(super) fn impairments(&self) -> Result<Impairments, AddressError> {

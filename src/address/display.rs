@@ -302,6 +302,21 @@ impl Display for Address {
                 if a.rs485 {
                     f.write_str(",rs485")?;
                 }
+                if let Some(b) = &a.boot.bootstrap {
+                    f.write_str(",bootstrap=")?;
+                    write_value(f, b)?;
+                }
+                if let Some(p) = &a.boot.peer_binary {
+                    f.write_str(",peer-binary=")?;
+                    write_value(f, &path_text(p))?;
+                }
+                if let Some(d) = &a.boot.peer_dir {
+                    f.write_str(",peer-dir=")?;
+                    write_value(f, d)?;
+                }
+                if a.boot.exit_with_peer {
+                    f.write_str(",exit-with-peer")?;
+                }
                 Ok(())
             }
             Address::Pty(a) => {

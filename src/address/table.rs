@@ -25,6 +25,9 @@ pub enum OptionGroup {
     /// The multiplexed link: `service`, `window`, `max-channels`, `keepalive`,
     /// `dead-after`.
     Mux,
+    /// Putting sfs on a far serial console: `bootstrap`, `peer-binary`,
+    /// `peer-dir`, and the far side's `exit-with-peer`.
+    Bootstrap,
     /// Pseudo-terminals: `link`.
     Pty,
     /// Seeded line impairments of a PTY end: `ber`, `drop`, `burst`, ...
@@ -219,6 +222,7 @@ pub static ADDRESS_TYPES: &[AddressType] = &[
             OptionGroup::Mux,
             OptionGroup::Duplex,
             OptionGroup::Turns,
+            OptionGroup::Bootstrap,
         ],
         summary: "many connections over one serial port; sfs at both ends",
         help: "A reliable link over the serial device DEVICE carrying many connections \
@@ -579,6 +583,39 @@ pub static OPTIONS: &[OptionSpec] = &[
         help: "Linux: let the driver drive RTS around each transmission (TIOCSRS485), \
                for RS-485 adapters that need it; a device without RS-485 support is an \
                error.",
+    },
+    // Putting sfs on a far serial console.
+    OptionSpec {
+        name: "bootstrap",
+        aliases: &[],
+        group: OptionGroup::Bootstrap,
+        value: ValueKind::Value("ADDRESS"),
+        help: "DEVICE is a far console with a shell at its prompt: upload sfs there \
+               (unless cached), start it on that console with ADDRESS as its other address, \
+               then run the link (see BOOTSTRAP).",
+    },
+    OptionSpec {
+        name: "peer-binary",
+        aliases: &[],
+        group: OptionGroup::Bootstrap,
+        value: ValueKind::Value("PATH"),
+        help: "With bootstrap=: the static sfs to upload (default: searched, see BOOTSTRAP).",
+    },
+    OptionSpec {
+        name: "peer-dir",
+        aliases: &[],
+        group: OptionGroup::Bootstrap,
+        value: ValueKind::Value("DIR"),
+        help: "With bootstrap=: the far directory for the copy (default ~/.cache/sfs, \
+               else /tmp/sfs).",
+    },
+    OptionSpec {
+        name: "exit-with-peer",
+        aliases: &[],
+        group: OptionGroup::Bootstrap,
+        value: ValueKind::Flag,
+        help: "Exit when the link's session ends (peer silent past dead-after); what a \
+               bootstrapped far sfs runs with.",
     },
     // Pseudo-terminals.
     OptionSpec {

@@ -676,6 +676,7 @@ fn serial_mux() {
             compress: None,
             duplex: Duplex::Full,
             rs485: false,
+            boot: Default::default(),
         }
     );
     assert_eq!(mux("SERIAL-MUX:x,compress=off").compress, Some(false));

@@ -298,6 +298,8 @@ pub struct SerialMux {
     pub duplex: Duplex,
     /// `rs485`: the driver toggles RTS around transmissions (Linux TIOCSRS485).
     pub rs485: bool,
+    /// `bootstrap=` and its options.
+    pub boot: BootOptions,
 }
 
 /// `duplex=full|half` of a SERIAL-MUX end.
@@ -313,6 +315,20 @@ pub enum Duplex {
         /// `max-turn=MS`: longest turn before passing it.
         max_turn: Option<Duration>,
     },
+}
+
+/// `bootstrap=ADDRESS[,peer-binary=PATH][,peer-dir=DIR]` and the far side's
+/// `exit-with-peer` (see [`crate::bootstrap`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BootOptions {
+    /// The far side's address, as written (checked to parse).
+    pub bootstrap: Option<String>,
+    /// `peer-binary=PATH`: the sfs to upload.
+    pub peer_binary: Option<PathBuf>,
+    /// `peer-dir=DIR`: where the far copy lives.
+    pub peer_dir: Option<String>,
+    /// `exit-with-peer`: exit when the link's session ends.
+    pub exit_with_peer: bool,
 }
 
 /// Seeded impairments a PTY end applies to the bytes its program writes, on their

@@ -34,6 +34,8 @@ pub(super) struct Driver {
     pub(super) rate: RateSample,
     /// What `-vv` logging last saw of the link (frame size, retransmissions).
     pub(super) watch: LinkWatch,
+    /// `exit-with-peer`: told when the session ends.
+    pub(super) peer_gone: Option<Arc<tokio::sync::Notify>>,
 }
 
 /// An open waiting for the station's answer.
@@ -285,6 +287,9 @@ impl Driver {
                         "SERIAL-MUX:{}: session ended ({}); its channels were reset",
                         self.device, reason
                     );
+                    if let Some(gone) = &self.peer_gone {
+                        gone.notify_one();
+                    }
                 }
                 StationEvent::Opened { open, ch } => {
                     let Some(p) = self.opens.remove(&open) else {

@@ -45,6 +45,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
+mod bootstrap;
 mod channel;
 mod driver;
 mod port;
@@ -58,6 +59,8 @@ use start::start;
 #[derive(Clone, Default)]
 pub struct MuxHub {
     inner: Arc<tokio::sync::Mutex<HashMap<String, (SerialMux, MuxHandle)>>>,
+    /// Told when a link with `exit-with-peer` ended its session.
+    peer_gone: Arc<tokio::sync::Notify>,
 }
 
 impl MuxHub {
@@ -85,9 +88,15 @@ impl MuxHub {
             }
             return Ok(h.clone());
         }
-        let h = start(addr)?;
+        let h = start(addr, &self.peer_gone).await?;
         map.insert(addr.device.clone(), (addr.clone(), h.clone()));
         Ok(h)
+    }
+
+    /// Resolves when a link with `exit-with-peer` lost its peer: the process
+    /// should exit.
+    pub async fn peer_gone(&self) {
+        self.peer_gone.notified().await
     }
 
     /// Handles of every running driver.

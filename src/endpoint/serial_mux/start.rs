@@ -118,9 +118,15 @@ fn enable_rs485(_: &tokio_serial::SerialStream) -> std::io::Result<()> {
     ))
 }
 
-pub(super) fn start(addr: &SerialMux) -> Result<MuxHandle> {
+pub(super) async fn start(
+    addr: &SerialMux,
+    peer_gone: &std::sync::Arc<tokio::sync::Notify>,
+) -> Result<MuxHandle> {
     let cfg = station_config(addr)?;
-    let port = open_device(&addr.device, &addr.line, addr.rs485)?;
+    let mut port = open_device(&addr.device, &addr.line, addr.rs485)?;
+    if let Some(far) = &addr.boot.bootstrap {
+        super::bootstrap::bootstrap(&mut port, addr, far).await?;
+    }
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let epoch = random_epoch();
     info!(
@@ -171,6 +177,7 @@ pub(super) fn start(addr: &SerialMux) -> Result<MuxHandle> {
         chans: HashMap::new(),
         services: HashMap::new(),
         cmd_tx: cmd_tx.clone(),
+        peer_gone: addr.boot.exit_with_peer.then(|| peer_gone.clone()),
     };
     tokio::spawn(driver.run(port, cmd_rx));
     Ok(MuxHandle {
