@@ -172,7 +172,7 @@ fn local(cable: &Cable, echo: u16, peer: &Path, extra: &str) -> Sfs {
     Sfs::start(&[
         "TCP-LISTEN:0,fork".into(),
         format!(
-            "SERIAL-MUX:{},b{BAUD},dead-after=3,bootstrap=TCP:127.0.0.1:{echo},peer-binary={}{extra}",
+            "SERIAL-MUX:{},b{BAUD},bootstrap=TCP:127.0.0.1:{echo},peer-binary={}{extra}",
             cable.a.display(),
             peer.display()
         ),
@@ -190,13 +190,15 @@ async fn console_is_back(cable: &Cable, console: &Console) {
         .unwrap();
     let after = cable.dir.join("stty-after");
     let t0 = Instant::now();
-    // The far sfs exits dead-after (3 s) after the local one stopped; until
-    // then what is typed goes to it, so the question is asked again each second.
+    // The far sfs exits when told, or dead-after (3 s here) after the local one
+    // vanished; until then what is typed goes to it, so the question is asked
+    // again each second.
     while !after.exists() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "the console did not come back as a shell"
-        );
+        if t0.elapsed() > Duration::from_secs(30) {
+            let far = std::fs::read_to_string(console.home.join(".cache/sfs/sfs.log"))
+                .unwrap_or_default();
+            panic!("the console did not come back as a shell; far sfs.log:\n{far}");
+        }
         writeln!(tty, "stty -g > '{}'", after.display()).unwrap();
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
@@ -216,7 +218,9 @@ async fn first_run_uploads_second_run_is_cached_and_the_console_comes_back() {
     let peer = peer_script(&cable.dir, 300_000);
     let echo = echo_server().await;
 
-    let a = local(&cable, echo, &peer, "");
+    // dead-after stays 60 s: the far sfs leaves at once because this one
+    // tells it as it stops (SIGTERM).
+    let mut a = local(&cable, echo, &peer, "");
     let port = a.listen_port().await;
     let log = link_up(&a, &console, Duration::from_secs(60)).await;
     assert!(log.contains("uploading sfs"), "progress shown:\n{log}");
@@ -228,11 +232,23 @@ async fn first_run_uploads_second_run_is_cached_and_the_console_comes_back() {
         std::fs::read(&installed[0]).unwrap(),
         std::fs::read(&peer).unwrap()
     );
-    a.stop().await;
+    let pid = nix::unistd::Pid::from_raw(a.child.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), a.child.wait())
+        .await
+        .expect("sfs stops on SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status:?}: {}", a.log_text());
     console_is_back(&cable, &console).await;
+    let far = std::fs::read_to_string(console.home.join(".cache/sfs/sfs.log")).unwrap();
+    assert!(
+        far.contains("the bootstrapping sfs stopped"),
+        "far log:\n{far}"
+    );
 
+    // Killed outright this time: the far sfs leaves dead-after (3 s) later.
     let t0 = Instant::now();
-    let a = local(&cable, echo, &peer, "");
+    let a = local(&cable, echo, &peer, ",dead-after=3");
     let port = a.listen_port().await;
     let log = link_up(&a, &console, Duration::from_secs(30)).await;
     eprintln!("cached run: link up after {:?}", t0.elapsed());
@@ -253,7 +269,7 @@ async fn an_interrupted_upload_is_never_run_and_the_next_run_completes() {
     // ~1 MB of noise: about 11 s at 921600, cut at a third.
     let peer = peer_script(&cable.dir, 1_000_000);
     let echo = echo_server().await;
-    let a = local(&cable, echo, &peer, "");
+    let a = local(&cable, echo, &peer, ",dead-after=3");
     // Cut after the first chunk (a quarter): the second is on its way.
     a.wait_log("to the far side:  2", Duration::from_secs(60))
         .await;
@@ -263,7 +279,7 @@ async fn an_interrupted_upload_is_never_run_and_the_next_run_completes() {
         "nothing installed from a cut upload"
     );
 
-    let a = local(&cable, echo, &peer, "");
+    let a = local(&cable, echo, &peer, ",dead-after=3");
     let port = a.listen_port().await;
     link_up(&a, &console, Duration::from_secs(90)).await;
     echo_through(port).await;
@@ -291,7 +307,7 @@ async fn a_login_prompt_stops_with_one_line_and_nothing_typed() {
     let _console = Console::start(&cable, &["sh", "-c", &getty], None);
     let echo = echo_server().await;
     let peer = peer_script(&cable.dir, 10);
-    let mut a = local(&cable, echo, &peer, "");
+    let mut a = local(&cable, echo, &peer, ",dead-after=3");
     let status = tokio::time::timeout(Duration::from_secs(30), a.child.wait())
         .await
         .expect("sfs stops")
@@ -339,7 +355,7 @@ async fn a_far_side_without_gzip_or_base64_gets_it_raw() {
     );
     let peer = peer_script(&cable.dir, 100_000);
     let echo = echo_server().await;
-    let a = local(&cable, echo, &peer, "");
+    let a = local(&cable, echo, &peer, ",dead-after=3");
     let port = a.listen_port().await;
     let log = link_up(&a, &console, Duration::from_secs(60)).await;
     assert!(log.contains("has: head sha256sum tty"), "{log}");
@@ -368,7 +384,7 @@ async fn busybox_sh_with_applets_only() {
     let console = Console::start(&cable, &[busybox, "sh", "-i"], Some(&bb_dir));
     let peer = peer_script(&cable.dir, 100_000);
     let echo = echo_server().await;
-    let a = local(&cable, echo, &peer, "");
+    let a = local(&cable, echo, &peer, ",dead-after=3");
     let port = a.listen_port().await;
     let log = link_up(&a, &console, Duration::from_secs(60)).await;
     assert!(log.contains("busybox-head"), "{log}");

@@ -24,8 +24,9 @@
 //!    is ended with newlines and sent again; then the chunks are joined,
 //!    unpacked and the whole checked before it is moved to its final name
 //!    (named after its checksum): a corrupt copy is never run;
-//! 7. run: the far sfs on the console's own terminal; when it exits the shell
-//!    restores the saved settings.
+//! 7. run: the far sfs on the console's own terminal, once the shell has
+//!    taken the whole command line (a marker printed first); when it exits
+//!    the shell restores the saved settings.
 
 mod script;
 #[cfg(test)]
@@ -186,6 +187,8 @@ enum Phase {
     },
     Assemble,
     Install,
+    /// The far sfs's command typed, waiting for the shell to take it.
+    Run,
     Done,
 }
 
@@ -392,7 +395,7 @@ impl Bootstrap {
                 let kind = self.tools.as_ref().expect("tools known").sum.1;
                 if script::find_digest(reply, kind) == Some(up.digest.as_str()) {
                     self.events.push_back(Event::Cached);
-                    self.run();
+                    self.run(now);
                 } else {
                     self.send_chunk(now, 0);
                 }
@@ -427,7 +430,8 @@ impl Bootstrap {
                     self.fail(BootError::Corrupt);
                 }
             }
-            Phase::Install => self.run(),
+            Phase::Install => self.run(now),
+            Phase::Run => self.finish(Event::Started),
         }
     }
 
@@ -473,6 +477,7 @@ impl Bootstrap {
             }
             Phase::Assemble => self.fail(BootError::NoReply("unpacking the upload")),
             Phase::Install => self.fail(BootError::NoReply("installing the upload")),
+            Phase::Run => self.fail(BootError::NoReply("starting sfs")),
             Phase::AwaitPeer | Phase::Done => {}
         }
     }
@@ -605,10 +610,14 @@ impl Bootstrap {
         self.command(now, Phase::Hello { retried }, &cmd, None, ok.printed, QUICK);
     }
 
-    fn run(&mut self) {
-        let cmd = script::run(&self.cfg.far_mux_options, &self.cfg.far_address);
-        self.type_text(&cmd);
-        self.finish(Event::Started);
+    fn run(&mut self, now: Instant) {
+        let ok = self.marker();
+        let cmd = script::run(
+            &self.cfg.far_mux_options,
+            &self.cfg.far_address,
+            &ok.command,
+        );
+        self.command(now, Phase::Run, &cmd, None, ok.printed, QUICK);
     }
 
     /// Types `text` and waits up to `patience` (plus its typing time) for `end`.

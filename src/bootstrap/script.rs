@@ -131,10 +131,12 @@ pub(super) fn install(ok: &str) -> String {
 }
 
 /// Runs the far sfs on this very terminal; when it exits the terminal gets
-/// its saved settings back and the shell is as it was.
-pub(super) fn run(mux_options: &str, address: &str) -> String {
+/// its saved settings back and the shell is as it was. The marker comes first:
+/// once it is printed the shell has taken the whole line, so the link's first
+/// frames cannot land in its line editor (where a ^C in a frame would cancel it).
+pub(super) fn run(mux_options: &str, address: &str, started: &str) -> String {
     format!(
-        "\"$SFS_F\" -v SERIAL-MUX:\"$(tty)\"{} {} 2>\"$SFS_D/sfs.log\"; \
+        "{started}; \"$SFS_F\" -v SERIAL-MUX:\"$(tty)\"{} {} 2>\"$SFS_D/sfs.log\"; \
          stty \"$SFS_TTY\"; unset SFS_TTY SFS_D SFS_F\n",
         sh_quote(mux_options),
         sh_quote(address)

@@ -106,6 +106,7 @@ impl FakeShell {
         };
         if line.contains("SERIAL-MUX:") {
             self.started = Some(line.to_string());
+            say(&markers[0]);
         } else if line.contains("for t in") {
             say(&markers[0]);
             say(self.tools);
@@ -278,8 +279,8 @@ fn first_run_uploads_compressed_verifies_and_starts() {
     assert!(events.contains(&Event::Progress { done: total, total }));
     let run = shell.started.expect("far sfs started");
     assert!(
-        run.starts_with(
-            "\"$SFS_F\" -v SERIAL-MUX:\"$(tty)\"',b115200,exit-with-peer' 'TCP:localhost:22'"
+        run.contains(
+            "; \"$SFS_F\" -v SERIAL-MUX:\"$(tty)\"',b115200,exit-with-peer' 'TCP:localhost:22'"
         ),
         "{run}"
     );

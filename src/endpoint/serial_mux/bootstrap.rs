@@ -20,6 +20,15 @@ use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing::info;
 
+/// The service a bootstrapping sfs opens as it stops: the far sfs
+/// (`exit-with-peer`) exits at once instead of `dead-after` later. The far
+/// side offers no such service, so the open is refused: an sfs without
+/// `exit-with-peer`, or an older one, is not affected.
+pub(super) const EXIT_SERVICE: &str = "sfs-bootstrap-exit";
+
+/// How long a stopping sfs waits for the far side to hear [`EXIT_SERVICE`].
+pub(super) const EXIT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Talks the far shell into running sfs; returns once it was started (or
 /// found running), the device ready for the station.
 pub(super) async fn bootstrap(

@@ -325,6 +325,12 @@ impl Driver {
                         self.device,
                         sanitize(&service)
                     );
+                    if service == super::bootstrap::EXIT_SERVICE {
+                        if let Some(gone) = &self.peer_gone {
+                            info!("SERIAL-MUX:{}: the bootstrapping sfs stopped", self.device);
+                            gone.notify_one();
+                        }
+                    }
                     let parts = self.new_chan(ch, service.clone(), Direction::Inbound, None);
                     let pending = PendingChannel {
                         ch,

@@ -133,6 +133,19 @@ impl MuxHub {
     /// Closes every driver: channels still open get `grace` to finish cleanly,
     /// then are reset; returns once the resets were flushed to the peer.
     pub async fn shutdown(&self, grace: Duration) {
+        // A far sfs started by bootstrap= is told to exit (and its console
+        // comes back) now, not dead-after later; its refusal is the receipt.
+        let bootstrapped: Vec<MuxHandle> = {
+            let map = self.inner.lock().await;
+            map.values()
+                .filter(|(a, _)| a.boot.bootstrap.is_some())
+                .map(|(_, h)| h.clone())
+                .collect()
+        };
+        for h in bootstrapped {
+            let bye = h.open_channel(bootstrap::EXIT_SERVICE, None);
+            let _ = tokio::time::timeout(bootstrap::EXIT_WAIT, bye).await;
+        }
         for h in self.handles().await {
             let (tx, rx) = oneshot::channel();
             if h.cmd.send(Cmd::Close { grace, done: tx }).is_ok() {

@@ -154,7 +154,11 @@ pub(super) async fn start(
         );
     }
     let now = Instant::now();
-    let station = Station::new(cfg, epoch, now);
+    let mut station = Station::new(cfg, epoch, now);
+    if addr.boot.exit_with_peer {
+        // Offered so that the bootstrapping sfs's goodbye reaches the driver.
+        station.listen(super::bootstrap::EXIT_SERVICE);
+    }
     let max_payload = station.link_stats().max_payload;
     let driver = Driver {
         station,
