@@ -155,6 +155,9 @@ impl Display for Impairments {
             f.write_str(",fifo=")?;
             write_bytes(f, n as u64)?;
         }
+        if self.half_duplex {
+            f.write_str(",duplex=half")?;
+        }
         Ok(())
     }
 }
@@ -282,6 +285,22 @@ impl Display for Address {
                 }
                 if let Some(c) = a.compress {
                     f.write_str(if c { ",compress=on" } else { ",compress=off" })?;
+                }
+                if let Duplex::Half {
+                    turnaround,
+                    max_turn,
+                } = a.duplex
+                {
+                    f.write_str(",duplex=half")?;
+                    if let Some(t) = turnaround {
+                        write!(f, ",turnaround={}", format_duration(t, MILLIS))?;
+                    }
+                    if let Some(t) = max_turn {
+                        write!(f, ",max-turn={}", format_duration(t, MILLIS))?;
+                    }
+                }
+                if a.rs485 {
+                    f.write_str(",rs485")?;
                 }
                 if let Some(b) = &a.boot.bootstrap {
                     f.write_str(",bootstrap=")?;

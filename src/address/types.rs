@@ -296,6 +296,25 @@ pub struct SerialMux {
     pub compress: Option<bool>,
     /// `bootstrap=` and its options.
     pub boot: BootOptions,
+    /// `duplex=half` and its `turnaround=`/`max-turn=`: take turns on a shared medium.
+    pub duplex: Duplex,
+    /// `rs485`: the driver toggles RTS around transmissions (Linux TIOCSRS485).
+    pub rs485: bool,
+}
+
+/// `duplex=full|half` of a SERIAL-MUX end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Duplex {
+    /// Both directions at once (a null-modem cable): the default.
+    #[default]
+    Full,
+    /// One shared medium: the ends take turns.
+    Half {
+        /// `turnaround=MS`: the far end's switch from sending to receiving.
+        turnaround: Option<Duration>,
+        /// `max-turn=MS`: longest turn before passing it.
+        max_turn: Option<Duration>,
+    },
 }
 
 /// `bootstrap=ADDRESS[,peer-binary=PATH][,peer-dir=DIR]` and the far side's
@@ -332,6 +351,9 @@ pub struct Impairments {
     pub seed: u64,
     /// `fifo=BYTES`: device queue size, default 4096.
     pub fifo: Option<usize>,
+    /// `duplex=half` (on either end): both directions share one medium, bytes
+    /// overlapping in time are garbled ([`crate::line::half`]).
+    pub half_duplex: bool,
 }
 
 impl Default for Impairments {
@@ -347,6 +369,7 @@ impl Default for Impairments {
             latency: Duration::ZERO,
             seed: 1,
             fifo: None,
+            half_duplex: false,
         }
     }
 }

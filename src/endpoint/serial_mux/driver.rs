@@ -24,6 +24,8 @@ pub(super) struct Driver {
     pub(super) station: Station,
     pub(super) device: String,
     pub(super) line: crate::address::LineSettings,
+    /// `rs485`: the driver toggles RTS around transmissions (set at each open).
+    pub(super) rs485: bool,
     pub(super) opens: HashMap<OpenId, PendingOpen>,
     pub(super) chans: HashMap<ChannelId, ChanLink>,
     pub(super) services: HashMap<String, mpsc::UnboundedSender<PendingChannel>>,
@@ -67,7 +69,7 @@ impl Driver {
                 self.station.handle_timeout(now);
             }
             if self.station.poll_reopen(now) {
-                match crate::endpoint::serial::open_port(&self.device, &self.line) {
+                match super::start::open_device(&self.device, &self.line, self.rs485) {
                     Ok(p) => {
                         warn!("SERIAL-MUX:{}: device is back", self.device);
                         generation += 1;

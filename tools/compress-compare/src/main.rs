@@ -7,7 +7,13 @@
 use std::io::Write;
 use std::time::Instant;
 
-use sfs::testbed::{PatternGen, TextGen};
+use sfs::testbed::PatternGen;
+use text::TextGen;
+
+// The benchmark's text generator: a test helper, not part of the sfs library.
+#[path = "../../../tests/util/text.rs"]
+#[allow(dead_code)]
+mod text;
 
 const HISTORY: usize = 16 * 1024;
 
