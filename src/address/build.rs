@@ -304,9 +304,9 @@ impl<'a> Ctx<'a> {
             ));
         }
         let secret_file = self.value("secret-file", path_text)?;
-        let boot = self.boot_options()?;
         let duplex = self.duplex()?;
         let rs485 = self.flag("rs485").unwrap_or(false);
+        let boot = self.boot_options()?;
         Ok(Address::SerialMux(SerialMux {
             device,
             line,
@@ -317,9 +317,9 @@ impl<'a> Ctx<'a> {
             dead_after,
             secret_file,
             compress,
-            boot,
             duplex,
             rs485,
+            boot,
         }))
     }
 

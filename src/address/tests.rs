@@ -674,9 +674,9 @@ fn serial_mux() {
             dead_after: None,
             secret_file: None,
             compress: None,
-            boot: Default::default(),
             duplex: Duplex::Full,
             rs485: false,
+            boot: Default::default(),
         }
     );
     assert_eq!(mux("SERIAL-MUX:x,compress=off").compress, Some(false));
@@ -1397,30 +1397,6 @@ fn socks5_and_udp_addresses() {
     assert!(ok("UDP-LISTEN:1").is_listener() && !ok("UDP:h:1").is_listener());
 }
 
-// --- bootstrap= ------------------------------------------------------------------
-
-#[test]
-fn bootstrap_options() {
-    let m = mux(
-        "SERIAL-MUX:/dev/ttyUSB0,b115200,bootstrap=\"SOCKS5-DIAL,allow=*:22\",peer-dir=~/x,peer-binary=/opt/sfs",
-    );
-    assert_eq!(m.boot.bootstrap.as_deref(), Some("SOCKS5-DIAL,allow=*:22"));
-    assert_eq!(m.boot.peer_dir.as_deref(), Some("~/x"));
-    assert_eq!(m.boot.peer_binary, Some(PathBuf::from("/opt/sfs")));
-    assert!(!m.boot.exit_with_peer);
-    assert!(
-        mux("SERIAL-MUX:/dev/ttyS0,exit-with-peer")
-            .boot
-            .exit_with_peer
-    );
-    assert!(err("SERIAL-MUX:x,peer-dir=/tmp")
-        .to_string()
-        .contains("option 'peer-dir' needs 'bootstrap='"));
-    assert!(err("SERIAL-MUX:x,bootstrap=NOPE:1")
-        .to_string()
-        .contains("not an address sfs understands"));
-}
-
 #[test]
 fn half_duplex_options() {
     let m = mux("SERIAL-MUX:/dev/ttyUSB0,b115200,duplex=half,turnaround=3.5,max-turn=200,rs485");
@@ -1462,4 +1438,28 @@ fn half_duplex_options() {
     assert!(!pty("PTY").impair.half_duplex);
     canonical("PTY,duplex=half,b9600", "PTY,b9600,duplex=half");
     err_at("PTY,turnaround=2", 4, "not valid for PTY");
+}
+
+// --- bootstrap= ------------------------------------------------------------------
+
+#[test]
+fn bootstrap_options() {
+    let m = mux(
+        "SERIAL-MUX:/dev/ttyUSB0,b115200,bootstrap=\"SOCKS5-DIAL,allow=*:22\",peer-dir=~/x,peer-binary=/opt/sfs",
+    );
+    assert_eq!(m.boot.bootstrap.as_deref(), Some("SOCKS5-DIAL,allow=*:22"));
+    assert_eq!(m.boot.peer_dir.as_deref(), Some("~/x"));
+    assert_eq!(m.boot.peer_binary, Some(PathBuf::from("/opt/sfs")));
+    assert!(!m.boot.exit_with_peer);
+    assert!(
+        mux("SERIAL-MUX:/dev/ttyS0,exit-with-peer")
+            .boot
+            .exit_with_peer
+    );
+    assert!(err("SERIAL-MUX:x,peer-dir=/tmp")
+        .to_string()
+        .contains("option 'peer-dir' needs 'bootstrap='"));
+    assert!(err("SERIAL-MUX:x,bootstrap=NOPE:1")
+        .to_string()
+        .contains("not an address sfs understands"));
 }

@@ -294,12 +294,12 @@ pub struct SerialMux {
     /// shrinks) when the peer supports it. Unset (`None`): on without
     /// `secret-file=`, off with it (compressed sizes leak through encryption).
     pub compress: Option<bool>,
-    /// `bootstrap=` and its options.
-    pub boot: BootOptions,
     /// `duplex=half` and its `turnaround=`/`max-turn=`: take turns on a shared medium.
     pub duplex: Duplex,
     /// `rs485`: the driver toggles RTS around transmissions (Linux TIOCSRS485).
     pub rs485: bool,
+    /// `bootstrap=` and its options.
+    pub boot: BootOptions,
 }
 
 /// `duplex=full|half` of a SERIAL-MUX end.

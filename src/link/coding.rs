@@ -30,6 +30,9 @@ pub(super) struct Coding {
     rejoin: Rejoin,
     /// Decoded raw frame (reused).
     buf: Vec<u8>,
+    /// Our last frame went out coded (a RESUME between coded frames does not
+    /// count as plain).
+    coding_on: bool,
 }
 
 impl Coding {
@@ -62,10 +65,14 @@ impl Link {
             .is_some_and(|b| b >> 4 == super::frame::KIND_RESUME);
         if level == 0 || resume || raw.len() > fec::MAX_RAW {
             cobs::encode(raw, buf);
+            self.coding.coding_on &= resume;
             return false;
         }
         fec::encode(level, self.coding.estimate.want(), raw, buf);
         self.stats.fec_frames_sent += 1;
+        if !std::mem::replace(&mut self.coding.coding_on, true) {
+            self.on_coding_started();
+        }
         true
     }
 
@@ -101,6 +108,10 @@ impl Link {
             Decoded::Failed { errors, wire: used } => {
                 self.coding.rejoin.clear();
                 self.stats.fec_frames_failed += 1;
+                // Longer than its header says: an inserted byte (or a merged
+                // frame) shifted the blocks after it. That is one slip, which
+                // no level repairs — not t+1 errors per failed block.
+                let errors = if wire.len() > used { 1 } else { errors };
                 self.coding.estimate.record(used, errors);
                 self.rest_of_chunk(now, &wire[used.min(wire.len())..]);
                 true
@@ -164,6 +175,25 @@ impl Link {
                 self.coding.peer_want = 0;
             }
         }
+    }
+
+    /// Our frames are coded from now on. The losses that sized plain frames
+    /// (the frame-size rule of `session.rs`) do not describe coded ones, which
+    /// the level keeps nearly free of losses: the estimate forgets them and
+    /// starts again from the current size, weighted as 8 frames, so frames
+    /// grow back to the cap within a few dozen coded frames that arrive — and
+    /// stay small on a line whose losses no code repairs (bytes dropped or
+    /// inserted).
+    fn on_coding_started(&mut self) {
+        let now = self.cur_max_payload as f64;
+        self.errors = super::session::ErrorRate::with_prior(
+            now,
+            super::FRAME_OVERHEAD,
+            8.0,
+            now,
+            256.0 * 1024.0,
+        );
+        self.update_payload_size();
     }
 
     /// The FEC figures for [`stats`](Self::stats).

@@ -214,9 +214,9 @@ impl Link {
             .clamp(cfg.max_payload, LARGE_MAX_PAYLOAD);
         cfg.window = cfg.window.clamp(1, MAX_WINDOW);
         if let Some(t) = &cfg.turns {
-            // A frame should fit a turn several times over, or a keystroke
+            // A frame should fit a turn twice over, or a keystroke
             // waits behind one frame longer than the turn itself.
-            let fit = (u128::from(cfg.byte_rate) * t.max_turn.as_nanos() / 4_000_000_000) as usize;
+            let fit = (u128::from(cfg.byte_rate) * t.max_turn.as_nanos() / 2_000_000_000) as usize;
             cfg.max_payload = cfg.max_payload.min(fit.max(MIN_PAYLOAD));
             cfg.large_max_payload = cfg.large_max_payload.min(fit.max(MIN_PAYLOAD));
         }

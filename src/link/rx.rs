@@ -265,7 +265,14 @@ impl Link {
         }
         self.stats.frames_received += 1;
         if let Some(t) = &mut self.turns {
-            t.on_frame(now, matches!(repr, Repr::Pass(_)));
+            let pass = matches!(repr, Repr::Pass(_));
+            t.on_frame(now, pass);
+            if pass && self.timers.is_set(Timer::Ack) {
+                // The medium is ours now: an ack held back for company goes
+                // with this turn at once (after the turnaround), not later.
+                self.timers.stop(Timer::Ack);
+                self.ack_due = true;
+            }
         }
         self.foreign.heard_sfs(now);
         self.foreign.frame_decoded();
