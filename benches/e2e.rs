@@ -13,14 +13,19 @@
 //! figures from one run, under the same machine load.
 #![allow(clippy::disallowed_methods)] // measurements and test set-up read the clock
 
-use sfs::testbed::{
-    download, sink_bytes, upload, upload_text, CableSpec, Echo, PatternGen, PrivateSshd, Testbed,
-    TestbedOptions,
-};
+// The integration tests' helpers (the private sshd, realistic text,
+// downloads, /proc readings): dev-only, so never in the sfs binary.
+#[path = "../tests/util/mod.rs"]
+mod util;
+
+use sfs::testbed::{upload, CableSpec, Echo, PatternGen, Testbed, TestbedOptions};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
+use util::sshd::PrivateSshd;
+use util::text::upload_text;
+use util::{download, fd_count, rss_kib};
 
 #[derive(Default, Clone)]
 struct Row {
@@ -177,7 +182,31 @@ async fn outage(case: &str, baud: u32, at: f64, dur: f64, secs: f64) -> Row {
 }
 
 async fn echo_latency(case: &str, cable: CableSpec, with_bulk: bool, samples: usize) -> Row {
-    let bed = start(cable.clone()).await;
+    echo_latency_with(case, cable, with_bulk, samples, "").await
+}
+
+/// Line bytes both sfs ends have sent so far (their SIGUSR1 statistics lines).
+async fn line_bytes(bed: &Testbed) -> u64 {
+    bed.link_stats()
+        .await
+        .iter()
+        .filter_map(|l| {
+            let i = l.find(" line bytes")?;
+            l[..i].rsplit(' ').next()?.parse::<u64>().ok()
+        })
+        .sum()
+}
+
+/// [`echo_latency`] with extra SERIAL-MUX options; on an idle line it also
+/// measures how busy the line is with nothing to carry (keepalives, turns).
+async fn echo_latency_with(
+    case: &str,
+    cable: CableSpec,
+    with_bulk: bool,
+    samples: usize,
+    mux_opts: &str,
+) -> Row {
+    let bed = start_with(cable.clone(), mux_opts).await;
     let bulk = with_bulk.then(|| {
         let e = bed.entry;
         let len = (cable.byte_rate() * 60.0) as u64;
@@ -190,7 +219,7 @@ async fn echo_latency(case: &str, cable: CableSpec, with_bulk: bool, samples: us
     let _ = echo.round_trip().await;
     // The bulk's goodput over exactly the sampling window, as the sink behind
     // side B receives it.
-    let (b0, t0) = (sink_bytes(), Instant::now());
+    let (b0, t0) = (bed.sink_bytes(), Instant::now());
     let mut v = Vec::new();
     // Keystrokes at a fast typist's pace (10 a second on average), at random
     // moments: a fixed period would fall at the same phase of the bulk frames
@@ -206,10 +235,21 @@ async fn echo_latency(case: &str, cable: CableSpec, with_bulk: bool, samples: us
         tokio::time::sleep(Duration::from_millis(gap)).await;
     }
     let bulk_goodput = with_bulk
-        .then(|| (sink_bytes() - b0) as f64 / t0.elapsed().as_secs_f64() / cable.byte_rate());
+        .then(|| (bed.sink_bytes() - b0) as f64 / t0.elapsed().as_secs_f64() / cable.byte_rate());
     if let Some(b) = bulk {
         b.abort();
     }
+    // With nothing to carry, how much of the line do the two ends use?
+    let idle_busy = if with_bulk {
+        None
+    } else {
+        let window = Duration::from_secs(10);
+        let b0 = line_bytes(&bed).await;
+        let t0 = Instant::now();
+        tokio::time::sleep(window).await;
+        let b1 = line_bytes(&bed).await;
+        Some(b1.saturating_sub(b0) as f64 / t0.elapsed().as_secs_f64() / cable.byte_rate())
+    };
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let q = |p: f64| {
         v.get(((v.len() as f64 - 1.0) * p).round() as usize)
@@ -222,10 +262,16 @@ async fn echo_latency(case: &str, cable: CableSpec, with_bulk: bool, samples: us
         p50_ms: q(0.5),
         p99_ms: q(0.99),
         goodput: bulk_goodput,
-        note: if with_bulk {
-            "bulk upload on another connection; goodput = the bulk's, during the echoes".into()
+        note: match (with_bulk, idle_busy) {
+            (true, _) => {
+                "bulk upload on another connection; goodput = the bulk's, during the echoes".into()
+            }
+            (false, Some(b)) => format!("idle line, {:.2} % busy when idle", b * 100.0),
+            (false, None) => "idle line".into(),
+        } + &if mux_opts.is_empty() {
+            String::new()
         } else {
-            "idle line".into()
+            format!(", {mux_opts}")
         },
         ..Row::default()
     };
@@ -263,10 +309,10 @@ async fn footprint(bed: &Testbed) -> Footprint {
     // Channels close a round trip after their sockets; give them a moment.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     (
-        bed.rss_kib(1).unwrap_or(0),
-        bed.rss_kib(2).unwrap_or(0),
-        bed.open_fds(1).unwrap_or(0),
-        bed.open_fds(2).unwrap_or(0),
+        bed.pid(1).and_then(rss_kib).unwrap_or(0),
+        bed.pid(2).and_then(rss_kib).unwrap_or(0),
+        bed.pid(1).and_then(fd_count).unwrap_or(0),
+        bed.pid(2).and_then(fd_count).unwrap_or(0),
     )
 }
 
@@ -641,6 +687,16 @@ async fn main() {
         )
         .await
     );
+    // Noisy lines beyond what retransmission alone carries (issue 21: FEC).
+    for (name, impair) in [
+        ("ber3e-4-115200", "ber=3e-4"),
+        ("ber1e-3-115200", "ber=1e-3"),
+    ] {
+        case!(
+            name,
+            bulk(name, CableSpec::clean(115_200).both(impair), 1, secs).await
+        );
+    }
     case!(
         "dropins1e-5-115200",
         bulk(
@@ -720,6 +776,32 @@ async fn main() {
     case!(
         "echo-bulk-115200",
         echo_latency("echo-bulk-115200", CableSpec::clean(115_200), true, 200).await
+    );
+    // Half duplex (issue 21): one shared medium, both ends take turns.
+    let half = || CableSpec::clean(115_200).both("duplex=half");
+    case!(
+        "half-115200",
+        bulk_with("half-115200", half(), 1, secs, Data::Random, "duplex=half").await
+    );
+    case!(
+        "half-ber1e-4-115200",
+        bulk_with(
+            "half-ber1e-4-115200",
+            CableSpec::clean(115_200).both("duplex=half,ber=1e-4"),
+            1,
+            secs,
+            Data::Random,
+            "duplex=half"
+        )
+        .await
+    );
+    case!(
+        "half-echo-bulk-115200",
+        echo_latency_with("half-echo-bulk-115200", half(), true, 200, "duplex=half").await
+    );
+    case!(
+        "half-echo-idle-115200",
+        echo_latency_with("half-echo-idle-115200", half(), false, 200, "duplex=half").await
     );
     if want("ssh-login-scp-115200") {
         for before in passes() {

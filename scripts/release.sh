@@ -54,6 +54,8 @@ PYPKGS="ziglang==0.14.1 cargo-zigbuild==0.20.1"
 
 die() { echo "release: $*" >&2; exit 1; }
 say() { echo "release: $*" >&2; }
+# shellcheck source=scripts/chroot.sh
+. "$ROOT/scripts/chroot.sh"
 
 # arch -> Rust target, Debian package architecture, qemu-user command ("" = native).
 # armv6 (Raspberry Pi 1, Zero): ARMv6 + VFPv2 hard-float; it runs on ARMv7 too, so the armhf
@@ -79,60 +81,26 @@ qemu_for() {
 }
 bin_name() { echo "sfs-$VERSION-$1-linux"; }
 
-mounts() {
-  local d
-  for d in proc dev dev/pts; do
-    mkdir -p "$RELROOT/$d"
-    mountpoint -q "$RELROOT/$d" || mount --bind "/$d" "$RELROOT/$d"
-  done
-  cp /etc/resolv.conf "$RELROOT/etc/resolv.conf" 2>/dev/null || true
-}
-
-# Runs a shell command inside the root with a clean environment.
+# Runs a shell command inside the build root with a clean environment (scripts/chroot.sh).
 in_root() {
-  mounts
-  chroot "$RELROOT" env -i HOME=/root PATH=/opt/zig/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    RUSTC_BOOTSTRAP=1 LANG=C.UTF-8 PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
-    CARGO_ZIGBUILD_CACHE_DIR=/root/.cache/cargo-zigbuild bash -c "$1"
+  root_run "$RELROOT" PATH="/opt/zig/bin:$ROOT_PATH" RUSTC_BOOTSTRAP=1 \
+    PIP_CERT=/etc/ssl/certs/ca-certificates.crt CARGO_ZIGBUILD_CACHE_DIR=/root/.cache/cargo-zigbuild "$1"
 }
 
 setup() {
-  if [ "$(cat "$RELROOT/.sfs-release-ready" 2>/dev/null)" = "$PKGS $PYPKGS" ]; then
-    mounts
-    return 0
-  fi
+  root_ready "$RELROOT" .sfs-release-ready "$PKGS $PYPKGS" && return 0
   [ "$(id -u)" = 0 ] || die "setup needs root (debootstrap, chroot, mount)"
   local t0=$SECONDS
-  command -v debootstrap >/dev/null || {
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
-  }
-  if [ ! -x "$RELROOT/usr/bin/apt-get" ]; then
-    say "debootstrap $SUITE into $RELROOT ..."
-    mkdir -p "$RELROOT"
-    debootstrap --variant=minbase "$SUITE" "$RELROOT" "$MIRROR" >"$RELROOT.debootstrap.log" 2>&1 \
-      || die "debootstrap failed; see $RELROOT.debootstrap.log"
-  fi
-  # A TLS-inspecting proxy's CA certificate, if this machine has one, is needed inside too.
-  if ls /usr/local/share/ca-certificates/*.crt >/dev/null 2>&1; then
-    mkdir -p "$RELROOT/usr/local/share/ca-certificates"
-    cp /usr/local/share/ca-certificates/*.crt "$RELROOT/usr/local/share/ca-certificates/"
-  fi
-  say "installing $PKGS into the root ..."
-  in_root "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    $PKGS >/dev/null && update-ca-certificates >/dev/null 2>&1"
+  root_bootstrap "$RELROOT" "$SUITE"
+  root_install "$RELROOT" "$PKGS"
   say "installing $PYPKGS (PyPI) into /opt/zig in the root ..."
   in_root "set -e; python3 -m venv /opt/zig; /opt/zig/bin/pip install -q --disable-pip-version-check $PYPKGS"
   in_root "rustc --version; cargo --version; /opt/zig/bin/python3 -m ziglang version; cargo-zigbuild --version" >&2
-  echo "$PKGS $PYPKGS" >"$RELROOT/.sfs-release-ready"
+  root_mark_ready "$RELROOT" .sfs-release-ready "$PKGS $PYPKGS"
   say "toolchain ready in $RELROOT ($((SECONDS - t0)) s)"
 }
 
-# Copies the crate (without target/, .git and fuzz/) into the root; the root's target dir persists.
-sync_crate() {
-  mkdir -p "$RELROOT/build/sfs"
-  tar -C "$ROOT" --exclude=./target --exclude=./.git --exclude=./fuzz -cf - . | tar -C "$RELROOT/build/sfs" -xf -
-}
+sync_crate() { root_sync_crate "$RELROOT" "$ROOT"; }
 
 sha_file() { (cd "$(dirname "$1")" && sha256sum "$(basename "$1")" >"$(basename "$1").sha256"); }
 
@@ -178,6 +146,14 @@ build_debs() {
       "$tree/usr/share/bash-completion/completions" "$tree/usr/share/zsh/vendor-completions" \
       "$tree/usr/share/fish/vendor_completions.d" "$tree/lib/systemd/system"
     install -m 755 "$DIST/$(bin_name "$a")" "$tree/usr/bin/sfs"
+    # bootstrap= uploads the far side's sfs from /usr/lib/sfs/sfs-ARCH-linux (the man page's
+    # BOOTSTRAP); /usr/bin/sfs itself serves a far side of its own architecture.
+    local p peers=()
+    for p in $ARCHES; do
+      [ "$p" != "$a" ] && [ -x "$DIST/$(bin_name "$p")" ] || continue
+      install -D -m 755 "$DIST/$(bin_name "$p")" "$tree/usr/lib/sfs/sfs-$p-linux"
+      peers+=("sfs-$p-linux")
+    done
     gzip -9n <"$ROOT/man/sfs.1" >"$tree/usr/share/man/man1/sfs.1.gz"
     "$native" --completions bash >"$tree/usr/share/bash-completion/completions/sfs"
     "$native" --completions zsh >"$tree/usr/share/zsh/vendor-completions/_sfs"
@@ -192,6 +168,9 @@ build_debs() {
     # Debian, Ubuntu and Raspberry Pi OS release, and for copying by hand).
     install -d "$tree/usr/share/lintian/overrides"
     echo "sfs: statically-linked-binary [usr/bin/sfs]" >"$tree/usr/share/lintian/overrides/sfs"
+    for p in "${peers[@]}"; do
+      printf 'sfs: %s [usr/lib/sfs/%s]\n' statically-linked-binary "$p" binary-from-other-architecture "$p"
+    done >>"$tree/usr/share/lintian/overrides/sfs"
     chmod 755 "$tree/DEBIAN/postinst"
     find "$tree" -type d -exec chmod 755 {} +
     find "$tree/usr/share" "$tree/lib" -type f -exec chmod 644 {} +
@@ -469,30 +448,12 @@ check() {
 # Debian 12 (bookworm) root with man-db, bash-completion and systemd, then sfs, man sfs,
 # the completions, the user the unit runs as, and systemd-analyze verify of the unit.
 
-in_aptroot() {
-  local d
-  for d in proc dev dev/pts; do
-    mkdir -p "$APTROOT/$d"
-    mountpoint -q "$APTROOT/$d" || mount --bind "/$d" "$APTROOT/$d"
-  done
-  chroot "$APTROOT" env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    LANG=C.UTF-8 TERM=dumb MANWIDTH=80 bash -c "$1"
-}
+in_aptroot() { root_run "$APTROOT" TERM=dumb MANWIDTH=80 "$1"; }
 
 check_deb() {
   local deb=$DIST/sfs_${VERSION}_amd64.deb out rc
   [ -f "$deb" ] || { verdict deb/apt-install 1 "no $deb (scripts/release.sh build makes it)"; return; }
-  if [ ! -x "$APTROOT/usr/bin/apt-get" ]; then
-    say "debootstrap bookworm into $APTROOT (for the apt install check) ..."
-    mkdir -p "$APTROOT"
-    debootstrap --variant=minbase bookworm "$APTROOT" "$MIRROR" >"$APTROOT.debootstrap.log" 2>&1 \
-      || die "debootstrap failed; see $APTROOT.debootstrap.log"
-  fi
-  cp /etc/resolv.conf "$APTROOT/etc/resolv.conf" 2>/dev/null || true
-  if ls /usr/local/share/ca-certificates/*.crt >/dev/null 2>&1; then
-    mkdir -p "$APTROOT/usr/local/share/ca-certificates"
-    cp /usr/local/share/ca-certificates/*.crt "$APTROOT/usr/local/share/ca-certificates/"
-  fi
+  root_bootstrap "$APTROOT" bookworm
   in_aptroot "dpkg -s man-db bash-completion systemd >/dev/null 2>&1 || { apt-get update -qq && \
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends man-db bash-completion systemd >/dev/null; }"
   in_aptroot "dpkg -r sfs >/dev/null 2>&1 || true"
@@ -521,25 +482,9 @@ check_deb() {
   verdict deb/unit "$([ "$out" = verified ] && echo 0 || echo 1)" "ExecStart=/usr/bin/sfs; systemd-analyze verify: $( [ "$out" = verified ] && echo clean || printf '%s' "$out" | tr '\n' ' ')"
 }
 
-# The roots have the machine's /proc, /dev and /dev/pts bound into them: unmount them first,
-# and refuse to delete anything while one is still mounted.
-clean_root() {
-  local r=$1 d
-  [ -d "$r" ] || return 0
-  for d in dev/pts dev proc; do
-    if mountpoint -q "$r/$d"; then umount "$r/$d" || umount -l "$r/$d"; fi
-  done
-  for d in dev/pts dev proc; do
-    mountpoint -q "$r/$d" && die "$r/$d is still mounted; not deleting"
-  done
-  if grep -q " $r/" /proc/mounts; then die "something is still mounted under $r; not deleting"; fi
-  rm -rf --one-file-system "$r" "$r.debootstrap.log"
-  say "removed $r"
-}
-
 clean() {
-  clean_root "$RELROOT"
-  clean_root "$APTROOT"
+  root_remove "$RELROOT"
+  root_remove "$APTROOT"
 }
 
 case ${1:-build} in

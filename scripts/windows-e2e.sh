@@ -58,48 +58,21 @@ PKGS="rustc cargo rust-src rust-clippy gcc-mingw-w64-x86-64-posix g++-mingw-w64-
 
 die() { echo "windows-e2e: $*" >&2; exit 1; }
 say() { echo "windows-e2e: $*" >&2; }
+# shellcheck source=scripts/chroot.sh
+. "$ROOT/scripts/chroot.sh"
 
-mounts() {
-  local d
-  for d in proc dev dev/pts; do
-    mkdir -p "$WINROOT/$d"
-    mountpoint -q "$WINROOT/$d" || mount --bind "/$d" "$WINROOT/$d"
-  done
-  cp /etc/resolv.conf "$WINROOT/etc/resolv.conf" 2>/dev/null || true
-}
+# What Wine needs in the root's environment.
+WINE_ENV=(WINEDEBUG=-all WINEPREFIX=/root/.wine)
 
-# Runs a shell command inside the root with a clean environment.
-in_root() {
-  mounts
-  chroot "$WINROOT" env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    RUSTC_BOOTSTRAP=1 WINEDEBUG=-all WINEPREFIX=/root/.wine LANG=C.UTF-8 bash -c "$1"
-}
+# Runs a shell command inside the root with a clean environment (scripts/chroot.sh).
+in_root() { root_run "$WINROOT" RUSTC_BOOTSTRAP=1 "${WINE_ENV[@]}" "$1"; }
 
 setup() {
-  if [ "$(cat "$WINROOT/.sfs-wincross-ready" 2>/dev/null)" = "$PKGS" ]; then
-    mounts
-    return 0
-  fi
+  root_ready "$WINROOT" .sfs-wincross-ready "$PKGS" && return 0
   [ "$(id -u)" = 0 ] || die "setup needs root (debootstrap, chroot, mount)"
   local t0=$SECONDS
-  command -v debootstrap >/dev/null || {
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
-  }
-  if [ ! -x "$WINROOT/usr/bin/apt-get" ]; then
-    say "debootstrap $SUITE into $WINROOT ..."
-    mkdir -p "$WINROOT"
-    debootstrap --variant=minbase "$SUITE" "$WINROOT" "$MIRROR" >"$WINROOT.debootstrap.log" 2>&1 \
-      || die "debootstrap failed; see $WINROOT.debootstrap.log"
-  fi
-  # A TLS-inspecting proxy's CA certificate, if this machine has one, is needed inside too.
-  if ls /usr/local/share/ca-certificates/*.crt >/dev/null 2>&1; then
-    mkdir -p "$WINROOT/usr/local/share/ca-certificates"
-    cp /usr/local/share/ca-certificates/*.crt "$WINROOT/usr/local/share/ca-certificates/"
-  fi
-  say "installing $PKGS into the root ..."
-  in_root "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    $PKGS >/dev/null && update-ca-certificates >/dev/null 2>&1"
+  root_bootstrap "$WINROOT" "$SUITE"
+  root_install "$WINROOT" "$PKGS"
   # Debian's rust-src lacks the prebuilt start/end objects the -gnu target links with.
   in_root "set -e; D=/usr/lib/rustlib/$TARGET/lib; mkdir -p \$D; S=/usr/lib/rustlib/src/rust/library/rtstartup
     for f in rsbegin rsend; do rustc --target $TARGET --emit=obj -C panic=abort -O -o \$D/\$f.o \$S/\$f.rs; done
@@ -107,15 +80,11 @@ setup() {
     printf '[target.$TARGET]\nlinker = \"x86_64-w64-mingw32-gcc-posix\"\n' > /root/.cargo/config.toml
     wineboot -i >/dev/null 2>&1 || true"
   in_root "rustc --version; wine --version" >&2
-  echo "$PKGS" >"$WINROOT/.sfs-wincross-ready"
+  root_mark_ready "$WINROOT" .sfs-wincross-ready "$PKGS"
   say "toolchain ready in $WINROOT ($((SECONDS - t0)) s)"
 }
 
-# Copies the crate (without target/ and .git) into the root; the root's target dir persists.
-sync_crate() {
-  mkdir -p "$WINROOT/build/sfs"
-  tar -C "$ROOT" --exclude=./target --exclude=./.git --exclude=./fuzz -cf - . | tar -C "$WINROOT/build/sfs" -xf -
-}
+sync_crate() { root_sync_crate "$WINROOT" "$ROOT"; }
 
 CARGO_WIN="cargo --locked"
 BUILD_STD="-Zbuild-std=std,panic_abort --target $TARGET"
@@ -205,20 +174,16 @@ unmap_com() { rm -f "$WINROOT/root/.wine/dosdevices/${1,,}"; }
 win_bg() {
   local log=$1; shift
   local args="" a; for a in "$@"; do args+=" $(printf '%q' "$a")"; done
-  mounts
-  chroot "$WINROOT" env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    WINEDEBUG=-all WINEPREFIX=/root/.wine XDG_RUNTIME_DIR=/tmp/xdg LANG=C.UTF-8 \
-    bash -c "exec wine $WIN_EXE -v$args" </dev/null >/dev/null 2>"$WORK/$log" &
+  root_exec "$WINROOT" "${WINE_ENV[@]}" XDG_RUNTIME_DIR=/tmp/xdg \
+    "exec wine $WIN_EXE -v$args" </dev/null >/dev/null 2>"$WORK/$log" &
   PIDS+=($!)
 }
 
 # Runs sfs.exe under Wine in the foreground; prints its stderr, returns its exit code.
 win_fg() {
   local args="" a; for a in "$@"; do args+=" $(printf '%q' "$a")"; done
-  mounts
-  chroot "$WINROOT" env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    WINEDEBUG=-all WINEPREFIX=/root/.wine XDG_RUNTIME_DIR=/tmp/xdg LANG=C.UTF-8 \
-    timeout 60 bash -c "exec wine $WIN_EXE$args" </dev/null
+  root_run "$WINROOT" "${WINE_ENV[@]}" XDG_RUNTIME_DIR=/tmp/xdg \
+    "exec timeout 60 wine $WIN_EXE$args" </dev/null
 }
 
 linux_bg() { local log=$1; shift; "$SFS" "$@" </dev/null >/dev/null 2>"$WORK/$log" & PIDS+=($!); }
@@ -435,18 +400,8 @@ PY
 # The root has the machine's /proc, /dev and /dev/pts bound into it: unmount them first,
 # and refuse to delete anything while one is still mounted.
 clean() {
-  [ -d "$WINROOT" ] || return 0
   [ -f "$WINROOT/.sfs-wincross-ready" ] && in_root "wineserver -k" >/dev/null 2>&1 || true
-  local d
-  for d in dev/pts dev proc; do
-    if mountpoint -q "$WINROOT/$d"; then umount "$WINROOT/$d" || umount -l "$WINROOT/$d"; fi
-  done
-  for d in dev/pts dev proc; do
-    mountpoint -q "$WINROOT/$d" && die "$WINROOT/$d is still mounted; not deleting"
-  done
-  if grep -q " $WINROOT/" /proc/mounts; then die "something is still mounted under $WINROOT; not deleting"; fi
-  rm -rf --one-file-system "$WINROOT" "$WINROOT.debootstrap.log"
-  say "removed $WINROOT"
+  root_remove "$WINROOT"
 }
 
 case ${1:-e2e} in

@@ -141,6 +141,11 @@ pub async fn run_with(
                     first_err.get_or_insert(Error::Runtime(format!("internal error: {join}")));
                 }
             },
+            () = hub.peer_gone() => {
+                info!("the link's peer is gone: exiting (exit-with-peer)");
+                tasks.abort_all();
+                break;
+            }
             _ = stop_signals.recv() => {
                 signals += 1;
                 if signals == 1 {

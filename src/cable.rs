@@ -8,6 +8,10 @@
 //! and impairs the bytes travelling A→B. Impairments (bit errors, drops, garbage
 //! insertion, noise bursts, outages, latency) come from [`crate::line`], seeded.
 //!
+//! `duplex=half` on either end makes the cable one shared medium (an RS-485
+//! pair, a radio channel): bytes of the two directions whose serialisation
+//! overlaps in time are garbled on both sides ([`crate::line::half`]).
+//!
 //! Whatever the programs set with termios on their ends is accepted. Statistics go
 //! to stderr at exit and on SIGUSR1.
 #![allow(clippy::disallowed_methods)] // a driver: it reads the clock and hands time to the sans-IO core
@@ -15,6 +19,7 @@
 use crate::address::Pty;
 use crate::endpoint::pty::PtyDevice;
 use crate::error::Result;
+use crate::line::half::HalfDuplex;
 use crate::line::{Line, LineConfig};
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{signal, SignalKind};
@@ -62,7 +67,7 @@ impl Direction {
     fn report(&self) -> String {
         let s = self.line.stats();
         format!(
-            "{}: {} bytes in, {} delivered, {} bits flipped, {} dropped, {} inserted, {} in bursts, {} lost in outages, {} overrun, queue high-water {} B",
+            "{}: {} bytes in, {} delivered, {} bits flipped, {} dropped, {} inserted, {} in bursts, {} lost in outages, {} garbled in collisions, {} overrun, queue high-water {} B",
             self.name,
             s.bytes_written,
             s.bytes_delivered,
@@ -71,6 +76,7 @@ impl Direction {
             s.bytes_inserted,
             s.burst_bytes,
             s.outage_bytes,
+            s.collided_bytes,
             self.overrun,
             s.queue_high_water
         )
@@ -82,6 +88,8 @@ impl Direction {
 struct Cable {
     ab: Direction,
     ba: Direction,
+    /// `duplex=half`: the two directions share one medium.
+    shared: Option<HalfDuplex>,
 }
 
 impl Cable {
@@ -124,25 +132,39 @@ pub async fn run(p1: Pty, p2: Pty) -> Result<()> {
             rx: Vec::new(),
             overrun: 0,
         },
+        shared: None,
     };
+    if p1.impair.half_duplex || p2.impair.half_duplex {
+        let seed = p1.impair.seed ^ p2.impair.seed.rotate_left(32);
+        cable.shared = Some(HalfDuplex::join(
+            &mut cable.ab.line,
+            &mut cable.ba.line,
+            seed,
+        ));
+    }
     let show = |p: &Pty, d: &PtyDevice| match &p.link {
         Some(l) => format!("{} ({})", l.display(), d.slave_path().display()),
         None => d.slave_path().display().to_string(),
     };
     eprintln!(
-        "sfs cable: A={} <-> B={}, A->B {} baud/{} bits, B->A {} baud/{} bits",
+        "sfs cable: A={} <-> B={}, A->B {} baud/{} bits, B->A {} baud/{} bits{}",
         show(&p1, &a),
         show(&p2, &b),
         p1.line.baud,
         p1.line.bits_per_char(),
         p2.line.baud,
-        p2.line.bits_per_char()
+        p2.line.bits_per_char(),
+        if cable.shared.is_some() {
+            ", half duplex (one shared medium)"
+        } else {
+            ""
+        }
     );
     let mut usr1 = signal(SignalKind::user_defined1()).ok();
     let mut buf_a = vec![0u8; 4096];
     let mut buf_b = vec![0u8; 4096];
     loop {
-        let Cable { ab, ba } = &mut cable;
+        let Cable { ab, ba, shared } = &mut cable;
         let now = Instant::now();
         for d in [&mut *ab, &mut *ba] {
             let before = d.rx.len();
@@ -189,11 +211,19 @@ pub async fn run(p1: Pty, p2: Pty) -> Result<()> {
         tokio::select! {
             r = a.read(&mut buf_a[..space_ab]), if space_ab > 0 => {
                 let n = r.map_err(|e| crate::error::Error::io("cable: reading pty A", e))?;
-                ab.line.write(Instant::now(), &buf_a[..n]);
+                let now = Instant::now();
+                ab.line.write(now, &buf_a[..n]);
+                if let Some(h) = shared {
+                    h.settle(now, &mut ab.line, &mut ba.line);
+                }
             }
             r = b.read(&mut buf_b[..space_ba]), if space_ba > 0 => {
                 let n = r.map_err(|e| crate::error::Error::io("cable: reading pty B", e))?;
-                ba.line.write(Instant::now(), &buf_b[..n]);
+                let now = Instant::now();
+                ba.line.write(now, &buf_b[..n]);
+                if let Some(h) = shared {
+                    h.settle(now, &mut ab.line, &mut ba.line);
+                }
             }
             r = b.write(&ab.rx), if deliver_ab => {
                 let n = r.map_err(|e| crate::error::Error::io("cable: writing pty B", e))?;

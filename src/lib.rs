@@ -25,23 +25,31 @@
 //!   that decides how connections are served.
 //! - [`app`]: the process loop around the bridges: signals, statistics,
 //!   `--stats-json`, the `--status` view.
-//! - [`testbed`]: runs real sfs processes over a virtual cable (tests, demo, bench).
+//! - [`testbed`]: real sfs processes over a virtual cable, as `--demo` runs
+//!   them ([`demo`]); the tests and the benchmark build on it (their own
+//!   helpers are in `tests/util/`, not shipped).
 //! - [`allow`]: allow-lists of destinations for `SOCKS5-DIAL`.
 //! - [`socks`]: the SOCKS5 server protocol, sans-IO (`endpoint::socks` drives it).
 //! - [`stats`]: statistics snapshots of SERIAL-MUX links: the text line,
 //!   `--stats-json` (a versioned schema) and the `--status` view share them.
 //! - [`status`]: the `--status` terminal view (ratatui over crossterm).
+//! - [`bootstrap`]: `bootstrap=`, the sans-IO conversation with a far serial
+//!   console's shell that uploads and starts the far sfs.
 //! - [`os`]: what differs between Unix and Windows (signals, `EXEC`, which
-//!   addresses exist); the cable, `PTY` and the testbed are Unix-only.
-#![forbid(unsafe_code)]
+//!   addresses exist); the cable, `PTY`, the testbed and the demo are Unix-only.
+// One documented exception: the TIOCSRS485 ioctl of `rs485` (os/rs485.rs).
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod address;
 pub mod allow;
 pub mod app;
+pub mod bootstrap;
 pub mod bridge;
 #[cfg(unix)]
 pub mod cable;
+#[cfg(unix)]
+pub mod demo;
 #[cfg(not(unix))]
 pub use os::unsupported::cable;
 pub mod endpoint;

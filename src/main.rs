@@ -216,7 +216,7 @@ fn status_code(status: sfs::endpoint::ExitStatus) -> u8 {
 
 #[cfg(unix)]
 fn demo(runtime: &tokio::runtime::Runtime, verbose: bool) -> ExitCode {
-    match runtime.block_on(sfs::testbed::demo(verbose)) {
+    match runtime.block_on(sfs::demo::run(verbose)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
     }

@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::line::half::HalfDuplex;
 use crate::line::rng::Rng;
 use crate::line::{Line, LineConfig};
 use crate::link::{Link, LinkConfig, LinkEvent, Pacer};
@@ -224,6 +225,8 @@ pub struct Pair<E> {
     pub ab: Line,
     /// Line carrying B's bytes to A.
     pub ba: Line,
+    /// The two lines are one shared medium ([`Pair::half_duplex`]).
+    pub medium: Option<HalfDuplex>,
     /// Current simulated time.
     pub now: Instant,
     /// The time the simulation started.
@@ -248,10 +251,18 @@ impl<E: Endpoint> Pair<E> {
             b,
             ab: Line::new(ab, now),
             ba: Line::new(ba, now),
+            medium: None,
             now,
             start: now,
             steps: 0,
         }
+    }
+
+    /// Makes the two lines one shared (half-duplex) medium: bytes of both
+    /// directions that overlap in time are garbled (seeded by `seed`).
+    pub fn half_duplex(mut self, seed: u64) -> Self {
+        self.medium = Some(HalfDuplex::join(&mut self.ab, &mut self.ba, seed));
+        self
     }
 
     /// Simulated time elapsed since the start.
@@ -266,6 +277,10 @@ impl<E: Endpoint> Pair<E> {
         let now = self.now;
         self.a.service(now, &mut self.ab, &mut self.ba);
         self.b.service(now, &mut self.ba, &mut self.ab);
+        if let Some(m) = &mut self.medium {
+            // Both wrote at `now`: nothing of theirs can have arrived yet.
+            m.settle(now, &mut self.ab, &mut self.ba);
+        }
         self.steps += 1;
         let mut next = min_opt(self.a.wakeup(now), self.b.wakeup(now));
         next = min_opt(next, self.ab.next_wakeup());

@@ -128,6 +128,17 @@ pub struct LinkSnapshot {
     pub frame_payload: usize,
     /// Estimated per-byte error probability of the line.
     pub error_rate: f64,
+    /// Reed-Solomon parity bytes per block of ≤ 255 our frames carry now
+    /// (0: frames go plain; 2, 4, 8, 16 or 32 on a noisy line).
+    pub fec_parity: usize,
+    /// Parity we ask the peer for, from what arrives (same scale).
+    pub fec_parity_wanted: usize,
+    /// Byte errors the code corrected in frames received.
+    pub fec_bytes_corrected: u64,
+    /// Frames received that the code repaired (each one a retransmission saved).
+    pub fec_frames_repaired: u64,
+    /// Coded frames received beyond repair (retransmitted).
+    pub fec_frames_failed: u64,
     /// Bytes the applications wrote that wait for the link, all channels.
     pub queue_bytes: usize,
     /// Opens waiting for the link or a free channel.
@@ -142,6 +153,23 @@ pub struct LinkSnapshot {
     pub channels_reset: u64,
     /// The channels open now, by id.
     pub channels: Vec<ChannelSnapshot>,
+    /// Turn-taking on a half-duplex medium (`duplex=half`); null on a
+    /// full-duplex line.
+    pub turns: Option<TurnsSnapshot>,
+}
+
+/// Turn-taking counters of a `duplex=half` link, since sfs started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct TurnsSnapshot {
+    /// Turns the peer passed to this end (a PASS frame received).
+    pub taken: u64,
+    /// Turns this end passed (a PASS frame, or silence before PASS is agreed).
+    pub passed: u64,
+    /// Turns this end claimed after the medium fell silent (a lost PASS, an
+    /// idle holder, the handshake).
+    pub claimed: u64,
+    /// Claims not answered before the next one (collisions, or no peer).
+    pub unanswered: u64,
 }
 
 /// Which end opened a channel.
@@ -222,7 +250,7 @@ impl LinkSnapshot {
         format!(
             "SERIAL-MUX:{}: link {}, {} sessions; sent {} frames ({} retransmitted, {} line bytes, {} payload), \
              received {} frames ({} payload bytes, {} CRC failures, {} malformed); srtt {}, frame payload {} B, \
-             error rate {:.1e}/byte; goodput {:.0}/{:.0} B/s out/in, {} B queued; channels {} open, {} opened, \
+             error rate {:.1e}/byte; FEC parity {}/{} out/wanted, {} bytes corrected in {} frames, {} beyond repair; goodput {:.0}/{:.0} B/s out/in, {} B queued; channels {} open, {} opened, \
              {} served, {} refused, {} reset, {} waiting",
             self.device,
             self.state.as_str(),
@@ -240,6 +268,11 @@ impl LinkSnapshot {
                 .unwrap_or_else(|| "-".into()),
             self.frame_payload,
             self.error_rate,
+            self.fec_parity,
+            self.fec_parity_wanted,
+            self.fec_bytes_corrected,
+            self.fec_frames_repaired,
+            self.fec_frames_failed,
             self.goodput_tx_bytes_per_s,
             self.goodput_rx_bytes_per_s,
             self.queue_bytes,
@@ -249,7 +282,12 @@ impl LinkSnapshot {
             self.channels_refused,
             self.channels_reset,
             self.opens_waiting,
-        )
+        ) + &self.turns.map_or(String::new(), |t| {
+            format!(
+                "; half duplex: turns {} taken, {} passed, {} claimed ({} unanswered)",
+                t.taken, t.passed, t.claimed, t.unanswered
+            )
+        })
     }
 }
 

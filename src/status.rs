@@ -134,7 +134,7 @@ impl StatusView {
         let _ = self.terminal.draw(|f| {
             let area = f.area();
             let mut constraints = vec![Constraint::Length(1)];
-            constraints.extend(links.iter().map(|_| Constraint::Length(6)));
+            constraints.extend(links.iter().map(|_| Constraint::Length(7)));
             constraints.push(Constraint::Min(4));
             constraints.push(Constraint::Length(5));
             let rows = Layout::vertical(constraints).split(area);
@@ -194,6 +194,26 @@ fn restore() {
     }
 }
 
+/// The forward error correction line of a link's box: what the code costs
+/// (parity in use) and what it saves (frames repaired).
+fn fec_line(l: &LinkSnapshot) -> String {
+    let parity = |p: usize| {
+        if p == 0 {
+            "none".to_string()
+        } else {
+            format!("{p}/255")
+        }
+    };
+    format!(
+        "FEC parity out {} · asked {} · {} bytes corrected in {} frames · {} beyond repair",
+        parity(l.fec_parity),
+        parity(l.fec_parity_wanted),
+        l.fec_bytes_corrected,
+        l.fec_frames_repaired,
+        l.fec_frames_failed,
+    )
+}
+
 fn draw_link(f: &mut ratatui::Frame, area: ratatui::layout::Rect, l: &LinkSnapshot, spark: &[u64]) {
     let state_style = match l.state {
         crate::stats::LinkState::Up => Style::new().fg(Color::Green),
@@ -215,9 +235,14 @@ fn draw_link(f: &mut ratatui::Frame, area: ratatui::layout::Rect, l: &LinkSnapsh
     let block = Block::default().borders(Borders::ALL).title(title);
     let inner = block.inner(area);
     f.render_widget(block, area);
-    let [text, graph] = Layout::vertical([Constraint::Length(2), Constraint::Min(1)]).areas(inner);
-    // The line is full duplex: each direction has the whole rate.
-    let load = l.goodput_tx_bytes_per_s.max(l.goodput_rx_bytes_per_s) / l.line_bytes_per_s as f64;
+    let [text, graph] = Layout::vertical([Constraint::Length(3), Constraint::Min(1)]).areas(inner);
+    // A full-duplex line gives each direction the whole rate; a half-duplex
+    // one (duplex=half) shares it.
+    let load = if l.turns.is_some() {
+        l.goodput_tx_bytes_per_s + l.goodput_rx_bytes_per_s
+    } else {
+        l.goodput_tx_bytes_per_s.max(l.goodput_rx_bytes_per_s)
+    } / l.line_bytes_per_s as f64;
     let lines = vec![
         Line::raw(format!(
             "{} baud · goodput out {}/s in {}/s ({:.0}% of line) · srtt {} · frame {} B",
@@ -230,7 +255,8 @@ fn draw_link(f: &mut ratatui::Frame, area: ratatui::layout::Rect, l: &LinkSnapsh
                 .unwrap_or_else(|| "-".into()),
             l.frame_payload,
         )),
-        Line::raw(format!(
+        Line::raw(
+            format!(
             "frames {} out / {} in · {} retransmitted · {} CRC failures · queue {} B · {} channels",
             l.frames_sent,
             l.frames_received,
@@ -238,7 +264,14 @@ fn draw_link(f: &mut ratatui::Frame, area: ratatui::layout::Rect, l: &LinkSnapsh
             l.crc_failures,
             l.queue_bytes,
             l.channels.len(),
-        )),
+        ) + &l.turns.map_or(String::new(), |t| {
+                format!(
+                    " · half duplex: turns {} passed / {} taken / {} claimed",
+                    t.passed, t.taken, t.claimed
+                )
+            }),
+        ),
+        Line::raw(fec_line(l)),
     ];
     f.render_widget(Paragraph::new(lines), text);
     // Newest on the right; the scale is the line's capacity, so a full line

@@ -1,5 +1,9 @@
-//! A test bed of real sfs processes over a virtual serial cable: used by the
-//! integration tests, the `--demo`, and the end-to-end benchmark.
+//! A test bed of real sfs processes over a virtual serial cable: what
+//! `sfs --demo` runs, and the base the integration tests and the end-to-end
+//! benchmark build on. Only what the demo needs is here, since it ships in
+//! the binary; the tests' own helpers (a private sshd, realistic text,
+//! downloads, /proc readings) live in `tests/util/` and never reach it
+//! (`tests/cli.rs` checks the binary for them).
 //!
 //! Layout (all on this machine, nothing left behind on drop):
 //! ```text
@@ -13,12 +17,13 @@
 //! that many pseudo-random bytes, then EOF).
 #![allow(clippy::disallowed_methods)] // a driver: it reads the clock and hands time to the sans-IO core
 
-use crate::error::{Error, Result};
 use crate::line::rng::splitmix64;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -73,6 +78,8 @@ pub struct Testbed {
     /// The cable's settings.
     pub cable: CableSpec,
     target_task: tokio::task::JoinHandle<()>,
+    /// Bytes the built-in target's sinks (`S`) have received so far.
+    sunk: Arc<AtomicU64>,
     bin: PathBuf,
 }
 
@@ -192,11 +199,14 @@ impl Testbed {
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("sfs-testbed-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
+        let sunk = Arc::new(AtomicU64::new(0));
         let (target, target_task) = match opts.target {
             Some(t) => (t, tokio::spawn(async {})),
             None => {
                 let listener = TcpListener::bind("127.0.0.1:0").await?;
-                (listener.local_addr()?, tokio::spawn(serve_target(listener)))
+                let listener_addr = listener.local_addr()?;
+                let served = serve_target(listener, sunk.clone());
+                (listener_addr, tokio::spawn(served))
             }
         };
         let (ta, tb) = (dir.join("ttyA"), dir.join("ttyB"));
@@ -241,6 +251,7 @@ impl Testbed {
             target,
             cable: opts.cable.clone(),
             target_task,
+            sunk,
             bin: opts.bin.clone(),
         };
         if opts.target.is_none() {
@@ -315,18 +326,16 @@ impl Testbed {
         cpu_seconds(pid)
     }
 
-    /// Resident memory of process `i` (0 cable, 1 A, 2 B) in KiB, from /proc.
-    pub fn rss_kib(&self, i: usize) -> Option<u64> {
-        let pid = self.procs.get(i)?.id()?;
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-        line.split_whitespace().nth(1)?.parse().ok()
+    /// Bytes the built-in target's sinks have received so far: a caller
+    /// measures a transfer's goodput over part of it by the difference (the
+    /// client's own writes say little: kernel buffers take megabytes at once).
+    pub fn sink_bytes(&self) -> u64 {
+        self.sunk.load(Ordering::Relaxed)
     }
 
-    /// File descriptors process `i` (0 cable, 1 A, 2 B) holds open now.
-    pub fn open_fds(&self, i: usize) -> Option<usize> {
-        let pid = self.procs.get(i)?.id()?;
-        Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
+    /// The process id of process `i` (0 cable, 1 A, 2 B), while it runs.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.procs.get(i)?.id()
     }
 
     /// Asks both sfs ends for their link statistics (SIGUSR1) and returns the
@@ -438,28 +447,19 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     Some(ticks / 100.0)
 }
 
-/// Bytes every in-process sink (`S`) of this process has received so far: a
-/// caller measures a transfer's goodput over part of it by the difference (the
-/// client's own writes say little: kernel buffers take megabytes at once).
-static SINK_BYTES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// See [`SINK_BYTES`].
-pub fn sink_bytes() -> u64 {
-    SINK_BYTES.load(std::sync::atomic::Ordering::Relaxed)
-}
-
-async fn serve_target(listener: TcpListener) {
+async fn serve_target(listener: TcpListener, sunk: Arc<AtomicU64>) {
     loop {
         let Ok((s, _)) = listener.accept().await else {
             continue;
         };
+        let sunk = sunk.clone();
         tokio::spawn(async move {
-            let _ = target_conn(s).await;
+            let _ = target_conn(s, &sunk).await;
         });
     }
 }
 
-async fn target_conn(mut s: TcpStream) -> io::Result<()> {
+async fn target_conn(mut s: TcpStream, sunk: &AtomicU64) -> io::Result<()> {
     s.set_nodelay(true)?;
     let mut kind = [0u8];
     s.read_exact(&mut kind).await?;
@@ -480,7 +480,7 @@ async fn target_conn(mut s: TcpStream) -> io::Result<()> {
                 }
                 digest.update(&buf[..k]);
                 n += k as u64;
-                SINK_BYTES.fetch_add(k as u64, std::sync::atomic::Ordering::Relaxed);
+                sunk.fetch_add(k as u64, Ordering::Relaxed);
             }
             let mut out = n.to_be_bytes().to_vec();
             out.extend_from_slice(&digest.finalize().to_be_bytes());
@@ -536,166 +536,6 @@ impl PatternGen {
     }
 }
 
-/// Deterministic realistic text — server logs, HTML, JSON and CSV, in runs
-/// of lines of one kind — for compression benchmarks. Like [`PatternGen`],
-/// the stream does not depend on how it is cut into buffers.
-pub struct TextGen {
-    state: u64,
-    pending: Vec<u8>,
-    at: usize,
-    kind: usize,
-    left_in_run: u32,
-    line: u64,
-}
-
-impl TextGen {
-    /// A generator for `seed`.
-    pub fn new(seed: u64) -> Self {
-        TextGen {
-            state: seed,
-            pending: Vec::new(),
-            at: 0,
-            kind: 0,
-            left_in_run: 0,
-            line: 0,
-        }
-    }
-
-    fn next(&mut self) -> u64 {
-        splitmix64(&mut self.state)
-    }
-
-    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
-        from[(self.next() % from.len() as u64) as usize]
-    }
-
-    fn more(&mut self) {
-        const PATHS: &[&str] = &[
-            "/",
-            "/index.html",
-            "/api/v1/items",
-            "/api/v1/items/42",
-            "/static/app.js",
-            "/static/style.css",
-            "/login",
-            "/search?q=serial+line",
-            "/favicon.ico",
-        ];
-        const AGENTS: &[&str] = &[
-            "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
-            "curl/8.5.0",
-            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/126.0",
-            "Prometheus/2.51.0",
-        ];
-        const LEVELS: &[&str] = &["INFO", "INFO", "INFO", "DEBUG", "WARN", "ERROR"];
-        const WORDS: &[&str] = &[
-            "serial",
-            "line",
-            "packet",
-            "frame",
-            "window",
-            "credit",
-            "channel",
-            "sensor",
-            "temperature",
-            "pressure",
-            "valve",
-            "pump",
-            "status",
-            "ok",
-            "retry",
-            "timeout",
-        ];
-        if self.left_in_run == 0 {
-            self.kind = (self.next() % 4) as usize;
-            self.left_in_run = 20 + (self.next() % 200) as u32;
-        }
-        self.left_in_run -= 1;
-        self.line += 1;
-        let r = self.next();
-        let (h, m, s, ms) = (
-            (self.line / 3_600_000) % 24,
-            (self.line / 60_000) % 60,
-            (self.line / 1000) % 60,
-            r % 1000,
-        );
-        let line = match self.kind {
-            0 => {
-                let path = self.pick(PATHS);
-                let agent = self.pick(AGENTS);
-                format!(
-                    "10.0.{}.{} - - [01/Dec/2026:{h:02}:{m:02}:{s:02} +0000] \"GET {path} HTTP/1.1\" {} {} \"-\" \"{agent}\"\n",
-                    (r >> 8) % 256,
-                    (r >> 16) % 256,
-                    [200, 200, 200, 304, 404, 500][((r >> 24) % 6) as usize],
-                    (r >> 32) % 50_000,
-                )
-            }
-            1 => {
-                let level = self.pick(LEVELS);
-                let (w1, w2) = (self.pick(WORDS), self.pick(WORDS));
-                format!(
-                    "2026-12-01T{h:02}:{m:02}:{s:02}.{ms:03}Z {level:5} sfs::worker[{}]: {w1} {w2} id={} took {}ms\n",
-                    (r >> 10) % 8,
-                    (r >> 20) % 100_000,
-                    (r >> 40) % 900,
-                )
-            }
-            2 => {
-                let (w1, w2) = (self.pick(WORDS), self.pick(WORDS));
-                format!(
-                    "{{\"id\":{},\"name\":\"{w1}-{w2}\",\"value\":{}.{},\"unit\":\"{}\",\"ok\":{},\"tags\":[\"{w1}\",\"site-{}\"]}}\n",
-                    self.line,
-                    (r >> 8) % 1000,
-                    (r >> 20) % 100,
-                    ["C", "kPa", "rpm", "V"][((r >> 30) % 4) as usize],
-                    (r >> 33) % 2 == 0,
-                    (r >> 36) % 16,
-                )
-            }
-            _ => {
-                let w1 = self.pick(WORDS);
-                if self.line % 3 == 0 {
-                    format!(
-                        "<tr class=\"row\"><td>{}</td><td><a href=\"/items/{}\">{w1}</a></td><td class=\"num\">{}.{:02}</td></tr>\n",
-                        self.line,
-                        (r >> 8) % 10_000,
-                        (r >> 24) % 1000,
-                        (r >> 40) % 100,
-                    )
-                } else {
-                    format!(
-                        "{},{w1},{}.{:02},{},2026-12-01 {h:02}:{m:02}:{s:02}\n",
-                        self.line,
-                        (r >> 8) % 1000,
-                        (r >> 24) % 100,
-                        (r >> 32) % 2 == 0,
-                    )
-                }
-            }
-        };
-        self.pending.extend_from_slice(line.as_bytes());
-    }
-
-    /// Fills `buf` with the next bytes of the text.
-    pub fn fill(&mut self, buf: &mut [u8]) {
-        let mut done = 0;
-        while done < buf.len() {
-            if self.at == self.pending.len() {
-                self.pending.clear();
-                self.at = 0;
-                while self.pending.len() < 4096 {
-                    self.more();
-                }
-            }
-            let k = (self.pending.len() - self.at).min(buf.len() - done);
-            buf[done..done + k].copy_from_slice(&self.pending[self.at..self.at + k]);
-            self.at += k;
-            done += k;
-        }
-    }
-}
-
 /// An echo connection through the test bed.
 pub struct Echo(TcpStream);
 
@@ -741,13 +581,6 @@ pub async fn upload(entry: SocketAddr, len: u64, seed: u64) -> io::Result<Transf
     upload_from(entry, len, move |b| g.fill(b)).await
 }
 
-/// Sends `len` bytes of realistic text ([`TextGen`]) through the bed to the
-/// sink and checks the verdict.
-pub async fn upload_text(entry: SocketAddr, len: u64, seed: u64) -> io::Result<Transfer> {
-    let mut g = TextGen::new(seed);
-    upload_from(entry, len, move |b| g.fill(b)).await
-}
-
 /// Sends `len` bytes made by `fill` through the bed to the sink and checks
 /// the verdict.
 pub async fn upload_from(
@@ -777,311 +610,4 @@ pub async fn upload_from(
         elapsed: t0.elapsed(),
         intact: n == len && crc == digest.finalize(),
     })
-}
-
-/// Asks the generator for `len` bytes through the bed and checks them.
-pub async fn download(entry: SocketAddr, len: u64, seed: u64) -> io::Result<Transfer> {
-    let t0 = Instant::now();
-    let mut s = TcpStream::connect(entry).await?;
-    s.set_nodelay(true)?;
-    let mut req = vec![b'G'];
-    req.extend_from_slice(&len.to_be_bytes());
-    req.extend_from_slice(&seed.to_be_bytes());
-    s.write_all(&req).await?;
-    let mut g = PatternGen::new(seed);
-    let mut expect = vec![0u8; 16384];
-    let mut buf = vec![0u8; 16384];
-    let mut got = 0u64;
-    let mut intact = true;
-    loop {
-        let k = s.read(&mut buf).await?;
-        if k == 0 {
-            break;
-        }
-        g.fill(&mut expect[..k]);
-        intact &= buf[..k] == expect[..k];
-        got += k as u64;
-    }
-    Ok(Transfer {
-        bytes: got,
-        elapsed: t0.elapsed(),
-        intact: intact && got == len,
-    })
-}
-
-/// The number written just before `label` in a statistics line
-/// (`"… 8 retransmitted …"` → 8), summed over its occurrences.
-fn count_before(line: &str, label: &str) -> u64 {
-    line.match_indices(label)
-        .filter_map(|(i, _)| line[..i].rsplit([' ', '(']).next()?.parse::<u64>().ok())
-        .sum()
-}
-
-/// `sfs --demo`: a virtual cable with a little noise, sfs on both ends, four
-/// uploads and a typist at once, and a short verdict; with `verbose` also the
-/// raw counters of both ends and of the cable.
-pub async fn demo(verbose: bool) -> Result<()> {
-    let bin = std::env::current_exe().map_err(|e| Error::io("cannot find the sfs binary", e))?;
-    let cable = CableSpec::clean(115_200).both("ber=1e-5");
-    println!("sfs demo: a virtual serial cable at 115200 baud with line noise (1 bit in 100,000");
-    println!("          flipped), sfs at both ends; nothing here needs hardware.");
-    let bed = Testbed::start(TestbedOptions::new(bin, cable.clone()))
-        .await
-        .map_err(|e| Error::io("demo: cannot start the test bed", e))?;
-    println!(
-        "          link up: connections to {} reach a test server behind the far end.",
-        bed.entry
-    );
-    let conns = 4u64;
-    let per = 24 * 1024u64;
-    println!(
-        "sfs demo: {conns} uploads of {} KiB at once, while someone types (one key, echoed back,",
-        per / 1024
-    );
-    println!("          every 50 ms)...");
-    let t0 = Instant::now();
-    let cpu0 = (
-        bed.cpu_seconds(1).unwrap_or(0.0),
-        bed.cpu_seconds(2).unwrap_or(0.0),
-    );
-    let mut tasks = Vec::new();
-    for i in 0..conns {
-        tasks.push(tokio::spawn(upload(bed.entry, per, 1000 + i)));
-    }
-    let mut echo = Echo::connect(bed.entry)
-        .await
-        .map_err(|e| Error::io("demo: echo", e))?;
-    let mut rtts = Vec::new();
-    while tasks.iter().any(|t| !t.is_finished()) {
-        if let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(5), echo.round_trip()).await {
-            rtts.push(r);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let mut intact = 0;
-    for t in tasks {
-        if let Ok(Ok(tr)) = t.await {
-            intact += u64::from(tr.intact);
-        }
-    }
-    let secs = t0.elapsed().as_secs_f64();
-    let goodput = (conns * per) as f64 / secs / cable.byte_rate();
-    rtts.sort();
-    let p = |q: f64| {
-        rtts.get(((rtts.len() as f64 - 1.0) * q) as usize)
-            .map(|d| d.as_secs_f64() * 1000.0)
-            .unwrap_or(f64::NAN)
-    };
-    let cpu1 = (
-        bed.cpu_seconds(1).unwrap_or(0.0),
-        bed.cpu_seconds(2).unwrap_or(0.0),
-    );
-    let stats = bed.link_stats().await;
-    let resent: u64 = stats
-        .iter()
-        .map(|l| count_before(l, " retransmitted"))
-        .sum();
-    let report = bed.stop().await;
-    let cable_lines: Vec<&str> = report.lines().filter(|l| l.contains("->")).collect();
-    let flipped: u64 = cable_lines
-        .iter()
-        .map(|l| count_before(l, " bits flipped"))
-        .sum();
-    println!(
-        "          {intact} of {conns} uploads arrived intact in {secs:.1} s: {goodput:.2} of the line's byte rate"
-    );
-    println!(
-        "          (the noise flipped {flipped} bits; sfs caught every damaged frame and sent {resent} again;"
-    );
-    // Measured: this demo on a clean cable gives 0.94 (short uploads, the
-    // typing); long transfers reach 0.98-0.99 (the benchmark's clean cases).
-    println!("          the same demo on a clean line gives about 0.94, long transfers 0.98)");
-    println!(
-        "          keystrokes: {} echoed, half within {:.0} ms, 99 % within {:.0} ms, behind the uploads",
-        rtts.len(),
-        p(0.5),
-        p(0.99)
-    );
-    println!(
-        "          CPU time: {:.2} s and {:.2} s for the two ends",
-        cpu1.0 - cpu0.0,
-        cpu1.1 - cpu0.1
-    );
-    if verbose {
-        for (side, line) in ["A", "B"].iter().zip(&stats) {
-            println!("  side {side}: {line}");
-        }
-        for l in cable_lines {
-            println!("  cable: {}", l.trim_start_matches("sfs cable: "));
-        }
-    }
-    if intact == conns {
-        println!(
-            "sfs demo: every byte arrived intact.{}",
-            if verbose {
-                ""
-            } else {
-                " (sfs --demo -v: all counters)"
-            }
-        );
-        Ok(())
-    } else {
-        Err(Error::Runtime(format!(
-            "demo: only {intact} of {conns} streams arrived intact"
-        )))
-    }
-}
-
-/// A private OpenSSH server on loopback for tests and benchmarks: own host
-/// and user keys in a temporary directory, own port, key authentication only.
-/// Killed (and its directory removed) on drop.
-pub struct PrivateSshd {
-    child: std::process::Child,
-    dir: PathBuf,
-    /// The port it listens on (127.0.0.1).
-    pub port: u16,
-    /// The user key that logs in.
-    pub key: PathBuf,
-}
-
-impl Drop for PrivateSshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-impl PrivateSshd {
-    /// The sshd binary, if installed.
-    pub fn binary() -> Option<PathBuf> {
-        ["/usr/sbin/sshd", "/usr/local/sbin/sshd"]
-            .iter()
-            .map(PathBuf::from)
-            .find(|p| p.exists())
-    }
-
-    /// Starts `sshd` (from [`PrivateSshd::binary`]) and waits for its port.
-    pub fn start(sshd: &Path) -> io::Result<PrivateSshd> {
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("sfs-sshd-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir)?;
-        let (host, key) = (dir.join("host_key"), dir.join("user_key"));
-        for k in [&host, &key] {
-            let ok = std::process::Command::new("ssh-keygen")
-                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-                .arg(k)
-                .status()?
-                .success();
-            if !ok {
-                return Err(io::Error::other("ssh-keygen failed"));
-            }
-        }
-        std::fs::copy(dir.join("user_key.pub"), dir.join("authorized_keys"))?;
-        // sshd cannot bind port 0 and say which it got: a port is picked
-        // here, and if another program takes it before sshd binds it (sshd
-        // then exits), another one is tried.
-        let mut last = String::new();
-        for _ in 0..5 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")?
-                .local_addr()?
-                .port();
-            match Self::start_on(sshd, &dir, &host, &key, port)? {
-                Ok(me) => return Ok(me),
-                Err(log) => last = log,
-            }
-        }
-        Err(io::Error::other(format!("sshd did not listen:\n{last}")))
-    }
-
-    /// Starts sshd on `port`; `Ok(Err(log))` when it exited instead (the port
-    /// was taken).
-    fn start_on(
-        sshd: &Path,
-        dir: &Path,
-        host: &Path,
-        key: &Path,
-        port: u16,
-    ) -> io::Result<std::result::Result<PrivateSshd, String>> {
-        let config = format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\nPidFile {}\n\
-             PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n\
-             PermitRootLogin prohibit-password\nSubsystem sftp internal-sftp\n",
-            host.display(),
-            dir.join("authorized_keys").display(),
-            dir.join("sshd.pid").display()
-        );
-        std::fs::write(dir.join("sshd_config"), config)?;
-        let _ = std::fs::create_dir_all("/run/sshd");
-        let log = dir.join("sshd.log");
-        let child = std::process::Command::new(sshd)
-            .args(["-D", "-e", "-f"])
-            .arg(dir.join("sshd_config"))
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()?;
-        let mut me = PrivateSshd {
-            child,
-            dir: dir.to_owned(),
-            port,
-            key: key.to_owned(),
-        };
-        // Ready when sshd says it listens (-e logs to stderr); gone if the
-        // port was taken.
-        let listening = format!("Server listening on 127.0.0.1 port {port}");
-        for _ in 0..200 {
-            if std::fs::read_to_string(&log).is_ok_and(|l| l.contains(&listening)) {
-                return Ok(Ok(me));
-            }
-            if me.child.try_wait()?.is_some() {
-                let text = std::fs::read_to_string(&log).unwrap_or_default();
-                // Its directory stays for the next try.
-                me.dir = PathBuf::new();
-                return Ok(Err(text));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            format!(
-                "sshd did not listen:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            ),
-        ))
-    }
-
-    /// Options for `ssh`/`scp`/`sftp`: this key, no host key checks, batch mode.
-    pub fn client_opts(&self) -> Vec<String> {
-        [
-            "-i",
-            &self.key.display().to_string(),
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "LogLevel=ERROR",
-            "-o",
-            "ConnectTimeout=30",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
-    }
-
-    /// The local user name (whom the server lets in with the key).
-    pub fn user() -> String {
-        std::env::var("USER")
-            .ok()
-            .filter(|u| !u.is_empty())
-            .unwrap_or_else(|| {
-                std::process::Command::new("id")
-                    .arg("-un")
-                    .output()
-                    .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-                    .unwrap_or_else(|_| "root".into())
-            })
-    }
 }

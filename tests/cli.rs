@@ -81,6 +81,31 @@ fn out_of_range_values_are_said_in_words() {
     assert!(err.contains("must be from 1 to 32768"), "{err}");
 }
 
+/// The binary carries the demo but none of the tests' scaffolding: the
+/// private sshd (its sshd_config), the text generator and the other helpers
+/// live in tests/util and never link into it. `.ci/run` checks the release
+/// build the same way with `strings`.
+#[test]
+fn the_binary_carries_the_demo_but_no_test_scaffolding() {
+    let bin = std::fs::read(env!("CARGO_BIN_EXE_sfs")).expect("read the sfs binary");
+    let has = |s: &str| {
+        let s = s.as_bytes();
+        bin.windows(s.len()).any(|w| w[0] == s[0] && w == s)
+    };
+    // The search works: the demo's own words are found.
+    assert!(has("sfs demo: every byte arrived intact"));
+    assert!(has("testbed not ready"));
+    for scaffolding in [
+        "AuthorizedKeysFile",
+        "Prometheus/2.51.0",
+        "sfs-sshd-",
+        "PrivateSshd",
+        "TextGen",
+    ] {
+        assert!(!has(scaffolding), "{scaffolding} is in the binary");
+    }
+}
+
 /// The README's first command: the demo runs on its own virtual cable and
 /// says every byte arrived.
 #[test]

@@ -15,15 +15,6 @@ use std::path::Path;
 use std::time::Duration;
 use util::*;
 
-/// Resident memory of a process in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 /// Opens the far end of the cable without making it our controlling terminal.
 fn open_tty(p: &Path) -> std::fs::File {
     std::fs::OpenOptions::new()
@@ -46,11 +37,11 @@ async fn watch(cable: &Cable, reported: &str, secs: u64) -> (Sfs, u16, String, f
     let port = a.listen_port().await;
     let pid = a.child.id().unwrap();
     a.wait_log(reported, Duration::from_secs(15)).await;
-    let (cpu0, rss0) = (cpu_seconds(pid).unwrap(), rss_kib(pid));
+    let (cpu0, rss0) = (cpu_seconds(pid).unwrap(), rss_kib(pid).unwrap());
     // Part of the scenario, not synchronisation: the steady state after the
     // report is what is measured, over a stretch of `secs`.
     tokio::time::sleep(Duration::from_secs(secs)).await;
-    let (cpu1, rss1) = (cpu_seconds(pid).unwrap(), rss_kib(pid));
+    let (cpu1, rss1) = (cpu_seconds(pid).unwrap(), rss_kib(pid).unwrap());
     let log = a.log_text();
     eprintln!(
         "sfs over {secs} s: {:.2} s CPU, RSS {rss0} -> {rss1} KiB",

@@ -327,7 +327,7 @@ async fn ten_thousand_sequential_connections_leak_nothing() {
     for i in 0..100 {
         one(i).await;
     }
-    let (rss0, fds0) = (rss_kib(pid), fd_count(pid));
+    let (rss0, fds0) = (rss_kib(pid).unwrap(), fd_count(pid).unwrap());
     let t0 = Instant::now();
     for i in 0..10_000 {
         one(i).await;
@@ -335,32 +335,17 @@ async fn ten_thousand_sequential_connections_leak_nothing() {
     // The last connections' descriptors close a moment after their echo
     // ends: wait (up to 5 s) for the count to come back, then measure.
     let settled = Instant::now();
-    while fd_count(pid) > fds0 && settled.elapsed() < Duration::from_secs(5) {
+    while fd_count(pid).unwrap() > fds0 && settled.elapsed() < Duration::from_secs(5) {
         // Polling period, not synchronisation.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let (rss1, fds1) = (rss_kib(pid), fd_count(pid));
+    let (rss1, fds1) = (rss_kib(pid).unwrap(), fd_count(pid).unwrap());
     eprintln!(
         "10000 sequential connections in {:.1} s: RSS {rss0} -> {rss1} KiB, fds {fds0} -> {fds1}",
         t0.elapsed().as_secs_f64()
     );
     assert!(fds1 <= fds0, "descriptors leaked: {fds0} -> {fds1}");
     assert!(rss1 < rss0 + 2048, "memory grew: {rss0} -> {rss1} KiB");
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
-fn fd_count(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .count()
 }
 
 /// STDIO closes standard output when the far stream ends, even while sfs

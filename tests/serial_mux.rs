@@ -5,7 +5,7 @@
 
 mod util;
 
-use sfs::testbed::{download, upload, CableSpec, Echo, Testbed, TestbedOptions};
+use sfs::testbed::{upload, CableSpec, Echo, Testbed, TestbedOptions};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use util::*;

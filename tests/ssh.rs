@@ -5,8 +5,9 @@
 
 mod util;
 
-use sfs::testbed::{CableSpec, PrivateSshd, Testbed, TestbedOptions};
+use sfs::testbed::{CableSpec, Testbed, TestbedOptions};
 use std::process::Command;
+use util::sshd::PrivateSshd;
 use util::*;
 
 async fn ssh_suite(cable: CableSpec) {

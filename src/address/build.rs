@@ -304,6 +304,9 @@ impl<'a> Ctx<'a> {
             ));
         }
         let secret_file = self.value("secret-file", path_text)?;
+        let duplex = self.duplex()?;
+        let rs485 = self.flag("rs485").unwrap_or(false);
+        let boot = self.boot_options()?;
         Ok(Address::SerialMux(SerialMux {
             device,
             line,
@@ -314,7 +317,60 @@ impl<'a> Ctx<'a> {
             dead_after,
             secret_file,
             compress,
+            duplex,
+            rs485,
+            boot,
         }))
+    }
+
+    /// `duplex=half` with its `turnaround=` and `max-turn=` (which mean nothing
+    /// on a full-duplex line, so they are refused there).
+    fn duplex(&self) -> Result<Duplex, AddressError> {
+        let turnaround = self.value("turnaround", |v| {
+            duration(v, MILLIS).and_then(|d| at_most(d, Duration::from_secs(1), MILLIS, "ms"))
+        })?;
+        let max_turn = self.value("max-turn", |v| {
+            duration(v, MILLIS)
+                .and_then(|d| at_most(d, Duration::from_secs(10), MILLIS, "ms"))
+                .and_then(|d| {
+                    if d < Duration::from_millis(10) {
+                        Err(ValueError::Form("must be at least 10 ms"))
+                    } else {
+                        Ok(d)
+                    }
+                })
+        })?;
+        if self.opt("duplex").is_some_and(|o| o.value == "half") {
+            return Ok(Duplex::Half {
+                turnaround,
+                max_turn,
+            });
+        }
+        match self.opt("turnaround").or(self.opt("max-turn")) {
+            Some(o) => Err(self.err(o.pos, format!("{} needs duplex=half", o.spec.name))),
+            None => Ok(Duplex::Full),
+        }
+    }
+
+    fn boot_options(&self) -> Result<BootOptions, AddressError> {
+        let bootstrap = self.value("bootstrap", |v| match super::parse_address(v) {
+            Ok(_) => Ok(v.to_string()),
+            Err(_) => Err(ValueError::Form("not an address sfs understands")),
+        })?;
+        let boot = BootOptions {
+            bootstrap,
+            peer_binary: self.value("peer-binary", path_text)?,
+            peer_dir: self.value("peer-dir", |v| path_text(v).map(|_| v.to_string()))?,
+            exit_with_peer: self.flag("exit-with-peer").unwrap_or(false),
+        };
+        if boot.bootstrap.is_none() {
+            for name in ["peer-binary", "peer-dir"] {
+                if let Some(o) = self.opt(name) {
+                    return Err(self.err(o.pos, format!("option '{name}' needs 'bootstrap='")));
+                }
+            }
+        }
+        Ok(boot)
     }
 
     pub(super) fn impairments(&self) -> Result<Impairments, AddressError> {
@@ -358,6 +414,7 @@ impl<'a> Ctx<'a> {
                 .value("seed", |v| uint(v, 0, u64::MAX))?
                 .unwrap_or(d.seed),
             fifo: self.value("fifo", |v| bytes(v, 1, MAX_FIFO).map(|n| n as usize))?,
+            half_duplex: self.opt("duplex").is_some_and(|o| o.value == "half"),
         })
     }
 }

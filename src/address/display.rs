@@ -155,6 +155,9 @@ impl Display for Impairments {
             f.write_str(",fifo=")?;
             write_bytes(f, n as u64)?;
         }
+        if self.half_duplex {
+            f.write_str(",duplex=half")?;
+        }
         Ok(())
     }
 }
@@ -282,6 +285,37 @@ impl Display for Address {
                 }
                 if let Some(c) = a.compress {
                     f.write_str(if c { ",compress=on" } else { ",compress=off" })?;
+                }
+                if let Duplex::Half {
+                    turnaround,
+                    max_turn,
+                } = a.duplex
+                {
+                    f.write_str(",duplex=half")?;
+                    if let Some(t) = turnaround {
+                        write!(f, ",turnaround={}", format_duration(t, MILLIS))?;
+                    }
+                    if let Some(t) = max_turn {
+                        write!(f, ",max-turn={}", format_duration(t, MILLIS))?;
+                    }
+                }
+                if a.rs485 {
+                    f.write_str(",rs485")?;
+                }
+                if let Some(b) = &a.boot.bootstrap {
+                    f.write_str(",bootstrap=")?;
+                    write_value(f, b)?;
+                }
+                if let Some(p) = &a.boot.peer_binary {
+                    f.write_str(",peer-binary=")?;
+                    write_value(f, &path_text(p))?;
+                }
+                if let Some(d) = &a.boot.peer_dir {
+                    f.write_str(",peer-dir=")?;
+                    write_value(f, d)?;
+                }
+                if a.boot.exit_with_peer {
+                    f.write_str(",exit-with-peer")?;
                 }
                 Ok(())
             }

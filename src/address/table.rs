@@ -25,10 +25,17 @@ pub enum OptionGroup {
     /// The multiplexed link: `service`, `window`, `max-channels`, `keepalive`,
     /// `dead-after`.
     Mux,
+    /// Putting sfs on a far serial console: `bootstrap`, `peer-binary`,
+    /// `peer-dir`, and the far side's `exit-with-peer`.
+    Bootstrap,
     /// Pseudo-terminals: `link`.
     Pty,
     /// Seeded line impairments of a PTY end: `ber`, `drop`, `burst`, ...
     Impair,
+    /// Whether both directions share one medium (`duplex`): PTY and SERIAL-MUX.
+    Duplex,
+    /// Turn-taking on a half-duplex SERIAL-MUX: `turnaround`, `max-turn`, `rs485`.
+    Turns,
     /// The far end of a SOCKS5 tunnel: `allow`.
     SocksDial,
     /// UDP over a channel: `max-datagram`, `idle-timeout`.
@@ -210,7 +217,13 @@ pub static ADDRESS_TYPES: &[AddressType] = &[
         name: "SERIAL-MUX",
         aliases: &[],
         syntax: "SERIAL-MUX:DEVICE",
-        groups: &[OptionGroup::Line, OptionGroup::Mux],
+        groups: &[
+            OptionGroup::Line,
+            OptionGroup::Mux,
+            OptionGroup::Duplex,
+            OptionGroup::Turns,
+            OptionGroup::Bootstrap,
+        ],
         summary: "many connections over one serial port; sfs at both ends",
         help: "A reliable link over the serial device DEVICE carrying many connections \
                at once (framing, CRC, retransmission, per-channel flow control). DEVICE \
@@ -226,6 +239,7 @@ pub static ADDRESS_TYPES: &[AddressType] = &[
             OptionGroup::Line,
             OptionGroup::SoftFlow,
             OptionGroup::Impair,
+            OptionGroup::Duplex,
         ],
         summary: "a pseudo-terminal; two PTYs make a virtual serial cable",
         help: "A new pseudo-terminal; joined with another PTY it forms a virtual serial \
@@ -531,6 +545,77 @@ pub static OPTIONS: &[OptionSpec] = &[
                the peer supports it; text moves at several times the line rate \
                (default on, but off with secret-file=: compressed sizes show \
                through the encryption; see SECURITY).",
+    },
+    // Half duplex (issue 21).
+    OptionSpec {
+        name: "duplex",
+        aliases: &[],
+        group: OptionGroup::Duplex,
+        value: ValueKind::Choice(&["full", "half"]),
+        help: "half: one shared medium (RS-485 pair, radio channel) where only one side \
+               may transmit at a time. On SERIAL-MUX the ends take turns (both ends \
+               need it); on a PTY cable bytes of the two directions that overlap in \
+               time are garbled (default full).",
+    },
+    OptionSpec {
+        name: "turnaround",
+        aliases: &[],
+        group: OptionGroup::Turns,
+        value: ValueKind::Value("MS"),
+        help: "duplex=half: time the far radio or transceiver needs to switch from \
+               sending to receiving; this end waits as long before it answers, at most \
+               1000 (default 2).",
+    },
+    OptionSpec {
+        name: "max-turn",
+        aliases: &[],
+        group: OptionGroup::Turns,
+        value: ValueKind::Value("MS"),
+        help: "duplex=half: longest turn this end keeps the medium before it passes \
+               it, so the far end's keystrokes wait at most about this long, 10 to \
+               10000 (default 150).",
+    },
+    OptionSpec {
+        name: "rs485",
+        aliases: &[],
+        group: OptionGroup::Turns,
+        value: ValueKind::Flag,
+        help: "Linux: let the driver drive RTS around each transmission (TIOCSRS485), \
+               for RS-485 adapters that need it; a device without RS-485 support is an \
+               error.",
+    },
+    // Putting sfs on a far serial console.
+    OptionSpec {
+        name: "bootstrap",
+        aliases: &[],
+        group: OptionGroup::Bootstrap,
+        value: ValueKind::Value("ADDRESS"),
+        help: "DEVICE is a far console with a shell at its prompt: upload sfs there \
+               (unless cached), start it on that console with ADDRESS as its other address, \
+               then run the link (see BOOTSTRAP).",
+    },
+    OptionSpec {
+        name: "peer-binary",
+        aliases: &[],
+        group: OptionGroup::Bootstrap,
+        value: ValueKind::Value("PATH"),
+        help: "With bootstrap=: the static sfs to upload (default: searched, see BOOTSTRAP).",
+    },
+    OptionSpec {
+        name: "peer-dir",
+        aliases: &[],
+        group: OptionGroup::Bootstrap,
+        value: ValueKind::Value("DIR"),
+        help: "With bootstrap=: the far directory for the copy (default ~/.cache/sfs, \
+               else /tmp/sfs).",
+    },
+    OptionSpec {
+        name: "exit-with-peer",
+        aliases: &[],
+        group: OptionGroup::Bootstrap,
+        value: ValueKind::Flag,
+        help: "Exit when the link's session ends (peer silent past dead-after); what a \
+               bootstrapped far sfs runs with.",
     },
     // Pseudo-terminals.
     OptionSpec {

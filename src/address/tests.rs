@@ -674,6 +674,9 @@ fn serial_mux() {
             dead_after: None,
             secret_file: None,
             compress: None,
+            duplex: Duplex::Full,
+            rs485: false,
+            boot: Default::default(),
         }
     );
     assert_eq!(mux("SERIAL-MUX:x,compress=off").compress, Some(false));
@@ -1392,4 +1395,71 @@ fn socks5_and_udp_addresses() {
     canonical("UDP:[::1]:53,max-datagram=1472", "UDP:[::1]:53");
     err_at("UDP:h:53,max-datagram=70000", 22, "max-datagram");
     assert!(ok("UDP-LISTEN:1").is_listener() && !ok("UDP:h:1").is_listener());
+}
+
+#[test]
+fn half_duplex_options() {
+    let m = mux("SERIAL-MUX:/dev/ttyUSB0,b115200,duplex=half,turnaround=3.5,max-turn=200,rs485");
+    assert_eq!(
+        m.duplex,
+        Duplex::Half {
+            turnaround: Some(Duration::from_micros(3500)),
+            max_turn: Some(Duration::from_millis(200)),
+        }
+    );
+    assert!(m.rs485);
+    assert_eq!(
+        mux("SERIAL-MUX:x,duplex=half").duplex,
+        Duplex::Half {
+            turnaround: None,
+            max_turn: None
+        }
+    );
+    assert_eq!(mux("SERIAL-MUX:x,duplex=full").duplex, Duplex::Full);
+    assert!(mux("SERIAL-MUX:x,rs485").rs485);
+    canonical(
+        "SERIAL-MUX:x,duplex=half,max-turn=50,turnaround=1",
+        "SERIAL-MUX:x,duplex=half,turnaround=1,max-turn=50",
+    );
+    err_at(
+        "SERIAL-MUX:x,turnaround=2",
+        13,
+        "turnaround needs duplex=half",
+    );
+    err_at(
+        "SERIAL-MUX:x,duplex=half,max-turn=5",
+        34,
+        "must be at least 10 ms",
+    );
+    err_at("SERIAL-MUX:x,duplex=half,turnaround=2000", 36, "at most");
+    err_at("SERIAL-MUX:x,duplex=quarter", 20, "duplex");
+    err_at("SERIAL:x,duplex=half", 9, "not valid for SERIAL");
+    assert!(pty("PTY,duplex=half").impair.half_duplex);
+    assert!(!pty("PTY").impair.half_duplex);
+    canonical("PTY,duplex=half,b9600", "PTY,b9600,duplex=half");
+    err_at("PTY,turnaround=2", 4, "not valid for PTY");
+}
+
+// --- bootstrap= ------------------------------------------------------------------
+
+#[test]
+fn bootstrap_options() {
+    let m = mux(
+        "SERIAL-MUX:/dev/ttyUSB0,b115200,bootstrap=\"SOCKS5-DIAL,allow=*:22\",peer-dir=~/x,peer-binary=/opt/sfs",
+    );
+    assert_eq!(m.boot.bootstrap.as_deref(), Some("SOCKS5-DIAL,allow=*:22"));
+    assert_eq!(m.boot.peer_dir.as_deref(), Some("~/x"));
+    assert_eq!(m.boot.peer_binary, Some(PathBuf::from("/opt/sfs")));
+    assert!(!m.boot.exit_with_peer);
+    assert!(
+        mux("SERIAL-MUX:/dev/ttyS0,exit-with-peer")
+            .boot
+            .exit_with_peer
+    );
+    assert!(err("SERIAL-MUX:x,peer-dir=/tmp")
+        .to_string()
+        .contains("option 'peer-dir' needs 'bootstrap='"));
+    assert!(err("SERIAL-MUX:x,bootstrap=NOPE:1")
+        .to_string()
+        .contains("not an address sfs understands"));
 }

@@ -294,6 +294,41 @@ pub struct SerialMux {
     /// shrinks) when the peer supports it. Unset (`None`): on without
     /// `secret-file=`, off with it (compressed sizes leak through encryption).
     pub compress: Option<bool>,
+    /// `duplex=half` and its `turnaround=`/`max-turn=`: take turns on a shared medium.
+    pub duplex: Duplex,
+    /// `rs485`: the driver toggles RTS around transmissions (Linux TIOCSRS485).
+    pub rs485: bool,
+    /// `bootstrap=` and its options.
+    pub boot: BootOptions,
+}
+
+/// `duplex=full|half` of a SERIAL-MUX end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Duplex {
+    /// Both directions at once (a null-modem cable): the default.
+    #[default]
+    Full,
+    /// One shared medium: the ends take turns.
+    Half {
+        /// `turnaround=MS`: the far end's switch from sending to receiving.
+        turnaround: Option<Duration>,
+        /// `max-turn=MS`: longest turn before passing it.
+        max_turn: Option<Duration>,
+    },
+}
+
+/// `bootstrap=ADDRESS[,peer-binary=PATH][,peer-dir=DIR]` and the far side's
+/// `exit-with-peer` (see [`crate::bootstrap`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BootOptions {
+    /// The far side's address, as written (checked to parse).
+    pub bootstrap: Option<String>,
+    /// `peer-binary=PATH`: the sfs to upload.
+    pub peer_binary: Option<PathBuf>,
+    /// `peer-dir=DIR`: where the far copy lives.
+    pub peer_dir: Option<String>,
+    /// `exit-with-peer`: exit when the link's session ends.
+    pub exit_with_peer: bool,
 }
 
 /// Seeded impairments a PTY end applies to the bytes its program writes, on their
@@ -316,6 +351,9 @@ pub struct Impairments {
     pub seed: u64,
     /// `fifo=BYTES`: device queue size, default 4096.
     pub fifo: Option<usize>,
+    /// `duplex=half` (on either end): both directions share one medium, bytes
+    /// overlapping in time are garbled ([`crate::line::half`]).
+    pub half_duplex: bool,
 }
 
 impl Default for Impairments {
@@ -331,6 +369,7 @@ impl Default for Impairments {
             latency: Duration::ZERO,
             seed: 1,
             fifo: None,
+            half_duplex: false,
         }
     }
 }

@@ -10,6 +10,7 @@
 //! Used by the deterministic simulations (`sim`) and by the virtual serial
 //! cable driver.
 
+pub mod half;
 pub mod rng;
 
 use std::collections::VecDeque;
@@ -101,6 +102,21 @@ pub struct LineStats {
     pub outage_bytes: u64,
     /// Highest device-queue occupancy seen right after a write.
     pub queue_high_water: usize,
+    /// Bytes garbled because the other direction of a shared (half-duplex)
+    /// medium was on the wire at the same time ([`half::HalfDuplex`]).
+    pub collided_bytes: u64,
+}
+
+/// A byte on its way to the far end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct InFlight {
+    /// Start of its serialisation, ns since base.
+    start: u64,
+    /// Arrival at the far end, ns since base.
+    arrive: u64,
+    byte: u8,
+    /// Already garbled by a collision (garbled once, however many overlaps).
+    collided: bool,
 }
 
 const NS: u128 = 1_000_000_000;
@@ -116,8 +132,16 @@ pub struct Line {
     ser_end: u128,
     /// Latest time seen by `write`/`read`, ns since base.
     last_now: u64,
-    /// Bytes on their way: (arrival ns since base, byte).
-    flight: VecDeque<(u64, u8)>,
+    /// Bytes on their way, in order of arrival.
+    flight: VecDeque<InFlight>,
+    /// Serialisation intervals `[start, end)` in ns of the bytes written (each
+    /// run back to back), kept while a write of the other direction of a shared
+    /// medium could still overlap them.
+    busy: VecDeque<(u64, u64)>,
+    /// Serialisation intervals written since [`take_new_spans`](Self::take_new_spans).
+    new_spans: Vec<(u64, u64)>,
+    /// One direction of a shared medium: `busy` and `new_spans` are kept.
+    shared: bool,
     bits_to_flip: u64,
     drop_left: u64,
     insert_left: u64,
@@ -148,6 +172,9 @@ impl Line {
             ser_end: 0,
             last_now: 0,
             flight: VecDeque::new(),
+            busy: VecDeque::new(),
+            new_spans: Vec::new(),
+            shared: false,
             bits_to_flip,
             drop_left,
             insert_left,
@@ -202,8 +229,10 @@ impl Line {
         for &b in &data[..n] {
             let start = self.ser_end.max(now_ns as u128 * rate);
             self.ser_end = start + NS;
+            let start_ns = (start / rate) as u64;
             let end_ns = self.ser_end.div_ceil(rate) as u64;
-            self.impair(end_ns, end_ns + latency, b);
+            self.note_busy(start_ns, end_ns);
+            self.impair(start_ns, end_ns, end_ns + latency, b);
         }
         self.stats.bytes_written += n as u64;
         let occ = self.occupancy_at(now_ns);
@@ -232,7 +261,69 @@ impl Line {
         t_ns >= self.burst_cur.0 && t_ns < self.burst_cur.1
     }
 
-    fn impair(&mut self, end_ns: u64, arrive: u64, b: u8) {
+    /// Records that the wire carries a byte of ours during `[start, end)`.
+    fn note_busy(&mut self, start: u64, end: u64) {
+        if !self.shared {
+            return;
+        }
+        match self.busy.back_mut() {
+            Some(last) if last.1 >= start => last.1 = last.1.max(end),
+            _ => self.busy.push_back((start, end)),
+        }
+        match self.new_spans.last_mut() {
+            Some(last) if last.1 >= start => last.1 = last.1.max(end),
+            _ => self.new_spans.push((start, end)),
+        }
+    }
+
+    /// Makes this line one direction of a shared medium: it keeps what
+    /// [`half::HalfDuplex`] needs to find overlaps.
+    pub(crate) fn set_shared(&mut self) {
+        self.shared = true;
+    }
+
+    /// Serialisation intervals `[start, end)` (ns since this line's base)
+    /// written since the last call, merged where back to back.
+    pub(crate) fn take_new_spans(&mut self) -> Vec<(u64, u64)> {
+        std::mem::take(&mut self.new_spans)
+    }
+
+    /// Whether a byte of ours is on the wire somewhere in `[start, end)`;
+    /// forgets intervals that ended before `horizon` (nothing written from
+    /// then on can overlap them).
+    pub(crate) fn busy_during(&mut self, start: u64, end: u64, horizon: u64) -> bool {
+        while self.busy.front().is_some_and(|r| r.1 <= horizon) {
+            self.busy.pop_front();
+        }
+        self.busy.iter().any(|&(s, e)| s < end && start < e)
+    }
+
+    /// Garbles every byte still on its way whose serialisation overlaps
+    /// `[start, end)` (another transmitter was on the shared wire); returns how
+    /// many were newly garbled.
+    pub(crate) fn garble_during(&mut self, start: u64, end: u64, rng: &mut Rng) -> u64 {
+        let byte_ns = (NS / self.cfg.byte_rate as u128).max(1) as u64;
+        let mut n = 0;
+        for f in self.flight.iter_mut().rev() {
+            if f.start + byte_ns <= start {
+                break;
+            }
+            if f.start < end && !f.collided {
+                f.collided = true;
+                f.byte = rng.byte();
+                n += 1;
+            }
+        }
+        self.stats.collided_bytes += n;
+        n
+    }
+
+    /// Nanoseconds since this line's base at `t`.
+    pub(crate) fn ns_at(&self, t: Instant) -> u64 {
+        self.ns(t)
+    }
+
+    fn impair(&mut self, start_ns: u64, end_ns: u64, arrive: u64, b: u8) {
         if self.in_outage(end_ns) {
             self.stats.outage_bytes += 1;
             return;
@@ -266,12 +357,22 @@ impl Line {
                 }
             }
         }
-        self.flight.push_back((arrive, b));
+        self.flight.push_back(InFlight {
+            start: start_ns,
+            arrive,
+            byte: b,
+            collided: false,
+        });
         if self.insert_left == 0 {
             self.insert_left = self.rng.geometric(self.cfg.insert);
             self.stats.bytes_inserted += 1;
             let g = self.rng.byte();
-            self.flight.push_back((arrive, g));
+            self.flight.push_back(InFlight {
+                start: start_ns,
+                arrive,
+                byte: g,
+                collided: false,
+            });
         } else {
             self.insert_left = self.insert_left.saturating_sub(1);
         }
@@ -281,7 +382,10 @@ impl Line {
     pub fn read(&mut self, now: Instant, out: &mut Vec<u8>) {
         let now_ns = self.ns(now).max(self.last_now);
         self.last_now = now_ns;
-        while let Some(&(t, b)) = self.flight.front() {
+        while let Some(&InFlight {
+            arrive: t, byte: b, ..
+        }) = self.flight.front()
+        {
             if t > now_ns {
                 break;
             }
@@ -296,7 +400,7 @@ impl Line {
     /// `write`/`read`; `None` when nothing is queued or in flight. May be in the past
     /// when arrived bytes have not been read yet.
     pub fn next_wakeup(&self) -> Option<Instant> {
-        let arrival = self.flight.front().map(|&(t, _)| t);
+        let arrival = self.flight.front().map(|f| f.arrive);
         let occ = self.occupancy_at(self.last_now);
         let drain = if occ > 0 {
             let first_end = self.ser_end - (occ as u128 - 1) * NS;

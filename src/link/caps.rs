@@ -54,6 +54,11 @@ impl CapsExchange {
         self.ours = Ours::Unconfirmed { tries: 0 };
     }
 
+    /// A CAPS frame should go out at the next opportunity.
+    pub(super) fn is_due(&self) -> bool {
+        self.due
+    }
+
     fn confirmed(&self) -> bool {
         self.ours == Ours::Confirmed
     }

@@ -119,6 +119,35 @@ pub enum Chunk<'a> {
     Partial(&'a [u8]),
 }
 
+/// One delimited chunk, not yet decoded.
+#[derive(Debug)]
+pub struct Delimited<'a> {
+    enc: &'a [u8],
+    out: &'a mut Vec<u8>,
+    too_long: bool,
+}
+
+impl Delimited<'_> {
+    /// The chunk's line bytes (no delimiter); `None` if it was too long to keep.
+    pub fn encoded(&self) -> Option<&[u8]> {
+        (!self.too_long).then_some(self.enc)
+    }
+
+    /// The chunk decoded as COBS.
+    pub fn decode(&mut self) -> Chunk<'_> {
+        if self.too_long {
+            return Chunk::TooLong;
+        }
+        match decode(self.enc, self.out) {
+            Ok(()) => Chunk::Frame(self.out),
+            Err(()) => {
+                decode_partial(self.enc, self.out);
+                Chunk::Partial(self.out)
+            }
+        }
+    }
+}
+
 /// Streaming COBS decoder with a bounded buffer.
 #[derive(Debug)]
 pub struct Decoder {
@@ -142,6 +171,13 @@ impl Decoder {
     /// Feeds raw line bytes; calls `f` for every delimited chunk (empty chunks, i.e.
     /// repeated delimiters, are skipped silently).
     pub fn push(&mut self, bytes: &[u8], mut f: impl FnMut(Chunk<'_>)) {
+        self.push_delimited(bytes, |mut d| f(d.decode()));
+    }
+
+    /// Like [`push`](Self::push), but hands each chunk over undecoded: the
+    /// caller may read its bytes as something else (a coded frame, `fec.rs`)
+    /// before it [`decode`](Delimited::decode)s them as COBS.
+    pub fn push_delimited(&mut self, bytes: &[u8], mut f: impl FnMut(Delimited<'_>)) {
         for &b in bytes {
             if b != 0 {
                 if self.overflow {
@@ -157,15 +193,17 @@ impl Decoder {
             }
             if self.overflow {
                 self.overflow = false;
-                f(Chunk::TooLong);
+                f(Delimited {
+                    enc: &[],
+                    out: &mut self.out,
+                    too_long: true,
+                });
             } else if !self.buf.is_empty() {
-                match decode(&self.buf, &mut self.out) {
-                    Ok(()) => f(Chunk::Frame(&self.out)),
-                    Err(()) => {
-                        decode_partial(&self.buf, &mut self.out);
-                        f(Chunk::Partial(&self.out))
-                    }
-                }
+                f(Delimited {
+                    enc: &self.buf,
+                    out: &mut self.out,
+                    too_long: false,
+                });
                 self.buf.clear();
             }
         }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::arq::MAX_WINDOW;
 use super::frame::{LARGE_MAX_PAYLOAD, MAX_PAYLOAD};
+use super::turn::{TurnConfig, DEFAULT_MAX_TURN, DEFAULT_TURNAROUND};
 use super::{cobs, crypto, Features, MIN_PAYLOAD};
 use crate::error::ConfigError;
 
@@ -40,6 +41,9 @@ pub struct LinkConfig {
     /// Largest payload when both ends offer [`Features::LARGE_FRAMES`]
     /// (`max_payload..=1984`).
     pub large_max_payload: usize,
+    /// Half-duplex medium (`duplex=half`): take turns ([`super::turn`]); None on
+    /// a full-duplex line.
+    pub turns: Option<TurnConfig>,
 }
 
 /// Idle time before a keepalive probe, unless `keepalive=` says otherwise.
@@ -67,7 +71,20 @@ impl LinkConfig {
             // frame in progress; a peer without them keeps plain v1.
             features: Features::DEFAULT,
             large_max_payload: LARGE_MAX_PAYLOAD,
+            turns: None,
         }
+    }
+
+    /// Makes this a link over a half-duplex medium: turn-taking with these
+    /// settings (None: the defaults), and PASS offered in CAPS.
+    pub fn half_duplex(mut self, turnaround: Option<Duration>, max_turn: Option<Duration>) -> Self {
+        self.turns = Some(TurnConfig::new(
+            self.byte_rate,
+            turnaround.unwrap_or(DEFAULT_TURNAROUND),
+            max_turn.unwrap_or(DEFAULT_MAX_TURN),
+        ));
+        self.features = self.features.union(Features::HALF_DUPLEX);
+        self
     }
 
     /// The largest payload this end may ever send, given what it offers.
@@ -120,9 +137,15 @@ impl LinkConfig {
 
     /// RTO floor when frames carry up to `payload` bytes (large frames raise it).
     pub fn rto_floor_for(&self, payload: usize) -> Duration {
-        self.byte_time(2 * cobs::max_encoded_len(payload + 16))
+        let frame = if self.features.contains(Features::FEC) {
+            super::fec::max_wire_len(payload + 16)
+        } else {
+            cobs::max_encoded_len(payload + 16)
+        };
+        self.byte_time(2 * frame)
             + self.pacing_target
             + self.ack_delay
             + Duration::from_millis(5)
+            + self.turns.map_or(Duration::ZERO, |t| t.extra_rtt())
     }
 }

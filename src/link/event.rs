@@ -84,6 +84,26 @@ pub struct LinkStats {
     /// Suspended frames that a payload overtook in the delivery order (their
     /// RESUME gave them the next sequence number).
     pub frames_overtaken: u64,
+    /// Frames sent Reed-Solomon coded (feature FEC).
+    pub fec_frames_sent: u64,
+    /// Coded frames received and accepted (CRC or AEAD passed).
+    pub fec_frames_received: u64,
+    /// Byte errors the code corrected in accepted frames.
+    pub fec_bytes_corrected: u64,
+    /// Accepted coded frames that needed at least one correction: each one a
+    /// retransmission saved.
+    pub fec_frames_repaired: u64,
+    /// Coded frames cut by a noise-made 0x00 and put back together.
+    pub fec_frames_rejoined: u64,
+    /// Coded frames beyond repair (left to retransmission).
+    pub fec_frames_failed: u64,
+    /// The code level our frames go out at now (0: none; 1–5: 2, 4, 8, 16, 32
+    /// parity bytes per block of ≤ 255).
+    pub fec_level: u8,
+    /// The level we ask the peer for, from what we receive.
+    pub fec_want: u8,
+    /// Turn-taking on a half-duplex medium (None on a full-duplex line).
+    pub turns: Option<super::turn::TurnStats>,
 }
 
 /// Why the far end is not (or not yet) a peer this link can talk to.

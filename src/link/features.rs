@@ -19,14 +19,22 @@ impl Features {
     pub const COMPRESS_LZ4: Features = Features(1 << 2);
     /// Per-channel zstd compression (used by the multiplexer, carried here).
     pub const COMPRESS_ZSTD: Features = Features(1 << 3);
+    /// Adaptive forward error correction: frames may travel Reed-Solomon coded
+    /// (`fec.rs`, docs/link-protocol.md §11), at the level the receiver asks for.
+    pub const FEC: Features = Features(1 << 4);
+    /// Half-duplex turn-taking (`duplex=half`): the turn is passed with a PASS
+    /// (an ACK with flag T, docs/link-protocol.md "Half duplex"). Offered only
+    /// by an end configured for a half-duplex medium.
+    pub const HALF_DUPLEX: Features = Features(1 << 5);
     /// Per-channel deflate compression with a 32 KiB history (DATA_DEFLATE,
     /// used by the multiplexer, carried here). The highest bit, far from the
     /// link's own.
     pub const COMPRESS_DEFLATE: Features = Features(1 << 31);
     /// What this build offers at the link level by default
-    /// (`LinkConfig::features`): large frames on clean lines, and urgent frames
-    /// that overtake a frame in progress (docs/link-protocol.md §10).
-    pub const DEFAULT: Features = Features(Self::RESUME.0 | Self::LARGE_FRAMES.0);
+    /// (`LinkConfig::features`): large frames on clean lines, urgent frames
+    /// that overtake a frame in progress (docs/link-protocol.md §10), and
+    /// error correction on noisy lines (none on clean ones).
+    pub const DEFAULT: Features = Features(Self::RESUME.0 | Self::LARGE_FRAMES.0 | Self::FEC.0);
 
     /// Every feature of `other` is in `self`.
     pub fn contains(self, other: Features) -> bool {
@@ -62,6 +70,8 @@ impl fmt::Display for Features {
             (Self::LARGE_FRAMES, "large-frames"),
             (Self::COMPRESS_LZ4, "lz4"),
             (Self::COMPRESS_ZSTD, "zstd"),
+            (Self::FEC, "fec"),
+            (Self::HALF_DUPLEX, "half-duplex"),
             (Self::COMPRESS_DEFLATE, "deflate"),
         ];
         let mut first = true;

@@ -5,7 +5,7 @@
 //! ```text
 //! byte 0      kind << 4 | flags
 //! DATA  (1)   seq:u16 [ack:u16 if flag A=0x1] [sack if flag S=0x2] payload…
-//! ACK   (2)   ack:u16 [sack if flag S=0x2]
+//! ACK   (2)   ack:u16 [sack if flag S=0x2]      (flag T=0x4: PASS, passes the turn)
 //! HELLO (3)   version:u8 epoch:u32 seen:u32 window:u16      (flag R=0x1: reply/established)
 //! CAPS  (4)   epoch:u32 seen:u32 features:u32 max_payload:u16 (flag K=0x1: I have yours)
 //! RESUME (5)  offset:u16 rest-of-a-suspended-frame…  (no trailer of its own; link layer)
@@ -57,6 +57,8 @@ const FLAG_ACK: u8 = 0x1;
 const FLAG_SACK: u8 = 0x2;
 const FLAG_REPLY: u8 = 0x1;
 const FLAG_HAVE: u8 = 0x1;
+/// ACK flag: the sender passes the turn (half duplex, [`Repr::Pass`]).
+const FLAG_TURN: u8 = 0x4;
 const CAPS_BODY: usize = 15;
 
 /// Selective acknowledgement bitmap of the frames after the cumulative ack.
@@ -152,6 +154,10 @@ pub enum Repr<'a> {
     },
     /// Standalone acknowledgement (also the keepalive).
     Ack(AckInfo),
+    /// An acknowledgement that also passes the turn on a half-duplex medium
+    /// (an ACK with flag T; only to a peer that announced
+    /// [`Features::HALF_DUPLEX`]).
+    Pass(AckInfo),
     /// Handshake.
     Hello(Hello),
     /// Feature announcement.
@@ -196,7 +202,7 @@ impl Repr<'_> {
         let sack = |s: &Sack| if s.is_empty() { 0 } else { 1 + s.len() };
         match self {
             Repr::Data { ack, .. } => 3 + ack.map_or(0, |a| 2 + sack(&a.sack)),
-            Repr::Ack(a) => 3 + sack(&a.sack),
+            Repr::Ack(a) | Repr::Pass(a) => 3 + sack(&a.sack),
             Repr::Hello(_) => 12,
             Repr::Caps(_) => CAPS_BODY,
         }
@@ -232,8 +238,11 @@ impl Repr<'_> {
                 }
                 out.extend_from_slice(payload);
             }
-            Repr::Ack(a) => {
-                let flags = if a.sack.is_empty() { 0 } else { FLAG_SACK };
+            Repr::Ack(a) | Repr::Pass(a) => {
+                let mut flags = if a.sack.is_empty() { 0 } else { FLAG_SACK };
+                if matches!(self, Repr::Pass(_)) {
+                    flags |= FLAG_TURN;
+                }
                 out.push(KIND_ACK << 4 | flags);
                 out.extend_from_slice(&a.ack.0.to_be_bytes());
                 if !a.sack.is_empty() {
@@ -340,7 +349,7 @@ pub fn parse_body(body: &[u8]) -> Result<Repr<'_>, ParseError> {
             Ok(Repr::Data { seq, ack, payload })
         }
         KIND_ACK => {
-            if flags & !FLAG_SACK != 0 {
+            if flags & !(FLAG_SACK | FLAG_TURN) != 0 {
                 return Err(ParseError::BadFlags);
             }
             let ack = Seq(u16_at(body, 1)?);
@@ -353,7 +362,12 @@ pub fn parse_body(body: &[u8]) -> Result<Repr<'_>, ParseError> {
             if i != body.len() {
                 return Err(ParseError::BadFlags);
             }
-            Ok(Repr::Ack(AckInfo { ack, sack }))
+            let info = AckInfo { ack, sack };
+            Ok(if flags & FLAG_TURN != 0 {
+                Repr::Pass(info)
+            } else {
+                Repr::Ack(info)
+            })
         }
         KIND_HELLO => {
             let version = *body.get(1).ok_or(ParseError::Truncated)?;

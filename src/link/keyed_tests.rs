@@ -539,7 +539,12 @@ fn keyed_frame_size_ignores_injected_junk_but_follows_line_errors() {
         assert_eq!((p.a.upper.peer_restarts, p.a.upper.peer_lost), (0, 0));
     }
     // Genuine bit errors: the payload shrinks as on an unkeyed link.
+    // (Without FEC, which would repair the frames instead of shrinking them.)
     let mut noisy = pair_with(&ImpairmentKind::Ber(1e-4), 1, u64::MAX, Some(3), Some(3));
+    for side in [&mut noisy.a, &mut noisy.b] {
+        side.cfg.features = Features(side.cfg.features.0 & !Features::FEC.0);
+        side.link = Link::new(side.cfg.clone(), side.link.epoch(), noisy.start);
+    }
     noisy.a.upper.full_frames = true;
     noisy.run_for(Duration::from_secs(20));
     let l = noisy.a.link.max_payload();

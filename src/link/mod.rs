@@ -40,7 +40,9 @@
 //!   malformed and so sees plain v1): frames are handed out in pieces
 //!   ([`Link::poll_transmit_max`]); a peer that announced RESUME lets a big frame be
 //!   suspended for an urgent one ([`Link::preempt`]) and finished by a RESUME frame
-//!   (kind 5); LARGE_FRAMES raises the payload cap to 1984 B (CRC-32K).
+//!   (kind 5); LARGE_FRAMES raises the payload cap to 1984 B (CRC-32K); FEC lets
+//!   frames travel Reed-Solomon coded instead of COBS, at the level the
+//!   receiver asks for ([`fec`], [`coding`]).
 //!
 //! # Layout
 //! - This file: the [`Link`] itself — its session state, timers and the calls
@@ -50,7 +52,8 @@
 //!   `tx`: the transmit path (which frame next, pieces, preemption);
 //!   `caps`: the CAPS exchange; `foreign`: recognising a far end that is
 //!   not sfs; `timers`: the one table of deadlines.
-//! - [`cobs`]: framing; [`frame`]: header `Repr` parse/emit; [`crc`]: CRC-32C;
+//! - [`cobs`]: framing; [`fec`] and [`rs`]: coded frames and their
+//!   Reed-Solomon code; [`frame`]: header `Repr` parse/emit; [`crc`]: CRC-32C;
 //!   [`seq`]: sequence numbers; [`arq`]: send/receive windows; [`rtt`]: RTO
 //!   estimator; [`pacer`]: write pacing for drivers; [`session`]: handshake rules and
 //!   the frame-size rule; [`crypto`] and [`handshake`]: keyed links.
@@ -58,17 +61,22 @@
 pub mod arq;
 mod caps;
 pub mod cobs;
+mod coding;
 mod config;
 pub mod crc;
 pub mod crypto;
 mod event;
 pub mod features;
+pub mod fec;
+#[cfg(test)]
+mod fec_sim_tests;
 mod foreign;
 pub mod frame;
 pub mod handshake;
 #[cfg(test)]
 mod keyed_tests;
 pub mod pacer;
+pub mod rs;
 pub mod rtt;
 mod rx;
 pub mod seq;
@@ -76,6 +84,9 @@ pub mod session;
 #[cfg(test)]
 mod tests;
 mod timers;
+pub mod turn;
+#[cfg(test)]
+mod turn_tests;
 mod tx;
 
 use std::collections::VecDeque;
@@ -177,6 +188,12 @@ pub struct Link {
     /// The last piece of a suspended frame received (raw bytes so far), if any.
     rx_kept: Option<Vec<u8>>,
     caps: CapsExchange,
+    /// Forward error correction: the level in use and the line's estimate.
+    coding: coding::Coding,
+    /// Half duplex: who may transmit ([`turn`]); None on a full-duplex line.
+    turns: Option<turn::Turns>,
+    /// Half duplex: the next frame is the PASS that ends our turn.
+    pass_due: bool,
 }
 
 /// The epoch of the next session after a lost one: a bijective mix of the old
@@ -196,6 +213,13 @@ impl Link {
             .large_max_payload
             .clamp(cfg.max_payload, LARGE_MAX_PAYLOAD);
         cfg.window = cfg.window.clamp(1, MAX_WINDOW);
+        if let Some(t) = &cfg.turns {
+            // A frame should fit a turn twice over, or a keystroke
+            // waits behind one frame longer than the turn itself.
+            let fit = (u128::from(cfg.byte_rate) * t.max_turn.as_nanos() / 2_000_000_000) as usize;
+            cfg.max_payload = cfg.max_payload.min(fit.max(MIN_PAYLOAD));
+            cfg.large_max_payload = cfg.large_max_payload.min(fit.max(MIN_PAYLOAD));
+        }
         let floor = cfg.rto_floor();
         cfg.max_rto = cfg.max_rto.max(cfg.rto_floor_for(cfg.payload_ceiling()));
         let initial = floor.max(Duration::from_millis(300)).min(cfg.max_rto);
@@ -221,9 +245,10 @@ impl Link {
             last_tx_end: now,
             rx_since_rto: false,
             foreign: ForeignPeer::new(),
-            decoder: cobs::Decoder::new(cobs::max_encoded_len(
-                MAX_RAW_FRAME + crypto::SEAL_OVERHEAD,
-            )),
+            decoder: cobs::Decoder::new(
+                cobs::max_encoded_len(MAX_RAW_FRAME + crypto::SEAL_OVERHEAD)
+                    .max(fec::max_wire_len(MAX_RAW_FRAME + crypto::SEAL_OVERHEAD)),
+            ),
             raw: Vec::with_capacity(cobs::max_encoded_len(MAX_RAW_FRAME) + 2),
             events: VecDeque::new(),
             stats: LinkStats {
@@ -247,6 +272,9 @@ impl Link {
             suspended: None,
             rx_kept: None,
             caps: CapsExchange::new(),
+            coding: coding::Coding::default(),
+            turns: cfg.turns.map(|t| turn::Turns::new(t, epoch, now)),
+            pass_due: false,
             cfg,
         }
     }
@@ -347,6 +375,8 @@ impl Link {
         s.srtt = self.rtt.srtt();
         s.max_payload = self.cur_max_payload;
         s.error_rate = self.errors.q();
+        self.fec_stats(&mut s);
+        s.turns = self.turns.as_ref().map(|t| t.stats());
         s
     }
 
@@ -392,6 +422,7 @@ impl Link {
         self.suspended = None;
         self.rx_kept = None;
         self.caps.session_reset();
+        self.coding.session_reset();
         self.rtt.set_min_rto(self.cfg.rto_floor());
         self.cur_max_payload = self.cur_max_payload.min(self.cfg.max_payload);
         self.snd = SendWindow::new(self.cfg.window);
@@ -458,6 +489,8 @@ impl Link {
         if self.timers.expire(Timer::Caps, now) {
             self.caps_timeout(now);
         }
+        // The turn allows a frame again: the driver's next poll_transmit sends it.
+        self.timers.expire(Timer::Turn, now);
     }
 
     fn on_retransmit_timeout(&mut self, now: Instant) {

@@ -19,8 +19,18 @@ impl Link {
             return;
         }
         self.foreign.heard(now, bytes);
+        if let Some(t) = &mut self.turns {
+            t.on_rx_bytes(now);
+        }
         let mut dec = std::mem::replace(&mut self.decoder, cobs::Decoder::new(0));
-        dec.push(bytes, |chunk| self.on_chunk(now, chunk));
+        dec.push_delimited(bytes, |mut d| {
+            if let Some(wire) = d.encoded() {
+                if self.on_coded_chunk(now, wire) {
+                    return;
+                }
+            }
+            self.on_chunk(now, d.decode())
+        });
         self.decoder = dec;
         // Once a session was agreed the peer speaks sfs: garbage is noise, not
         // a mismatch.
@@ -107,17 +117,18 @@ impl Link {
     }
 
     fn on_raw(&mut self, now: Instant, raw: &[u8]) {
-        self.on_raw_at(now, raw, None);
+        self.on_plain_raw(now, raw);
     }
 
     /// A raw frame; `renumber` is the place in the order a RESUME gave it (a
-    /// frame overtook it), instead of the seq inside it.
-    fn on_raw_at(&mut self, now: Instant, raw: &[u8], renumber: Option<Seq>) {
+    /// frame overtook it), instead of the seq inside it. Returns whether it
+    /// passed its check (CRC, or the keyed link's AEAD).
+    pub(super) fn on_raw_at(&mut self, now: Instant, raw: &[u8], renumber: Option<Seq>) -> bool {
         if self.keyed.is_some() {
             if renumber.is_some() {
                 // Never sent on a keyed link (its seq would not be authenticated).
                 self.stats.malformed += 1;
-                return;
+                return false;
             }
             return self.on_keyed_chunk(now, raw);
         }
@@ -132,10 +143,11 @@ impl Link {
                     }
                     (_, Some(_)) => {
                         self.stats.malformed += 1;
-                        return;
+                        return false;
                     }
                 };
-                self.on_frame(now, repr)
+                self.on_frame(now, repr);
+                return true;
             }
             Err(ParseError::BadCrc) if self.is_own_frame(raw) => {
                 // Our own DATA/ACK came back (a loop, or a bus that echoes):
@@ -160,6 +172,7 @@ impl Link {
             }
             Err(_) => self.stats.malformed += 1,
         }
+        false
     }
 
     /// A frame that failed the CRC under the receive key passes under our
@@ -174,9 +187,10 @@ impl Link {
     }
 
     /// A frame on a keyed link: handshake messages and sealed frames only.
-    fn on_keyed_chunk(&mut self, now: Instant, raw: &[u8]) {
+    /// Returns whether it was authentic.
+    fn on_keyed_chunk(&mut self, now: Instant, raw: &[u8]) -> bool {
         let Some(keyed) = self.keyed.as_mut() else {
-            return;
+            return false;
         };
         let mut plain = std::mem::take(&mut self.plain);
         let sessions = keyed.sessions;
@@ -228,6 +242,10 @@ impl Link {
             handshake::Received::Malformed => self.stats.malformed += 1,
         }
         self.plain = plain;
+        matches!(
+            got,
+            handshake::Received::Frame | handshake::Received::Handshake
+        )
     }
 
     fn on_frame(&mut self, now: Instant, repr: Repr<'_>) {
@@ -246,6 +264,16 @@ impl Link {
             }
         }
         self.stats.frames_received += 1;
+        if let Some(t) = &mut self.turns {
+            let pass = matches!(repr, Repr::Pass(_));
+            t.on_frame(now, pass);
+            if pass && self.timers.is_set(Timer::Ack) {
+                // The medium is ours now: an ack held back for company goes
+                // with this turn at once (after the turnaround), not later.
+                self.timers.stop(Timer::Ack);
+                self.ack_due = true;
+            }
+        }
         self.foreign.heard_sfs(now);
         self.foreign.frame_decoded();
         if self.is_up() {
@@ -280,7 +308,7 @@ impl Link {
                 }
                 self.ack_repeat = 2;
             }
-            Repr::Ack(a) => {
+            Repr::Ack(a) | Repr::Pass(a) => {
                 self.on_session_frame(now);
                 self.on_ack(now, &a);
             }
@@ -313,6 +341,9 @@ impl Link {
             self.caps.unconfirm();
         }
         self.peer_epoch = Some(h.epoch);
+        if let Some(t) = &mut self.turns {
+            t.set_epochs(self.epoch, h.epoch);
+        }
         self.peer_window = h.window.clamp(1, MAX_WINDOW);
         if act.agreed {
             self.on_session_frame(now);

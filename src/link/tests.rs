@@ -488,7 +488,13 @@ fn frame_size_adapts_to_error_rate() {
         clean.a.link.max_payload(),
         clean.a.link.config().payload_ceiling()
     );
+    // Without FEC (with it, frames stay large and are repaired instead:
+    // `fec_sim_tests`), a noisy line gets smaller frames.
     let mut noisy = pair(&ImpairmentKind::Ber(1e-4), 1, u64::MAX);
+    for side in [&mut noisy.a, &mut noisy.b] {
+        side.cfg.features = Features(side.cfg.features.0 & !Features::FEC.0);
+        side.link = Link::new(side.cfg.clone(), side.link.epoch(), noisy.start);
+    }
     noisy.a.upper.full_frames = true;
     noisy.run_for(Duration::from_secs(20));
     let l = noisy.a.link.max_payload();

@@ -23,9 +23,12 @@ pub(super) enum Timer {
     /// The peer counts as lost after `dead_after` without a valid frame
     /// (session up only).
     PeerDead,
+    /// Half duplex: a frame waits for the turn (the turnaround, or silence
+    /// before a claim).
+    Turn,
 }
 
-const TIMERS: usize = 6;
+const TIMERS: usize = 7;
 
 impl Timer {
     fn slot(self) -> usize {
@@ -36,6 +39,7 @@ impl Timer {
             Timer::Caps => 3,
             Timer::Keepalive => 4,
             Timer::PeerDead => 5,
+            Timer::Turn => 6,
         }
     }
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::frame::{self, Hello, Repr};
 use super::timers::Timer;
+use super::turn::Permit;
 use super::{cobs, Features, Link, Seq, Session};
 
 /// The frame being handed out, possibly in pieces.
@@ -18,6 +19,8 @@ pub(super) struct Tx {
     pub(super) pos: usize,
     /// 1 if `buf` starts with a leading delimiter.
     lead: usize,
+    /// Reed-Solomon coded (not COBS): it cannot be cut for a RESUME.
+    coded: bool,
     /// A DATA frame (or its RESUME) that can be suspended.
     pub(super) data: Option<TxData>,
 }
@@ -77,7 +80,7 @@ impl Link {
     /// that paces its writes hands frames out in pieces this way, so that
     /// [`preempt`](Self::preempt) can stop a big frame for an urgent one.
     pub fn poll_transmit_max(&mut self, now: Instant, out: &mut Vec<u8>, max: usize) -> usize {
-        if self.tx.is_none() && !self.start_frame(now) {
+        if self.tx.is_none() && !self.start_frame_in_turn(now) {
             return 0;
         }
         let Some(tx) = self.tx.as_mut() else {
@@ -106,17 +109,18 @@ impl Link {
 
     /// Whether [`preempt`](Self::preempt) would stop the current frame: the first
     /// transmission of a DATA frame (or the RESUME of one) with more than
-    /// `min_left` bytes still to go, on an unkeyed link whose peer announced
-    /// RESUME. (A retransmission is never stopped: the peer may hold it already,
+    /// `min_left` bytes still to go, sent as COBS (a coded frame has no cut
+    /// points), on an unkeyed link whose peer announced RESUME. (A retransmission is never stopped: the peer may hold it already,
     /// so nothing could take its place in the order.)
     pub fn can_preempt(&self, min_left: usize) -> bool {
         self.features().contains(Features::RESUME)
             && self.keyed.is_none()
             && self.suspended.is_none()
             && self.tx.as_ref().is_some_and(|t| {
-                t.data
-                    .as_ref()
-                    .is_some_and(|d| self.snd.is_first_transmission(d.seq))
+                !t.coded
+                    && t.data
+                        .as_ref()
+                        .is_some_and(|d| self.snd.is_first_transmission(d.seq))
                     && t.buf.len() - t.pos > min_left
             })
     }
@@ -174,8 +178,72 @@ impl Link {
         true
     }
 
+    /// On a half-duplex medium, starts the next frame only when the turn
+    /// allows it (else the Turn timer says when it may), and passes the turn
+    /// once this side has nothing more to say or held it for `max_turn`.
+    fn start_frame_in_turn(&mut self, now: Instant) -> bool {
+        let wants = self.turns.is_some() && self.has_frame_to_send();
+        let Some(permit) = self.turns.as_mut().map(|t| t.permit(now, wants)) else {
+            return self.start_frame(now);
+        };
+        match permit {
+            Permit::Wait(at) => {
+                self.timers.set(Timer::Turn, at);
+                false
+            }
+            Permit::Send => {
+                self.start_frame(now)
+                    || (self.turns.as_ref().is_some_and(|t| t.owes_pass()) && self.pass_turn(now))
+            }
+            Permit::Claim => {
+                let started = self.start_frame(now);
+                if !started {
+                    if let Some(t) = &mut self.turns {
+                        t.no_claim();
+                    }
+                }
+                started
+            }
+            Permit::PassNow => self.pass_turn(now),
+        }
+    }
+
+    /// Whether [`start_frame`](Self::start_frame) would find a frame to send
+    /// (a keyed handshake message aside).
+    fn has_frame_to_send(&self) -> bool {
+        self.hello_due
+            || self.keyed.as_ref().is_some_and(|k| !k.ready())
+            || self.caps.is_due()
+            || self.ack_due
+            || self.keepalive_due
+            || (self.is_up() && (self.suspended.is_some() || self.snd.next_to_send().is_some()))
+    }
+
+    /// Whether the turn may be passed with a PASS frame: the session is up and
+    /// the peer announced it understands one.
+    fn can_send_pass(&self) -> bool {
+        self.turns.is_some() && self.is_up() && self.features().contains(Features::HALF_DUPLEX)
+    }
+
+    /// Passes the turn: a PASS frame (true: it is in `self.tx`), or silence
+    /// before the session and CAPS allow one (the peer claims the turn).
+    fn pass_turn(&mut self, now: Instant) -> bool {
+        if self.can_send_pass() {
+            self.pass_due = true;
+            if self.start_frame(now) {
+                return true;
+            }
+        }
+        if let Some(t) = &mut self.turns {
+            t.on_pass(now.max(self.last_tx_end));
+        }
+        false
+    }
+
     /// Builds the next frame into `self.tx`; false if there is none to send.
     fn start_frame(&mut self, now: Instant) -> bool {
+        let pass_due = std::mem::take(&mut self.pass_due);
+        let mut passing = false;
         let key = frame::session_key(self.epoch, self.peer_epoch.unwrap_or(0));
         let mut raw = std::mem::take(&mut self.raw);
         raw.clear();
@@ -196,6 +264,12 @@ impl Link {
         }
         if handshake {
             // The handshake message is this frame.
+        } else if pass_due && self.can_send_pass() {
+            // The turn's last frame: the latest ack, and the turn with it.
+            Repr::Pass(self.rcv.ack_info()).emit(&key, &mut raw);
+            carried_ack = true;
+            passing = true;
+            self.stats.acks_sent += 1;
         } else if self.hello_due {
             self.hello_due = false;
             Repr::Hello(Hello {
@@ -276,7 +350,16 @@ impl Link {
                     encoding: TxEncoding::Frame,
                 });
             } else if self.ack_due || self.keepalive_due {
-                Repr::Ack(self.rcv.ack_info()).emit(&key, &mut raw);
+                // Nothing else to send: on a half-duplex medium this ack
+                // ends the turn too.
+                passing = self.can_send_pass();
+                let info = self.rcv.ack_info();
+                if passing {
+                    Repr::Pass(info)
+                } else {
+                    Repr::Ack(info)
+                }
+                .emit(&key, &mut raw);
                 carried_ack = true;
                 self.stats.acks_sent += 1;
             }
@@ -300,14 +383,14 @@ impl Link {
                 }
             }
         }
-        let mut buf = Vec::with_capacity(cobs::max_encoded_len(raw.len()) + 2);
+        let mut buf = Vec::with_capacity(super::fec::max_wire_len(raw.len()) + 2);
         // After an idle line, a leading delimiter flushes any garbage the receiver
         // may hold, so this frame is not merged with it.
         let lead = usize::from(now >= self.last_tx_end + Duration::from_millis(5));
         if lead == 1 {
             buf.push(0);
         }
-        cobs::encode(&raw, &mut buf);
+        let coded = self.encode_frame(&raw, &mut buf);
         let n = buf.len();
         self.raw = raw;
         self.keepalive_due = false;
@@ -316,6 +399,12 @@ impl Link {
             self.timers.set(Timer::Keepalive, now + self.cfg.keepalive);
         }
         self.last_tx_end = now.max(self.last_tx_end) + self.cfg.byte_time(n);
+        if let Some(t) = &mut self.turns {
+            t.on_transmit(now, self.last_tx_end);
+            if passing {
+                t.on_pass(self.last_tx_end);
+            }
+        }
         self.stats.frames_sent += 1;
         self.stats.bytes_sent += n as u64;
         self.stats.framing_overhead_bytes += (n - payload_len) as u64;
@@ -325,6 +414,7 @@ impl Link {
             buf,
             pos: 0,
             lead,
+            coded,
             data,
         });
         true

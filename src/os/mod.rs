@@ -8,6 +8,8 @@
 //! Ctrl-Break stand in for SIGINT/SIGTERM; `--stats-interval` for SIGUSR1.
 
 #[cfg(unix)]
+pub mod rs485;
+#[cfg(unix)]
 mod unix;
 #[cfg(unix)]
 use unix as imp;

@@ -1469,7 +1469,10 @@ fn without_resume_keystrokes_wait_for_frames_in_progress() {
 
 #[test]
 fn preemption_keeps_every_byte_under_noise() {
-    let both = (Features::DEFAULT, Features::DEFAULT);
+    // Without FEC: coded frames are never cut (they have no COBS cut points),
+    // and FEC would code most frames on these lines.
+    let no_fec = Features(Features::DEFAULT.0 & !Features::FEC.0);
+    let both = (no_fec, no_fec);
     for (i, imp) in [
         ImpairmentKind::Ber(1e-4),
         ImpairmentKind::DropInsert(1e-4),
@@ -1584,15 +1587,10 @@ fn opens_overtake_bulk_frames_under_loss() {
         overtaking.1 += pair.b.station.mux_stats().control_overtaking;
     }
     assert!(opened >= seeds as usize * 4, "{opened} opened");
-    // Most opens went ahead of a bulk frame, both ways.
-    assert!(
-        overtaking.0 >= seeds * 2,
-        "OPENs overtaking: {overtaking:?}"
-    );
-    assert!(
-        overtaking.1 >= seeds * 2,
-        "OPEN_OKs overtaking: {overtaking:?}"
-    );
+    // Opens went ahead of bulk frames, both ways (deterministic: 12 of 48
+    // each way since main offers FEC, more before).
+    assert!(overtaking.0 >= seeds, "OPENs overtaking: {overtaking:?}");
+    assert!(overtaking.1 >= seeds, "OPEN_OKs overtaking: {overtaking:?}");
 }
 
 #[test]

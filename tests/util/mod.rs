@@ -1,6 +1,13 @@
 //! Shared helpers for the integration tests: running the real sfs binary.
 #![allow(clippy::disallowed_methods)] // measurements and test set-up read the clock
 #![allow(dead_code)]
+// Also the end-to-end benchmark's (benches/e2e.rs includes this file), so
+// that nothing the tests need is compiled into the sfs binary.
+
+#[cfg(unix)]
+pub mod sshd;
+#[cfg(unix)]
+pub mod text;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -283,4 +290,54 @@ impl Drop for Cable {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Resident memory of a process in KiB, from /proc.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// File descriptors a process holds open now, from /proc.
+pub fn fd_count(pid: u32) -> Option<usize> {
+    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
+}
+
+/// Asks the test bed's target for `len` pattern bytes (its `G` mode) and
+/// checks them.
+#[cfg(unix)]
+pub async fn download(
+    entry: std::net::SocketAddr,
+    len: u64,
+    seed: u64,
+) -> std::io::Result<sfs::testbed::Transfer> {
+    let t0 = Instant::now();
+    let mut s = TcpStream::connect(entry).await?;
+    s.set_nodelay(true)?;
+    let mut req = vec![b'G'];
+    req.extend_from_slice(&len.to_be_bytes());
+    req.extend_from_slice(&seed.to_be_bytes());
+    s.write_all(&req).await?;
+    let mut g = sfs::testbed::PatternGen::new(seed);
+    let mut expect = vec![0u8; 16384];
+    let mut buf = vec![0u8; 16384];
+    let mut got = 0u64;
+    let mut intact = true;
+    loop {
+        let k = s.read(&mut buf).await?;
+        if k == 0 {
+            break;
+        }
+        g.fill(&mut expect[..k]);
+        intact &= buf[..k] == expect[..k];
+        got += k as u64;
+    }
+    Ok(sfs::testbed::Transfer {
+        bytes: got,
+        elapsed: t0.elapsed(),
+        intact: intact && got == len,
+    })
 }

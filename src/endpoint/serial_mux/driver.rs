@@ -24,6 +24,8 @@ pub(super) struct Driver {
     pub(super) station: Station,
     pub(super) device: String,
     pub(super) line: crate::address::LineSettings,
+    /// `rs485`: the driver toggles RTS around transmissions (set at each open).
+    pub(super) rs485: bool,
     pub(super) opens: HashMap<OpenId, PendingOpen>,
     pub(super) chans: HashMap<ChannelId, ChanLink>,
     pub(super) services: HashMap<String, mpsc::UnboundedSender<PendingChannel>>,
@@ -32,6 +34,8 @@ pub(super) struct Driver {
     pub(super) rate: RateSample,
     /// What `-vv` logging last saw of the link (frame size, retransmissions).
     pub(super) watch: LinkWatch,
+    /// `exit-with-peer`: told when the session ends.
+    pub(super) peer_gone: Option<Arc<tokio::sync::Notify>>,
 }
 
 /// An open waiting for the station's answer.
@@ -65,7 +69,7 @@ impl Driver {
                 self.station.handle_timeout(now);
             }
             if self.station.poll_reopen(now) {
-                match crate::endpoint::serial::open_port(&self.device, &self.line) {
+                match super::start::open_device(&self.device, &self.line, self.rs485) {
                     Ok(p) => {
                         warn!("SERIAL-MUX:{}: device is back", self.device);
                         generation += 1;
@@ -283,6 +287,9 @@ impl Driver {
                         "SERIAL-MUX:{}: session ended ({}); its channels were reset",
                         self.device, reason
                     );
+                    if let Some(gone) = &self.peer_gone {
+                        gone.notify_one();
+                    }
                 }
                 StationEvent::Opened { open, ch } => {
                     let Some(p) = self.opens.remove(&open) else {
@@ -318,6 +325,12 @@ impl Driver {
                         self.device,
                         sanitize(&service)
                     );
+                    if service == super::bootstrap::EXIT_SERVICE {
+                        if let Some(gone) = &self.peer_gone {
+                            info!("SERIAL-MUX:{}: the bootstrapping sfs stopped", self.device);
+                            gone.notify_one();
+                        }
+                    }
                     let parts = self.new_chan(ch, service.clone(), Direction::Inbound, None);
                     let pending = PendingChannel {
                         ch,

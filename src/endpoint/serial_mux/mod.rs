@@ -45,6 +45,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
+mod bootstrap;
 mod channel;
 mod driver;
 mod port;
@@ -58,6 +59,8 @@ use start::start;
 #[derive(Clone, Default)]
 pub struct MuxHub {
     inner: Arc<tokio::sync::Mutex<HashMap<String, (SerialMux, MuxHandle)>>>,
+    /// Told when a link with `exit-with-peer` ended its session.
+    peer_gone: Arc<tokio::sync::Notify>,
 }
 
 impl MuxHub {
@@ -85,9 +88,15 @@ impl MuxHub {
             }
             return Ok(h.clone());
         }
-        let h = start(addr)?;
+        let h = start(addr, &self.peer_gone).await?;
         map.insert(addr.device.clone(), (addr.clone(), h.clone()));
         Ok(h)
+    }
+
+    /// Resolves when a link with `exit-with-peer` lost its peer: the process
+    /// should exit.
+    pub async fn peer_gone(&self) {
+        self.peer_gone.notified().await
     }
 
     /// Handles of every running driver.
@@ -124,6 +133,19 @@ impl MuxHub {
     /// Closes every driver: channels still open get `grace` to finish cleanly,
     /// then are reset; returns once the resets were flushed to the peer.
     pub async fn shutdown(&self, grace: Duration) {
+        // A far sfs started by bootstrap= is told to exit (and its console
+        // comes back) now, not dead-after later; its refusal is the receipt.
+        let bootstrapped: Vec<MuxHandle> = {
+            let map = self.inner.lock().await;
+            map.values()
+                .filter(|(a, _)| a.boot.bootstrap.is_some())
+                .map(|(_, h)| h.clone())
+                .collect()
+        };
+        for h in bootstrapped {
+            let bye = h.open_channel(bootstrap::EXIT_SERVICE, None);
+            let _ = tokio::time::timeout(bootstrap::EXIT_WAIT, bye).await;
+        }
         for h in self.handles().await {
             let (tx, rx) = oneshot::channel();
             if h.cmd.send(Cmd::Close { grace, done: tx }).is_ok() {

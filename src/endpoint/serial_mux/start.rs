@@ -4,7 +4,7 @@
 use super::driver::Driver;
 use super::status::{LinkWatch, RateSample};
 use super::MuxHandle;
-use crate::address::SerialMux;
+use crate::address::{Duplex, LineSettings, SerialMux};
 use crate::error::{Error, Result};
 use crate::station::{Compression, Station, StationConfig};
 use std::collections::HashMap;
@@ -68,6 +68,13 @@ fn station_config(addr: &SerialMux) -> Result<StationConfig> {
     {
         cfg.link.features = crate::link::Features(bits);
     }
+    if let Duplex::Half {
+        turnaround,
+        max_turn,
+    } = addr.duplex
+    {
+        cfg.link = cfg.link.clone().half_duplex(turnaround, max_turn);
+    }
     cfg.compress = match addr.compress {
         None => Compression::UnlessKeyed,
         Some(true) => Compression::On,
@@ -78,9 +85,48 @@ fn station_config(addr: &SerialMux) -> Result<StationConfig> {
     Ok(cfg)
 }
 
-pub(super) fn start(addr: &SerialMux) -> Result<MuxHandle> {
+/// Opens the device, in RS-485 mode if `rs485` (at every reopen too: the mode
+/// does not outlive the descriptor on every driver).
+pub(super) fn open_device(
+    device: &str,
+    line: &LineSettings,
+    rs485: bool,
+) -> Result<tokio_serial::SerialStream> {
+    let port = crate::endpoint::serial::open_port(device, line)?;
+    if rs485 {
+        enable_rs485(&port).map_err(|e| {
+            Error::Runtime(format!(
+                "SERIAL-MUX:{device}: rs485: the device's driver has no RS-485 mode ({e}); \
+                 drop rs485 if the adapter switches direction by itself"
+            ))
+        })?;
+    }
+    Ok(port)
+}
+
+#[cfg(unix)]
+fn enable_rs485(port: &tokio_serial::SerialStream) -> std::io::Result<()> {
+    use std::os::unix::io::AsRawFd;
+    crate::os::rs485::enable_rs485(port.as_raw_fd())
+}
+
+#[cfg(not(unix))]
+fn enable_rs485(_: &tokio_serial::SerialStream) -> std::io::Result<()> {
+    Err(std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "RS-485 mode through the driver exists on Linux only",
+    ))
+}
+
+pub(super) async fn start(
+    addr: &SerialMux,
+    peer_gone: &std::sync::Arc<tokio::sync::Notify>,
+) -> Result<MuxHandle> {
     let cfg = station_config(addr)?;
-    let port = crate::endpoint::serial::open_port(&addr.device, &addr.line)?;
+    let mut port = open_device(&addr.device, &addr.line, addr.rs485)?;
+    if let Some(far) = &addr.boot.bootstrap {
+        super::bootstrap::bootstrap(&mut port, addr, far).await?;
+    }
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let epoch = random_epoch();
     info!(
@@ -92,10 +138,27 @@ pub(super) fn start(addr: &SerialMux) -> Result<MuxHandle> {
             ", keyed (secret-file): authenticated and encrypted"
         } else {
             ""
-        }
+        },
     );
+    if let Some(t) = &cfg.link.turns {
+        info!(
+            "SERIAL-MUX:{}: half duplex: turnaround {:?}, longest turn {:?}{}",
+            addr.device,
+            t.turnaround,
+            t.max_turn,
+            if addr.rs485 {
+                ", RS-485 mode (RTS)"
+            } else {
+                ""
+            }
+        );
+    }
     let now = Instant::now();
-    let station = Station::new(cfg, epoch, now);
+    let mut station = Station::new(cfg, epoch, now);
+    if addr.boot.exit_with_peer {
+        // Offered so that the bootstrapping sfs's goodbye reaches the driver.
+        station.listen(super::bootstrap::EXIT_SERVICE);
+    }
     let max_payload = station.link_stats().max_payload;
     let driver = Driver {
         station,
@@ -113,10 +176,12 @@ pub(super) fn start(addr: &SerialMux) -> Result<MuxHandle> {
         },
         device: addr.device.clone(),
         line: addr.line,
+        rs485: addr.rs485,
         opens: HashMap::new(),
         chans: HashMap::new(),
         services: HashMap::new(),
         cmd_tx: cmd_tx.clone(),
+        peer_gone: addr.boot.exit_with_peer.then(|| peer_gone.clone()),
     };
     tokio::spawn(driver.run(port, cmd_rx));
     Ok(MuxHandle {
@@ -164,5 +229,39 @@ mod tests {
             }
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn duplex_half_takes_turns_and_offers_pass() {
+        let c = config(",duplex=half,turnaround=4,max-turn=80");
+        let t = c.link.turns.expect("turns");
+        assert_eq!(t.turnaround, std::time::Duration::from_millis(4));
+        assert_eq!(t.max_turn, std::time::Duration::from_millis(80));
+        assert!(c.link_config().features.contains(Features::HALF_DUPLEX));
+        assert!(config("").link.turns.is_none());
+        assert!(!config("")
+            .link_config()
+            .features
+            .contains(Features::HALF_DUPLEX));
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn rs485_on_a_pty_is_a_one_line_error() {
+        let pty = nix::pty::openpty(None, None).expect("openpty");
+        let path = nix::unistd::ttyname(&pty.slave).expect("ttyname");
+        let path = path.to_str().expect("utf-8 path");
+        let line = LineSettings::default();
+        let e = open_device(path, &line, true).expect_err("a pty has no RS-485 mode");
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with(&format!(
+                "SERIAL-MUX:{path}: rs485: the device's driver has no RS-485 mode"
+            )) && !msg.contains('\n'),
+            "{msg}"
+        );
+        assert_eq!(e.exit_code(), 1);
+        // Without rs485 the same pty opens.
+        assert!(open_device(path, &line, false).is_ok());
     }
 }

@@ -103,6 +103,11 @@ impl Driver {
             srtt_ms: l.srtt.map(|d| d.as_secs_f64() * 1000.0),
             frame_payload: l.max_payload,
             error_rate: l.error_rate,
+            fec_parity: crate::link::fec::nsym(l.fec_level),
+            fec_parity_wanted: crate::link::fec::nsym(l.fec_want),
+            fec_bytes_corrected: l.fec_bytes_corrected,
+            fec_frames_repaired: l.fec_frames_repaired,
+            fec_frames_failed: l.fec_frames_failed,
             queue_bytes: channels.iter().map(|c| c.queue_bytes).sum(),
             opens_waiting: s.waiting,
             channels_opened: m.opened_total,
@@ -110,6 +115,12 @@ impl Driver {
             channels_refused: m.refused_total,
             channels_reset: m.resets_sent + m.resets_received,
             channels,
+            turns: l.turns.map(|t| crate::stats::TurnsSnapshot {
+                taken: t.taken,
+                passed: t.passed,
+                claimed: t.claimed,
+                unanswered: t.unanswered,
+            }),
         }
     }
 

@@ -17,7 +17,13 @@ use std::time::Instant;
 use miniz_oxide::deflate::core::{CompressorOxide, TDEFLFlush, TDEFLStatus};
 use miniz_oxide::inflate::core::{inflate_flags, DecompressorOxide};
 use miniz_oxide::inflate::TINFLStatus;
-use sfs::testbed::{PatternGen, TextGen};
+use sfs::testbed::PatternGen;
+use text::TextGen;
+
+// The benchmark's text generator: a test helper, not part of the sfs library.
+#[path = "../../../tests/util/text.rs"]
+#[allow(dead_code)]
+mod text;
 
 type Codec<'a> = Box<dyn FnMut(&[u8], &[u8], &mut Vec<u8>) -> usize + 'a>;
 

@@ -1,0 +1,712 @@
+//! `bootstrap=`: putting sfs on the far end of a serial console and starting
+//! it there, as a sans-IO conversation with the far shell. Console bytes and
+//! time go in ([`Bootstrap::handle_input`], [`Bootstrap::handle_timeout`]);
+//! bytes to type ([`Bootstrap::poll_transmit`]), the next deadline
+//! ([`Bootstrap::poll_timeout`]) and events ([`Bootstrap::poll_event`]) come
+//! out. No clock, no I/O: the driver (`endpoint::serial_mux::bootstrap`) runs
+//! it over the device, and the tests over scripted transcripts.
+//!
+//! The conversation, one step at a time, each acknowledged by a marker the
+//! shell prints (see `script`):
+//! 1. wake: Ctrl-U and Enter, then a moment to read what answers (a `login:`
+//!    or `Password:` prompt stops here: sfs never logs in);
+//! 2. hello: `echo` a marker; no answer means a shell we cannot drive, or an
+//!    earlier run cut off mid-upload with `head` still reading: one chunk of
+//!    newlines ends that, and hello is tried once more;
+//! 3. setup: save `stty -g` (once) and make the terminal raw, without echo and
+//!    without flow control;
+//! 4. probe: the tools there are and `uname -m`; the driver then provides the
+//!    sfs binary for that architecture ([`Bootstrap::provide_peer`]);
+//! 5. prepare: the directory, and the checksum of a cached copy if any;
+//! 6. upload (unless cached): gzip-compressed when the far side has gzip, in
+//!    chunks, each read by `head -c` (or `dd`) into its own file and checked;
+//!    a chunk whose checksum differs is sent again, one that never completes
+//!    is ended with newlines and sent again; then the chunks are joined,
+//!    unpacked and the whole checked before it is moved to its final name
+//!    (named after its checksum): a corrupt copy is never run;
+//! 7. run: the far sfs on the console's own terminal, once the shell has
+//!    taken the whole command line (a marker printed first); when it exits
+//!    the shell restores the saved settings.
+
+mod script;
+#[cfg(test)]
+mod tests;
+
+use script::{Reader, SumKind};
+use std::collections::VecDeque;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+/// What the conversation needs to know.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Per-run random number in the markers, so that output left over from an
+    /// earlier run is never taken for an answer.
+    pub nonce: u32,
+    /// Bytes per second of the line (deadlines of the upload).
+    pub byte_rate: u32,
+    /// `peer-dir=`: where the far copy lives; default `~/.cache/sfs`, else
+    /// `/tmp/sfs`.
+    pub peer_dir: Option<String>,
+    /// The far SERIAL-MUX's options, from the first comma: `,b115200,...`.
+    pub far_mux_options: String,
+    /// The far side's address (`bootstrap=`), as the user wrote it.
+    pub far_address: String,
+}
+
+/// The sfs to upload, for the architecture the far side reported.
+#[derive(Debug, Clone)]
+pub struct PeerImage {
+    /// The static executable.
+    pub binary: Vec<u8>,
+    /// The same, gzip-compressed (sent when the far side has gzip).
+    pub gzip: Vec<u8>,
+}
+
+/// What the driver and the user are told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The far shell answered; its machine and tools.
+    Probed {
+        /// `uname -m`.
+        arch: String,
+        /// The tools found, as the probe listed them.
+        tools: String,
+    },
+    /// Provide the sfs for `arch` with [`Bootstrap::provide_peer`].
+    NeedPeer {
+        /// `uname -m` of the far side.
+        arch: String,
+    },
+    /// The far side has this very copy already: no upload.
+    Cached,
+    /// Upload progress: bytes of the (compressed) stream verified so far.
+    Progress {
+        /// Verified bytes.
+        done: usize,
+        /// Bytes in all.
+        total: usize,
+    },
+    /// Something went wrong and is being retried.
+    Retrying(&'static str),
+    /// The far sfs was started: the line belongs to the link from now on.
+    Started,
+    /// The far side already runs sfs (its frames arrived instead of a shell).
+    PeerRunning,
+    /// The conversation failed.
+    Failed(BootError),
+}
+
+/// Why the bootstrap failed, each with what the user can do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BootError {
+    /// The console shows a login prompt.
+    LoginPrompt,
+    /// Nothing that answered like a POSIX shell (with what was heard).
+    Undrivable {
+        /// The last text heard, sanitised.
+        heard: String,
+    },
+    /// `stty` refused to make the terminal raw.
+    SetupRefused,
+    /// A needed tool is missing on the far side.
+    MissingTool(&'static str),
+    /// A step got no answer in time.
+    NoReply(&'static str),
+    /// The upload kept arriving corrupt.
+    Corrupt,
+}
+
+impl fmt::Display for BootError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BootError::LoginPrompt => f.write_str(
+                "the console shows a login prompt: log in on it (e.g. with screen or picocom), \
+                 leave the shell at its prompt, close the terminal program and run sfs again \
+                 (sfs never types a password)",
+            ),
+            BootError::Undrivable { heard } => write!(
+                f,
+                "no POSIX shell answered on the console (last heard: \"{heard}\"): leave a sh, \
+                 bash or busybox sh at its prompt there and run sfs again"
+            ),
+            BootError::SetupRefused => f.write_str(
+                "the far shell's stty refused 'raw -echo -ixon': cannot make the console a clean \
+                 line; start sfs there by hand",
+            ),
+            BootError::MissingTool(t) => write!(
+                f,
+                "the far side has no {t}: install it (or busybox) there, or copy sfs there \
+                 and start it by hand"
+            ),
+            BootError::NoReply(step) => write!(
+                f,
+                "the far shell stopped answering ({step}); run sfs again (an interrupted \
+                 upload is resumed safely)"
+            ),
+            BootError::Corrupt => f.write_str(
+                "the upload arrived corrupt three times: the line loses bytes; try a lower \
+                 baud rate",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for BootError {}
+
+/// The step the conversation is at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Phase {
+    /// Typed Ctrl-U and Enter; listening for a moment.
+    Wake,
+    /// Typed an `echo` of a marker.
+    Hello {
+        retried: bool,
+    },
+    /// Typed newlines to end a `head` left by an interrupted run.
+    Flush,
+    Setup,
+    Probe,
+    /// Waiting for [`Bootstrap::provide_peer`].
+    AwaitPeer,
+    Prepare,
+    /// Chunk command typed, waiting for its ready marker; `end` ends its
+    /// checksum.
+    ChunkReady {
+        index: usize,
+        end: String,
+    },
+    /// Chunk sent, waiting for its checksum.
+    ChunkSum {
+        index: usize,
+    },
+    /// After a lost chunk: newlines typed, then a marker to find the shell.
+    Resync {
+        index: usize,
+    },
+    Assemble,
+    Install,
+    /// The far sfs's command typed, waiting for the shell to take it.
+    Run,
+    Done,
+}
+
+/// What the current step waits for.
+#[derive(Debug, Clone)]
+struct Wait {
+    /// Text before this marker is not part of the reply.
+    begin: Option<String>,
+    /// The reply is complete at this marker; `None`: just wait for the deadline.
+    end: Option<String>,
+    deadline: Instant,
+}
+
+/// The far side's tools, as the bootstrap will call them.
+#[derive(Debug, Clone)]
+struct Tools {
+    reader: Reader,
+    sum: (String, SumKind),
+    gunzip: Option<String>,
+}
+
+/// The upload in progress.
+#[derive(Debug, Clone)]
+struct Upload {
+    stream: Vec<u8>,
+    chunk: usize,
+    /// Checksum of the executable, as the far tool prints it.
+    digest: String,
+    /// Retries of the current chunk, and of the whole upload.
+    chunk_tries: u32,
+    whole_tries: u32,
+}
+
+/// Bytes of console output kept while waiting for a marker.
+const SEEN_MAX: usize = 64 * 1024;
+/// How long wake listens for a prompt.
+const WAKE_LISTEN: Duration = Duration::from_millis(1200);
+/// Answer time of a quick command (plus its typing time).
+const QUICK: Duration = Duration::from_secs(5);
+/// Answer time of a command that reads or unpacks the whole binary.
+const SLOW: Duration = Duration::from_secs(60);
+/// Tries of a chunk, and of the whole upload, before giving up.
+const TRIES: u32 = 3;
+
+/// The bootstrap conversation.
+#[derive(Debug)]
+pub struct Bootstrap {
+    cfg: Config,
+    phase: Phase,
+    seq: u32,
+    wait: Option<Wait>,
+    seen: Vec<u8>,
+    nuls: usize,
+    out: VecDeque<Vec<u8>>,
+    events: VecDeque<Event>,
+    tools: Option<Tools>,
+    upload: Option<Upload>,
+}
+
+impl Bootstrap {
+    /// Starts the conversation: the first keys are ready to be typed.
+    pub fn new(cfg: Config, now: Instant) -> Self {
+        let mut b = Bootstrap {
+            cfg,
+            phase: Phase::Wake,
+            seq: 0,
+            wait: None,
+            seen: Vec::new(),
+            nuls: 0,
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+            tools: None,
+            upload: None,
+        };
+        b.type_text("\x15\n");
+        b.wait = Some(Wait {
+            begin: None,
+            end: None,
+            deadline: now + WAKE_LISTEN,
+        });
+        b
+    }
+
+    /// Console bytes arrived.
+    pub fn handle_input(&mut self, now: Instant, bytes: &[u8]) {
+        if self.is_finished() {
+            return;
+        }
+        self.seen.extend_from_slice(bytes);
+        if self.seen.len() > SEEN_MAX {
+            let cut = self.seen.len() - SEEN_MAX / 2;
+            self.seen.drain(..cut);
+        }
+        if matches!(self.phase, Phase::Wake | Phase::Hello { .. } | Phase::Flush) {
+            // A shell never prints NUL; sfs frames end with one. Not counted
+            // while waking: what arrives then may be stale, sent before we came.
+            if self.phase != Phase::Wake {
+                self.nuls += bytes.iter().filter(|&&b| b == 0).count();
+            }
+            if self.nuls >= 3 {
+                self.finish(Event::PeerRunning);
+                return;
+            }
+            if let Some(e) = self.login_prompt() {
+                self.fail(e);
+                return;
+            }
+        }
+        let Some(end) = self.wait.as_ref().and_then(|w| w.end.clone()) else {
+            return;
+        };
+        let Some(at) = find_marker(&self.seen, &end) else {
+            return;
+        };
+        let begin = self.wait.as_ref().and_then(|w| w.begin.clone());
+        let from = begin
+            .and_then(|b| find_marker(&self.seen[..at], &b).map(|p| p + b.len()))
+            .unwrap_or(0);
+        let reply = String::from_utf8_lossy(&self.seen[from..at]).into_owned();
+        self.seen.drain(..at + end.len());
+        self.wait = None;
+        self.on_reply(now, &reply);
+    }
+
+    /// Time passed; call at [`Bootstrap::poll_timeout`].
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.wait.as_ref().is_some_and(|w| w.deadline <= now) {
+            self.wait = None;
+            self.on_timeout(now);
+        }
+    }
+
+    /// The sfs for the architecture asked for in [`Event::NeedPeer`].
+    pub fn provide_peer(&mut self, now: Instant, image: PeerImage) {
+        let Some(tools) = self.tools.clone() else {
+            return;
+        };
+        if self.phase != Phase::AwaitPeer {
+            return;
+        }
+        let digest = tools.sum.1.digest(&image.binary);
+        let stream = if tools.gunzip.is_some() {
+            image.gzip
+        } else {
+            image.binary
+        };
+        let chunk = (self.cfg.byte_rate as usize * 3).clamp(16 << 10, 256 << 10);
+        let name = format!("sfs-{}", &digest[..16]);
+        self.upload = Some(Upload {
+            stream,
+            chunk,
+            digest,
+            chunk_tries: 0,
+            whole_tries: 0,
+        });
+        let (b, e) = (self.marker(), self.marker());
+        let cmd = script::prepare(
+            self.cfg.peer_dir.as_deref(),
+            &name,
+            &tools.sum.0,
+            &b.command,
+            &e.command,
+        );
+        self.command(now, Phase::Prepare, &cmd, Some(b.printed), e.printed, SLOW);
+    }
+
+    /// The next bytes to type on the console.
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.out.pop_front()
+    }
+
+    /// When [`Bootstrap::handle_timeout`] is due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.wait.as_ref().map(|w| w.deadline)
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Whether the conversation is over (started, found a peer, or failed).
+    pub fn is_finished(&self) -> bool {
+        self.phase == Phase::Done
+    }
+
+    fn on_reply(&mut self, now: Instant, reply: &str) {
+        match self.phase.clone() {
+            Phase::Wake | Phase::Flush => {}
+            Phase::Hello { .. } => {
+                let ok = self.marker();
+                let cmd = script::setup(&ok.command);
+                self.command(now, Phase::Setup, &cmd, None, ok.printed, QUICK);
+            }
+            Phase::Setup => {
+                let (b, e) = (self.marker(), self.marker());
+                let cmd = script::probe(&b.command, &e.command);
+                self.command(now, Phase::Probe, &cmd, Some(b.printed), e.printed, QUICK);
+            }
+            Phase::Probe => self.on_probe(reply),
+            Phase::AwaitPeer | Phase::Done => {}
+            Phase::Prepare => {
+                let up = self.upload.as_ref().expect("upload set in prepare");
+                let kind = self.tools.as_ref().expect("tools known").sum.1;
+                if script::find_digest(reply, kind) == Some(up.digest.as_str()) {
+                    self.events.push_back(Event::Cached);
+                    self.run(now);
+                } else {
+                    self.send_chunk(now, 0);
+                }
+            }
+            Phase::ChunkReady { index, end } => {
+                let up = self.upload.as_ref().expect("uploading");
+                let data = up.stream[chunk_range(up, index)].to_vec();
+                let time = self.line_time(data.len()) * 2 + Duration::from_secs(10);
+                self.out.push_back(data);
+                self.phase = Phase::ChunkSum { index };
+                self.wait = Some(Wait {
+                    begin: None,
+                    end: Some(end),
+                    deadline: now + time,
+                });
+            }
+            Phase::ChunkSum { index } => self.on_chunk_sum(now, index, reply),
+            Phase::Resync { index } => self.send_chunk(now, index),
+            Phase::Assemble => {
+                let up = self.upload.as_mut().expect("uploading");
+                let kind = self.tools.as_ref().expect("tools known").sum.1;
+                if script::find_digest(reply, kind) == Some(up.digest.as_str()) {
+                    let ok = self.marker();
+                    let cmd = script::install(&ok.command);
+                    self.command(now, Phase::Install, &cmd, None, ok.printed, QUICK);
+                } else if up.whole_tries + 1 < TRIES {
+                    up.whole_tries += 1;
+                    self.events
+                        .push_back(Event::Retrying("the assembled copy's checksum differs"));
+                    self.send_chunk(now, 0);
+                } else {
+                    self.fail(BootError::Corrupt);
+                }
+            }
+            Phase::Install => self.run(now),
+            Phase::Run => self.finish(Event::Started),
+        }
+    }
+
+    fn on_timeout(&mut self, now: Instant) {
+        match self.phase.clone() {
+            Phase::Wake => self.hello(now, false),
+            Phase::Hello { retried: false } => {
+                // Perhaps a `head` of an interrupted run is still reading:
+                // feed it its bytes (newlines are harmless to a shell).
+                let n = self.chunk_len();
+                self.out.push_back(vec![b'\n'; n]);
+                self.phase = Phase::Flush;
+                self.wait = Some(Wait {
+                    begin: None,
+                    end: None,
+                    deadline: now + self.line_time(n) * 2 + Duration::from_secs(1),
+                });
+            }
+            Phase::Flush => {
+                self.seen.clear();
+                self.hello(now, true);
+            }
+            Phase::Hello { retried: true } => {
+                let heard = heard_text(&self.seen);
+                self.fail(BootError::Undrivable { heard });
+            }
+            Phase::Setup => self.fail(BootError::SetupRefused),
+            Phase::Probe => self.fail(BootError::NoReply("listing its tools")),
+            Phase::Prepare => self.fail(BootError::NoReply("checking for a cached copy")),
+            Phase::ChunkReady { index, .. } | Phase::Resync { index } => {
+                if !self.retry_chunk() {
+                    return;
+                }
+                self.resync(now, index, false);
+            }
+            Phase::ChunkSum { index } => {
+                if !self.retry_chunk() {
+                    return;
+                }
+                self.events
+                    .push_back(Event::Retrying("a chunk did not arrive whole"));
+                self.resync(now, index, true);
+            }
+            Phase::Assemble => self.fail(BootError::NoReply("unpacking the upload")),
+            Phase::Install => self.fail(BootError::NoReply("installing the upload")),
+            Phase::Run => self.fail(BootError::NoReply("starting sfs")),
+            Phase::AwaitPeer | Phase::Done => {}
+        }
+    }
+
+    fn on_probe(&mut self, reply: &str) {
+        let mut lines = reply
+            .split(['\r', '\n'])
+            .map(str::trim)
+            .filter(|l| !l.is_empty());
+        let tools_line = lines.next().unwrap_or("").to_string();
+        let arch = lines.next().unwrap_or("").to_string();
+        let found: Vec<&str> = tools_line.split_whitespace().collect();
+        // The tool's name as it is called: `head` or `busybox head`.
+        let call = |t: &str| -> Option<String> {
+            if found.contains(&t) {
+                Some(t.to_string())
+            } else if found.contains(&format!("busybox-{t}").as_str()) {
+                Some(format!("busybox {t}"))
+            } else {
+                None
+            }
+        };
+        self.events.push_back(Event::Probed {
+            arch: arch.clone(),
+            tools: tools_line.clone(),
+        });
+        let reader = match (call("head"), call("dd")) {
+            (Some(h), _) => Reader::Head(h),
+            (None, Some(d)) => Reader::Dd(d),
+            (None, None) => return self.fail(BootError::MissingTool("head or dd")),
+        };
+        let sum = match (call("sha256sum"), call("md5sum")) {
+            (Some(s), _) => (s, SumKind::Sha256),
+            (None, Some(m)) => (m, SumKind::Md5),
+            (None, None) => return self.fail(BootError::MissingTool("sha256sum or md5sum")),
+        };
+        if call("tty").is_none() {
+            return self.fail(BootError::MissingTool("tty"));
+        }
+        if arch.is_empty() {
+            return self.fail(BootError::MissingTool("uname"));
+        }
+        self.tools = Some(Tools {
+            reader,
+            sum,
+            gunzip: call("gzip"),
+        });
+        self.phase = Phase::AwaitPeer;
+        self.events.push_back(Event::NeedPeer { arch });
+    }
+
+    fn on_chunk_sum(&mut self, now: Instant, index: usize, reply: &str) {
+        let tools = self.tools.as_ref().expect("tools known");
+        let kind = tools.sum.1;
+        let up = self.upload.as_mut().expect("uploading");
+        let range = chunk_range(up, index);
+        let want = kind.digest(&up.stream[range.clone()]);
+        if script::find_digest(reply, kind) == Some(want.as_str()) {
+            up.chunk_tries = 0;
+            let total = up.stream.len();
+            self.events.push_back(Event::Progress {
+                done: range.end,
+                total,
+            });
+            if range.end >= total {
+                let (b, e) = (self.marker(), self.marker());
+                let t = self.tools.as_ref().expect("tools known");
+                let cmd = script::assemble(t.gunzip.as_deref(), &t.sum.0, &b.command, &e.command);
+                self.command(now, Phase::Assemble, &cmd, Some(b.printed), e.printed, SLOW);
+            } else {
+                self.send_chunk(now, index + 1);
+            }
+        } else if self.retry_chunk() {
+            self.events
+                .push_back(Event::Retrying("a chunk's checksum differs"));
+            self.send_chunk(now, index);
+        }
+    }
+
+    /// Counts a retry of the current chunk; false (and failed) when used up.
+    fn retry_chunk(&mut self) -> bool {
+        let up = self.upload.as_mut().expect("uploading");
+        up.chunk_tries += 1;
+        if up.chunk_tries >= TRIES {
+            self.fail(BootError::Corrupt);
+            return false;
+        }
+        true
+    }
+
+    /// Finds the shell again after a chunk went wrong: newlines to end a
+    /// `head` still reading (when `flush`), then a marker.
+    fn resync(&mut self, now: Instant, index: usize, flush: bool) {
+        let mut extra = Duration::ZERO;
+        if flush {
+            let n = self.chunk_len();
+            self.out.push_back(vec![b'\n'; n]);
+            extra = self.line_time(n) * 2;
+        }
+        let ok = self.marker();
+        let cmd = format!("{}\n", ok.command);
+        self.command(
+            now,
+            Phase::Resync { index },
+            &cmd,
+            None,
+            ok.printed,
+            QUICK + extra,
+        );
+    }
+
+    fn send_chunk(&mut self, now: Instant, index: usize) {
+        let up = self.upload.as_ref().expect("uploading");
+        let len = chunk_range(up, index).len();
+        let t = self.tools.as_ref().expect("tools known");
+        let (reader, sum) = (t.reader.clone(), t.sum.0.clone());
+        let ready = self.marker();
+        let end = self.marker();
+        let cmd = script::chunk(index, &reader, len, &sum, &ready.command, &end.command);
+        let phase = Phase::ChunkReady {
+            index,
+            end: end.printed,
+        };
+        self.command(now, phase, &cmd, None, ready.printed, QUICK);
+    }
+
+    fn hello(&mut self, now: Instant, retried: bool) {
+        let ok = self.marker();
+        let cmd = format!("{}\n", ok.command);
+        self.command(now, Phase::Hello { retried }, &cmd, None, ok.printed, QUICK);
+    }
+
+    fn run(&mut self, now: Instant) {
+        let ok = self.marker();
+        let cmd = script::run(
+            &self.cfg.far_mux_options,
+            &self.cfg.far_address,
+            &ok.command,
+        );
+        self.command(now, Phase::Run, &cmd, None, ok.printed, QUICK);
+    }
+
+    /// Types `text` and waits up to `patience` (plus its typing time) for `end`.
+    fn command(
+        &mut self,
+        now: Instant,
+        phase: Phase,
+        text: &str,
+        begin: Option<String>,
+        end: String,
+        patience: Duration,
+    ) {
+        self.type_text(text);
+        self.phase = phase;
+        self.wait = Some(Wait {
+            begin,
+            end: Some(end),
+            deadline: now + self.line_time(text.len()) + patience,
+        });
+    }
+
+    fn type_text(&mut self, text: &str) {
+        self.out.push_back(text.as_bytes().to_vec());
+    }
+
+    /// A fresh marker.
+    fn marker(&mut self) -> Marker {
+        self.seq += 1;
+        Marker {
+            printed: script::marker(self.cfg.nonce, self.seq),
+            command: script::echo_marker(self.cfg.nonce, self.seq),
+        }
+    }
+
+    fn chunk_len(&self) -> usize {
+        (self.cfg.byte_rate as usize * 3).clamp(16 << 10, 256 << 10)
+    }
+
+    fn line_time(&self, bytes: usize) -> Duration {
+        Duration::from_secs_f64(bytes as f64 / f64::from(self.cfg.byte_rate.max(1)))
+    }
+
+    fn login_prompt(&self) -> Option<BootError> {
+        let tail = &self.seen[self.seen.len().saturating_sub(40)..];
+        let text = String::from_utf8_lossy(tail).to_ascii_lowercase();
+        let text = text.trim_end();
+        ["login:", "password:", "username:"]
+            .iter()
+            .any(|p| text.ends_with(p))
+            .then_some(BootError::LoginPrompt)
+    }
+
+    fn fail(&mut self, e: BootError) {
+        self.finish(Event::Failed(e));
+    }
+
+    fn finish(&mut self, e: Event) {
+        self.events.push_back(e);
+        self.phase = Phase::Done;
+        self.wait = None;
+    }
+}
+
+/// A marker as the shell prints it, and the command that prints it.
+struct Marker {
+    printed: String,
+    command: String,
+}
+
+/// The bytes of chunk `index`.
+fn chunk_range(up: &Upload, index: usize) -> std::ops::Range<usize> {
+    let start = (index * up.chunk).min(up.stream.len());
+    start..(start + up.chunk).min(up.stream.len())
+}
+
+/// Where `marker` is printed in `seen`: followed by a line end, so that
+/// marker 1 is not found inside marker 12.
+fn find_marker(seen: &[u8], marker: &str) -> Option<usize> {
+    let m = marker.as_bytes();
+    seen.windows(m.len() + 1)
+        .position(|w| w.starts_with(m) && matches!(w[m.len()], b'\r' | b'\n'))
+}
+
+/// The last line or so heard, printable only, for an error message.
+fn heard_text(seen: &[u8]) -> String {
+    let tail = &seen[seen.len().saturating_sub(60)..];
+    let s: String = String::from_utf8_lossy(tail)
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}

@@ -1,0 +1,418 @@
+//! The conversation against a scripted far console: a small fake shell that
+//! answers the commands bootstrap types the way sh would (markers, tool list,
+//! `head -c` reading the chunk, checksums), with faults to inject.
+#![allow(clippy::disallowed_methods)] // a start time for the virtual clock
+
+use super::*;
+use std::collections::BTreeMap;
+use std::io::Read as _;
+
+/// A fake far console.
+struct FakeShell {
+    login: bool,
+    dead: bool,
+    tools: &'static str,
+    /// Files by name (chunks `c.NNNNN`, the installed copy).
+    files: BTreeMap<String, Vec<u8>>,
+    /// `head -c` reading: bytes still wanted, file, and the end marker.
+    reading: Option<(usize, String, String)>,
+    /// Faults: flip a byte of this chunk (once); drop bytes of this chunk (once).
+    corrupt_chunk: Option<usize>,
+    lose_chunk: Option<usize>,
+    started: Option<String>,
+    /// Every command line typed (not the chunk data).
+    typed: Vec<String>,
+}
+
+impl FakeShell {
+    fn new(tools: &'static str) -> Self {
+        FakeShell {
+            login: false,
+            dead: false,
+            tools,
+            files: BTreeMap::new(),
+            reading: None,
+            corrupt_chunk: None,
+            lose_chunk: None,
+            started: None,
+            typed: Vec::new(),
+        }
+    }
+
+    fn sum(&self, data: &[u8]) -> String {
+        if self.tools.contains("sha256sum") {
+            format!("{}  -\n", SumKind::Sha256.digest(data))
+        } else {
+            format!("{}  -\n", SumKind::Md5.digest(data))
+        }
+    }
+
+    /// Bytes typed in, console output back.
+    fn type_in(&mut self, mut bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        if self.dead {
+            return out;
+        }
+        while !bytes.is_empty() {
+            if let Some((want, file, end)) = self.reading.take() {
+                let n = want.min(bytes.len());
+                self.files
+                    .entry(file.clone())
+                    .or_default()
+                    .extend_from_slice(&bytes[..n]);
+                bytes = &bytes[n..];
+                if want > n {
+                    self.reading = Some((want - n, file, end));
+                } else {
+                    let data = self.files[&file].clone();
+                    out.extend_from_slice(self.sum(&data).as_bytes());
+                    out.extend_from_slice(format!("{end}\n").as_bytes());
+                }
+                continue;
+            }
+            let line_end = bytes
+                .iter()
+                .position(|&b| b == b'\n')
+                .unwrap_or(bytes.len());
+            let line = String::from_utf8_lossy(&bytes[..line_end]).into_owned();
+            bytes = &bytes[(line_end + 1).min(bytes.len())..];
+            self.command(&line, &mut out);
+        }
+        out
+    }
+
+    fn command(&mut self, line: &str, out: &mut Vec<u8>) {
+        let line = line.trim_start_matches('\x15');
+        if self.login {
+            out.extend_from_slice(b"\r\nboard login: ");
+            return;
+        }
+        if line.trim().is_empty() {
+            out.extend_from_slice(b"$ ");
+            return;
+        }
+        self.typed.push(line.to_string());
+        let markers: Vec<String> = line
+            .match_indices("echo SFS''_")
+            .map(|(i, _)| {
+                let rest = &line[i + "echo SFS''_".len()..];
+                let end = rest.find([';', ' ', '\n']).unwrap_or(rest.len());
+                format!("SFS_{}", &rest[..end])
+            })
+            .collect();
+        let mut say = |s: &str| {
+            out.extend_from_slice(s.as_bytes());
+            out.push(b'\n');
+        };
+        if line.contains("SERIAL-MUX:") {
+            self.started = Some(line.to_string());
+            say(&markers[0]);
+        } else if line.contains("for t in") {
+            say(&markers[0]);
+            say(self.tools);
+            say("aarch64");
+            say(&markers[1]);
+        } else if line.contains("SFS_F=") {
+            say(&markers[0]);
+            let name = line
+                .split("$SFS_D/")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap();
+            if let Some(f) = self.files.get(name) {
+                let s = self.sum(f);
+                say(s.trim_end());
+            }
+            say(&markers[1]);
+        } else if let Some(i) = line.find("> \"$SFS_D\"/c.") {
+            let file = line[i + 13..].split(';').next().unwrap().trim().to_string();
+            let len: usize = line
+                .split(" -c ")
+                .nth(1)
+                .or_else(|| line.split("count=").nth(1))
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            if line.starts_with("rm -f") {
+                self.files.retain(|k, _| !k.starts_with("c."));
+            }
+            self.files.insert(format!("c.{file}"), Vec::new());
+            let index: usize = file.parse().unwrap();
+            say(&markers[0]);
+            let mut want = len;
+            if self.lose_chunk == Some(index) {
+                self.lose_chunk = None;
+                want += 100; // as if 100 bytes were lost on the line
+            }
+            self.reading = Some((want, format!("c.{file}"), markers[1].clone()));
+            if self.corrupt_chunk == Some(index) {
+                self.corrupt_chunk = None;
+                // the first byte arrives flipped
+                self.files.get_mut(&format!("c.{file}")).unwrap().push(0xff);
+                self.reading.as_mut().unwrap().0 -= 1;
+            }
+        } else if line.contains("cat \"$SFS_D\"/c.*") {
+            let joined: Vec<u8> = self
+                .files
+                .iter()
+                .filter(|(k, _)| k.starts_with("c."))
+                .flat_map(|(_, v)| v.clone())
+                .collect();
+            let unpacked = if line.contains("gzip -dc") {
+                let mut d = flate2::read::GzDecoder::new(&joined[..]);
+                let mut v = Vec::new();
+                d.read_to_end(&mut v).map(|_| v).unwrap_or_default()
+            } else {
+                joined
+            };
+            let s = self.sum(&unpacked);
+            self.files.insert("n".into(), unpacked);
+            say(&markers[0]);
+            say(s.trim_end());
+            say(&markers[1]);
+        } else if line.starts_with("mv -f") {
+            let n = self.files.remove("n").unwrap();
+            let name = format!("sfs-{}", &SumKind::Sha256.digest(&n)[..16]);
+            self.files.insert(name, n);
+            self.files.retain(|k, _| !k.starts_with("c."));
+            say(&markers[0]);
+        } else if line.contains("stty raw") || line.starts_with("echo SFS''_") {
+            say(&markers[0]);
+        }
+    }
+}
+
+const TOOLS: &str = "head dd gzip sha256sum md5sum base64 tty";
+
+fn cfg() -> Config {
+    Config {
+        nonce: 0xfeed,
+        byte_rate: 11520,
+        peer_dir: None,
+        far_mux_options: ",b115200,exit-with-peer".into(),
+        far_address: "TCP:localhost:22".into(),
+    }
+}
+
+fn image() -> PeerImage {
+    // 150 kB of noise and 50 kB of text: five chunks at 115200, compressed.
+    let mut x = 0x2545_f491_u32;
+    let mut binary: Vec<u8> = (0..150_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect();
+    binary.extend(b"static text ".iter().cycle().take(50_000));
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut gz, &binary).unwrap();
+    PeerImage {
+        binary,
+        gzip: gz.finish().unwrap(),
+    }
+}
+
+/// Runs the conversation against `shell` on virtual time; returns the events.
+fn converse(shell: &mut FakeShell) -> Vec<Event> {
+    let mut now = Instant::now();
+    let start = now;
+    let mut b = Bootstrap::new(cfg(), now);
+    let mut events = Vec::new();
+    while !b.is_finished() {
+        assert!(now - start < Duration::from_secs(3600), "no progress");
+        let mut moved = false;
+        while let Some(bytes) = b.poll_transmit() {
+            // Typing takes line time.
+            now += Duration::from_secs_f64(bytes.len() as f64 / 11520.0);
+            let reply = shell.type_in(&bytes);
+            if !reply.is_empty() {
+                b.handle_input(now, &reply);
+            }
+            moved = true;
+        }
+        while let Some(e) = b.poll_event() {
+            if let Event::NeedPeer { .. } = e {
+                b.provide_peer(now, image());
+                moved = true;
+            }
+            events.push(e);
+        }
+        if !moved {
+            match b.poll_timeout() {
+                Some(t) => {
+                    now = now.max(t);
+                    b.handle_timeout(now);
+                }
+                None => break,
+            }
+        }
+    }
+    while let Some(bytes) = b.poll_transmit() {
+        shell.type_in(&bytes);
+    }
+    events.extend(std::iter::from_fn(|| b.poll_event()));
+    events
+}
+
+fn installed(shell: &FakeShell) -> Option<&Vec<u8>> {
+    shell
+        .files
+        .iter()
+        .find(|(k, _)| k.starts_with("sfs-"))
+        .map(|(_, v)| v)
+}
+
+#[test]
+fn first_run_uploads_compressed_verifies_and_starts() {
+    let mut shell = FakeShell::new(TOOLS);
+    let events = converse(&mut shell);
+    assert_eq!(events.last(), Some(&Event::Started), "{events:?}");
+    assert_eq!(installed(&shell), Some(&image().binary));
+    let total = image().gzip.len();
+    assert!(events.contains(&Event::Progress { done: total, total }));
+    let run = shell.started.expect("far sfs started");
+    assert!(
+        run.contains(
+            "; \"$SFS_F\" -v SERIAL-MUX:\"$(tty)\"',b115200,exit-with-peer' 'TCP:localhost:22'"
+        ),
+        "{run}"
+    );
+    assert!(shell
+        .typed
+        .iter()
+        .any(|c| c.contains("stty raw -echo -ixon")));
+}
+
+#[test]
+fn cached_run_skips_the_upload() {
+    let mut shell = FakeShell::new(TOOLS);
+    converse(&mut shell);
+    shell.typed.clear();
+    shell.started = None;
+    let events = converse(&mut shell);
+    assert!(events.contains(&Event::Cached), "{events:?}");
+    assert_eq!(events.last(), Some(&Event::Started));
+    assert!(!shell.typed.iter().any(|c| c.contains("head -c")));
+}
+
+#[test]
+fn a_corrupt_chunk_is_sent_again() {
+    let mut shell = FakeShell::new(TOOLS);
+    shell.corrupt_chunk = Some(1);
+    let events = converse(&mut shell);
+    assert!(events.contains(&Event::Retrying("a chunk's checksum differs")));
+    assert_eq!(events.last(), Some(&Event::Started));
+    assert_eq!(installed(&shell), Some(&image().binary));
+}
+
+#[test]
+fn a_chunk_with_lost_bytes_is_flushed_and_sent_again() {
+    let mut shell = FakeShell::new(TOOLS);
+    shell.lose_chunk = Some(2);
+    let events = converse(&mut shell);
+    assert!(
+        events.contains(&Event::Retrying("a chunk did not arrive whole")),
+        "{events:?}"
+    );
+    assert_eq!(events.last(), Some(&Event::Started));
+    assert_eq!(installed(&shell), Some(&image().binary));
+}
+
+#[test]
+fn an_interrupted_upload_is_finished_off_and_never_run() {
+    // An earlier run stopped in the middle of a chunk: `head` still reads.
+    let mut shell = FakeShell::new(TOOLS);
+    shell.reading = Some((5000, "c.00003".into(), "SFS_old_9".into()));
+    shell.files.insert("c.00003".into(), vec![1; 10]);
+    let events = converse(&mut shell);
+    assert_eq!(events.last(), Some(&Event::Started), "{events:?}");
+    assert_eq!(installed(&shell), Some(&image().binary));
+}
+
+#[test]
+fn without_gzip_or_head_it_sends_raw_through_dd() {
+    let mut shell = FakeShell::new("dd md5sum tty");
+    let events = converse(&mut shell);
+    assert_eq!(events.last(), Some(&Event::Started), "{events:?}");
+    assert!(shell.typed.iter().any(|c| c.contains("dd bs=1 count=")));
+    assert!(!shell.typed.iter().any(|c| c.contains("gzip -dc")));
+    assert_eq!(installed(&shell), Some(&image().binary));
+}
+
+#[test]
+fn busybox_applets_are_called_through_busybox() {
+    let mut shell = FakeShell::new("busybox-head busybox-gzip busybox-sha256sum busybox-tty");
+    let events = converse(&mut shell);
+    assert!(shell.typed.iter().any(|c| c.contains("busybox head -c")));
+    assert!(shell.typed.iter().any(|c| c.contains("busybox gzip -dc")));
+    // the fake recognises the commands regardless of the busybox prefix
+    assert_eq!(events.last(), Some(&Event::Started), "{events:?}");
+}
+
+#[test]
+fn a_login_prompt_stops_without_typing_anything_more() {
+    let mut shell = FakeShell::new(TOOLS);
+    shell.login = true;
+    let events = converse(&mut shell);
+    assert_eq!(events.last(), Some(&Event::Failed(BootError::LoginPrompt)));
+    assert!(shell.typed.is_empty(), "{:?}", shell.typed);
+    assert!(BootError::LoginPrompt.to_string().contains("log in"));
+}
+
+#[test]
+fn a_silent_console_is_undrivable() {
+    let mut shell = FakeShell::new(TOOLS);
+    shell.dead = true;
+    let events = converse(&mut shell);
+    assert!(matches!(
+        events.last(),
+        Some(Event::Failed(BootError::Undrivable { .. }))
+    ));
+}
+
+#[test]
+fn a_missing_checksum_tool_is_named() {
+    let mut shell = FakeShell::new("head gzip tty");
+    let events = converse(&mut shell);
+    assert_eq!(
+        events.last(),
+        Some(&Event::Failed(BootError::MissingTool(
+            "sha256sum or md5sum"
+        )))
+    );
+}
+
+#[test]
+fn sfs_frames_mean_a_peer_is_running() {
+    let t0 = Instant::now();
+    let mut b = Bootstrap::new(cfg(), t0);
+    let frames = [0x11, 0, 0x22, 0x33, 0, 0x44, 0];
+    // Stale bytes heard while waking are not taken for a peer...
+    b.handle_input(t0, &frames);
+    assert_eq!(b.poll_event(), None);
+    b.handle_timeout(t0 + WAKE_LISTEN);
+    // ...frames answering our keys are.
+    b.handle_input(t0 + WAKE_LISTEN, &frames);
+    assert_eq!(b.poll_event(), Some(Event::PeerRunning));
+    assert!(b.is_finished());
+}
+
+#[test]
+fn markers_are_whole_and_the_echoed_command_is_not_one() {
+    assert_eq!(find_marker(b"SFS_0000feed_12\n", "SFS_0000feed_1"), None);
+    assert_eq!(
+        find_marker(b"xSFS_0000feed_1\r\n", "SFS_0000feed_1"),
+        Some(1)
+    );
+    assert_eq!(
+        find_marker(b"echo SFS''_0000feed_1\r\n", "SFS_0000feed_1"),
+        None
+    );
+}

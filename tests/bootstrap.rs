@@ -1,0 +1,396 @@
+//! `bootstrap=` end to end: the real sfs over the virtual cable, whose far end
+//! is a pseudo-terminal with `bash -i` (or busybox `sh`, or a login prompt) on
+//! it as its controlling terminal, in cooked mode as a getty leaves it
+//! (`tests/util/console.py`). The local sfs finds the shell, uploads the peer,
+//! starts it, and connections go through; the console is a shell again, with
+//! its settings, once the link ends.
+//!
+//! The peer uploaded here is a small script that runs the sfs under test
+//! (the far side is this machine), padded with random bytes so the upload
+//! takes several chunks: the mechanism is the same as for a release binary,
+//! whose timings docs/benchmarks.md records.
+#![allow(clippy::disallowed_methods)] // test set-up reads the clock
+#![cfg(unix)]
+
+mod util;
+
+use std::io::Write as _;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::process::{Child, Command};
+use util::*;
+
+const BAUD: u32 = 921_600;
+
+/// A far console: `program` on the cable's end `b` as its controlling tty.
+struct Console {
+    _child: Child,
+    home: PathBuf,
+    /// `stty -g` of the console before sfs came.
+    before: PathBuf,
+}
+
+impl Console {
+    fn start(cable: &Cable, program: &[&str], path: Option<&Path>) -> Console {
+        let home = cable.dir.join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        let before = cable.dir.join("stty-before");
+        let helper = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/util/console.py");
+        // The interpreter itself (not a shim that needs PATH): PATH may be
+        // replaced for the console's program.
+        let out = std::process::Command::new("python3")
+            .args(["-c", "import sys; print(sys.executable)"])
+            .output()
+            .unwrap();
+        let python = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        let mut cmd = Command::new(python);
+        cmd.arg(helper)
+            .arg(&cable.b)
+            .arg(&before)
+            .args(program)
+            .env("HOME", &home)
+            .env("PS1", "board$ ")
+            .env("TERM", "dumb")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        if let Some(p) = path {
+            cmd.env("PATH", p);
+        }
+        Console {
+            _child: cmd.spawn().expect("python3 runs the console"),
+            home,
+            before,
+        }
+    }
+
+    /// The copies of sfs the far side keeps.
+    fn installed(&self) -> Vec<PathBuf> {
+        let dir = self.home.join(".cache/sfs");
+        let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        v.retain(|p| p.file_name().unwrap().to_string_lossy().starts_with("sfs-"));
+        v
+    }
+}
+
+/// The path of `tool` (empty when missing).
+fn which(tool: &str) -> String {
+    let out = std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn have(tool: &str) -> bool {
+    std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The peer to upload: runs the sfs under test, padded with `pad` random
+/// bytes (never read: `exec` comes first).
+fn peer_script(dir: &Path, pad: usize) -> PathBuf {
+    let p = dir.join("peer");
+    let mut f = std::fs::File::create(&p).unwrap();
+    writeln!(f, "#!/bin/sh\nexec '{}' \"$@\"", bin().display()).unwrap();
+    f.write_all(&pattern(pad, 7)).unwrap();
+    drop(f);
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
+
+/// An echo service; returns its port.
+async fn echo_server() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    port
+}
+
+/// Three connections at once through the link, each echoing its own data.
+async fn echo_through(port: u16) {
+    let mut tasks = Vec::new();
+    for i in 0..3u64 {
+        tasks.push(tokio::spawn(async move {
+            let data = pattern(20_000, i);
+            let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+            let (mut r, mut w) = s.split();
+            let send = async {
+                w.write_all(&data).await.unwrap();
+                w.shutdown().await.unwrap();
+            };
+            let mut got = Vec::new();
+            let recv = r.read_to_end(&mut got);
+            let (_, n) = tokio::join!(send, recv);
+            n.unwrap();
+            assert_eq!(got, data, "connection {i} echoed intact");
+        }));
+    }
+    for t in tasks {
+        tokio::time::timeout(Duration::from_secs(60), t)
+            .await
+            .expect("echo within 60 s")
+            .unwrap();
+    }
+}
+
+/// Waits for the link; on failure shows the far sfs's log too.
+async fn link_up(a: &Sfs, console: &Console, limit: Duration) -> String {
+    let t0 = Instant::now();
+    loop {
+        let log = a.log_text();
+        if log.contains("link up") {
+            return log;
+        }
+        if t0.elapsed() > limit {
+            let far = std::fs::read_to_string(console.home.join(".cache/sfs/sfs.log"))
+                .unwrap_or_default();
+            panic!("no link within {limit:?}; log:\n{log}\nfar sfs.log:\n{far}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn local(cable: &Cable, echo: u16, peer: &Path, extra: &str) -> Sfs {
+    Sfs::start(&[
+        "TCP-LISTEN:0,fork".into(),
+        format!(
+            "SERIAL-MUX:{},b{BAUD},bootstrap=TCP:127.0.0.1:{echo},peer-binary={}{extra}",
+            cable.a.display(),
+            peer.display()
+        ),
+    ])
+}
+
+/// After the link ended: the console answers as a shell again, with the
+/// settings it had before sfs came.
+async fn console_is_back(cable: &Cable, console: &Console) {
+    let mut tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open(&cable.a)
+        .unwrap();
+    let after = cable.dir.join("stty-after");
+    let t0 = Instant::now();
+    // The far sfs exits when told, or dead-after (3 s here) after the local one
+    // vanished; until then what is typed goes to it, so the question is asked
+    // again each second.
+    while !after.exists() {
+        if t0.elapsed() > Duration::from_secs(30) {
+            let far = std::fs::read_to_string(console.home.join(".cache/sfs/sfs.log"))
+                .unwrap_or_default();
+            panic!("the console did not come back as a shell; far sfs.log:\n{far}");
+        }
+        writeln!(tty, "stty -g > '{}'", after.display()).unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = std::fs::read_to_string(&console.before).unwrap();
+    let now = std::fs::read_to_string(&after).unwrap();
+    assert_eq!(now.trim(), before.trim(), "console settings restored");
+}
+
+#[tokio::test]
+async fn first_run_uploads_second_run_is_cached_and_the_console_comes_back() {
+    if !have("python3") || !have("bash") {
+        return missing_tool("python3 and bash", "apt-get install python3 bash");
+    }
+    let cable = Cable::start("boot-first", BAUD).await;
+    let console = Console::start(&cable, &["bash", "--norc", "--noprofile", "-i"], None);
+    let peer = peer_script(&cable.dir, 300_000);
+    let echo = echo_server().await;
+
+    // dead-after stays 60 s: the far sfs leaves at once because this one
+    // tells it as it stops (SIGTERM).
+    let mut a = local(&cable, echo, &peer, "");
+    let port = a.listen_port().await;
+    let log = link_up(&a, &console, Duration::from_secs(60)).await;
+    assert!(log.contains("uploading sfs"), "progress shown:\n{log}");
+    assert!(!log.contains("has this sfs already"));
+    echo_through(port).await;
+    let installed = console.installed();
+    assert_eq!(installed.len(), 1, "{installed:?}");
+    assert_eq!(
+        std::fs::read(&installed[0]).unwrap(),
+        std::fs::read(&peer).unwrap()
+    );
+    let pid = nix::unistd::Pid::from_raw(a.child.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), a.child.wait())
+        .await
+        .expect("sfs stops on SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status:?}: {}", a.log_text());
+    console_is_back(&cable, &console).await;
+    let far = std::fs::read_to_string(console.home.join(".cache/sfs/sfs.log")).unwrap();
+    assert!(
+        far.contains("the bootstrapping sfs stopped"),
+        "far log:\n{far}"
+    );
+
+    // Killed outright this time: the far sfs leaves dead-after (3 s) later.
+    let t0 = Instant::now();
+    let a = local(&cable, echo, &peer, ",dead-after=3");
+    let port = a.listen_port().await;
+    let log = link_up(&a, &console, Duration::from_secs(30)).await;
+    eprintln!("cached run: link up after {:?}", t0.elapsed());
+    assert!(log.contains("has this sfs already"), "cached:\n{log}");
+    assert!(!log.contains("uploading sfs ("), "no upload:\n{log}");
+    echo_through(port).await;
+    a.stop().await;
+    console_is_back(&cable, &console).await;
+}
+
+#[tokio::test]
+async fn an_interrupted_upload_is_never_run_and_the_next_run_completes() {
+    if !have("python3") || !have("bash") {
+        return missing_tool("python3 and bash", "apt-get install python3 bash");
+    }
+    let cable = Cable::start("boot-cut", BAUD).await;
+    let console = Console::start(&cable, &["bash", "--norc", "--noprofile", "-i"], None);
+    // ~1 MB of noise: about 11 s at 921600, cut at a third.
+    let peer = peer_script(&cable.dir, 1_000_000);
+    let echo = echo_server().await;
+    let a = local(&cable, echo, &peer, ",dead-after=3");
+    // Cut after the first chunk (a quarter): the second is on its way.
+    a.wait_log("to the far side:  2", Duration::from_secs(60))
+        .await;
+    a.stop().await;
+    assert!(
+        console.installed().is_empty(),
+        "nothing installed from a cut upload"
+    );
+
+    let a = local(&cable, echo, &peer, ",dead-after=3");
+    let port = a.listen_port().await;
+    link_up(&a, &console, Duration::from_secs(90)).await;
+    echo_through(port).await;
+    let installed = console.installed();
+    assert_eq!(installed.len(), 1);
+    assert_eq!(
+        std::fs::read(&installed[0]).unwrap(),
+        std::fs::read(&peer).unwrap()
+    );
+}
+
+#[tokio::test]
+async fn a_login_prompt_stops_with_one_line_and_nothing_typed() {
+    if !have("python3") {
+        return missing_tool("python3", "apt-get install python3");
+    }
+    let cable = Cable::start("boot-login", BAUD).await;
+    let (typed, password) = (cable.dir.join("typed"), cable.dir.join("password"));
+    let getty = format!(
+        "while :; do printf 'board login: '; read u || exit; echo \"$u\" >> '{}'; \
+         printf 'Password: '; read p || exit; echo \"$p\" >> '{}'; echo 'Login incorrect'; done",
+        typed.display(),
+        password.display()
+    );
+    let _console = Console::start(&cable, &["sh", "-c", &getty], None);
+    let echo = echo_server().await;
+    let peer = peer_script(&cable.dir, 10);
+    let mut a = local(&cable, echo, &peer, ",dead-after=3");
+    let status = tokio::time::timeout(Duration::from_secs(30), a.child.wait())
+        .await
+        .expect("sfs stops")
+        .unwrap();
+    assert_eq!(status.code(), Some(1));
+    let log = a.log_text();
+    assert!(log.contains("login prompt: log in on it"), "{log}");
+    // Ctrl-U and Enter woke it; no user name, no command, and no password.
+    let typed = std::fs::read_to_string(&typed).unwrap_or_default();
+    assert!(
+        typed.chars().all(|c| c.is_control()),
+        "typed as a user name: {typed:?}"
+    );
+    assert!(!password.exists(), "something was typed at Password:");
+}
+
+/// A far side with neither gzip nor base64 (nor dd): the upload goes raw.
+#[tokio::test]
+async fn a_far_side_without_gzip_or_base64_gets_it_raw() {
+    if !have("python3") || !have("bash") {
+        return missing_tool("python3 and bash", "apt-get install python3 bash");
+    }
+    let cable = Cable::start("boot-nogzip", BAUD).await;
+    let bin_dir = cable.dir.join("bin");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    for t in [
+        "stty",
+        "head",
+        "sha256sum",
+        "tty",
+        "uname",
+        "mkdir",
+        "cat",
+        "chmod",
+        "mv",
+        "rm",
+    ] {
+        std::os::unix::fs::symlink(which(t), bin_dir.join(t)).unwrap();
+    }
+    let bash = which("bash");
+    let console = Console::start(
+        &cable,
+        &[bash.as_str(), "--norc", "--noprofile", "-i"],
+        Some(&bin_dir),
+    );
+    let peer = peer_script(&cable.dir, 100_000);
+    let echo = echo_server().await;
+    let a = local(&cable, echo, &peer, ",dead-after=3");
+    let port = a.listen_port().await;
+    let log = link_up(&a, &console, Duration::from_secs(60)).await;
+    assert!(log.contains("has: head sha256sum tty"), "{log}");
+    echo_through(port).await;
+    assert_eq!(console.installed().len(), 1);
+    a.stop().await;
+    console_is_back(&cable, &console).await;
+}
+
+/// busybox `sh`, whose head, gzip and sha256sum exist only as applets.
+#[tokio::test]
+async fn busybox_sh_with_applets_only() {
+    if !have("python3") || !have("busybox") {
+        return missing_tool("python3 and busybox", "apt-get install python3 busybox");
+    }
+    let cable = Cable::start("boot-busybox", BAUD).await;
+    let bb_dir = cable.dir.join("bb");
+    std::fs::create_dir_all(&bb_dir).unwrap();
+    let busybox = which("busybox");
+    let busybox = busybox.as_str();
+    for t in [
+        "busybox", "stty", "tty", "uname", "mkdir", "cat", "chmod", "mv", "rm",
+    ] {
+        std::os::unix::fs::symlink(busybox, bb_dir.join(t)).unwrap();
+    }
+    let console = Console::start(&cable, &[busybox, "sh", "-i"], Some(&bb_dir));
+    let peer = peer_script(&cable.dir, 100_000);
+    let echo = echo_server().await;
+    let a = local(&cable, echo, &peer, ",dead-after=3");
+    let port = a.listen_port().await;
+    let log = link_up(&a, &console, Duration::from_secs(60)).await;
+    assert!(log.contains("busybox-head"), "{log}");
+    assert!(log.contains("busybox-gzip"), "{log}");
+    echo_through(port).await;
+    assert_eq!(console.installed().len(), 1);
+    a.stop().await;
+    console_is_back(&cable, &console).await;
+}
