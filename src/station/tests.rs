@@ -617,7 +617,9 @@ fn one_shot_survives_a_35_s_outage() {
 fn one_shot_cut_by_a_70_s_outage_is_reported_not_completed() {
     let (confirmed, cut, _) = run_case(Case::LongOutage);
     // Transfers still running when the line goes silent are cut, never closed.
-    assert!(cut > seeds() / 4, "{confirmed} confirmed, {cut} cut");
+    // (A fifth at least: the text seeds, compressed with deflate since issue
+    // 22, often finish before the outage; 236 of 1000 were cut in release.)
+    assert!(cut > seeds() / 5, "{confirmed} confirmed, {cut} cut");
 }
 
 /// An adapter pulled out mid-transfer and plugged back in 5-20 s later (as a
