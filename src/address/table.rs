@@ -541,7 +541,8 @@ pub static OPTIONS: &[OptionSpec] = &[
         aliases: &[],
         group: OptionGroup::Mux,
         value: ValueKind::Choice(&["on", "off"]),
-        help: "Compress channel data (LZ4, record by record, only what shrinks) when \
+        help: "Compress channel data (deflate with the channel's last 32 KiB as memory, \
+               LZ4 towards an older sfs; record by record, only what shrinks) when \
                the peer supports it; text moves at several times the line rate \
                (default on, but off with secret-file=: compressed sizes show \
                through the encryption; see SECURITY).",
