@@ -51,15 +51,17 @@ const MAX_BACKOFF_EXP: u32 = 6;
 impl TurnConfig {
     /// Settings for a line of `byte_rate` bytes/s with the given turnaround
     /// and longest turn. The idle gap outlasts the pauses inside a turn (a
-    /// driver woken late, a USB adapter's latency timer) so a listener does not
-    /// claim a turn still in use; a slot outlasts the time a claim takes to be
+    /// driver woken late on a loaded machine, a USB adapter's latency timer:
+    /// 16 ms by default on FTDI chips) so a listener does not claim a turn
+    /// still in use (25 ms let a 2-core machine under load collide now and
+    /// then); a slot outlasts the time a claim takes to be
     /// heard.
     pub fn new(byte_rate: u32, turnaround: Duration, max_turn: Duration) -> Self {
         let byte = Duration::from_nanos(1_000_000_000 / u64::from(byte_rate.max(1)));
         TurnConfig {
             turnaround,
             max_turn,
-            idle_gap: (Duration::from_millis(25).max(turnaround * 4)).max(byte * 32),
+            idle_gap: (Duration::from_millis(40).max(turnaround * 4)).max(byte * 32),
             slot: (Duration::from_millis(8).max(turnaround * 2 + byte * 16)),
         }
     }
