@@ -52,9 +52,13 @@ sleep 0.3
 expect "in the background, the pid is the command's own" "$(ps -o comm= -p "$pid")" sleep
 kill "$pid"; wait "$pid" 2>/dev/null || true
 
+mkdir -p "$R/build/sfs/src" "$R/build/sfs/target/keep"
+touch "$R/build/sfs/src/stale_module.rs"
 root_sync_crate "$R" "$HERE/.."
 expect "the crate is copied without target/ and .git" \
-  "$([ -f "$R/build/sfs/Cargo.toml" ] && [ ! -e "$R/build/sfs/target" ] && [ ! -e "$R/build/sfs/.git" ] && echo yes)" yes
+  "$([ -f "$R/build/sfs/Cargo.toml" ] && [ ! -e "$R/build/sfs/.git" ] && echo yes)" yes
+expect "a file the crate no longer has is gone, the build cache stays" \
+  "$([ ! -e "$R/build/sfs/src/stale_module.rs" ] && [ -d "$R/build/sfs/target/keep" ] && echo yes)" yes
 
 root_remove "$R"
 expect "everything is unmounted" "$(wc -l <"$STUB_MOUNTS")" 0

@@ -67,9 +67,12 @@ root_install() {
 }
 
 # root_sync_crate ROOT SRC: copies the crate at SRC (without target/, .git and fuzz/) to
-# ROOT/build/sfs; the root's own target dir there persists between builds.
+# ROOT/build/sfs; the root's own target dir there persists between builds. Everything else
+# there goes first: a file the crate no longer has (src/bridge.rs once src/bridge/ replaced
+# it) would otherwise stay and break the build.
 root_sync_crate() {
   mkdir -p "$1/build/sfs"
+  find "$1/build/sfs" -mindepth 1 -maxdepth 1 ! -name target -exec rm -rf {} +
   tar -C "$2" --exclude=./target --exclude=./.git --exclude=./fuzz -cf - . | tar -C "$1/build/sfs" -xf -
 }
 
