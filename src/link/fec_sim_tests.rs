@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::tests::{done, run_to_completion};
+use super::tests::{assert_streams_intact, describe, run_to_completion};
 use super::*;
 use crate::line::rng::Rng;
 use crate::sim::{ImpairmentKind, LinkPair, StreamTester};
@@ -42,28 +42,10 @@ fn pair(kind: &ImpairmentKind, seed: u64, msgs: u64, fa: Features, fb: Features)
 }
 
 fn check(p: &Pair, what: &str, seed: u64) {
-    let ctx = || {
-        format!(
-            "{what} seed {seed} at {:?}: a={:?} b={:?} la={:?} lb={:?}",
-            p.elapsed(),
-            p.a.upper,
-            p.b.upper,
-            p.a.link.stats(),
-            p.b.link.stats()
-        )
-    };
-    assert!(
-        p.a.upper.violations.is_empty() && p.b.upper.violations.is_empty(),
-        "{}",
-        ctx()
-    );
-    assert!(done(p), "incomplete: {}", ctx());
-    assert_eq!(
-        p.a.upper.peer_restarts + p.b.upper.peer_restarts,
-        0,
-        "{}",
-        ctx()
-    );
+    let ctx = || describe(p, what, seed);
+    assert_streams_intact(p, &ctx);
+    let restarts = p.a.upper.peer_restarts + p.b.upper.peer_restarts;
+    assert_eq!(restarts, 0, "{}", ctx());
 }
 
 /// Sums of both ends' stats over a sweep.

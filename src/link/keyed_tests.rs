@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::crypto::{KeyConfig, Secret, SEAL_HEADER};
-use super::tests::{done, run_to_completion};
+use super::tests::{assert_streams_intact, describe, run_to_completion};
 use super::*;
 use crate::line::rng::Rng;
 use crate::sim::{ImpairmentKind, LinkPair, StreamTester, Which};
@@ -68,22 +68,13 @@ fn pair_with(kind: &ImpairmentKind, seed: u64, msgs: u64, ka: Option<u8>, kb: Op
 fn check(p: &Pair, what: &str, seed: u64) {
     let ctx = || {
         format!(
-            "{what} seed {seed} at {:?}: a={:?} b={:?} la={:?} lb={:?} ka={:?} kb={:?}",
-            p.elapsed(),
-            p.a.upper,
-            p.b.upper,
-            p.a.link.stats(),
-            p.b.link.stats(),
+            "{} ka={:?} kb={:?}",
+            describe(p, what, seed),
             p.a.link.keyed(),
             p.b.link.keyed()
         )
     };
-    assert!(
-        p.a.upper.violations.is_empty() && p.b.upper.violations.is_empty(),
-        "{}",
-        ctx()
-    );
-    assert!(done(p), "incomplete: {}", ctx());
+    assert_streams_intact(p, &ctx);
     for l in [&p.a.link, &p.b.link] {
         let k = l.keyed().expect("keyed");
         assert!(k.ready() && k.sessions >= 1, "{}", ctx());

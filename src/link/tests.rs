@@ -57,23 +57,32 @@ fn run_between(p: &mut Pair, min: Duration, limit: Duration) {
     }
 }
 
-fn check(p: &Pair, what: &str, seed: u64) {
-    let ctx = || {
-        format!(
-            "{what} seed {seed} at {:?}: a={:?} b={:?} la={:?} lb={:?}",
-            p.elapsed(),
-            p.a.upper,
-            p.b.upper,
-            p.a.link.stats(),
-            p.b.link.stats()
-        )
-    };
+/// What a failed stream check prints: when, both streams, both links' counters.
+pub(super) fn describe(p: &Pair, what: &str, seed: u64) -> String {
+    format!(
+        "{what} seed {seed} at {:?}: a={:?} b={:?} la={:?} lb={:?}",
+        p.elapsed(),
+        p.a.upper,
+        p.b.upper,
+        p.a.link.stats(),
+        p.b.link.stats()
+    )
+}
+
+/// Panics, saying `ctx()`, unless both streams arrived whole, in order and
+/// exactly once (the checks every simulation of two links shares).
+pub(super) fn assert_streams_intact(p: &Pair, ctx: &dyn Fn() -> String) {
     assert!(
         p.a.upper.violations.is_empty() && p.b.upper.violations.is_empty(),
         "{}",
         ctx()
     );
     assert!(done(p), "incomplete: {}", ctx());
+}
+
+fn check(p: &Pair, what: &str, seed: u64) {
+    let ctx = || describe(p, what, seed);
+    assert_streams_intact(p, &ctx);
     assert!(p.a.link.is_up() && p.b.link.is_up(), "{}", ctx());
 }
 

@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::tests::{assert_streams_intact, describe};
 use super::*;
 use crate::line::rng::Rng;
 use crate::sim::{ImpairmentKind, LinkPair, StreamTester};
@@ -45,22 +46,13 @@ fn run(p: &mut Pair, limit: Duration) {
 fn check(p: &Pair, what: &str, seed: u64) {
     let ctx = || {
         format!(
-            "{what} seed {seed} at {:?}: a={:?} b={:?} la={:?} lb={:?} ab={:?} ba={:?}",
-            p.elapsed(),
-            p.a.upper,
-            p.b.upper,
-            p.a.link.stats(),
-            p.b.link.stats(),
+            "{} ab={:?} ba={:?}",
+            describe(p, what, seed),
             p.ab.stats(),
             p.ba.stats()
         )
     };
-    assert!(
-        p.a.upper.violations.is_empty() && p.b.upper.violations.is_empty(),
-        "{}",
-        ctx()
-    );
-    assert!(super::tests::done(p), "incomplete: {}", ctx());
+    assert_streams_intact(p, &ctx);
 }
 
 /// Runs `seeds` seeds of both streams over a half-duplex medium with `kind`;
