@@ -4,11 +4,10 @@
 //! the feature; a clean line that never codes a frame.
 #![allow(clippy::disallowed_methods)] // test set-up reads the clock once
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::tests::{assert_streams_intact, describe, run_to_completion};
+use super::tests::{assert_streams_intact, describe, pair_of, run_to_completion};
 use super::*;
-use crate::line::rng::Rng;
 use crate::sim::{ImpairmentKind, LinkPair, StreamTester};
 
 const RATE: u32 = 11_520; // 115200 baud, 8N1
@@ -19,26 +18,12 @@ type Pair = LinkPair<StreamTester>;
 const NO_FEC: Features = Features(Features::DEFAULT.0 & !Features::FEC.0);
 
 fn pair(kind: &ImpairmentKind, seed: u64, msgs: u64, fa: Features, fb: Features) -> Pair {
-    let t0 = Instant::now();
-    let mut r = Rng::new(seed);
-    let (ea, eb) = (r.next_u32() | 1, r.next_u32() | 1);
     let cfg = |f: Features| {
         let mut c = LinkConfig::for_byte_rate(RATE);
         c.features = f;
         c
     };
-    let mut p = LinkPair::new(
-        cfg(fa),
-        kind.line(RATE, seed.wrapping_mul(2)),
-        kind.line(RATE, seed.wrapping_mul(2) + 1),
-        StreamTester::new(0, seed ^ 0xA, msgs),
-        StreamTester::new(1, seed ^ 0xB, msgs),
-        (ea, eb),
-        t0,
-    );
-    p.b.cfg = cfg(fb);
-    p.b.link = Link::new(p.b.cfg.clone(), eb, t0);
-    p
+    pair_of(kind, seed, msgs, cfg(fa), cfg(fb))
 }
 
 fn check(p: &Pair, what: &str, seed: u64) {

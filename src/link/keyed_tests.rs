@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::crypto::{KeyConfig, Secret, SEAL_HEADER};
-use super::tests::{assert_streams_intact, describe, run_to_completion};
+use super::tests::{assert_streams_intact, describe, pair_of, run_to_completion};
 use super::*;
 use crate::line::rng::Rng;
 use crate::sim::{ImpairmentKind, LinkPair, StreamTester, Which};
@@ -37,9 +37,6 @@ fn keyed_cfg(tag: u8) -> LinkConfig {
 
 /// A pair whose sides use `ka` and `kb` (None: unkeyed).
 fn pair_with(kind: &ImpairmentKind, seed: u64, msgs: u64, ka: Option<u8>, kb: Option<u8>) -> Pair {
-    let t0 = Instant::now();
-    let mut r = Rng::new(seed);
-    let (ea, eb) = (r.next_u32() | 1, r.next_u32() | 1);
     let cfg = |k: Option<u8>| {
         let mut c = LinkConfig::for_byte_rate(RATE);
         c.key = k.map(|k| {
@@ -51,18 +48,7 @@ fn pair_with(kind: &ImpairmentKind, seed: u64, msgs: u64, ka: Option<u8>, kb: Op
         });
         c
     };
-    let mut p = LinkPair::new(
-        cfg(ka),
-        kind.line(RATE, seed.wrapping_mul(2)),
-        kind.line(RATE, seed.wrapping_mul(2) + 1),
-        StreamTester::new(0, seed ^ 0xA, msgs),
-        StreamTester::new(1, seed ^ 0xB, msgs),
-        (ea, eb),
-        t0,
-    );
-    p.b.cfg = cfg(kb);
-    p.b.link = Link::new(p.b.cfg.clone(), eb, t0);
-    p
+    pair_of(kind, seed, msgs, cfg(ka), cfg(kb))
 }
 
 fn check(p: &Pair, what: &str, seed: u64) {

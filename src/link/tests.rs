@@ -18,19 +18,34 @@ const RATE: u32 = 11_520; // 115200 baud, 8N1
 type Pair = LinkPair<StreamTester>;
 
 fn pair(kind: &ImpairmentKind, seed: u64, msgs: u64) -> Pair {
-    let t0 = Instant::now();
     let cfg = LinkConfig::for_byte_rate(RATE);
+    pair_of(kind, seed, msgs, cfg.clone(), cfg)
+}
+
+/// Two links over lines with `kind`, A configured by `a` and B by `b`, each
+/// carrying a `msgs`-message test stream; epochs and impairments from `seed`.
+pub(super) fn pair_of(
+    kind: &ImpairmentKind,
+    seed: u64,
+    msgs: u64,
+    a: LinkConfig,
+    b: LinkConfig,
+) -> Pair {
+    let t0 = Instant::now();
     let mut r = Rng::new(seed);
     let (ea, eb) = (r.next_u32() | 1, r.next_u32() | 1);
-    LinkPair::new(
-        cfg,
+    let mut p = LinkPair::new(
+        a,
         kind.line(RATE, seed.wrapping_mul(2)),
         kind.line(RATE, seed.wrapping_mul(2) + 1),
         StreamTester::new(0, seed ^ 0xA, msgs),
         StreamTester::new(1, seed ^ 0xB, msgs),
         (ea, eb),
         t0,
-    )
+    );
+    p.b.link = Link::new(b.clone(), eb, t0);
+    p.b.cfg = b;
+    p
 }
 
 pub(super) fn done(p: &Pair) -> bool {
