@@ -92,6 +92,52 @@ impl JsonSink {
     }
 }
 
+/// Statistics on request (SIGUSR1, like dd(1)) or every `--stats-interval`:
+/// one line per serial link, or with `--stats-json` one JSON report per
+/// tick. The view shows them already, so no text lines over it.
+async fn report_stats(tick: bool, hub: &MuxHub, json: &mut Option<JsonSink>, view_up: bool) {
+    let links = hub.snapshots().await;
+    match json {
+        Some(j) if tick => j.write(crate::stats::ReportReason::Interval, links),
+        _ if view_up => {}
+        _ => {
+            for l in &links {
+                eprintln!("sfs: {}", l.text_line());
+            }
+        }
+    }
+}
+
+/// The `--status` view over the run: it comes up at most once.
+enum View {
+    NotWanted,
+    NotYet,
+    Up(crate::status::StatusView),
+    /// No terminal to draw on (said once when it was tried).
+    Unavailable,
+}
+
+impl View {
+    fn bring_up(&mut self) {
+        if let View::NotYet = self {
+            *self = match crate::status::StatusView::start() {
+                Some(v) => View::Up(v),
+                None => View::Unavailable,
+            };
+        }
+    }
+
+    fn is_up(&self) -> bool {
+        matches!(self, View::Up(_))
+    }
+
+    async fn draw(&mut self, hub: &MuxHub) {
+        if let View::Up(v) = self {
+            v.draw(&hub.snapshots().await);
+        }
+    }
+}
+
 /// [`run`] with process-wide settings.
 pub async fn run_with(
     pairs: Vec<(Address, Address)>,
@@ -106,10 +152,50 @@ pub async fn run_with(
         (i, _) => i,
     };
     let hub = MuxHub::new();
-    let mut plans = Vec::new();
-    for (a1, a2) in pairs {
-        plans.push(plan(a1, a2, &hub).await?);
-    }
+    let mut stop_signals = crate::os::StopSignals::new();
+    let mut stats_requests = crate::os::StatsRequests::new(interval);
+    let mut redraw = tokio::time::interval(crate::status::REFRESH);
+    redraw.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    // The view comes up once the addresses are bound (so errors print
+    // plainly), or earlier to show a bootstrap= upload.
+    let mut view = if opts.status {
+        View::NotYet
+    } else {
+        View::NotWanted
+    };
+    let plans = {
+        let planning = async {
+            let mut plans = Vec::new();
+            for (a1, a2) in pairs {
+                plans.push(plan(a1, a2, &hub).await?);
+            }
+            Ok::<_, Error>(plans)
+        };
+        tokio::pin!(planning);
+        let mut stopping = false;
+        loop {
+            tokio::select! {
+                r = &mut planning => break r?,
+                // Only a bootstrap takes long enough to be stopped here; it
+                // puts the console back and fails, which ends the planning.
+                _ = stop_signals.recv() => {
+                    if stopping || !hub.is_bootstrapping() {
+                        return Err(Error::Runtime("stopped by a signal while starting".into()));
+                    }
+                    stopping = true;
+                    info!("signal received: stopping the bootstrap (a second signal exits at once)");
+                    hub.stop_starting();
+                }
+                tick = stats_requests.recv() => {
+                    report_stats(tick, &hub, &mut json, view.is_up()).await;
+                }
+                _ = redraw.tick(), if hub.is_bootstrapping() => {
+                    view.bring_up();
+                    view.draw(&hub).await;
+                }
+            }
+        }
+    };
     let (stop_tx, stop_rx) = watch::channel(Stop::Running);
     let mut tasks = tokio::task::JoinSet::new();
     for p in plans {
@@ -118,16 +204,7 @@ pub async fn run_with(
     let mut first_err = None;
     let mut status = None;
     let mut signals = 0;
-    let mut stop_signals = crate::os::StopSignals::new();
-    let mut stats_requests = crate::os::StatsRequests::new(interval);
-    // The view comes up once the addresses are bound (so errors print plainly).
-    let mut view = if opts.status {
-        crate::status::StatusView::start()
-    } else {
-        None
-    };
-    let mut redraw = tokio::time::interval(crate::status::REFRESH);
-    redraw.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    view.bring_up();
     loop {
         tokio::select! {
             r = tasks.join_next() => match r {
@@ -157,27 +234,9 @@ pub async fn run_with(
                 }
             }
             tick = stats_requests.recv() => {
-                // Statistics on request (SIGUSR1, like dd(1)) or every
-                // --stats-interval: one line per serial link, or with
-                // --stats-json one JSON report per tick. The view shows them
-                // already, so no text lines over it.
-                let links = hub.snapshots().await;
-                match &mut json {
-                    Some(j) if tick => j.write(crate::stats::ReportReason::Interval, links),
-                    _ if view.is_some() => {}
-                    _ => {
-                        for l in &links {
-                            eprintln!("sfs: {}", l.text_line());
-                        }
-                    }
-                }
+                report_stats(tick, &hub, &mut json, view.is_up()).await;
             }
-            _ = redraw.tick(), if view.is_some() => {
-                let links = hub.snapshots().await;
-                if let Some(v) = &mut view {
-                    v.draw(&links);
-                }
-            }
+            _ = redraw.tick(), if view.is_up() => view.draw(&hub).await,
         }
         if first_err.is_some() {
             tasks.abort_all();

@@ -58,12 +58,15 @@ pub enum ReportReason {
 }
 
 /// The state of a link.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LinkState {
+    /// `bootstrap=` is putting sfs on the far side; the link starts after.
+    Bootstrapping,
     /// A session with the peer is up.
     Up,
     /// No session (handshaking, or the peer is silent).
+    #[default]
     Down,
     /// The device failed; sfs reopens it every 500 ms.
     DeviceLost,
@@ -73,6 +76,7 @@ impl LinkState {
     /// The word the text line and the status view use.
     pub fn as_str(self) -> &'static str {
         match self {
+            LinkState::Bootstrapping => "bootstrapping",
             LinkState::Up => "up",
             LinkState::Down => "down",
             LinkState::DeviceLost => "device lost",
@@ -81,7 +85,7 @@ impl LinkState {
 }
 
 /// One SERIAL-MUX link at one moment.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct LinkSnapshot {
     /// The device path as given on the command line.
     pub device: String,
@@ -156,6 +160,53 @@ pub struct LinkSnapshot {
     /// Turn-taking on a half-duplex medium (`duplex=half`); null on a
     /// full-duplex line.
     pub turns: Option<TurnsSnapshot>,
+    /// The `bootstrap=` conversation while state is `bootstrapping`; null
+    /// otherwise.
+    pub bootstrap: Option<BootstrapSnapshot>,
+}
+
+/// A `bootstrap=` conversation in progress: what it is doing, and how far the
+/// upload of the far sfs got.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BootstrapSnapshot {
+    /// `finding_shell`, `probing`, `checking_cache`, `uploading`,
+    /// `verifying`, `starting` or `restoring` (after a stop).
+    pub step: &'static str,
+    /// `uname -m` of the far side, once known.
+    pub far_arch: Option<String>,
+    /// Bytes to upload (gzip-compressed when the far side has gzip); 0 until
+    /// known, and when a cached copy is used.
+    pub upload_bytes: u64,
+    /// Bytes of it the far side has verified so far.
+    pub uploaded_bytes: u64,
+    /// Verified bytes per second since the upload began.
+    pub upload_bytes_per_s: f64,
+    /// Seconds the rest of the upload should take at that rate.
+    pub upload_eta_s: Option<f64>,
+    /// Seconds since the bootstrap began.
+    pub elapsed_s: f64,
+}
+
+impl BootstrapSnapshot {
+    /// `uploading: 45% of 1.6 MB, 10.2 kB/s, 80 s left` and the like.
+    pub fn describe(&self) -> String {
+        let step = self.step.replace('_', " ");
+        let arch = self
+            .far_arch
+            .as_deref()
+            .map_or(String::new(), |a| format!(" ({a})"));
+        if self.upload_bytes == 0 {
+            return format!("{step}{arch}, {:.0} s", self.elapsed_s);
+        }
+        format!(
+            "{step}{arch}: {}% of {:.1} MB, {:.1} kB/s{}",
+            self.uploaded_bytes * 100 / self.upload_bytes,
+            self.upload_bytes as f64 / 1e6,
+            self.upload_bytes_per_s / 1e3,
+            self.upload_eta_s
+                .map_or(String::new(), |s| format!(", {s:.0} s left"))
+        )
+    }
 }
 
 /// Turn-taking counters of a `duplex=half` link, since sfs started.
@@ -245,8 +296,32 @@ pub struct ChannelSnapshot {
 }
 
 impl LinkSnapshot {
+    /// A link `bootstrap=` is still setting up: no link counters yet.
+    pub fn bootstrapping(
+        device: &str,
+        baud: u32,
+        line_bytes_per_s: u32,
+        boot: BootstrapSnapshot,
+    ) -> Self {
+        LinkSnapshot {
+            device: device.to_string(),
+            state: LinkState::Bootstrapping,
+            baud,
+            line_bytes_per_s,
+            bootstrap: Some(boot),
+            ..LinkSnapshot::default()
+        }
+    }
+
     /// The one-line summary `SIGUSR1` and `--stats-interval` print.
     pub fn text_line(&self) -> String {
+        if let Some(b) = &self.bootstrap {
+            return format!(
+                "SERIAL-MUX:{}: bootstrapping: {}",
+                self.device,
+                b.describe()
+            );
+        }
         format!(
             "SERIAL-MUX:{}: link {}, {} sessions; sent {} frames ({} retransmitted, {} line bytes, {} payload), \
              received {} frames ({} payload bytes, {} CRC failures, {} malformed); srtt {}, frame payload {} B, \
@@ -350,6 +425,33 @@ mod tests {
         let s = sanitize(&long);
         assert_eq!(s.chars().count(), PEER_TEXT_MAX + 1);
         assert!(s.ends_with('…'));
+    }
+
+    #[test]
+    fn a_bootstrapping_link_reports_its_upload() {
+        let mut b = BootstrapSnapshot {
+            step: "uploading",
+            far_arch: Some("aarch64".into()),
+            upload_bytes: 1_600_000,
+            uploaded_bytes: 720_000,
+            upload_bytes_per_s: 10_240.0,
+            upload_eta_s: Some(86.0),
+            elapsed_s: 75.0,
+        };
+        let l = LinkSnapshot::bootstrapping("/dev/ttyUSB0", 115_200, 11_520, b.clone());
+        assert_eq!(l.state, LinkState::Bootstrapping);
+        assert_eq!(
+            l.text_line(),
+            "SERIAL-MUX:/dev/ttyUSB0: bootstrapping: uploading (aarch64): 45% of 1.6 MB, \
+             10.2 kB/s, 86 s left"
+        );
+        b.step = "finding_shell";
+        b.far_arch = None;
+        b.upload_bytes = 0;
+        assert_eq!(b.describe(), "finding shell, 75 s");
+        let json = serde_json::to_value(&l).unwrap();
+        assert_eq!(json["state"], "bootstrapping");
+        assert_eq!(json["bootstrap"]["uploaded_bytes"], 720_000);
     }
 
     #[test]

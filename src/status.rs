@@ -31,6 +31,11 @@ const LOG_KEEP: usize = 500;
 /// Log lines held back while the view owns the terminal; `None` when it does not.
 static CAPTURED: Mutex<Option<VecDeque<String>>> = Mutex::new(None);
 
+/// Whether the view owns the terminal now (so nothing else should write to it).
+pub fn view_is_up() -> bool {
+    CAPTURED.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+}
+
 /// The log writer `sfs` installs: stderr, or the view's log pane while it is up.
 pub struct LogWriter;
 
@@ -217,6 +222,7 @@ fn fec_line(l: &LinkSnapshot) -> String {
 fn draw_link(f: &mut ratatui::Frame, area: ratatui::layout::Rect, l: &LinkSnapshot, spark: &[u64]) {
     let state_style = match l.state {
         crate::stats::LinkState::Up => Style::new().fg(Color::Green),
+        crate::stats::LinkState::Bootstrapping => Style::new().fg(Color::Yellow),
         _ => Style::new().fg(Color::Red),
     };
     let title = Line::from(vec![
@@ -236,6 +242,9 @@ fn draw_link(f: &mut ratatui::Frame, area: ratatui::layout::Rect, l: &LinkSnapsh
     let inner = block.inner(area);
     f.render_widget(block, area);
     let [text, graph] = Layout::vertical([Constraint::Length(3), Constraint::Min(1)]).areas(inner);
+    if let Some(b) = &l.bootstrap {
+        return draw_bootstrap(f, text, graph, l.baud, b);
+    }
     // A full-duplex line gives each direction the whole rate; a half-duplex
     // one (duplex=half) shares it.
     let load = if l.turns.is_some() {
@@ -285,6 +294,50 @@ fn draw_link(f: &mut ratatui::Frame, area: ratatui::layout::Rect, l: &LinkSnapsh
             .style(Style::new().fg(Color::Cyan)),
         graph,
     );
+}
+
+/// A link whose far sfs `bootstrap=` is putting in place: the step, and the
+/// upload as a gauge.
+fn draw_bootstrap(
+    f: &mut ratatui::Frame,
+    text: ratatui::layout::Rect,
+    graph: ratatui::layout::Rect,
+    baud: u32,
+    b: &crate::stats::BootstrapSnapshot,
+) {
+    let mut lines = vec![Line::raw(format!(
+        "{baud} baud · putting sfs on the far side{} · {} · {}",
+        b.far_arch
+            .as_deref()
+            .map_or(String::new(), |a| format!(" ({a})")),
+        b.step.replace('_', " "),
+        human_secs(b.elapsed_s),
+    ))];
+    if b.upload_bytes > 0 {
+        // No rate until the first chunk is verified.
+        let rate = match b.upload_eta_s {
+            Some(left) => format!(
+                " · {}/s · {} left",
+                human_bytes(b.upload_bytes_per_s as u64),
+                human_secs(left)
+            ),
+            None => String::new(),
+        };
+        lines.push(Line::raw(format!(
+            "uploaded {} of {}{rate}",
+            human_bytes(b.uploaded_bytes),
+            human_bytes(b.upload_bytes),
+        )));
+        let ratio = (b.uploaded_bytes as f64 / b.upload_bytes as f64).clamp(0.0, 1.0);
+        f.render_widget(
+            ratatui::widgets::Gauge::default()
+                .ratio(ratio)
+                .label(format!("{:.0}%", ratio * 100.0))
+                .gauge_style(Style::new().fg(Color::Yellow)),
+            graph,
+        );
+    }
+    f.render_widget(Paragraph::new(lines), text);
 }
 
 fn draw_channels(f: &mut ratatui::Frame, area: ratatui::layout::Rect, links: &[LinkSnapshot]) {

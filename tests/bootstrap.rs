@@ -394,3 +394,88 @@ async fn busybox_sh_with_applets_only() {
     a.stop().await;
     console_is_back(&cable, &console).await;
 }
+
+/// `--status` shows the upload as it goes (and `--stats-json` records it);
+/// Ctrl-C in the middle puts the console back: settings restored, nothing
+/// left of the partial upload, and sfs says so and exits 1.
+#[tokio::test]
+async fn status_shows_the_upload_and_ctrl_c_puts_the_console_back() {
+    if !have("python3") || !have("bash") || !util::tmux::have_tmux() {
+        return missing_tool(
+            "python3, bash and tmux",
+            "apt-get install python3 bash tmux",
+        );
+    }
+    let cable = Cable::start("boot-status", BAUD).await;
+    let console = Console::start(&cable, &["bash", "--norc", "--noprofile", "-i"], None);
+    // ~1 MB of noise: about 11 s of upload at 921600.
+    let peer = peer_script(&cable.dir, 1_000_000);
+    let echo = echo_server().await;
+    let json = cable.dir.join("stats.jsonl");
+    let tmux = util::tmux::Tmux::start("boot-status", 120, 30).expect("tmux starts a session");
+    let cmd = format!(
+        "{} --status --stats-json {} --stats-interval 0.5 TCP-LISTEN:0,fork \
+         SERIAL-MUX:{},b{BAUD},bootstrap=TCP:127.0.0.1:{echo},peer-binary={}; \
+         echo \"sfs-exit\"\"ed-$?\"",
+        bin().display(),
+        json.display(),
+        cable.a.display(),
+        peer.display()
+    );
+    tmux.send(&[&cmd, "Enter"]);
+    let screen = tmux
+        .wait_for("the upload's progress in the view", |s| {
+            s.contains("link bootstrapping") && s.contains("uploading") && s.contains("uploaded ")
+        })
+        .await;
+    println!("status screen during the upload:\n{screen}");
+    assert!(screen.contains("putting sfs on the far side"), "{screen}");
+    // Half way or so: Ctrl-C.
+    let mid = tmux
+        .wait_for("a quarter uploaded", |s| {
+            s.lines().any(|l| {
+                l.split_whitespace()
+                    .filter_map(|w| w.strip_suffix('%')?.parse::<u32>().ok())
+                    .any(|p| (25..90).contains(&p))
+            })
+        })
+        .await;
+    println!("{mid}");
+    tmux.send(&["C-c"]);
+    let after = tmux
+        .wait_for("the shell back after Ctrl-C", |s| s.contains("sfs-exited-"))
+        .await;
+    assert!(after.contains("sfs-exited-1"), "{after}");
+    assert!(
+        after.contains("stopped; the console is a shell again with its settings"),
+        "{after}"
+    );
+    console_is_back(&cable, &console).await;
+    assert!(console.installed().is_empty(), "nothing installed");
+    let left: Vec<String> = std::fs::read_dir(console.home.join(".cache/sfs"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("c.") || n == "n")
+        .collect();
+    assert!(left.is_empty(), "partial upload left: {left:?}");
+
+    // What --stats-json saw: the bootstrap's steps, the upload growing.
+    let text = std::fs::read_to_string(&json).unwrap();
+    let mut uploaded = Vec::new();
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        for l in v["links"].as_array().unwrap() {
+            if l["state"] == "bootstrapping" {
+                let b = &l["bootstrap"];
+                if b["step"] == "uploading" {
+                    assert!(b["upload_bytes"].as_u64().unwrap() > 100_000, "{b}");
+                    uploaded.push(b["uploaded_bytes"].as_u64().unwrap());
+                }
+            }
+        }
+    }
+    assert!(uploaded.len() >= 3, "{text}");
+    assert!(uploaded.windows(2).all(|w| w[0] <= w[1]), "{uploaded:?}");
+    assert!(uploaded.last() > uploaded.first(), "{uploaded:?}");
+}

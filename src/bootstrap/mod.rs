@@ -27,6 +27,10 @@
 //! 7. run: the far sfs on the console's own terminal, once the shell has
 //!    taken the whole command line (a marker printed first); when it exits
 //!    the shell restores the saved settings.
+//!
+//! Stopped part way ([`Bootstrap::abort`], on Ctrl-C or SIGTERM), it leaves
+//! the console as it found it: a `head` still reading gets its bytes, the
+//! partial upload is removed and the saved settings come back.
 
 mod script;
 #[cfg(test)]
@@ -116,6 +120,22 @@ pub enum BootError {
     NoReply(&'static str),
     /// The upload kept arriving corrupt.
     Corrupt,
+    /// sfs was told to stop ([`Bootstrap::abort`]) before the far sfs ran.
+    Stopped(ConsoleLeft),
+}
+
+/// How a stopped bootstrap left the console.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsoleLeft {
+    /// Nothing had been changed yet.
+    Untouched,
+    /// The shell confirmed: settings back, partial upload removed.
+    Restored,
+    /// The shell did not confirm the restore in time.
+    Unconfirmed,
+    /// The far sfs's command was already typed: it runs, and leaves after
+    /// `dead-after` without a peer.
+    PeerStarting,
 }
 
 impl fmt::Display for BootError {
@@ -149,6 +169,21 @@ impl fmt::Display for BootError {
                 "the upload arrived corrupt three times: the line loses bytes; try a lower \
                  baud rate",
             ),
+            BootError::Stopped(left) => f.write_str(match left {
+                ConsoleLeft::Untouched => "stopped before the console was changed",
+                ConsoleLeft::Restored => {
+                    "stopped; the console is a shell again with its settings, and the \
+                     partial upload is removed"
+                }
+                ConsoleLeft::Unconfirmed => {
+                    "stopped; the console did not confirm that its settings are back: \
+                     type 'stty sane' there if it misbehaves"
+                }
+                ConsoleLeft::PeerStarting => {
+                    "stopped while the far sfs was starting: it leaves after dead-after \
+                     without a peer, and the console is a shell again"
+                }
+            }),
         }
     }
 }
@@ -189,7 +224,60 @@ enum Phase {
     Install,
     /// The far sfs's command typed, waiting for the shell to take it.
     Run,
+    /// Stopped: the restore command typed, waiting for its marker.
+    Restoring,
     Done,
+}
+
+/// Where the conversation is, as the status view names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Waking the console and asking a shell to answer.
+    FindingShell,
+    /// Making the terminal raw, listing tools and the architecture.
+    Probing,
+    /// Looking for a cached copy on the far side.
+    CheckingCache,
+    /// Sending chunks.
+    Uploading,
+    /// Unpacking, checking and installing the whole copy.
+    Verifying,
+    /// The far sfs's command typed.
+    Starting,
+    /// Stopped: putting the console back.
+    Restoring,
+    /// The conversation is over.
+    Done,
+}
+
+impl Step {
+    /// The name `--stats-json` and the status view use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::FindingShell => "finding_shell",
+            Step::Probing => "probing",
+            Step::CheckingCache => "checking_cache",
+            Step::Uploading => "uploading",
+            Step::Verifying => "verifying",
+            Step::Starting => "starting",
+            Step::Restoring => "restoring",
+            Step::Done => "done",
+        }
+    }
+}
+
+/// The conversation at one moment, for `--status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// The step.
+    pub step: Step,
+    /// `uname -m` of the far side, once probed.
+    pub arch: Option<String>,
+    /// Bytes of the upload stream the far side has verified.
+    pub uploaded: usize,
+    /// Bytes in the upload stream (compressed when the far side has gzip);
+    /// 0 until the image is known.
+    pub upload_len: usize,
 }
 
 /// What the current step waits for.
@@ -220,6 +308,8 @@ struct Upload {
     /// Retries of the current chunk, and of the whole upload.
     chunk_tries: u32,
     whole_tries: u32,
+    /// Bytes of `stream` whose chunks the far side verified.
+    verified: usize,
 }
 
 /// Bytes of console output kept while waiting for a marker.
@@ -245,6 +335,7 @@ pub struct Bootstrap {
     out: VecDeque<Vec<u8>>,
     events: VecDeque<Event>,
     tools: Option<Tools>,
+    arch: Option<String>,
     upload: Option<Upload>,
 }
 
@@ -261,6 +352,7 @@ impl Bootstrap {
             out: VecDeque::new(),
             events: VecDeque::new(),
             tools: None,
+            arch: None,
             upload: None,
         };
         b.type_text("\x15\n");
@@ -343,6 +435,7 @@ impl Bootstrap {
             digest,
             chunk_tries: 0,
             whole_tries: 0,
+            verified: 0,
         });
         let (b, e) = (self.marker(), self.marker());
         let cmd = script::prepare(
@@ -373,6 +466,69 @@ impl Bootstrap {
     /// Whether the conversation is over (started, found a peer, or failed).
     pub fn is_finished(&self) -> bool {
         self.phase == Phase::Done
+    }
+
+    /// Where the conversation is and how far the upload got.
+    pub fn status(&self) -> Status {
+        let step = match self.phase {
+            Phase::Wake | Phase::Hello { .. } | Phase::Flush => Step::FindingShell,
+            Phase::Setup | Phase::Probe => Step::Probing,
+            Phase::AwaitPeer | Phase::Prepare => Step::CheckingCache,
+            Phase::ChunkReady { .. } | Phase::ChunkSum { .. } | Phase::Resync { .. } => {
+                Step::Uploading
+            }
+            Phase::Assemble | Phase::Install => Step::Verifying,
+            Phase::Run => Step::Starting,
+            Phase::Restoring => Step::Restoring,
+            Phase::Done => Step::Done,
+        };
+        let (uploaded, upload_len) = self
+            .upload
+            .as_ref()
+            .map_or((0, 0), |u| (u.verified, u.stream.len()));
+        Status {
+            step,
+            arch: self.arch.clone(),
+            uploaded,
+            upload_len,
+        }
+    }
+
+    /// sfs is stopping: put the console back as it was found. What the shell
+    /// still reads is completed first (a chunk command whose data was not
+    /// typed yet gets newlines in its place), then the partial upload is
+    /// removed and the saved settings restored. Ends with
+    /// [`BootError::Stopped`] once the shell confirms, or at the deadline.
+    pub fn abort(&mut self, now: Instant) {
+        let filler = match &self.phase {
+            Phase::Done | Phase::Restoring => return,
+            // Nothing changed yet: the terminal is as it was.
+            Phase::Wake | Phase::Hello { .. } | Phase::Flush => {
+                return self.fail(BootError::Stopped(ConsoleLeft::Untouched))
+            }
+            // The shell took the line: sfs runs there by now or soon.
+            Phase::Run => return self.fail(BootError::Stopped(ConsoleLeft::PeerStarting)),
+            // `head` reads the chunk's length before the shell reads again.
+            Phase::ChunkReady { index, .. } => {
+                let up = self.upload.as_ref().expect("uploading");
+                chunk_range(up, *index).len()
+            }
+            Phase::Setup
+            | Phase::Probe
+            | Phase::AwaitPeer
+            | Phase::Prepare
+            | Phase::ChunkSum { .. }
+            | Phase::Resync { .. }
+            | Phase::Assemble
+            | Phase::Install => 0,
+        };
+        if filler > 0 {
+            self.out.push_back(vec![b'\n'; filler]);
+        }
+        let ok = self.marker();
+        let cmd = script::restore(&ok.command);
+        let patience = QUICK + self.line_time(filler) * 2;
+        self.command(now, Phase::Restoring, &cmd, None, ok.printed, patience);
     }
 
     fn on_reply(&mut self, now: Instant, reply: &str) {
@@ -423,6 +579,7 @@ impl Bootstrap {
                     self.command(now, Phase::Install, &cmd, None, ok.printed, QUICK);
                 } else if up.whole_tries + 1 < TRIES {
                     up.whole_tries += 1;
+                    up.verified = 0;
                     self.events
                         .push_back(Event::Retrying("the assembled copy's checksum differs"));
                     self.send_chunk(now, 0);
@@ -432,6 +589,7 @@ impl Bootstrap {
             }
             Phase::Install => self.run(now),
             Phase::Run => self.finish(Event::Started),
+            Phase::Restoring => self.fail(BootError::Stopped(ConsoleLeft::Restored)),
         }
     }
 
@@ -478,6 +636,7 @@ impl Bootstrap {
             Phase::Assemble => self.fail(BootError::NoReply("unpacking the upload")),
             Phase::Install => self.fail(BootError::NoReply("installing the upload")),
             Phase::Run => self.fail(BootError::NoReply("starting sfs")),
+            Phase::Restoring => self.fail(BootError::Stopped(ConsoleLeft::Unconfirmed)),
             Phase::AwaitPeer | Phase::Done => {}
         }
     }
@@ -500,6 +659,7 @@ impl Bootstrap {
                 None
             }
         };
+        self.arch = Some(arch.clone()).filter(|a| !a.is_empty());
         self.events.push_back(Event::Probed {
             arch: arch.clone(),
             tools: tools_line.clone(),
@@ -537,6 +697,7 @@ impl Bootstrap {
         let want = kind.digest(&up.stream[range.clone()]);
         if script::find_digest(reply, kind) == Some(want.as_str()) {
             up.chunk_tries = 0;
+            up.verified = range.end;
             let total = up.stream.len();
             self.events.push_back(Event::Progress {
                 done: range.end,

@@ -143,6 +143,15 @@ pub(super) fn run(mux_options: &str, address: &str, started: &str) -> String {
     )
 }
 
+/// After a stop part way: removes the partial upload and gives the terminal
+/// its saved settings back (each only if that step was reached).
+pub(super) fn restore(ok: &str) -> String {
+    format!(
+        "[ -n \"$SFS_D\" ] && rm -f \"$SFS_D\"/c.* \"$SFS_D/n\"; \
+         [ -n \"$SFS_TTY\" ] && stty \"$SFS_TTY\"; unset SFS_TTY SFS_D SFS_F; {ok}\n"
+    )
+}
+
 /// How the far side reads a fixed number of bytes from the terminal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Reader {

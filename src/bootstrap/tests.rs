@@ -20,6 +20,8 @@ struct FakeShell {
     corrupt_chunk: Option<usize>,
     lose_chunk: Option<usize>,
     started: Option<String>,
+    /// The saved settings were restored (the restore after a stop).
+    restored: bool,
     /// Every command line typed (not the chunk data).
     typed: Vec<String>,
 }
@@ -35,6 +37,7 @@ impl FakeShell {
             corrupt_chunk: None,
             lose_chunk: None,
             started: None,
+            restored: false,
             typed: Vec::new(),
         }
     }
@@ -106,6 +109,10 @@ impl FakeShell {
         };
         if line.contains("SERIAL-MUX:") {
             self.started = Some(line.to_string());
+            say(&markers[0]);
+        } else if line.contains("stty \"$SFS_TTY\"") {
+            self.files.retain(|k, _| !k.starts_with("c.") && k != "n");
+            self.restored = true;
             say(&markers[0]);
         } else if line.contains("for t in") {
             say(&markers[0]);
@@ -221,6 +228,13 @@ fn image() -> PeerImage {
 
 /// Runs the conversation against `shell` on virtual time; returns the events.
 fn converse(shell: &mut FakeShell) -> Vec<Event> {
+    converse_stopping(shell, |_| false)
+}
+
+/// [`converse`], calling [`Bootstrap::abort`] the first time `stop` holds
+/// after something was typed (before the shell's answer is read).
+fn converse_stopping(shell: &mut FakeShell, stop: impl Fn(&Bootstrap) -> bool) -> Vec<Event> {
+    let mut stopped = false;
     let mut now = Instant::now();
     let start = now;
     let mut b = Bootstrap::new(cfg(), now);
@@ -232,6 +246,10 @@ fn converse(shell: &mut FakeShell) -> Vec<Event> {
             // Typing takes line time.
             now += Duration::from_secs_f64(bytes.len() as f64 / 11520.0);
             let reply = shell.type_in(&bytes);
+            if !stopped && stop(&b) {
+                stopped = true;
+                b.abort(now);
+            }
             if !reply.is_empty() {
                 b.handle_input(now, &reply);
             }
@@ -415,4 +433,143 @@ fn markers_are_whole_and_the_echoed_command_is_not_one() {
         find_marker(b"echo SFS''_0000feed_1\r\n", "SFS_0000feed_1"),
         None
     );
+}
+
+/// Stopped at each point of an upload, the console is left as it was found:
+/// no `head` still reading, no chunks, nothing installed, settings restored.
+#[test]
+fn a_stop_mid_upload_puts_the_console_back() {
+    type Point = fn(&Bootstrap) -> bool;
+    let points: [(&str, Point); 4] = [
+        // The chunk command typed, its data not yet: newlines stand in for it.
+        ("chunk command typed", |b| {
+            matches!(b.phase, Phase::ChunkReady { index: 2, .. })
+        }),
+        ("chunk data typed", |b| {
+            matches!(b.phase, Phase::ChunkSum { index: 1 })
+        }),
+        ("probing", |b| b.phase == Phase::Setup),
+        ("unpacking", |b| b.phase == Phase::Assemble),
+    ];
+    for (what, point) in points {
+        let mut shell = FakeShell::new(TOOLS);
+        let events = converse_stopping(&mut shell, point);
+        assert_eq!(
+            events.last(),
+            Some(&Event::Failed(BootError::Stopped(ConsoleLeft::Restored))),
+            "{what}: {events:?}"
+        );
+        assert!(shell.restored, "{what}");
+        assert!(shell.reading.is_none(), "{what}: head still reads");
+        assert!(shell.started.is_none(), "{what}");
+        assert_eq!(installed(&shell), None, "{what}");
+        assert!(
+            !shell.files.keys().any(|k| k.starts_with("c.") || k == "n"),
+            "{what}: {:?}",
+            shell.files.keys()
+        );
+        // The restore is the last thing typed.
+        assert!(shell.typed.last().unwrap().contains("stty \"$SFS_TTY\""));
+    }
+}
+
+#[test]
+fn a_stop_before_the_console_changed_types_nothing_more() {
+    let mut shell = FakeShell::new(TOOLS);
+    let events = converse_stopping(&mut shell, |b| matches!(b.phase, Phase::Hello { .. }));
+    assert_eq!(
+        events.last(),
+        Some(&Event::Failed(BootError::Stopped(ConsoleLeft::Untouched)))
+    );
+    assert!(
+        !shell.typed.iter().any(|c| c.contains("stty")),
+        "{:?}",
+        shell.typed
+    );
+}
+
+#[test]
+fn a_stop_unanswered_says_so() {
+    let mut shell = FakeShell::new(TOOLS);
+    let events = converse_stopping(&mut shell, |b| {
+        matches!(b.phase, Phase::ChunkSum { index: 0 })
+    });
+    assert_eq!(
+        events.last(),
+        Some(&Event::Failed(BootError::Stopped(ConsoleLeft::Restored)))
+    );
+    // The same stop on a console that went silent ends at the deadline.
+    let t0 = Instant::now();
+    let mut b = Bootstrap::new(cfg(), t0);
+    b.handle_timeout(t0 + WAKE_LISTEN);
+    while b.poll_transmit().is_some() {}
+    // As if the terminal was set up and then the far side stopped answering.
+    b.phase = Phase::Probe;
+    b.abort(t0 + WAKE_LISTEN);
+    let restore = String::from_utf8(b.poll_transmit().unwrap()).unwrap();
+    assert!(restore.contains("stty \"$SFS_TTY\""), "{restore}");
+    let deadline = b.poll_timeout().expect("waits for the shell");
+    b.handle_timeout(deadline);
+    assert_eq!(
+        b.poll_event(),
+        Some(Event::Failed(BootError::Stopped(ConsoleLeft::Unconfirmed)))
+    );
+    assert!(BootError::Stopped(ConsoleLeft::Unconfirmed)
+        .to_string()
+        .contains("stty sane"));
+}
+
+#[test]
+fn status_follows_the_upload() {
+    let mut shell = FakeShell::new(TOOLS);
+    let t0 = Instant::now();
+    let mut b = Bootstrap::new(cfg(), t0);
+    assert_eq!(b.status().step, Step::FindingShell);
+    let mut seen = Vec::new();
+    let mut now = t0;
+    while !b.is_finished() {
+        let mut moved = false;
+        while let Some(bytes) = b.poll_transmit() {
+            now += Duration::from_secs_f64(bytes.len() as f64 / 11520.0);
+            let reply = shell.type_in(&bytes);
+            b.handle_input(now, &reply);
+            let st = b.status();
+            if seen.last().map(|s: &Status| (s.step, s.uploaded)) != Some((st.step, st.uploaded)) {
+                seen.push(st);
+            }
+            moved = true;
+        }
+        while let Some(e) = b.poll_event() {
+            if let Event::NeedPeer { .. } = e {
+                b.provide_peer(now, image());
+                moved = true;
+            }
+        }
+        if !moved {
+            let t = b.poll_timeout().expect("a deadline");
+            now = now.max(t);
+            b.handle_timeout(now);
+        }
+    }
+    let steps: Vec<Step> = seen.iter().map(|s| s.step).collect();
+    for want in [
+        Step::Probing,
+        Step::CheckingCache,
+        Step::Uploading,
+        Step::Verifying,
+        Step::Done,
+    ] {
+        assert!(steps.contains(&want), "{want:?} in {steps:?}");
+    }
+    let total = image().gzip.len();
+    let uploads: Vec<usize> = seen
+        .iter()
+        .filter(|s| s.step == Step::Uploading)
+        .map(|s| s.uploaded)
+        .collect();
+    assert!(uploads.windows(2).all(|w| w[0] <= w[1]), "{uploads:?}");
+    assert!(uploads.len() >= 3, "{uploads:?}");
+    let last = seen.last().unwrap();
+    assert_eq!((last.uploaded, last.upload_len), (total, total));
+    assert_eq!(last.arch.as_deref(), Some("aarch64"));
 }

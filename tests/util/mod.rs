@@ -8,6 +8,8 @@
 pub mod sshd;
 #[cfg(unix)]
 pub mod text;
+#[cfg(unix)]
+pub mod tmux;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

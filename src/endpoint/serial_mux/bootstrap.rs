@@ -1,6 +1,9 @@
 //! `bootstrap=`: runs the sans-IO [`Bootstrap`] conversation over the freshly
 //! opened device before the station takes it, finds the sfs binary for the
-//! far architecture, and shows the upload's progress on stderr.
+//! far architecture, and reports its progress: a line on stderr, and a
+//! [`Booting`] entry in the hub that `--status`, `--stats-json` and SIGUSR1
+//! show until the link exists. Told to stop part way, it lets the machine
+//! put the console back before it returns.
 //!
 //! Where the far sfs comes from, for `uname -m` ARCH (x86_64, aarch64, armv7,
 //! armv6), first found wins:
@@ -12,12 +15,16 @@
 //! 5. the running sfs itself, when it is built for ARCH and statically linked.
 
 use crate::address::SerialMux;
-use crate::bootstrap::{Bootstrap, Config, Event, PeerImage};
+use crate::bootstrap::{Bootstrap, Config, Event, PeerImage, Status, Step};
 use crate::error::{Error, Result};
+use crate::stats::{BootstrapSnapshot, LinkSnapshot};
+use std::collections::BTreeMap;
 use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
 use tracing::info;
 
 /// The service a bootstrapping sfs opens as it stops: the far sfs
@@ -29,12 +36,121 @@ pub(super) const EXIT_SERVICE: &str = "sfs-bootstrap-exit";
 /// How long a stopping sfs waits for the far side to hear [`EXIT_SERVICE`].
 pub(super) const EXIT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// Bootstraps in progress, by device, for the hub's snapshots.
+pub(super) type BootList = Arc<Mutex<BTreeMap<String, Booting>>>;
+
+/// One bootstrap's progress, as `--status` shows it before the link exists.
+#[derive(Debug, Clone)]
+pub(super) struct Booting {
+    baud: u32,
+    line_bytes_per_s: u32,
+    started: Instant,
+    status: Status,
+    upload: Option<UploadClock>,
+}
+
+/// When the upload began, and its rate at the last verified chunk.
+#[derive(Debug, Clone, Copy)]
+struct UploadClock {
+    started: Instant,
+    verified_at: Instant,
+    rate: f64,
+}
+
+impl Booting {
+    fn new(addr: &SerialMux, status: Status, now: Instant) -> Self {
+        Booting {
+            baud: addr.line.baud,
+            line_bytes_per_s: addr.line.byte_rate(),
+            started: now,
+            status,
+            upload: None,
+        }
+    }
+
+    /// Takes the machine's status; the rate is measured at each verified
+    /// chunk, so that it does not sag while the next one is on its way.
+    fn update(&mut self, status: Status, now: Instant) {
+        if status.step == Step::Uploading && self.upload.is_none() {
+            self.upload = Some(UploadClock {
+                started: now,
+                verified_at: now,
+                rate: 0.0,
+            });
+        }
+        if let Some(u) = &mut self.upload {
+            if status.uploaded != self.status.uploaded {
+                u.verified_at = now;
+                let secs = now.duration_since(u.started).as_secs_f64().max(0.001);
+                u.rate = status.uploaded as f64 / secs;
+            }
+        }
+        self.status = status;
+    }
+
+    /// The figures at `now`.
+    pub(super) fn progress(&self, now: Instant) -> BootstrapSnapshot {
+        let st = &self.status;
+        let (rate, eta) = match &self.upload {
+            Some(u) if u.rate > 0.0 => {
+                let left = st.upload_len.saturating_sub(st.uploaded) as f64 / u.rate;
+                let since = now.duration_since(u.verified_at).as_secs_f64();
+                (u.rate, Some((left - since).max(0.0)))
+            }
+            _ => (0.0, None),
+        };
+        BootstrapSnapshot {
+            step: st.step.as_str(),
+            far_arch: st.arch.clone(),
+            upload_bytes: st.upload_len as u64,
+            uploaded_bytes: st.uploaded as u64,
+            upload_bytes_per_s: rate,
+            upload_eta_s: eta,
+            elapsed_s: now.duration_since(self.started).as_secs_f64(),
+        }
+    }
+
+    pub(super) fn snapshot(&self, device: &str, now: Instant) -> LinkSnapshot {
+        LinkSnapshot::bootstrapping(device, self.baud, self.line_bytes_per_s, self.progress(now))
+    }
+}
+
+/// A bootstrap's entry in the hub's list, removed when the bootstrap ends.
+struct Listed<'a> {
+    list: &'a BootList,
+    device: &'a str,
+}
+
+impl Listed<'_> {
+    fn update(&self, status: Status) {
+        let mut list = self.list.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = list.get_mut(self.device) {
+            b.update(status, Instant::now());
+        }
+    }
+
+    fn progress(&self) -> Option<BootstrapSnapshot> {
+        let list = self.list.lock().unwrap_or_else(|e| e.into_inner());
+        list.get(self.device).map(|b| b.progress(Instant::now()))
+    }
+}
+
+impl Drop for Listed<'_> {
+    fn drop(&mut self) {
+        let mut list = self.list.lock().unwrap_or_else(|e| e.into_inner());
+        list.remove(self.device);
+    }
+}
+
 /// Talks the far shell into running sfs; returns once it was started (or
-/// found running), the device ready for the station.
+/// found running), the device ready for the station. When `stopping` turns
+/// true (a signal) the console is put back and an error returned.
 pub(super) async fn bootstrap(
     port: &mut tokio_serial::SerialStream,
     addr: &SerialMux,
     far_address: &str,
+    list: &BootList,
+    mut stopping: watch::Receiver<bool>,
 ) -> Result<()> {
     let fail =
         |what: String| Error::Runtime(format!("SERIAL-MUX:{}: bootstrap: {what}", addr.device));
@@ -59,7 +175,16 @@ pub(super) async fn bootstrap(
     // Whatever the device holds from before is not an answer.
     let _ = tokio_serial::SerialPort::clear(port, tokio_serial::ClearBuffer::Input);
     let mut boot = Bootstrap::new(cfg, Instant::now());
-    let mut progress = Progress::new();
+    let listed = Listed {
+        list,
+        device: &addr.device,
+    };
+    list.lock().unwrap_or_else(|e| e.into_inner()).insert(
+        addr.device.clone(),
+        Booting::new(addr, boot.status(), Instant::now()),
+    );
+    let mut progress = ProgressLine::new();
+    let mut told = false;
     let mut buf = vec![0u8; 4096];
     loop {
         while let Some(bytes) = boot.poll_transmit() {
@@ -67,6 +192,7 @@ pub(super) async fn bootstrap(
                 .await
                 .map_err(|e| fail(crate::error::describe_io(&e)))?;
         }
+        listed.update(boot.status());
         // An event may queue more to type (provide_peer): back to the top
         // before waiting.
         if let Some(ev) = boot.poll_event() {
@@ -77,15 +203,17 @@ pub(super) async fn bootstrap(
                 ),
                 Event::NeedPeer { arch } => {
                     let image = peer_image(&arch, addr).map_err(&fail)?;
-                    progress.arch = arch;
-                    progress.started = Some(Instant::now());
                     boot.provide_peer(Instant::now(), image);
                 }
                 Event::Cached => info!(
                     "SERIAL-MUX:{}: bootstrap: the far side has this sfs already",
                     addr.device
                 ),
-                Event::Progress { done, total } => progress.show(done, total),
+                Event::Progress { .. } => {
+                    if let Some(p) = listed.progress() {
+                        progress.show(&p);
+                    }
+                }
                 Event::Retrying(why) => {
                     info!("SERIAL-MUX:{}: bootstrap: {why}; again", addr.device)
                 }
@@ -115,7 +243,7 @@ pub(super) async fn bootstrap(
         let wake = boot
             .poll_timeout()
             .map(tokio::time::Instant::from_std)
-            .unwrap_or_else(|| tokio::time::Instant::now() + std::time::Duration::from_secs(3600));
+            .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
         tokio::select! {
             r = AsyncReadExt::read(port, &mut buf) => match r {
                 Ok(0) => return Err(fail("the device closed".into())),
@@ -126,6 +254,14 @@ pub(super) async fn bootstrap(
                 Err(e) => return Err(fail(crate::error::describe_io(&e))),
             },
             () = tokio::time::sleep_until(wake) => boot.handle_timeout(Instant::now()),
+            // Told once: the machine then finishes by itself.
+            r = stopping.wait_for(|&s| s), if !told => {
+                told = true;
+                if r.is_ok() {
+                    info!("SERIAL-MUX:{}: bootstrap: stopping; putting the console back", addr.device);
+                    boot.abort(Instant::now());
+                }
+            }
         }
     }
 }
@@ -264,40 +400,37 @@ fn elf_has_no_interpreter(d: &[u8]) -> Option<bool> {
 
 /// The upload's progress line on stderr (rewritten in place on a terminal,
 /// every 10 % otherwise).
-struct Progress {
-    arch: String,
-    started: Option<Instant>,
-    shown: usize,
+struct ProgressLine {
+    shown: u64,
     open: bool,
 }
 
-impl Progress {
+impl ProgressLine {
     fn new() -> Self {
-        Progress {
-            arch: String::new(),
-            started: None,
+        ProgressLine {
             shown: 0,
             open: false,
         }
     }
 
-    fn show(&mut self, done: usize, total: usize) {
-        let start = *self.started.get_or_insert_with(Instant::now);
-        let secs = start.elapsed().as_secs_f64().max(0.001);
-        let pct = done * 100 / total.max(1);
-        let rate = done as f64 / secs;
-        let left = (total - done) as f64 / rate.max(1.0);
+    fn show(&mut self, p: &BootstrapSnapshot) {
+        // The view shows the same figures; a line would scribble over it.
+        if crate::status::view_is_up() {
+            return;
+        }
+        let pct = p.uploaded_bytes * 100 / p.upload_bytes.max(1);
         let line = format!(
-            "sfs: uploading sfs ({}) to the far side: {pct:3}% of {} kB, {:.1} kB/s, {left:.0} s left",
-            self.arch,
-            total / 1000,
-            rate / 1000.0
+            "sfs: uploading sfs ({}) to the far side: {pct:3}% of {} kB, {:.1} kB/s, {:.0} s left",
+            p.far_arch.as_deref().unwrap_or("?"),
+            p.upload_bytes / 1000,
+            p.upload_bytes_per_s / 1000.0,
+            p.upload_eta_s.unwrap_or(0.0)
         );
         let mut err = std::io::stderr();
         if err.is_terminal() {
             let _ = write!(err, "\r{line}\x1b[K");
             self.open = true;
-        } else if pct >= self.shown + 10 || done == total {
+        } else if pct >= self.shown + 10 || p.uploaded_bytes == p.upload_bytes {
             self.shown = pct;
             let _ = writeln!(err, "{line}");
         }

@@ -56,11 +56,32 @@ use channel::ConnParts;
 use start::start;
 
 /// Process-wide registry of mux drivers, one per device.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct MuxHub {
-    inner: Arc<tokio::sync::Mutex<HashMap<String, (SerialMux, MuxHandle)>>>,
+    running: Arc<std::sync::Mutex<HashMap<String, (SerialMux, MuxHandle)>>>,
+    /// Held while a driver starts, so that a device is opened (and
+    /// bootstrapped) once however many addresses name it.
+    starting: Arc<tokio::sync::Mutex<()>>,
+    /// `bootstrap=` conversations in progress: what the snapshots show
+    /// before their links exist.
+    booting: bootstrap::BootList,
+    /// Turns true when sfs stops: a bootstrap in progress puts its console
+    /// back and fails.
+    stopping: Arc<tokio::sync::watch::Sender<bool>>,
     /// Told when a link with `exit-with-peer` ended its session.
     peer_gone: Arc<tokio::sync::Notify>,
+}
+
+impl Default for MuxHub {
+    fn default() -> Self {
+        MuxHub {
+            running: Arc::default(),
+            starting: Arc::default(),
+            booting: Arc::default(),
+            stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
+            peer_gone: Arc::default(),
+        }
+    }
 }
 
 impl MuxHub {
@@ -72,25 +93,61 @@ impl MuxHub {
     /// The driver for `addr.device`, starting it on first use. Addresses sharing
     /// a device must agree on its line and link settings.
     pub async fn get(&self, addr: &SerialMux) -> Result<MuxHandle> {
-        let mut map = self.inner.lock().await;
-        if let Some((first, h)) = map.get(&addr.device) {
-            let same = SerialMux {
-                service: addr.service.clone(),
-                ..first.clone()
-            };
-            if &same != addr {
-                return Err(Error::Usage(format!(
-                    "SERIAL-MUX:{} is given with different options ({} vs {}); only service= may differ",
-                    addr.device,
-                    crate::address::Address::SerialMux(first.clone()),
-                    crate::address::Address::SerialMux(addr.clone())
-                )));
-            }
-            return Ok(h.clone());
+        let _one_start_at_a_time = self.starting.lock().await;
+        if let Some(h) = self.running_for(addr)? {
+            return Ok(h);
         }
-        let h = start(addr, &self.peer_gone).await?;
-        map.insert(addr.device.clone(), (addr.clone(), h.clone()));
+        let h = start(
+            addr,
+            &self.peer_gone,
+            &self.booting,
+            self.stopping.subscribe(),
+        )
+        .await?;
+        self.lock_running()
+            .insert(addr.device.clone(), (addr.clone(), h.clone()));
         Ok(h)
+    }
+
+    fn lock_running(&self) -> std::sync::MutexGuard<'_, HashMap<String, (SerialMux, MuxHandle)>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The driver already running for `addr.device`, if its options agree.
+    fn running_for(&self, addr: &SerialMux) -> Result<Option<MuxHandle>> {
+        let map = self.lock_running();
+        let Some((first, h)) = map.get(&addr.device) else {
+            return Ok(None);
+        };
+        let same = SerialMux {
+            service: addr.service.clone(),
+            ..first.clone()
+        };
+        if &same != addr {
+            return Err(Error::Usage(format!(
+                "SERIAL-MUX:{} is given with different options ({} vs {}); only service= may differ",
+                addr.device,
+                crate::address::Address::SerialMux(first.clone()),
+                crate::address::Address::SerialMux(addr.clone())
+            )));
+        }
+        Ok(Some(h.clone()))
+    }
+
+    /// Whether a `bootstrap=` conversation is going on (the status view then
+    /// comes up before the addresses are all ready, to show it).
+    pub fn is_bootstrapping(&self) -> bool {
+        !self
+            .booting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
+
+    /// sfs is stopping before its addresses were ready: a bootstrap in
+    /// progress puts its console back, then fails.
+    pub fn stop_starting(&self) {
+        self.stopping.send_replace(true);
     }
 
     /// Resolves when a link with `exit-with-peer` lost its peer: the process
@@ -100,10 +157,8 @@ impl MuxHub {
     }
 
     /// Handles of every running driver.
-    async fn handles(&self) -> Vec<MuxHandle> {
-        self.inner
-            .lock()
-            .await
+    fn handles(&self) -> Vec<MuxHandle> {
+        self.lock_running()
             .values()
             .map(|(_, h)| h.clone())
             .collect()
@@ -118,10 +173,18 @@ impl MuxHub {
             .collect()
     }
 
-    /// A snapshot of every running driver, sorted by device.
+    /// A snapshot of every running driver and every bootstrap in progress,
+    /// sorted by device.
     pub async fn snapshots(&self) -> Vec<LinkSnapshot> {
-        let mut out = Vec::new();
-        for h in self.handles().await {
+        let now = std::time::Instant::now();
+        let mut out: Vec<LinkSnapshot> = self
+            .booting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(device, b)| b.snapshot(device, now))
+            .collect();
+        for h in self.handles() {
             if let Some(s) = h.snapshot().await {
                 out.push(s);
             }
@@ -135,18 +198,17 @@ impl MuxHub {
     pub async fn shutdown(&self, grace: Duration) {
         // A far sfs started by bootstrap= is told to exit (and its console
         // comes back) now, not dead-after later; its refusal is the receipt.
-        let bootstrapped: Vec<MuxHandle> = {
-            let map = self.inner.lock().await;
-            map.values()
-                .filter(|(a, _)| a.boot.bootstrap.is_some())
-                .map(|(_, h)| h.clone())
-                .collect()
-        };
+        let bootstrapped: Vec<MuxHandle> = self
+            .lock_running()
+            .values()
+            .filter(|(a, _)| a.boot.bootstrap.is_some())
+            .map(|(_, h)| h.clone())
+            .collect();
         for h in bootstrapped {
             let bye = h.open_channel(bootstrap::EXIT_SERVICE, None);
             let _ = tokio::time::timeout(bootstrap::EXIT_WAIT, bye).await;
         }
-        for h in self.handles().await {
+        for h in self.handles() {
             let (tx, rx) = oneshot::channel();
             if h.cmd.send(Cmd::Close { grace, done: tx }).is_ok() {
                 let _ = rx.await;

@@ -121,11 +121,13 @@ fn enable_rs485(_: &tokio_serial::SerialStream) -> std::io::Result<()> {
 pub(super) async fn start(
     addr: &SerialMux,
     peer_gone: &std::sync::Arc<tokio::sync::Notify>,
+    booting: &super::bootstrap::BootList,
+    stopping: tokio::sync::watch::Receiver<bool>,
 ) -> Result<MuxHandle> {
     let cfg = station_config(addr)?;
     let mut port = open_device(&addr.device, &addr.line, addr.rs485)?;
     if let Some(far) = &addr.boot.bootstrap {
-        super::bootstrap::bootstrap(&mut port, addr, far).await?;
+        super::bootstrap::bootstrap(&mut port, addr, far, booting, stopping).await?;
     }
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let epoch = random_epoch();

@@ -121,6 +121,7 @@ impl Driver {
                 claimed: t.claimed,
                 unanswered: t.unanswered,
             }),
+            bootstrap: None,
         }
     }
 
