@@ -479,3 +479,32 @@ async fn status_shows_the_upload_and_ctrl_c_puts_the_console_back() {
     assert!(uploaded.windows(2).all(|w| w[0] <= w[1]), "{uploaded:?}");
     assert!(uploaded.last() > uploaded.first(), "{uploaded:?}");
 }
+
+/// A far shell that is not POSIX (tcsh) is named at once with what to do,
+/// and the console is left as it was (nothing beyond the first `echo`).
+#[tokio::test]
+async fn a_csh_console_is_refused_with_one_line() {
+    if !have("python3") || !have("tcsh") {
+        return missing_tool("python3 and tcsh", "apt-get install python3 tcsh");
+    }
+    let cable = Cable::start("boot-tcsh", BAUD).await;
+    let console = Console::start(&cable, &["tcsh", "-i"], None);
+    let echo = echo_server().await;
+    let peer = peer_script(&cable.dir, 10);
+    let mut a = local(&cable, echo, &peer, "");
+    let status = tokio::time::timeout(Duration::from_secs(60), a.child.wait())
+        .await
+        .expect("sfs stops")
+        .unwrap();
+    assert_eq!(status.code(), Some(1));
+    let log = a.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("no POSIX shell answered"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(line.contains("Illegal variable name"), "{line}");
+    assert!(line.contains("type sh"), "{line}");
+    assert!(console.installed().is_empty());
+    // The terminal was never set up: its settings are as they were.
+    console_is_back(&cable, &console).await;
+}

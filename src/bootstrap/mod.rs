@@ -10,7 +10,8 @@
 //! shell prints (see `script`):
 //! 1. wake: Ctrl-U and Enter, then a moment to read what answers (a `login:`
 //!    or `Password:` prompt stops here: sfs never logs in);
-//! 2. hello: `echo` a marker; no answer means a shell we cannot drive, or an
+//! 2. hello: `echo` a marker, its number in `$((…))` so that only a POSIX
+//!    shell prints it; no answer means a shell we cannot drive, or an
 //!    earlier run cut off mid-upload with `head` still reading: one chunk of
 //!    newlines ends that, and hello is tried once more;
 //! 3. setup: save `stty -g` (once) and make the terminal raw, without echo and
@@ -149,7 +150,8 @@ impl fmt::Display for BootError {
             BootError::Undrivable { heard } => write!(
                 f,
                 "no POSIX shell answered on the console (last heard: \"{heard}\"): leave a sh, \
-                 bash or busybox sh at its prompt there and run sfs again"
+                 bash or busybox sh at its prompt there (from csh or fish: type sh) and run sfs \
+                 again"
             ),
             BootError::SetupRefused => f.write_str(
                 "the far shell's stty refused 'raw -echo -ixon': cannot make the console a clean \
@@ -195,12 +197,15 @@ impl std::error::Error for BootError {}
 enum Phase {
     /// Typed Ctrl-U and Enter; listening for a moment.
     Wake,
-    /// Typed an `echo` of a marker.
+    /// Typed an `echo` of a marker; after a flush, with what the first
+    /// try heard (the likelier explanation when this one fails too).
     Hello {
-        retried: bool,
+        first_answer: Option<String>,
     },
     /// Typed newlines to end a `head` left by an interrupted run.
-    Flush,
+    Flush {
+        first_answer: String,
+    },
     Setup,
     Probe,
     /// Waiting for [`Bootstrap::provide_peer`].
@@ -374,7 +379,10 @@ impl Bootstrap {
             let cut = self.seen.len() - SEEN_MAX / 2;
             self.seen.drain(..cut);
         }
-        if matches!(self.phase, Phase::Wake | Phase::Hello { .. } | Phase::Flush) {
+        if matches!(
+            self.phase,
+            Phase::Wake | Phase::Hello { .. } | Phase::Flush { .. }
+        ) {
             // A shell never prints NUL; sfs frames end with one. Not counted
             // while waking: what arrives then may be stale, sent before we came.
             if self.phase != Phase::Wake {
@@ -471,7 +479,7 @@ impl Bootstrap {
     /// Where the conversation is and how far the upload got.
     pub fn status(&self) -> Status {
         let step = match self.phase {
-            Phase::Wake | Phase::Hello { .. } | Phase::Flush => Step::FindingShell,
+            Phase::Wake | Phase::Hello { .. } | Phase::Flush { .. } => Step::FindingShell,
             Phase::Setup | Phase::Probe => Step::Probing,
             Phase::AwaitPeer | Phase::Prepare => Step::CheckingCache,
             Phase::ChunkReady { .. } | Phase::ChunkSum { .. } | Phase::Resync { .. } => {
@@ -503,7 +511,7 @@ impl Bootstrap {
         let filler = match &self.phase {
             Phase::Done | Phase::Restoring => return,
             // Nothing changed yet: the terminal is as it was.
-            Phase::Wake | Phase::Hello { .. } | Phase::Flush => {
+            Phase::Wake | Phase::Hello { .. } | Phase::Flush { .. } => {
                 return self.fail(BootError::Stopped(ConsoleLeft::Untouched))
             }
             // The shell took the line: sfs runs there by now or soon.
@@ -533,7 +541,7 @@ impl Bootstrap {
 
     fn on_reply(&mut self, now: Instant, reply: &str) {
         match self.phase.clone() {
-            Phase::Wake | Phase::Flush => {}
+            Phase::Wake | Phase::Flush { .. } => {}
             Phase::Hello { .. } => {
                 let ok = self.marker();
                 let cmd = script::setup(&ok.command);
@@ -595,25 +603,32 @@ impl Bootstrap {
 
     fn on_timeout(&mut self, now: Instant) {
         match self.phase.clone() {
-            Phase::Wake => self.hello(now, false),
-            Phase::Hello { retried: false } => {
+            Phase::Wake => self.hello(now, None),
+            Phase::Hello { first_answer: None } => {
                 // Perhaps a `head` of an interrupted run is still reading:
                 // feed it its bytes (newlines are harmless to a shell).
                 let n = self.chunk_len();
                 self.out.push_back(vec![b'\n'; n]);
-                self.phase = Phase::Flush;
+                self.phase = Phase::Flush {
+                    first_answer: heard_text(&self.seen),
+                };
                 self.wait = Some(Wait {
                     begin: None,
                     end: None,
                     deadline: now + self.line_time(n) * 2 + Duration::from_secs(1),
                 });
             }
-            Phase::Flush => {
-                self.seen.clear();
-                self.hello(now, true);
-            }
-            Phase::Hello { retried: true } => {
-                let heard = heard_text(&self.seen);
+            Phase::Flush { first_answer } => self.hello(now, Some(first_answer)),
+            Phase::Hello {
+                first_answer: Some(first),
+            } => {
+                // A shell that answered the first try (with an error) says
+                // more than the prompts the flush's newlines brought.
+                let heard = if first.is_empty() {
+                    heard_text(&self.seen)
+                } else {
+                    first
+                };
                 self.fail(BootError::Undrivable { heard });
             }
             Phase::Setup => self.fail(BootError::SetupRefused),
@@ -765,10 +780,21 @@ impl Bootstrap {
         self.command(now, phase, &cmd, None, ready.printed, QUICK);
     }
 
-    fn hello(&mut self, now: Instant, retried: bool) {
+    fn hello(&mut self, now: Instant, first_answer: Option<String>) {
+        // Only what answers this command counts.
+        self.seen.clear();
         let ok = self.marker();
-        let cmd = format!("{}\n", ok.command);
-        self.command(now, Phase::Hello { retried }, &cmd, None, ok.printed, QUICK);
+        // Only a POSIX shell expands `$((K))`: csh or fish fail here, with
+        // a clear error, rather than at the next command with a wrong one.
+        let cmd = format!("{}\n", script::hello(self.cfg.nonce, self.seq));
+        self.command(
+            now,
+            Phase::Hello { first_answer },
+            &cmd,
+            None,
+            ok.printed,
+            QUICK,
+        );
     }
 
     fn run(&mut self, now: Instant) {

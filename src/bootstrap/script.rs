@@ -22,6 +22,12 @@ pub(super) fn echo_marker(nonce: u32, seq: u32) -> String {
     format!("echo SFS''_{nonce:08x}_{seq}")
 }
 
+/// The first command: prints [`marker`] only where `$((…))` expands, so only
+/// in a POSIX shell.
+pub(super) fn hello(nonce: u32, seq: u32) -> String {
+    format!("echo SFS''_{nonce:08x}_$(({seq}))")
+}
+
 /// `s` as one single-quoted sh word.
 pub(super) fn sh_quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);

@@ -11,6 +11,8 @@ use std::io::Read as _;
 struct FakeShell {
     login: bool,
     dead: bool,
+    /// A csh or fish: `$((…))` is an error.
+    not_posix: bool,
     tools: &'static str,
     /// Files by name (chunks `c.NNNNN`, the installed copy).
     files: BTreeMap<String, Vec<u8>>,
@@ -31,6 +33,7 @@ impl FakeShell {
         FakeShell {
             login: false,
             dead: false,
+            not_posix: false,
             tools,
             files: BTreeMap::new(),
             reading: None,
@@ -95,6 +98,11 @@ impl FakeShell {
             return;
         }
         self.typed.push(line.to_string());
+        if line.contains("$((") && self.not_posix {
+            out.extend_from_slice(b"Illegal variable name.\r\n> ");
+            return;
+        }
+        let line = &line.replace("$((", "").replace("))", "");
         let markers: Vec<String> = line
             .match_indices("echo SFS''_")
             .map(|(i, _)| {
@@ -393,6 +401,25 @@ fn a_silent_console_is_undrivable() {
         events.last(),
         Some(Event::Failed(BootError::Undrivable { .. }))
     ));
+}
+
+#[test]
+fn a_shell_that_is_not_posix_is_named_at_once() {
+    let mut shell = FakeShell::new(TOOLS);
+    shell.not_posix = true;
+    let events = converse(&mut shell);
+    match events.last() {
+        Some(Event::Failed(e @ BootError::Undrivable { heard })) => {
+            assert!(heard.contains("Illegal variable name"), "{heard}");
+            assert!(e.to_string().contains("type sh"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        !shell.typed.iter().any(|c| c.contains("stty")),
+        "{:?}",
+        shell.typed
+    );
 }
 
 #[test]
