@@ -119,8 +119,17 @@ pub enum BootError {
     MissingTool(&'static str),
     /// A step got no answer in time.
     NoReply(&'static str),
-    /// The upload kept arriving corrupt.
-    Corrupt,
+    /// A chunk kept arriving corrupt (with what the far side last said).
+    Corrupt {
+        /// The shell's last words, sanitised.
+        said: String,
+    },
+    /// Every chunk arrived intact, but joining and unpacking them there did
+    /// not give the binary back: the far side's tools or disk.
+    UnpackFailed {
+        /// What the shell printed while unpacking, sanitised.
+        said: String,
+    },
     /// sfs was told to stop ([`Bootstrap::abort`]) before the far sfs ran.
     Stopped(ConsoleLeft),
 }
@@ -167,9 +176,17 @@ impl fmt::Display for BootError {
                 "the far shell stopped answering ({step}); run sfs again (an interrupted \
                  upload is resumed safely)"
             ),
-            BootError::Corrupt => f.write_str(
-                "the upload arrived corrupt three times: the line loses bytes; try a lower \
-                 baud rate",
+            BootError::Corrupt { said } => write!(
+                f,
+                "a chunk of the upload arrived corrupt three times (the far side last said: \
+                 \"{said}\"): the line loses bytes, or the far directory cannot take the file \
+                 (peer-dir=); try a lower baud rate"
+            ),
+            BootError::UnpackFailed { said } => write!(
+                f,
+                "every chunk arrived intact, but joining and unpacking them on the far side \
+                 gave a different file (it said: \"{said}\"): check that cat and gzip work \
+                 there and that the far directory has room (peer-dir=)"
             ),
             BootError::Stopped(left) => f.write_str(match left {
                 ConsoleLeft::Untouched => "stopped before the console was changed",
@@ -310,9 +327,8 @@ struct Upload {
     chunk: usize,
     /// Checksum of the executable, as the far tool prints it.
     digest: String,
-    /// Retries of the current chunk, and of the whole upload.
+    /// Retries of the current chunk.
     chunk_tries: u32,
-    whole_tries: u32,
     /// Bytes of `stream` whose chunks the far side verified.
     verified: usize,
 }
@@ -442,7 +458,6 @@ impl Bootstrap {
             chunk,
             digest,
             chunk_tries: 0,
-            whole_tries: 0,
             verified: 0,
         });
         let (b, e) = (self.marker(), self.marker());
@@ -579,20 +594,17 @@ impl Bootstrap {
             Phase::ChunkSum { index } => self.on_chunk_sum(now, index, reply),
             Phase::Resync { index } => self.send_chunk(now, index),
             Phase::Assemble => {
-                let up = self.upload.as_mut().expect("uploading");
+                let up = self.upload.as_ref().expect("uploading");
                 let kind = self.tools.as_ref().expect("tools known").sum.1;
                 if script::find_digest(reply, kind) == Some(up.digest.as_str()) {
                     let ok = self.marker();
                     let cmd = script::install(&ok.command);
                     self.command(now, Phase::Install, &cmd, None, ok.printed, QUICK);
-                } else if up.whole_tries + 1 < TRIES {
-                    up.whole_tries += 1;
-                    up.verified = 0;
-                    self.events
-                        .push_back(Event::Retrying("the assembled copy's checksum differs"));
-                    self.send_chunk(now, 0);
                 } else {
-                    self.fail(BootError::Corrupt);
+                    // Each chunk was verified where it lies: sending them
+                    // again would not change what unpacking them does.
+                    let said = shell_said(reply.as_bytes());
+                    self.fail(BootError::UnpackFailed { said });
                 }
             }
             Phase::Install => self.run(now),
@@ -635,13 +647,15 @@ impl Bootstrap {
             Phase::Probe => self.fail(BootError::NoReply("listing its tools")),
             Phase::Prepare => self.fail(BootError::NoReply("checking for a cached copy")),
             Phase::ChunkReady { index, .. } | Phase::Resync { index } => {
-                if !self.retry_chunk() {
+                let seen = self.seen.clone();
+                if !self.retry_chunk(&seen) {
                     return;
                 }
                 self.resync(now, index, false);
             }
             Phase::ChunkSum { index } => {
-                if !self.retry_chunk() {
+                let seen = self.seen.clone();
+                if !self.retry_chunk(&seen) {
                     return;
                 }
                 self.events
@@ -726,19 +740,21 @@ impl Bootstrap {
             } else {
                 self.send_chunk(now, index + 1);
             }
-        } else if self.retry_chunk() {
+        } else if self.retry_chunk(reply.as_bytes()) {
             self.events
                 .push_back(Event::Retrying("a chunk's checksum differs"));
             self.send_chunk(now, index);
         }
     }
 
-    /// Counts a retry of the current chunk; false (and failed) when used up.
-    fn retry_chunk(&mut self) -> bool {
+    /// Counts a retry of the current chunk; false (and failed, with the
+    /// shell's last words in `said`) when used up.
+    fn retry_chunk(&mut self, said: &[u8]) -> bool {
         let up = self.upload.as_mut().expect("uploading");
         up.chunk_tries += 1;
         if up.chunk_tries >= TRIES {
-            self.fail(BootError::Corrupt);
+            let said = shell_said(said);
+            self.fail(BootError::Corrupt { said });
             return false;
         }
         true
@@ -886,6 +902,20 @@ fn find_marker(seen: &[u8], marker: &str) -> Option<usize> {
     let m = marker.as_bytes();
     seen.windows(m.len() + 1)
         .position(|w| w.starts_with(m) && matches!(w[m.len()], b'\r' | b'\n'))
+}
+
+/// What the shell printed besides checksums (its complaints), for an error
+/// message.
+fn shell_said(reply: &[u8]) -> String {
+    let text = String::from_utf8_lossy(reply);
+    let words: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            let first = l.split_whitespace().next().unwrap_or("");
+            !(first.len() >= 32 && first.chars().all(|c| c.is_ascii_hexdigit()))
+        })
+        .collect();
+    heard_text(words.join("\n").as_bytes())
 }
 
 /// The last line or so heard, printable only, for an error message.

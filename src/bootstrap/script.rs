@@ -122,13 +122,14 @@ pub(super) fn chunk(
     format!("{clean}{ready}; {read} > {file}; {sum} < {file}; {end}\n")
 }
 
-/// Joins the chunks, unpacks them into `$SFS_D/n` and prints its checksum.
+/// Joins the chunks, unpacks them into `$SFS_D/n` and prints its checksum;
+/// what the tools complain of (on the terminal) is part of the reply.
 pub(super) fn assemble(gunzip: Option<&str>, sum: &str, begin: &str, end: &str) -> String {
     let unpack = match gunzip {
         Some(g) => format!("cat \"$SFS_D\"/c.* | {g} -dc > \"$SFS_D/n\""),
         None => "cat \"$SFS_D\"/c.* > \"$SFS_D/n\"".into(),
     };
-    format!("{unpack}; chmod 755 \"$SFS_D/n\"; {begin}; {sum} < \"$SFS_D/n\"; {end}\n")
+    format!("{begin}; {unpack}; chmod 755 \"$SFS_D/n\"; {sum} < \"$SFS_D/n\"; {end}\n")
 }
 
 /// Puts the verified copy in place under its checksum's name.

@@ -13,6 +13,8 @@ struct FakeShell {
     dead: bool,
     /// A csh or fish: `$((…))` is an error.
     not_posix: bool,
+    /// `gzip -dc` fails (as a busybox applet run with the wrong argv[0]).
+    broken_gzip: bool,
     tools: &'static str,
     /// Files by name (chunks `c.NNNNN`, the installed copy).
     files: BTreeMap<String, Vec<u8>>,
@@ -34,6 +36,7 @@ impl FakeShell {
             login: false,
             dead: false,
             not_posix: false,
+            broken_gzip: false,
             tools,
             files: BTreeMap::new(),
             reading: None,
@@ -178,7 +181,11 @@ impl FakeShell {
                 .filter(|(k, _)| k.starts_with("c."))
                 .flat_map(|(_, v)| v.clone())
                 .collect();
-            let unpacked = if line.contains("gzip -dc") {
+            say(&markers[0]);
+            let unpacked = if self.broken_gzip {
+                say("-dc: applet not found");
+                Vec::new()
+            } else if line.contains("gzip -dc") {
                 let mut d = flate2::read::GzDecoder::new(&joined[..]);
                 let mut v = Vec::new();
                 d.read_to_end(&mut v).map(|_| v).unwrap_or_default()
@@ -187,7 +194,6 @@ impl FakeShell {
             };
             let s = self.sum(&unpacked);
             self.files.insert("n".into(), unpacked);
-            say(&markers[0]);
             say(s.trim_end());
             say(&markers[1]);
         } else if line.starts_with("mv -f") {
@@ -420,6 +426,32 @@ fn a_shell_that_is_not_posix_is_named_at_once() {
         "{:?}",
         shell.typed
     );
+}
+
+#[test]
+fn an_unpack_that_fails_there_is_named_not_blamed_on_the_line() {
+    let mut shell = FakeShell::new(TOOLS);
+    shell.broken_gzip = true;
+    let events = converse(&mut shell);
+    match events.last() {
+        Some(Event::Failed(e @ BootError::UnpackFailed { said })) => {
+            assert!(said.contains("applet not found"), "{said}");
+            assert!(
+                e.to_string().contains("check that cat and gzip work"),
+                "{e}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // Once: the chunks were each verified, so they are not sent again.
+    let chunks = shell.typed.iter().filter(|c| c.contains("head -c")).count();
+    assert_eq!(
+        chunks,
+        image().gzip.len().div_ceil(11520 * 3).max(1),
+        "{chunks}"
+    );
+    assert_eq!(installed(&shell), None);
+    assert!(shell.started.is_none());
 }
 
 #[test]
