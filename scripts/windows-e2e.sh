@@ -41,6 +41,9 @@
 #                sfs SERIAL-MUX:ttyB,b115200 UDP:127.0.0.1:UDPECHO: 2 clients x 60 datagrams
 #                of 2-1472 bytes (8 in flight each) come back whole, none split or merged
 #   udp-win-dial       sfs UDP-LISTEN (Linux) <-> sfs.exe UDP:127.0.0.1:UDPECHO: the same
+#   bootstrap-win      sfs.exe TCP-LISTEN:P,fork SERIAL-MUX:COM3,b115200,bootstrap=TCP:...ECHO
+#                against a bash -i console on ttyB: the peer is uploaded and started there,
+#                then the transfers as in win-listen
 # Each prints one summary line: bytes, seconds, goodput ratio = bytes/s / (baud/10), intact.
 #
 # Environment: SFS_WINROOT (default /var/cache/sfs-wincross) the root's directory;
@@ -390,6 +393,27 @@ PY
   r=$(python3 "$WORK/peer.py" udp "$p10" 2 60 14) && report udp-win-dial "$r" || { FAILED=1; echo "$r"; show_logs; }
   stop_all
   kill "$upid" 2>/dev/null || true
+
+  # 11. bootstrap= from Windows: sfs.exe finds the shell on a far console (bash -i on ttyB,
+  #     cooked as a getty leaves it), uploads a peer (a script that runs the Linux sfs: the far
+  #     side is this machine), starts it there and carries the transfers.
+  start_cable; map_com COM3 "$WORK/ttyA"
+  mkdir -p "$WORK/home"
+  printf '#!/bin/sh\nexec %q "$@"\n' "$SFS" >"$WINROOT/tmp/sfs-boot-peer"
+  HOME=$WORK/home TERM=dumb python3 "$ROOT/tests/util/console.py" "$WORK/ttyB" "$WORK/stty-before" \
+    bash --norc --noprofile -i >/dev/null 2>&1 & PIDS+=($!)
+  disown $!   # its hangup when the cable stops is expected, not worth bash's notice
+  local p11; p11=$(free_port)
+  win_bg bootstrap-win.log "TCP-LISTEN:$p11,fork,bind=127.0.0.1" \
+    "SERIAL-MUX:COM3,b$BAUD,bootstrap=TCP:127.0.0.1:$echo_port,peer-binary=Z:/tmp/sfs-boot-peer"
+  transfers bootstrap-win "$p11"
+  if grep -q "bootstrap: far sfs started" "$WORK/bootstrap-win.log" && [ -x "$(ls "$WORK"/home/.cache/sfs/sfs-* 2>/dev/null | head -n1)" ]; then
+    verdict bootstrap-win-started 0 "sfs.exe uploaded the peer to the far console and started it"
+  else
+    verdict bootstrap-win-started 1 "no far sfs started: $(tail -n 3 "$WORK/bootstrap-win.log")"
+  fi
+  stop_all
+  rm -f "$WINROOT/tmp/sfs-boot-peer"
 
   t_run=$((SECONDS - t0))
   echo "time: toolchain setup ${t_setup} s, builds (Windows + Linux) ${t_build} s, checks ${t_run} s"
