@@ -777,6 +777,18 @@ async fn main() {
         "echo-bulk-115200",
         echo_latency("echo-bulk-115200", CableSpec::clean(115_200), true, 200).await
     );
+    // A noisy line: frames go coded (FEC), and a coded frame cannot be cut
+    // for a keystroke the way a COBS one can.
+    case!(
+        "ber1e-4-echo-bulk-115200",
+        echo_latency(
+            "ber1e-4-echo-bulk-115200",
+            CableSpec::clean(115_200).both("ber=1e-4"),
+            true,
+            200
+        )
+        .await
+    );
     // Half duplex (issue 21): one shared medium, both ends take turns.
     let half = || CableSpec::clean(115_200).both("duplex=half");
     case!(

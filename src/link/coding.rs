@@ -54,6 +54,12 @@ impl Link {
         self.coding.peer_want.max(u8::from(mine > 0))
     }
 
+    /// Whether the next frame goes out coded, so that once started it cannot
+    /// be cut for an urgent one (see [`Link::can_preempt`]).
+    pub fn codes_frames(&self) -> bool {
+        self.fec_level() > 0
+    }
+
     /// Appends the wire form of `raw` to `buf`: coded at the current level, or
     /// COBS. Returns whether it was coded.
     pub(super) fn encode_frame(&mut self, raw: &[u8], buf: &mut Vec<u8>) -> bool {

@@ -124,6 +124,10 @@ impl Chan {
     }
 }
 
+/// The smallest payload [`StationConfig::coded_frame_time`] leaves a coded
+/// frame (slow lines).
+const CODED_FRAME_MIN: usize = 128;
+
 /// One end of a SERIAL-MUX line (see the module docs).
 #[derive(Debug)]
 pub struct Station {
@@ -559,10 +563,11 @@ impl Station {
         while self.link.can_send() {
             // The frame in progress was stopped for a keystroke: what goes past
             // it is delivered before it, so only data that does not depend on it.
+            let limit = self.payload_limit();
             let p = if self.link.awaiting_overtaker() {
-                self.mux.poll_overtaking_payload(self.link.max_payload())
+                self.mux.poll_overtaking_payload(limit)
             } else {
-                self.mux.poll_payload(self.link.max_payload())
+                self.mux.poll_payload(limit)
             };
             let Some(p) = p else {
                 break;
@@ -578,6 +583,19 @@ impl Station {
         // Taking payloads frees send buffers (SendSpace) and may finish closes.
         self.process(now);
         n
+    }
+
+    /// The largest payload the next frame may carry: a coded frame (a noisy
+    /// line, FEC) cannot be cut for a keystroke, so while other channels
+    /// share the line it is kept to [`StationConfig::coded_frame_time`].
+    fn payload_limit(&self) -> usize {
+        let max = self.link.max_payload();
+        if !self.link.codes_frames() || self.mux.channel_count() < 2 {
+            return max;
+        }
+        let rate = u128::from(self.cfg.link.byte_rate);
+        let cap = (rate * self.cfg.coded_frame_time.as_micros() / 1_000_000) as usize;
+        max.min(cap.max(CODED_FRAME_MIN))
     }
 
     /// When [`Station::handle_timeout`] should be called next.

@@ -1270,14 +1270,26 @@ fn mixed_run(
     impairment: ImpairmentKind,
     features: (Features, Features),
 ) -> (LinkStats, LinkStats, Vec<Duration>) {
+    mixed_run_with(seed, impairment, features, |_| {})
+}
+
+/// [`mixed_run`] with both ends' settings changed by `tweak`.
+fn mixed_run_with(
+    seed: u64,
+    impairment: ImpairmentKind,
+    features: (Features, Features),
+    tweak: fn(&mut StationConfig),
+) -> (LinkStats, LinkStats, Vec<Duration>) {
     let impairment = &impairment;
     let mut rng = Rng::new(seed ^ 0x9e37_0013);
     let byte_rate = if rng.chance(0.5) { 11_520 } else { 92_160 };
     let base = Instant::now();
     let mut cfg_a = StationConfig::for_byte_rate(byte_rate, "sim-a");
     cfg_a.link.features = features.0;
+    tweak(&mut cfg_a);
     let mut cfg_b = StationConfig::for_byte_rate(byte_rate, "sim-b");
     cfg_b.link.features = features.1;
+    tweak(&mut cfg_b);
     let (ea, eb) = (rng.next_u32() | 1, rng.next_u32() | 1);
     let mut pair = StationPair::new(
         cfg_a,
@@ -1494,6 +1506,48 @@ fn preemption_keeps_every_byte_under_noise() {
             "{imp:?}: {suspended} {resumed}"
         );
     }
+}
+
+/// A keystroke cannot cut into a coded frame, so on a noisy line (where FEC
+/// codes most frames) coded frames are kept short while other channels share
+/// the line: keystrokes typed during bulk transfers both ways come back
+/// sooner than with frames of the full adaptive size, every byte intact
+/// (checked by the run). Virtual time: the comparison is exact.
+#[test]
+fn coded_frames_stay_short_while_someone_types() {
+    let (mut short, mut full) = (Vec::new(), Vec::new());
+    let mut coded = 0;
+    for seed in 0..mixed_seeds().min(8) {
+        let imp = ImpairmentKind::Ber(1e-4);
+        let both = (Features::DEFAULT, Features::DEFAULT);
+        let (a, _, rt) = mixed_run(seed, imp.clone(), both);
+        coded += a.fec_frames_sent;
+        short.extend(rt);
+        let (_, _, rt) = mixed_run_with(seed, imp, both, |c| {
+            c.coded_frame_time = Duration::from_secs(10)
+        });
+        full.extend(rt);
+    }
+    assert!(coded > 0, "the noisy line coded no frames");
+    let pct = |v: &mut Vec<Duration>, p: usize| {
+        v.sort();
+        v[v.len() * p / 100]
+    };
+    for p in [50, 90, 99] {
+        let (s, f) = (pct(&mut short, p), pct(&mut full, p));
+        eprintln!("p{p} round trip {s:?} with short coded frames, {f:?} without");
+    }
+    let (s, f) = (pct(&mut short, 50), pct(&mut full, 50));
+    assert!(
+        s < f,
+        "median round trip {s:?} with short coded frames, {f:?} without"
+    );
+    // The long waits are the ones behind a whole large coded frame.
+    let (s, f) = (pct(&mut short, 99), pct(&mut full, 99));
+    assert!(
+        s * 3 / 2 < f,
+        "p99 round trip {s:?} with short coded frames, {f:?} without"
+    );
 }
 
 /// Issue 22: new connections opened while bulk data runs both ways, on a
