@@ -1,5 +1,5 @@
 //! `bootstrap=` end to end: the real sfs over the virtual cable, whose far end
-//! is a pseudo-terminal with `bash -i` (or busybox `sh`, or a login prompt) on
+//! is a pseudo-terminal with `bash -i` (or dash, busybox `sh`, tcsh, a login prompt) on
 //! it as its controlling terminal, in cooked mode as a getty leaves it
 //! (`tests/util/console.py`). The local sfs finds the shell, uploads the peer,
 //! starts it, and connections go through; the console is a shell again, with
@@ -168,11 +168,13 @@ async fn link_up(a: &Sfs, console: &Console, limit: Duration) -> String {
     }
 }
 
-fn local(cable: &Cable, echo: u16, peer: &Path, extra: &str) -> Sfs {
+/// The local sfs: a listener, and a bootstrap whose far sfs dials
+/// 127.0.0.1:`target`.
+fn local(cable: &Cable, target: u16, peer: &Path, extra: &str) -> Sfs {
     Sfs::start(&[
         "TCP-LISTEN:0,fork".into(),
         format!(
-            "SERIAL-MUX:{},b{BAUD},bootstrap=TCP:127.0.0.1:{echo},peer-binary={}{extra}",
+            "SERIAL-MUX:{},b{BAUD},bootstrap=TCP:127.0.0.1:{target},peer-binary={}{extra}",
             cable.a.display(),
             peer.display()
         ),
@@ -506,5 +508,34 @@ async fn a_csh_console_is_refused_with_one_line() {
     assert!(line.contains("type sh"), "{line}");
     assert!(console.installed().is_empty());
     // The terminal was never set up: its settings are as they were.
+    console_is_back(&cable, &console).await;
+}
+
+/// dash, Debian's /bin/sh (no line editing, no `[[`, `command -v` as POSIX
+/// says), with the system's tools.
+#[tokio::test]
+async fn dash_as_the_far_shell() {
+    if !have("python3") || !have("dash") {
+        return missing_tool("python3 and dash", "apt-get install python3 dash");
+    }
+    let cable = Cable::start("boot-dash", BAUD).await;
+    let dash = which("dash");
+    let console = Console::start(&cable, &[dash.as_str(), "-i"], None);
+    let peer = peer_script(&cable.dir, 100_000);
+    let echo = echo_server().await;
+    let a = local(&cable, echo, &peer, ",dead-after=3");
+    let port = a.listen_port().await;
+    let log = link_up(&a, &console, Duration::from_secs(60)).await;
+    // Found by dash's own `command -v`, not busybox's.
+    assert!(log.contains("has: head dd gzip sha256sum"), "{log}");
+    assert!(log.contains("uploading sfs"), "{log}");
+    echo_through(port).await;
+    let installed = console.installed();
+    assert_eq!(installed.len(), 1, "{installed:?}");
+    assert_eq!(
+        std::fs::read(&installed[0]).unwrap(),
+        std::fs::read(&peer).unwrap()
+    );
+    a.stop().await;
     console_is_back(&cable, &console).await;
 }
