@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
+use util::sshd::PrivateSshd;
 use util::*;
 
 const BAUD: u32 = 921_600;
@@ -210,6 +211,31 @@ async fn console_is_back(cable: &Cable, console: &Console) {
     assert_eq!(now.trim(), before.trim(), "console settings restored");
 }
 
+/// Runs `ssh` with `args` within 60 s; returns its output.
+async fn run_ssh(args: &[String]) -> std::process::Output {
+    let mut cmd = Command::new("ssh");
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    tokio::time::timeout(Duration::from_secs(60), cmd.output())
+        .await
+        .unwrap_or_else(|_| panic!("ssh {args:?} did not finish within 60 s"))
+        .unwrap()
+}
+
+/// Sends SIGTERM and waits for a clean exit.
+async fn sigterm(a: &mut Sfs) {
+    let pid = nix::unistd::Pid::from_raw(a.child.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), a.child.wait())
+        .await
+        .expect("sfs stops on SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status:?}: {}", a.log_text());
+}
+
 #[tokio::test]
 async fn first_run_uploads_second_run_is_cached_and_the_console_comes_back() {
     if !have("python3") || !have("bash") {
@@ -234,13 +260,7 @@ async fn first_run_uploads_second_run_is_cached_and_the_console_comes_back() {
         std::fs::read(&installed[0]).unwrap(),
         std::fs::read(&peer).unwrap()
     );
-    let pid = nix::unistd::Pid::from_raw(a.child.id().unwrap() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(10), a.child.wait())
-        .await
-        .expect("sfs stops on SIGTERM")
-        .unwrap();
-    assert!(status.success(), "{status:?}: {}", a.log_text());
+    sigterm(&mut a).await;
     console_is_back(&cable, &console).await;
     let far = std::fs::read_to_string(console.home.join(".cache/sfs/sfs.log")).unwrap();
     assert!(
@@ -538,4 +558,109 @@ async fn dash_as_the_far_shell() {
     );
     a.stop().await;
     console_is_back(&cable, &console).await;
+}
+
+/// The issue's own command: `bootstrap=TCP:…:22` to an sshd, then ssh
+/// through the listener: a command's exit status, then a file down from
+/// start to end while another session is half way through sending one up,
+/// each checked byte for byte; SIGTERM gives the console back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssh_through_a_bootstrapped_link() {
+    let sshd_bin = PrivateSshd::binary();
+    if !have("python3") || !have("bash") || !have("ssh") || sshd_bin.is_none() {
+        return missing_tool(
+            "python3, bash, ssh and sshd",
+            "apt-get install python3 bash openssh-client openssh-server",
+        );
+    }
+    let sshd = PrivateSshd::start(&sshd_bin.unwrap()).expect("sshd starts");
+    let cable = Cable::start("boot-ssh", BAUD).await;
+    let console = Console::start(&cable, &["bash", "--norc", "--noprofile", "-i"], None);
+    let peer = peer_script(&cable.dir, 100_000);
+    let mut a = local(&cable, sshd.port, &peer, "");
+    let port = a.listen_port().await.to_string();
+    link_up(&a, &console, Duration::from_secs(60)).await;
+
+    let dest = format!("{}@127.0.0.1", PrivateSshd::user());
+    let ssh_args = |command: &str| -> Vec<String> {
+        let mut v = sshd.client_opts();
+        v.extend(["-p".into(), port.clone(), dest.clone(), command.into()]);
+        v
+    };
+    let out = run_ssh(&ssh_args("true")).await;
+    assert!(
+        out.status.success(),
+        "ssh true: {:?} {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        a.log_text()
+    );
+    let out = run_ssh(&ssh_args("echo hello-$((40+2)); exit 3")).await;
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello-42\n");
+    assert_eq!(out.status.code(), Some(3));
+
+    // Two sessions at once: 200 kB of noise up (`cat > file`), and while
+    // that session is open half way, another 200 kB down (`cat file`) from
+    // start to end; ssh's data does not compress.
+    let work = cable.dir.join("ssh");
+    std::fs::create_dir_all(&work).unwrap();
+    let up_data = pattern(200_000, 11);
+    let up_dst = work.join("up.far");
+    let down_src = work.join("down");
+    std::fs::write(&down_src, pattern(200_000, 12)).unwrap();
+    let mut up = Command::new("ssh")
+        .args(ssh_args(&format!("cat > '{}'", up_dst.display())))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = up.stdin.take().unwrap();
+    let t0 = Instant::now();
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        stdin.write_all(&up_data[..100_000]),
+    )
+    .await
+    .expect("first half up within 60 s")
+    .unwrap();
+    let down = run_ssh(&ssh_args(&format!("cat '{}'", down_src.display()))).await;
+    assert!(
+        down.status.success(),
+        "download: {}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+    assert!(
+        down.stdout == std::fs::read(&down_src).unwrap(),
+        "the file read down differs ({} bytes)",
+        down.stdout.len()
+    );
+    stdin.write_all(&up_data[100_000..]).await.unwrap();
+    drop(stdin);
+    let up = tokio::time::timeout(Duration::from_secs(60), up.wait_with_output())
+        .await
+        .expect("upload ends within 60 s")
+        .unwrap();
+    eprintln!(
+        "200 kB up with 200 kB down in its middle: {:?}",
+        t0.elapsed()
+    );
+    assert!(
+        up.status.success(),
+        "upload: {}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    assert!(
+        std::fs::read(&up_dst).unwrap() == up_data,
+        "the file sent up differs"
+    );
+
+    sigterm(&mut a).await;
+    console_is_back(&cable, &console).await;
+    let far = std::fs::read_to_string(console.home.join(".cache/sfs/sfs.log")).unwrap();
+    assert!(
+        far.contains("the bootstrapping sfs stopped"),
+        "far log:\n{far}"
+    );
 }
