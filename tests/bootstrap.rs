@@ -664,3 +664,37 @@ async fn ssh_through_a_bootstrapped_link() {
         "far log:\n{far}"
     );
 }
+
+/// Bit errors on the way to the far side during the upload: the chunk they
+/// hit is caught by its checksum and sent again, and what is installed and
+/// run is the peer byte for byte. The noise is seeded and one-way (the typed
+/// bytes; the console's answers come back clean), so the same bits of the
+/// same bytes flip each run: here one lands in the first (256 KiB) chunk's
+/// data, none in a command. 5e-7 is about one flipped bit per 250 kB.
+#[tokio::test]
+async fn bit_errors_in_the_upload_are_caught_and_the_chunk_sent_again() {
+    if !have("python3") || !have("bash") {
+        return missing_tool("python3 and bash", "apt-get install python3 bash");
+    }
+    let cable = Cable::start_each("boot-noisy", BAUD, ",ber=5e-7,seed=4", "").await;
+    let console = Console::start(&cable, &["bash", "--norc", "--noprofile", "-i"], None);
+    let peer = peer_script(&cable.dir, 300_000);
+    let echo = echo_server().await;
+    let a = local(&cable, echo, &peer, ",dead-after=3");
+    let port = a.listen_port().await;
+    let log = link_up(&a, &console, Duration::from_secs(60)).await;
+    assert!(
+        log.contains("a chunk's checksum differs; again"),
+        "no chunk was sent again:\n{log}"
+    );
+    let installed = console.installed();
+    assert_eq!(installed.len(), 1, "{installed:?}");
+    assert_eq!(
+        std::fs::read(&installed[0]).unwrap(),
+        std::fs::read(&peer).unwrap(),
+        "the installed copy is the peer"
+    );
+    echo_through(port).await;
+    a.stop().await;
+    console_is_back(&cable, &console).await;
+}
