@@ -1,5 +1,5 @@
 //! `bootstrap=` end to end: the real sfs over the virtual cable, whose far end
-//! is a pseudo-terminal with `bash -i` (or busybox `sh`, or a login prompt) on
+//! is a pseudo-terminal with `bash -i` (or dash, busybox `sh`, tcsh, a login prompt) on
 //! it as its controlling terminal, in cooked mode as a getty leaves it
 //! (`tests/util/console.py`). The local sfs finds the shell, uploads the peer,
 //! starts it, and connections go through; the console is a shell again, with
@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
+use util::sshd::PrivateSshd;
 use util::*;
 
 const BAUD: u32 = 921_600;
@@ -168,11 +169,13 @@ async fn link_up(a: &Sfs, console: &Console, limit: Duration) -> String {
     }
 }
 
-fn local(cable: &Cable, echo: u16, peer: &Path, extra: &str) -> Sfs {
+/// The local sfs: a listener, and a bootstrap whose far sfs dials
+/// 127.0.0.1:`target`.
+fn local(cable: &Cable, target: u16, peer: &Path, extra: &str) -> Sfs {
     Sfs::start(&[
         "TCP-LISTEN:0,fork".into(),
         format!(
-            "SERIAL-MUX:{},b{BAUD},bootstrap=TCP:127.0.0.1:{echo},peer-binary={}{extra}",
+            "SERIAL-MUX:{},b{BAUD},bootstrap=TCP:127.0.0.1:{target},peer-binary={}{extra}",
             cable.a.display(),
             peer.display()
         ),
@@ -208,6 +211,31 @@ async fn console_is_back(cable: &Cable, console: &Console) {
     assert_eq!(now.trim(), before.trim(), "console settings restored");
 }
 
+/// Runs `ssh` with `args` within 60 s; returns its output.
+async fn run_ssh(args: &[String]) -> std::process::Output {
+    let mut cmd = Command::new("ssh");
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    tokio::time::timeout(Duration::from_secs(60), cmd.output())
+        .await
+        .unwrap_or_else(|_| panic!("ssh {args:?} did not finish within 60 s"))
+        .unwrap()
+}
+
+/// Sends SIGTERM and waits for a clean exit.
+async fn sigterm(a: &mut Sfs) {
+    let pid = nix::unistd::Pid::from_raw(a.child.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), a.child.wait())
+        .await
+        .expect("sfs stops on SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status:?}: {}", a.log_text());
+}
+
 #[tokio::test]
 async fn first_run_uploads_second_run_is_cached_and_the_console_comes_back() {
     if !have("python3") || !have("bash") {
@@ -232,13 +260,7 @@ async fn first_run_uploads_second_run_is_cached_and_the_console_comes_back() {
         std::fs::read(&installed[0]).unwrap(),
         std::fs::read(&peer).unwrap()
     );
-    let pid = nix::unistd::Pid::from_raw(a.child.id().unwrap() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(10), a.child.wait())
-        .await
-        .expect("sfs stops on SIGTERM")
-        .unwrap();
-    assert!(status.success(), "{status:?}: {}", a.log_text());
+    sigterm(&mut a).await;
     console_is_back(&cable, &console).await;
     let far = std::fs::read_to_string(console.home.join(".cache/sfs/sfs.log")).unwrap();
     assert!(
@@ -506,5 +528,173 @@ async fn a_csh_console_is_refused_with_one_line() {
     assert!(line.contains("type sh"), "{line}");
     assert!(console.installed().is_empty());
     // The terminal was never set up: its settings are as they were.
+    console_is_back(&cable, &console).await;
+}
+
+/// dash, Debian's /bin/sh (no line editing, no `[[`, `command -v` as POSIX
+/// says), with the system's tools.
+#[tokio::test]
+async fn dash_as_the_far_shell() {
+    if !have("python3") || !have("dash") {
+        return missing_tool("python3 and dash", "apt-get install python3 dash");
+    }
+    let cable = Cable::start("boot-dash", BAUD).await;
+    let dash = which("dash");
+    let console = Console::start(&cable, &[dash.as_str(), "-i"], None);
+    let peer = peer_script(&cable.dir, 100_000);
+    let echo = echo_server().await;
+    let a = local(&cable, echo, &peer, ",dead-after=3");
+    let port = a.listen_port().await;
+    let log = link_up(&a, &console, Duration::from_secs(60)).await;
+    // Found by dash's own `command -v`, not busybox's.
+    assert!(log.contains("has: head dd gzip sha256sum"), "{log}");
+    assert!(log.contains("uploading sfs"), "{log}");
+    echo_through(port).await;
+    let installed = console.installed();
+    assert_eq!(installed.len(), 1, "{installed:?}");
+    assert_eq!(
+        std::fs::read(&installed[0]).unwrap(),
+        std::fs::read(&peer).unwrap()
+    );
+    a.stop().await;
+    console_is_back(&cable, &console).await;
+}
+
+/// The issue's own command: `bootstrap=TCP:…:22` to an sshd, then ssh
+/// through the listener: a command's exit status, then a file down from
+/// start to end while another session is half way through sending one up,
+/// each checked byte for byte; SIGTERM gives the console back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssh_through_a_bootstrapped_link() {
+    let sshd_bin = PrivateSshd::binary();
+    if !have("python3") || !have("bash") || !have("ssh") || sshd_bin.is_none() {
+        return missing_tool(
+            "python3, bash, ssh and sshd",
+            "apt-get install python3 bash openssh-client openssh-server",
+        );
+    }
+    let sshd = PrivateSshd::start(&sshd_bin.unwrap()).expect("sshd starts");
+    let cable = Cable::start("boot-ssh", BAUD).await;
+    let console = Console::start(&cable, &["bash", "--norc", "--noprofile", "-i"], None);
+    let peer = peer_script(&cable.dir, 100_000);
+    let mut a = local(&cable, sshd.port, &peer, "");
+    let port = a.listen_port().await.to_string();
+    link_up(&a, &console, Duration::from_secs(60)).await;
+
+    let dest = format!("{}@127.0.0.1", PrivateSshd::user());
+    let ssh_args = |command: &str| -> Vec<String> {
+        let mut v = sshd.client_opts();
+        v.extend(["-p".into(), port.clone(), dest.clone(), command.into()]);
+        v
+    };
+    let out = run_ssh(&ssh_args("true")).await;
+    assert!(
+        out.status.success(),
+        "ssh true: {:?} {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        a.log_text()
+    );
+    let out = run_ssh(&ssh_args("echo hello-$((40+2)); exit 3")).await;
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello-42\n");
+    assert_eq!(out.status.code(), Some(3));
+
+    // Two sessions at once: 200 kB of noise up (`cat > file`), and while
+    // that session is open half way, another 200 kB down (`cat file`) from
+    // start to end; ssh's data does not compress.
+    let work = cable.dir.join("ssh");
+    std::fs::create_dir_all(&work).unwrap();
+    let up_data = pattern(200_000, 11);
+    let up_dst = work.join("up.far");
+    let down_src = work.join("down");
+    std::fs::write(&down_src, pattern(200_000, 12)).unwrap();
+    let mut up = Command::new("ssh")
+        .args(ssh_args(&format!("cat > '{}'", up_dst.display())))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = up.stdin.take().unwrap();
+    let t0 = Instant::now();
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        stdin.write_all(&up_data[..100_000]),
+    )
+    .await
+    .expect("first half up within 60 s")
+    .unwrap();
+    let down = run_ssh(&ssh_args(&format!("cat '{}'", down_src.display()))).await;
+    assert!(
+        down.status.success(),
+        "download: {}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+    assert!(
+        down.stdout == std::fs::read(&down_src).unwrap(),
+        "the file read down differs ({} bytes)",
+        down.stdout.len()
+    );
+    stdin.write_all(&up_data[100_000..]).await.unwrap();
+    drop(stdin);
+    let up = tokio::time::timeout(Duration::from_secs(60), up.wait_with_output())
+        .await
+        .expect("upload ends within 60 s")
+        .unwrap();
+    eprintln!(
+        "200 kB up with 200 kB down in its middle: {:?}",
+        t0.elapsed()
+    );
+    assert!(
+        up.status.success(),
+        "upload: {}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    assert!(
+        std::fs::read(&up_dst).unwrap() == up_data,
+        "the file sent up differs"
+    );
+
+    sigterm(&mut a).await;
+    console_is_back(&cable, &console).await;
+    let far = std::fs::read_to_string(console.home.join(".cache/sfs/sfs.log")).unwrap();
+    assert!(
+        far.contains("the bootstrapping sfs stopped"),
+        "far log:\n{far}"
+    );
+}
+
+/// Bit errors on the way to the far side during the upload: the chunk they
+/// hit is caught by its checksum and sent again, and what is installed and
+/// run is the peer byte for byte. The noise is seeded and one-way (the typed
+/// bytes; the console's answers come back clean), so the same bits of the
+/// same bytes flip each run: here one lands in the first (256 KiB) chunk's
+/// data, none in a command. 5e-7 is about one flipped bit per 250 kB.
+#[tokio::test]
+async fn bit_errors_in_the_upload_are_caught_and_the_chunk_sent_again() {
+    if !have("python3") || !have("bash") {
+        return missing_tool("python3 and bash", "apt-get install python3 bash");
+    }
+    let cable = Cable::start_each("boot-noisy", BAUD, ",ber=5e-7,seed=4", "").await;
+    let console = Console::start(&cable, &["bash", "--norc", "--noprofile", "-i"], None);
+    let peer = peer_script(&cable.dir, 300_000);
+    let echo = echo_server().await;
+    let a = local(&cable, echo, &peer, ",dead-after=3");
+    let port = a.listen_port().await;
+    let log = link_up(&a, &console, Duration::from_secs(60)).await;
+    assert!(
+        log.contains("a chunk's checksum differs; again"),
+        "no chunk was sent again:\n{log}"
+    );
+    let installed = console.installed();
+    assert_eq!(installed.len(), 1, "{installed:?}");
+    assert_eq!(
+        std::fs::read(&installed[0]).unwrap(),
+        std::fs::read(&peer).unwrap(),
+        "the installed copy is the peer"
+    );
+    echo_through(port).await;
+    a.stop().await;
     console_is_back(&cable, &console).await;
 }

@@ -271,11 +271,18 @@ impl Cable {
     /// A cable whose both ends apply `impair` (PTY options such as
     /// `,ber=1e-5`; empty for a clean line).
     pub async fn start_with(tag: &str, baud: u32, impair: &str) -> Cable {
+        Self::start_each(tag, baud, impair, impair).await
+    }
+
+    /// A cable whose bytes from `a` to `b` suffer `a_to_b`, and those from
+    /// `b` to `a` suffer `b_to_a` (each end's options describe its
+    /// transmitter).
+    pub async fn start_each(tag: &str, baud: u32, a_to_b: &str, b_to_a: &str) -> Cable {
         let dir = temp_dir(tag);
         let (a, b) = (dir.join("a"), dir.join("b"));
         let proc = Sfs::start(&[
-            format!("PTY,link={},b{baud}{impair}", a.display()),
-            format!("PTY,link={},b{baud}{impair}", b.display()),
+            format!("PTY,link={},b{baud}{a_to_b}", a.display()),
+            format!("PTY,link={},b{baud}{b_to_a}", b.display()),
         ]);
         wait_path(&a, Duration::from_secs(5)).await;
         wait_path(&b, Duration::from_secs(5)).await;
