@@ -698,3 +698,35 @@ async fn bit_errors_in_the_upload_are_caught_and_the_chunk_sent_again() {
     a.stop().await;
     console_is_back(&cable, &console).await;
 }
+
+/// A far sfs that exits as soon as it starts (here: a peer that is not sfs
+/// at all) is reported with what the shell said, at once, and the console is
+/// a shell again; sfs does not wait for a link that cannot come.
+#[tokio::test]
+async fn a_far_sfs_that_exits_at_once_is_reported() {
+    if !have("python3") || !have("bash") {
+        return missing_tool("python3 and bash", "apt-get install python3 bash");
+    }
+    let cable = Cable::start("boot-exits", BAUD).await;
+    let console = Console::start(&cable, &["bash", "--norc", "--noprofile", "-i"], None);
+    let peer = cable.dir.join("not-sfs");
+    std::fs::write(&peer, "#!/bin/sh\necho 'not an sfs' >&2\nexit 3\n").unwrap();
+    std::fs::set_permissions(&peer, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let echo = echo_server().await;
+    let mut a = local(&cable, echo, &peer, "");
+    let status = tokio::time::timeout(Duration::from_secs(60), a.child.wait())
+        .await
+        .expect("sfs stops instead of waiting for a link")
+        .unwrap();
+    assert_eq!(status.code(), Some(1));
+    let log = a.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("exited as soon as it started"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(
+        line.contains("exit 3") && line.contains("not an sfs"),
+        "{line}"
+    );
+    console_is_back(&cable, &console).await;
+}

@@ -13,7 +13,7 @@
 //! 2. hello: `echo` a marker, its number in `$((…))` so that only a POSIX
 //!    shell prints it; no answer means a shell we cannot drive, or an
 //!    earlier run cut off mid-upload with `head` still reading: one chunk of
-//!    newlines ends that, and hello is tried once more;
+//!    filler ends that, and hello is tried once more;
 //! 3. setup: save `stty -g` (once) and make the terminal raw, without echo and
 //!    without flow control;
 //! 4. probe: the tools there are and `uname -m`; the driver then provides the
@@ -22,16 +22,19 @@
 //! 6. upload (unless cached): gzip-compressed when the far side has gzip, in
 //!    chunks, each read by `head -c` (or `dd`) into its own file and checked;
 //!    a chunk whose checksum differs is sent again, one that never completes
-//!    is ended with newlines and sent again; then the chunks are joined,
+//!    is ended with filler and sent again; then the chunks are joined,
 //!    unpacked and the whole checked before it is moved to its final name
 //!    (named after its checksum): a corrupt copy is never run;
 //! 7. run: the far sfs on the console's own terminal, once the shell has
-//!    taken the whole command line (a marker printed first); when it exits
-//!    the shell restores the saved settings.
+//!    taken the whole command line (a marker printed first); started once
+//!    its first frame (a NUL byte) arrives, failed if the shell instead
+//!    reports that it exited; when it exits the shell restores the saved
+//!    settings.
 //!
-//! Stopped part way ([`Bootstrap::abort`], on Ctrl-C or SIGTERM), it leaves
-//! the console as it found it: a `head` still reading gets its bytes, the
-//! partial upload is removed and the saved settings come back.
+//! Stopped part way ([`Bootstrap::abort`], on Ctrl-C or SIGTERM), or failed
+//! once the terminal was made raw, it leaves the console as it found it: a
+//! `head` still reading gets its bytes, the partial upload is removed and
+//! the saved settings come back.
 
 mod script;
 #[cfg(test)]
@@ -130,6 +133,12 @@ pub enum BootError {
         /// What the shell printed while unpacking, sanitised.
         said: String,
     },
+    /// The far sfs exited as soon as it started (its exit status and the
+    /// end of its log, as the shell printed them).
+    PeerExited {
+        /// The shell's report, sanitised.
+        said: String,
+    },
     /// sfs was told to stop ([`Bootstrap::abort`]) before the far sfs ran.
     Stopped(ConsoleLeft),
 }
@@ -187,6 +196,11 @@ impl fmt::Display for BootError {
                 "every chunk arrived intact, but joining and unpacking them on the far side \
                  gave a different file (it said: \"{said}\"): check that cat and gzip work \
                  there and that the far directory has room (peer-dir=)"
+            ),
+            BootError::PeerExited { said } => write!(
+                f,
+                "the far sfs exited as soon as it started ({said}); the console is a shell \
+                 again; its whole log is sfs.log in the far directory"
             ),
             BootError::Stopped(left) => f.write_str(match left {
                 ConsoleLeft::Untouched => "stopped before the console was changed",
@@ -246,8 +260,14 @@ enum Phase {
     Install,
     /// The far sfs's command typed, waiting for the shell to take it.
     Run,
-    /// Stopped: the restore command typed, waiting for its marker.
-    Restoring,
+    /// The shell took it: waiting for the far sfs's first frames, or for the
+    /// report the shell prints if it exited at once.
+    Launch,
+    /// The restore command typed (after a stop or a failure), waiting for
+    /// its marker; then `then` is reported (a stop when `None`).
+    Restoring {
+        then: Option<BootError>,
+    },
     Done,
 }
 
@@ -341,8 +361,10 @@ const WAKE_LISTEN: Duration = Duration::from_millis(1200);
 const QUICK: Duration = Duration::from_secs(5);
 /// Answer time of a command that reads or unpacks the whole binary.
 const SLOW: Duration = Duration::from_secs(60);
-/// Tries of a chunk, and of the whole upload, before giving up.
+/// Tries of a chunk before giving up.
 const TRIES: u32 = 3;
+/// How long the far sfs has to send its first frame once started.
+const LAUNCH: Duration = Duration::from_secs(15);
 
 /// The bootstrap conversation.
 #[derive(Debug)]
@@ -358,6 +380,10 @@ pub struct Bootstrap {
     tools: Option<Tools>,
     arch: Option<String>,
     upload: Option<Upload>,
+    /// The markers around the shell's report if the far sfs exits at once.
+    exit_markers: Option<(String, String)>,
+    /// The time of the latest call: when a failure's restore is typed.
+    now: Instant,
 }
 
 impl Bootstrap {
@@ -375,6 +401,8 @@ impl Bootstrap {
             tools: None,
             arch: None,
             upload: None,
+            exit_markers: None,
+            now,
         };
         b.type_text("\x15\n");
         b.wait = Some(Wait {
@@ -388,6 +416,12 @@ impl Bootstrap {
     /// Console bytes arrived.
     pub fn handle_input(&mut self, now: Instant, bytes: &[u8]) {
         if self.is_finished() {
+            return;
+        }
+        self.now = now;
+        if self.phase == Phase::Launch && bytes.contains(&0) {
+            // A shell never prints NUL: the far sfs is sending frames.
+            self.finish(Event::Started);
             return;
         }
         self.seen.extend_from_slice(bytes);
@@ -431,6 +465,7 @@ impl Bootstrap {
 
     /// Time passed; call at [`Bootstrap::poll_timeout`].
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
         if self.wait.as_ref().is_some_and(|w| w.deadline <= now) {
             self.wait = None;
             self.on_timeout(now);
@@ -439,6 +474,7 @@ impl Bootstrap {
 
     /// The sfs for the architecture asked for in [`Event::NeedPeer`].
     pub fn provide_peer(&mut self, now: Instant, image: PeerImage) {
+        self.now = now;
         let Some(tools) = self.tools.clone() else {
             return;
         };
@@ -501,8 +537,8 @@ impl Bootstrap {
                 Step::Uploading
             }
             Phase::Assemble | Phase::Install => Step::Verifying,
-            Phase::Run => Step::Starting,
-            Phase::Restoring => Step::Restoring,
+            Phase::Run | Phase::Launch => Step::Starting,
+            Phase::Restoring { .. } => Step::Restoring,
             Phase::Done => Step::Done,
         };
         let (uploaded, upload_len) = self
@@ -519,23 +555,23 @@ impl Bootstrap {
 
     /// sfs is stopping: put the console back as it was found. What the shell
     /// still reads is completed first (a chunk command whose data was not
-    /// typed yet gets newlines in its place), then the partial upload is
+    /// typed yet gets filler in its place), then the partial upload is
     /// removed and the saved settings restored. Ends with
     /// [`BootError::Stopped`] once the shell confirms, or at the deadline.
     pub fn abort(&mut self, now: Instant) {
-        let filler = match &self.phase {
-            Phase::Done | Phase::Restoring => return,
+        self.now = now;
+        match &self.phase {
+            Phase::Done | Phase::Restoring { .. } => {}
             // Nothing changed yet: the terminal is as it was.
             Phase::Wake | Phase::Hello { .. } | Phase::Flush { .. } => {
-                return self.fail(BootError::Stopped(ConsoleLeft::Untouched))
+                self.finish(Event::Failed(BootError::Stopped(ConsoleLeft::Untouched)))
             }
             // The shell took the line: sfs runs there by now or soon.
-            Phase::Run => return self.fail(BootError::Stopped(ConsoleLeft::PeerStarting)),
-            // `head` reads the chunk's length before the shell reads again.
-            Phase::ChunkReady { index, .. } => {
-                let up = self.upload.as_ref().expect("uploading");
-                chunk_range(up, *index).len()
+            Phase::Run | Phase::Launch => {
+                self.finish(Event::Failed(BootError::Stopped(ConsoleLeft::PeerStarting)))
             }
+            // `head` reads the chunk's length before the shell reads again.
+            Phase::ChunkReady { .. } => self.restore(now, None, true),
             Phase::Setup
             | Phase::Probe
             | Phase::AwaitPeer
@@ -543,15 +579,29 @@ impl Bootstrap {
             | Phase::ChunkSum { .. }
             | Phase::Resync { .. }
             | Phase::Assemble
-            | Phase::Install => 0,
-        };
-        if filler > 0 {
-            self.out.push_back(vec![b'\n'; filler]);
+            | Phase::Install => self.restore(now, None, false),
+        }
+    }
+
+    /// Types the restore (after `filler` bytes to end a `head` that may
+    /// still read), then reports `then`.
+    fn restore(&mut self, now: Instant, then: Option<BootError>, filler: bool) {
+        let mut patience = QUICK;
+        if filler {
+            let n = self.chunk_len();
+            self.out.push_back(script::filler(n));
+            patience += self.line_time(n) * 2;
         }
         let ok = self.marker();
         let cmd = script::restore(&ok.command);
-        let patience = QUICK + self.line_time(filler) * 2;
-        self.command(now, Phase::Restoring, &cmd, None, ok.printed, patience);
+        self.command(
+            now,
+            Phase::Restoring { then },
+            &cmd,
+            None,
+            ok.printed,
+            patience,
+        );
     }
 
     fn on_reply(&mut self, now: Instant, reply: &str) {
@@ -608,8 +658,27 @@ impl Bootstrap {
                 }
             }
             Phase::Install => self.run(now),
-            Phase::Run => self.finish(Event::Started),
-            Phase::Restoring => self.fail(BootError::Stopped(ConsoleLeft::Restored)),
+            Phase::Run => {
+                // Frames (NUL bytes) mean it runs; the shell's report that
+                // it exited means it did not.
+                let (b, e) = self.exit_markers.clone().expect("set with the run command");
+                self.phase = Phase::Launch;
+                self.wait = Some(Wait {
+                    begin: Some(b),
+                    end: Some(e),
+                    deadline: now + LAUNCH,
+                });
+                // What arrived with the marker may hold the first frame.
+                let rest = std::mem::take(&mut self.seen);
+                self.handle_input(now, &rest);
+            }
+            Phase::Launch => {
+                let said = shell_said(reply.as_bytes());
+                self.fail(BootError::PeerExited { said });
+            }
+            Phase::Restoring { then } => self.finish(Event::Failed(
+                then.unwrap_or(BootError::Stopped(ConsoleLeft::Restored)),
+            )),
         }
     }
 
@@ -620,7 +689,7 @@ impl Bootstrap {
                 // Perhaps a `head` of an interrupted run is still reading:
                 // feed it its bytes (newlines are harmless to a shell).
                 let n = self.chunk_len();
-                self.out.push_back(vec![b'\n'; n]);
+                self.out.push_back(script::filler(n));
                 self.phase = Phase::Flush {
                     first_answer: heard_text(&self.seen),
                 };
@@ -646,7 +715,16 @@ impl Bootstrap {
             Phase::Setup => self.fail(BootError::SetupRefused),
             Phase::Probe => self.fail(BootError::NoReply("listing its tools")),
             Phase::Prepare => self.fail(BootError::NoReply("checking for a cached copy")),
-            Phase::ChunkReady { index, .. } | Phase::Resync { index } => {
+            // The ready marker may have been printed and lost on its way
+            // back: `head` then reads, and would take the resync's echo.
+            Phase::ChunkReady { index, .. } => {
+                let seen = self.seen.clone();
+                if !self.retry_chunk(&seen) {
+                    return;
+                }
+                self.resync(now, index, true);
+            }
+            Phase::Resync { index } => {
                 let seen = self.seen.clone();
                 if !self.retry_chunk(&seen) {
                     return;
@@ -665,7 +743,10 @@ impl Bootstrap {
             Phase::Assemble => self.fail(BootError::NoReply("unpacking the upload")),
             Phase::Install => self.fail(BootError::NoReply("installing the upload")),
             Phase::Run => self.fail(BootError::NoReply("starting sfs")),
-            Phase::Restoring => self.fail(BootError::Stopped(ConsoleLeft::Unconfirmed)),
+            Phase::Launch => self.fail(BootError::NoReply("starting sfs: no frames came from it")),
+            Phase::Restoring { then } => self.finish(Event::Failed(
+                then.unwrap_or(BootError::Stopped(ConsoleLeft::Unconfirmed)),
+            )),
             Phase::AwaitPeer | Phase::Done => {}
         }
     }
@@ -766,7 +847,7 @@ impl Bootstrap {
         let mut extra = Duration::ZERO;
         if flush {
             let n = self.chunk_len();
-            self.out.push_back(vec![b'\n'; n]);
+            self.out.push_back(script::filler(n));
             extra = self.line_time(n) * 2;
         }
         let ok = self.marker();
@@ -814,12 +895,14 @@ impl Bootstrap {
     }
 
     fn run(&mut self, now: Instant) {
-        let ok = self.marker();
+        let (ok, exit_b, exit_e) = (self.marker(), self.marker(), self.marker());
         let cmd = script::run(
             &self.cfg.far_mux_options,
             &self.cfg.far_address,
             &ok.command,
+            (&exit_b.command, &exit_e.command),
         );
+        self.exit_markers = Some((exit_b.printed, exit_e.printed));
         self.command(now, Phase::Run, &cmd, None, ok.printed, QUICK);
     }
 
@@ -873,8 +956,26 @@ impl Bootstrap {
             .then_some(BootError::LoginPrompt)
     }
 
+    /// Ends with `e`; once the terminal may be raw (setup typed), after
+    /// putting the console back as [`Bootstrap::abort`] does.
     fn fail(&mut self, e: BootError) {
-        self.finish(Event::Failed(e));
+        let filler = match self.phase {
+            Phase::ChunkReady { .. } | Phase::ChunkSum { .. } | Phase::Resync { .. } => true,
+            Phase::Setup
+            | Phase::Probe
+            | Phase::AwaitPeer
+            | Phase::Prepare
+            | Phase::Assemble
+            | Phase::Install => false,
+            Phase::Wake
+            | Phase::Hello { .. }
+            | Phase::Flush { .. }
+            | Phase::Run
+            | Phase::Launch
+            | Phase::Restoring { .. }
+            | Phase::Done => return self.finish(Event::Failed(e)),
+        };
+        self.restore(self.now, Some(e), filler);
     }
 
     fn finish(&mut self, e: Event) {

@@ -141,13 +141,33 @@ pub(super) fn install(ok: &str) -> String {
 /// its saved settings back and the shell is as it was. The marker comes first:
 /// once it is printed the shell has taken the whole line, so the link's first
 /// frames cannot land in its line editor (where a ^C in a frame would cancel it).
-pub(super) fn run(mux_options: &str, address: &str, started: &str) -> String {
+/// After the far sfs exits, the shell reports its status and the end of its
+/// log between the `exited` markers: at once, that says why it did not start.
+pub(super) fn run(mux_options: &str, address: &str, started: &str, exited: (&str, &str)) -> String {
     format!(
-        "{started}; \"$SFS_F\" -v SERIAL-MUX:\"$(tty)\"{} {} 2>\"$SFS_D/sfs.log\"; \
-         stty \"$SFS_TTY\"; unset SFS_TTY SFS_D SFS_F\n",
+        "{started}; \"$SFS_F\" -v SERIAL-MUX:\"$(tty)\"{} {} 2>\"$SFS_D/sfs.log\"; SFS_X=$?; \
+         stty \"$SFS_TTY\"; {}; echo \"exit $SFS_X\"; tail -n 3 \"$SFS_D/sfs.log\"; {}; \
+         unset SFS_TTY SFS_D SFS_F SFS_X\n",
         sh_quote(mux_options),
-        sh_quote(address)
+        sh_quote(address),
+        exited.0,
+        exited.1
     )
+}
+
+/// `n` bytes to end a `head -c` that may still be reading, harmless to a
+/// shell if none is: spaces with a line end every 512 bytes and at the end
+/// (a line end alone would make the shell print a prompt per byte, far more
+/// output than input).
+pub(super) fn filler(n: usize) -> Vec<u8> {
+    let mut v = vec![b' '; n];
+    for i in (511..n).step_by(512) {
+        v[i] = b'\n';
+    }
+    if let Some(last) = v.last_mut() {
+        *last = b'\n';
+    }
+    v
 }
 
 /// After a stop part way: removes the partial upload and gives the terminal

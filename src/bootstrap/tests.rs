@@ -15,6 +15,12 @@ struct FakeShell {
     not_posix: bool,
     /// `gzip -dc` fails (as a busybox applet run with the wrong argv[0]).
     broken_gzip: bool,
+    /// The uploaded sfs exits as soon as it starts.
+    peer_fails: bool,
+    /// The ready marker of this chunk is lost on its way back (once).
+    mute_ready: Option<usize>,
+    /// Every try of this chunk loses bytes.
+    dead_chunk: Option<usize>,
     tools: &'static str,
     /// Files by name (chunks `c.NNNNN`, the installed copy).
     files: BTreeMap<String, Vec<u8>>,
@@ -37,6 +43,9 @@ impl FakeShell {
             dead: false,
             not_posix: false,
             broken_gzip: false,
+            peer_fails: false,
+            mute_ready: None,
+            dead_chunk: None,
             tools,
             files: BTreeMap::new(),
             reading: None,
@@ -121,6 +130,16 @@ impl FakeShell {
         if line.contains("SERIAL-MUX:") {
             self.started = Some(line.to_string());
             say(&markers[0]);
+            if self.peer_fails {
+                // The far sfs exits at once; the shell reports it.
+                say(&markers[1]);
+                say("exit 2");
+                say("sfs: invalid address ',b115200': unexpected ')'");
+                say(&markers[2]);
+            } else {
+                // The far sfs's first frame.
+                out.extend_from_slice(b"\x12\x34\x56\x00");
+            }
         } else if line.contains("stty \"$SFS_TTY\"") {
             self.files.retain(|k, _| !k.starts_with("c.") && k != "n");
             self.restored = true;
@@ -161,9 +180,13 @@ impl FakeShell {
             }
             self.files.insert(format!("c.{file}"), Vec::new());
             let index: usize = file.parse().unwrap();
-            say(&markers[0]);
+            if self.mute_ready == Some(index) {
+                self.mute_ready = None;
+            } else {
+                say(&markers[0]);
+            }
             let mut want = len;
-            if self.lose_chunk == Some(index) {
+            if self.lose_chunk == Some(index) || self.dead_chunk == Some(index) {
                 self.lose_chunk = None;
                 want += 100; // as if 100 bytes were lost on the line
             }
@@ -452,6 +475,73 @@ fn an_unpack_that_fails_there_is_named_not_blamed_on_the_line() {
     );
     assert_eq!(installed(&shell), None);
     assert!(shell.started.is_none());
+}
+
+#[test]
+fn a_far_sfs_that_exits_at_once_is_reported_not_waited_for() {
+    let mut shell = FakeShell::new(TOOLS);
+    shell.peer_fails = true;
+    let events = converse(&mut shell);
+    match events.last() {
+        Some(Event::Failed(e @ BootError::PeerExited { said })) => {
+            assert!(said.contains("exit 2"), "{said}");
+            assert!(said.contains("invalid address"), "{said}");
+            assert!(
+                e.to_string().contains("exited as soon as it started"),
+                "{e}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!events.contains(&Event::Started));
+}
+
+#[test]
+fn a_lost_ready_marker_does_not_leave_head_reading() {
+    let mut shell = FakeShell::new(TOOLS);
+    shell.mute_ready = Some(1);
+    let events = converse(&mut shell);
+    assert_eq!(events.last(), Some(&Event::Started), "{events:?}");
+    assert_eq!(installed(&shell), Some(&image().binary));
+}
+
+#[test]
+fn filler_ends_a_head_and_makes_few_prompts() {
+    let f = script::filler(2000);
+    assert_eq!(f.len(), 2000);
+    assert_eq!(f.iter().filter(|&&b| b == b'\n').count(), 4);
+    assert_eq!(f.last(), Some(&b'\n'));
+    assert!(f.iter().all(|&b| b == b' ' || b == b'\n'));
+    assert_eq!(script::filler(0), Vec::<u8>::new());
+}
+
+/// A failure once the terminal was made raw puts the console back first:
+/// settings restored, no `head` left reading, no chunks left over.
+#[test]
+fn a_failure_after_setup_puts_the_console_back() {
+    let mut shell = FakeShell::new("head gzip tty");
+    let events = converse(&mut shell);
+    assert_eq!(
+        events.last(),
+        Some(&Event::Failed(BootError::MissingTool(
+            "sha256sum or md5sum"
+        )))
+    );
+    assert!(shell.restored, "{:?}", shell.typed);
+    // A chunk lost three times.
+    let mut shell = FakeShell::new(TOOLS);
+    shell.dead_chunk = Some(1);
+    let events = converse(&mut shell);
+    assert!(
+        matches!(
+            events.last(),
+            Some(Event::Failed(BootError::Corrupt { .. }))
+        ),
+        "{events:?}"
+    );
+    assert!(shell.restored);
+    assert!(shell.reading.is_none(), "head still reads");
+    assert!(!shell.files.keys().any(|k| k.starts_with("c.")));
 }
 
 #[test]
