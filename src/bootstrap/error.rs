@@ -84,9 +84,9 @@ impl fmt::Display for BootError {
             ),
             BootError::Corrupt { said } => write!(
                 f,
-                "a chunk of the upload arrived corrupt three times (the far side last said: \
-                 \"{said}\"): the line loses bytes, or the far directory cannot take the file \
-                 (peer-dir=); try a lower baud rate"
+                "a chunk of the upload kept arriving corrupt, down to 4 KiB chunks (the far \
+                 side last said: \"{said}\"): the line loses bytes, or the far directory cannot \
+                 take the file (peer-dir=); try a lower baud rate"
             ),
             BootError::UnpackFailed { said } => write!(
                 f,

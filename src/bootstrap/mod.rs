@@ -228,10 +228,13 @@ struct Tools {
 #[derive(Debug, Clone)]
 struct Upload {
     stream: Vec<u8>,
+    /// Bytes per chunk now: 3 s of line time (16–256 KiB), halved after a
+    /// chunk that went wrong (down to [`MIN_CHUNK`]) so that a noisy line
+    /// still gets chunks through whole, doubled back after one that arrived.
     chunk: usize,
     /// Checksum of the executable, as the far tool prints it.
     digest: String,
-    /// Retries of the current chunk.
+    /// Retries of the current chunk at [`MIN_CHUNK`].
     chunk_tries: u32,
     /// Bytes of `stream` whose chunks the far side verified.
     verified: usize,
@@ -245,8 +248,10 @@ const WAKE_LISTEN: Duration = Duration::from_millis(1200);
 const QUICK: Duration = Duration::from_secs(5);
 /// Answer time of a command that reads or unpacks the whole binary.
 const SLOW: Duration = Duration::from_secs(60);
-/// Tries of a chunk before giving up.
+/// Tries of a chunk of the smallest size before giving up.
 const TRIES: u32 = 3;
+/// The smallest chunk a noisy line brings the upload down to.
+const MIN_CHUNK: usize = 4 << 10;
 /// How long the far sfs has to send its first frame once started.
 const LAUNCH: Duration = Duration::from_secs(15);
 
@@ -371,7 +376,7 @@ impl Bootstrap {
         } else {
             image.binary
         };
-        let chunk = (self.cfg.byte_rate as usize * 3).clamp(16 << 10, 256 << 10);
+        let chunk = chunk_len(self.cfg.byte_rate);
         let name = format!("sfs-{}", &digest[..16]);
         self.upload = Some(Upload {
             stream,
@@ -515,7 +520,7 @@ impl Bootstrap {
             }
             Phase::ChunkReady { index, end } => {
                 let up = self.upload.as_ref().expect("uploading");
-                let data = up.stream[chunk_range(up, index)].to_vec();
+                let data = up.stream[chunk_range(up)].to_vec();
                 let time = self.line_time(data.len()) * 2 + Duration::from_secs(10);
                 self.out.push_back(data);
                 self.phase = Phase::ChunkSum { index };
@@ -686,12 +691,14 @@ impl Bootstrap {
     fn on_chunk_sum(&mut self, now: Instant, index: usize, reply: &str) {
         let tools = self.tools.as_ref().expect("tools known");
         let kind = tools.sum.1;
+        let max_chunk = chunk_len(self.cfg.byte_rate);
         let up = self.upload.as_mut().expect("uploading");
-        let range = chunk_range(up, index);
+        let range = chunk_range(up);
         let want = kind.digest(&up.stream[range.clone()]);
         if script::find_digest(reply, kind) == Some(want.as_str()) {
             up.chunk_tries = 0;
             up.verified = range.end;
+            up.chunk = (up.chunk * 2).min(max_chunk);
             let total = up.stream.len();
             self.events.push_back(Event::Progress {
                 done: range.end,
@@ -716,7 +723,12 @@ impl Bootstrap {
     /// shell's last words in `said`) when used up.
     fn retry_chunk(&mut self, said: &[u8]) -> bool {
         let up = self.upload.as_mut().expect("uploading");
-        up.chunk_tries += 1;
+        // Shorter chunks first; the tries count once they are as short as
+        // they get.
+        if up.chunk <= MIN_CHUNK {
+            up.chunk_tries += 1;
+        }
+        up.chunk = (up.chunk / 2).max(MIN_CHUNK);
         if up.chunk_tries >= TRIES {
             let said = shell_said(said);
             self.fail(BootError::Corrupt { said });
@@ -748,7 +760,7 @@ impl Bootstrap {
 
     fn send_chunk(&mut self, now: Instant, index: usize) {
         let up = self.upload.as_ref().expect("uploading");
-        let len = chunk_range(up, index).len();
+        let len = chunk_range(up).len();
         let t = self.tools.as_ref().expect("tools known");
         let (reader, sum) = (t.reader.clone(), t.sum.0.clone());
         let ready = self.marker();
@@ -823,7 +835,7 @@ impl Bootstrap {
     }
 
     fn chunk_len(&self) -> usize {
-        (self.cfg.byte_rate as usize * 3).clamp(16 << 10, 256 << 10)
+        chunk_len(self.cfg.byte_rate)
     }
 
     fn line_time(&self, bytes: usize) -> Duration {
@@ -875,9 +887,15 @@ struct Marker {
     command: String,
 }
 
-/// The bytes of chunk `index`.
-fn chunk_range(up: &Upload, index: usize) -> std::ops::Range<usize> {
-    let start = (index * up.chunk).min(up.stream.len());
+/// The largest chunk: 3 s of line time, 16–256 KiB.
+fn chunk_len(byte_rate: u32) -> usize {
+    (byte_rate as usize * 3).clamp(16 << 10, 256 << 10)
+}
+
+/// The bytes of the chunk being sent: the next ones after those verified
+/// (chunks go one at a time, each until it arrives).
+fn chunk_range(up: &Upload) -> std::ops::Range<usize> {
+    let start = up.verified.min(up.stream.len());
     start..(start + up.chunk).min(up.stream.len())
 }
 

@@ -21,6 +21,8 @@ struct FakeShell {
     mute_ready: Option<usize>,
     /// Every try of this chunk loses bytes.
     dead_chunk: Option<usize>,
+    /// Chunks longer than this arrive with a flipped byte (a noisy line).
+    noisy_over: Option<usize>,
     tools: &'static str,
     /// Files by name (chunks `c.NNNNN`, the installed copy).
     files: BTreeMap<String, Vec<u8>>,
@@ -46,6 +48,7 @@ impl FakeShell {
             peer_fails: false,
             mute_ready: None,
             dead_chunk: None,
+            noisy_over: None,
             tools,
             files: BTreeMap::new(),
             reading: None,
@@ -191,7 +194,7 @@ impl FakeShell {
                 want += 100; // as if 100 bytes were lost on the line
             }
             self.reading = Some((want, format!("c.{file}"), markers[1].clone()));
-            if self.corrupt_chunk == Some(index) {
+            if self.corrupt_chunk == Some(index) || self.noisy_over.is_some_and(|n| len > n) {
                 self.corrupt_chunk = None;
                 // the first byte arrives flipped
                 self.files.get_mut(&format!("c.{file}")).unwrap().push(0xff);
@@ -496,6 +499,28 @@ fn a_far_sfs_that_exits_at_once_is_reported_not_waited_for() {
     assert!(!events.contains(&Event::Started));
 }
 
+/// On a line that spoils long chunks, chunks get shorter until they arrive
+/// whole, and longer again after: the upload completes, intact.
+#[test]
+fn chunks_shrink_on_a_noisy_line_until_they_arrive() {
+    let mut shell = FakeShell::new(TOOLS);
+    shell.noisy_over = Some(10_000);
+    let events = converse(&mut shell);
+    assert_eq!(events.last(), Some(&Event::Started), "{events:?}");
+    assert_eq!(installed(&shell), Some(&image().binary));
+    let lens: Vec<usize> = shell
+        .typed
+        .iter()
+        .filter_map(|c| c.split("head -c ").nth(1)?.split(' ').next()?.parse().ok())
+        .collect();
+    // 3 s of line time first, halved twice to pass; never below the floor.
+    assert_eq!(&lens[..3], &[34_560, 17_280, 8_640], "{lens:?}");
+    assert!(lens
+        .iter()
+        .all(|&l| l >= 4096 || l == *lens.last().unwrap()));
+    assert!(events.contains(&Event::Retrying("a chunk's checksum differs")));
+}
+
 #[test]
 fn a_lost_ready_marker_does_not_leave_head_reading() {
     let mut shell = FakeShell::new(TOOLS);
@@ -528,7 +553,7 @@ fn a_failure_after_setup_puts_the_console_back() {
         )))
     );
     assert!(shell.restored, "{:?}", shell.typed);
-    // A chunk lost three times.
+    // A chunk that never arrives whole, however short.
     let mut shell = FakeShell::new(TOOLS);
     shell.dead_chunk = Some(1);
     let events = converse(&mut shell);
