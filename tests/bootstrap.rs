@@ -70,6 +70,22 @@ impl Console {
         }
     }
 
+    /// `bash -i` as the far console, the common case.
+    fn bash(cable: &Cable) -> Console {
+        Console::start(cable, &["bash", "--norc", "--noprofile", "-i"], None)
+    }
+
+    /// The far side keeps one copy of sfs, and it is `peer` byte for byte.
+    fn holds_exactly(&self, peer: &Path) {
+        let installed = self.installed();
+        assert_eq!(installed.len(), 1, "{installed:?}");
+        assert_eq!(
+            std::fs::read(&installed[0]).unwrap(),
+            std::fs::read(peer).unwrap(),
+            "the installed copy is the peer"
+        );
+    }
+
     /// The copies of sfs the far side keeps.
     fn installed(&self) -> Vec<PathBuf> {
         let dir = self.home.join(".cache/sfs");
@@ -182,6 +198,14 @@ fn local(cable: &Cable, target: u16, peer: &Path, extra: &str) -> Sfs {
     ])
 }
 
+/// Three connections through the link, then sfs is killed; the console
+/// comes back.
+async fn echo_then_stop(a: Sfs, port: u16, cable: &Cable, console: &Console) {
+    echo_through(port).await;
+    a.stop().await;
+    console_is_back(cable, console).await;
+}
+
 /// After the link ended: the console answers as a shell again, with the
 /// settings it had before sfs came.
 async fn console_is_back(cable: &Cable, console: &Console) {
@@ -242,7 +266,7 @@ async fn first_run_uploads_second_run_is_cached_and_the_console_comes_back() {
         return missing_tool("python3 and bash", "apt-get install python3 bash");
     }
     let cable = Cable::start("boot-first", BAUD).await;
-    let console = Console::start(&cable, &["bash", "--norc", "--noprofile", "-i"], None);
+    let console = Console::bash(&cable);
     let peer = peer_script(&cable.dir, 300_000);
     let echo = echo_server().await;
 
@@ -254,12 +278,7 @@ async fn first_run_uploads_second_run_is_cached_and_the_console_comes_back() {
     assert!(log.contains("uploading sfs"), "progress shown:\n{log}");
     assert!(!log.contains("has this sfs already"));
     echo_through(port).await;
-    let installed = console.installed();
-    assert_eq!(installed.len(), 1, "{installed:?}");
-    assert_eq!(
-        std::fs::read(&installed[0]).unwrap(),
-        std::fs::read(&peer).unwrap()
-    );
+    console.holds_exactly(&peer);
     sigterm(&mut a).await;
     console_is_back(&cable, &console).await;
     let far = std::fs::read_to_string(console.home.join(".cache/sfs/sfs.log")).unwrap();
@@ -276,9 +295,7 @@ async fn first_run_uploads_second_run_is_cached_and_the_console_comes_back() {
     eprintln!("cached run: link up after {:?}", t0.elapsed());
     assert!(log.contains("has this sfs already"), "cached:\n{log}");
     assert!(!log.contains("uploading sfs ("), "no upload:\n{log}");
-    echo_through(port).await;
-    a.stop().await;
-    console_is_back(&cable, &console).await;
+    echo_then_stop(a, port, &cable, &console).await;
 }
 
 #[tokio::test]
@@ -287,7 +304,7 @@ async fn an_interrupted_upload_is_never_run_and_the_next_run_completes() {
         return missing_tool("python3 and bash", "apt-get install python3 bash");
     }
     let cable = Cable::start("boot-cut", BAUD).await;
-    let console = Console::start(&cable, &["bash", "--norc", "--noprofile", "-i"], None);
+    let console = Console::bash(&cable);
     // ~1 MB of noise: about 11 s at 921600, cut at a third.
     let peer = peer_script(&cable.dir, 1_000_000);
     let echo = echo_server().await;
@@ -305,12 +322,7 @@ async fn an_interrupted_upload_is_never_run_and_the_next_run_completes() {
     let port = a.listen_port().await;
     link_up(&a, &console, Duration::from_secs(90)).await;
     echo_through(port).await;
-    let installed = console.installed();
-    assert_eq!(installed.len(), 1);
-    assert_eq!(
-        std::fs::read(&installed[0]).unwrap(),
-        std::fs::read(&peer).unwrap()
-    );
+    console.holds_exactly(&peer);
 }
 
 #[tokio::test]
@@ -429,7 +441,7 @@ async fn status_shows_the_upload_and_ctrl_c_puts_the_console_back() {
         );
     }
     let cable = Cable::start("boot-status", BAUD).await;
-    let console = Console::start(&cable, &["bash", "--norc", "--noprofile", "-i"], None);
+    let console = Console::bash(&cable);
     // ~1 MB of noise: about 11 s of upload at 921600.
     let peer = peer_script(&cable.dir, 1_000_000);
     let echo = echo_server().await;
@@ -550,12 +562,7 @@ async fn dash_as_the_far_shell() {
     assert!(log.contains("has: head dd gzip sha256sum"), "{log}");
     assert!(log.contains("uploading sfs"), "{log}");
     echo_through(port).await;
-    let installed = console.installed();
-    assert_eq!(installed.len(), 1, "{installed:?}");
-    assert_eq!(
-        std::fs::read(&installed[0]).unwrap(),
-        std::fs::read(&peer).unwrap()
-    );
+    console.holds_exactly(&peer);
     a.stop().await;
     console_is_back(&cable, &console).await;
 }
@@ -575,7 +582,7 @@ async fn ssh_through_a_bootstrapped_link() {
     }
     let sshd = PrivateSshd::start(&sshd_bin.unwrap()).expect("sshd starts");
     let cable = Cable::start("boot-ssh", BAUD).await;
-    let console = Console::start(&cable, &["bash", "--norc", "--noprofile", "-i"], None);
+    let console = Console::bash(&cable);
     let peer = peer_script(&cable.dir, 100_000);
     let mut a = local(&cable, sshd.port, &peer, "");
     let port = a.listen_port().await.to_string();
@@ -677,7 +684,7 @@ async fn bit_errors_in_the_upload_are_caught_and_the_chunk_sent_again() {
         return missing_tool("python3 and bash", "apt-get install python3 bash");
     }
     let cable = Cable::start_each("boot-noisy", BAUD, ",ber=5e-7,seed=4", "").await;
-    let console = Console::start(&cable, &["bash", "--norc", "--noprofile", "-i"], None);
+    let console = Console::bash(&cable);
     let peer = peer_script(&cable.dir, 300_000);
     let echo = echo_server().await;
     let a = local(&cable, echo, &peer, ",dead-after=3");
@@ -687,16 +694,8 @@ async fn bit_errors_in_the_upload_are_caught_and_the_chunk_sent_again() {
         log.contains("a chunk's checksum differs; again"),
         "no chunk was sent again:\n{log}"
     );
-    let installed = console.installed();
-    assert_eq!(installed.len(), 1, "{installed:?}");
-    assert_eq!(
-        std::fs::read(&installed[0]).unwrap(),
-        std::fs::read(&peer).unwrap(),
-        "the installed copy is the peer"
-    );
-    echo_through(port).await;
-    a.stop().await;
-    console_is_back(&cable, &console).await;
+    console.holds_exactly(&peer);
+    echo_then_stop(a, port, &cable, &console).await;
 }
 
 /// A far sfs that exits as soon as it starts (here: a peer that is not sfs
@@ -708,7 +707,7 @@ async fn a_far_sfs_that_exits_at_once_is_reported() {
         return missing_tool("python3 and bash", "apt-get install python3 bash");
     }
     let cable = Cable::start("boot-exits", BAUD).await;
-    let console = Console::start(&cable, &["bash", "--norc", "--noprofile", "-i"], None);
+    let console = Console::bash(&cable);
     let peer = cable.dir.join("not-sfs");
     std::fs::write(&peer, "#!/bin/sh\necho 'not an sfs' >&2\nexit 3\n").unwrap();
     std::fs::set_permissions(&peer, std::fs::Permissions::from_mode(0o755)).unwrap();
