@@ -29,7 +29,7 @@ const BAUD: u32 = 921_600;
 
 /// A far console: `program` on the cable's end `b` as its controlling tty.
 struct Console {
-    _child: Child,
+    child: Child,
     home: PathBuf,
     /// `stty -g` of the console before sfs came.
     before: PathBuf,
@@ -64,10 +64,22 @@ impl Console {
             cmd.env("PATH", p);
         }
         Console {
-            _child: cmd.spawn().expect("python3 runs the console"),
+            child: cmd.spawn().expect("python3 runs the console"),
             home,
             before,
         }
+    }
+
+    /// Stops (`true`) or resumes the console's program: a far side that
+    /// no longer answers.
+    fn freeze(&self, frozen: bool) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id().unwrap() as i32);
+        let sig = if frozen {
+            nix::sys::signal::Signal::SIGSTOP
+        } else {
+            nix::sys::signal::Signal::SIGCONT
+        };
+        nix::sys::signal::kill(pid, sig).unwrap();
     }
 
     /// `bash -i` as the far console, the common case.
@@ -728,4 +740,38 @@ async fn a_far_sfs_that_exits_at_once_is_reported() {
         "{line}"
     );
     console_is_back(&cable, &console).await;
+}
+
+/// A stop waits for the console to confirm its restore; a second signal
+/// does not wait: sfs exits at once, saying so.
+#[tokio::test]
+async fn a_second_signal_exits_at_once() {
+    if !have("python3") || !have("bash") {
+        return missing_tool("python3 and bash", "apt-get install python3 bash");
+    }
+    let cable = Cable::start("boot-twice", BAUD).await;
+    let console = Console::bash(&cable);
+    let peer = peer_script(&cable.dir, 1_000_000);
+    let echo = echo_server().await;
+    let mut a = local(&cable, echo, &peer, "");
+    a.wait_log("to the far side:", Duration::from_secs(60))
+        .await;
+    // The far side stops answering: the restore will not be confirmed.
+    console.freeze(true);
+    let pid = nix::unistd::Pid::from_raw(a.child.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    a.wait_log("putting the console back", Duration::from_secs(10))
+        .await;
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), a.child.wait())
+        .await
+        .expect("sfs exits on the second signal")
+        .unwrap();
+    assert_eq!(status.code(), Some(1));
+    // Not the restore's own end ("did not confirm"), which would come 5 s
+    // and more later from the frozen console.
+    let log = a.log_text();
+    assert!(log.contains("stopped by a signal while starting"), "{log}");
+    assert!(!log.contains("did not confirm"), "{log}");
+    console.freeze(false);
 }

@@ -17,6 +17,8 @@ struct FakeShell {
     broken_gzip: bool,
     /// The uploaded sfs exits as soon as it starts.
     peer_fails: bool,
+    /// The uploaded sfs neither sends a frame nor exits.
+    peer_silent: bool,
     /// The ready marker of this chunk is lost on its way back (once).
     mute_ready: Option<usize>,
     /// Every try of this chunk loses bytes.
@@ -46,6 +48,7 @@ impl FakeShell {
             not_posix: false,
             broken_gzip: false,
             peer_fails: false,
+            peer_silent: false,
             mute_ready: None,
             dead_chunk: None,
             noisy_over: None,
@@ -139,7 +142,7 @@ impl FakeShell {
                 say("exit 2");
                 say("sfs: invalid address ',b115200': unexpected ')'");
                 say(&markers[2]);
-            } else {
+            } else if !self.peer_silent {
                 // The far sfs's first frame.
                 out.extend_from_slice(b"\x12\x34\x56\x00");
             }
@@ -319,6 +322,15 @@ fn converse_stopping(shell: &mut FakeShell, stop: impl Fn(&Bootstrap) -> bool) -
     events
 }
 
+/// Nothing typed changed the terminal's settings.
+fn assert_terminal_untouched(shell: &FakeShell) {
+    assert!(
+        !shell.typed.iter().any(|c| c.contains("stty")),
+        "{:?}",
+        shell.typed
+    );
+}
+
 fn installed(shell: &FakeShell) -> Option<&Vec<u8>> {
     shell
         .files
@@ -447,11 +459,7 @@ fn a_shell_that_is_not_posix_is_named_at_once() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(
-        !shell.typed.iter().any(|c| c.contains("stty")),
-        "{:?}",
-        shell.typed
-    );
+    assert_terminal_untouched(&shell);
 }
 
 #[test]
@@ -519,6 +527,21 @@ fn chunks_shrink_on_a_noisy_line_until_they_arrive() {
         .iter()
         .all(|&l| l >= 4096 || l == *lens.last().unwrap()));
     assert!(events.contains(&Event::Retrying("a chunk's checksum differs")));
+}
+
+#[test]
+fn a_far_sfs_that_never_sends_a_frame_is_given_up_on() {
+    let mut shell = FakeShell::new(TOOLS);
+    shell.peer_silent = true;
+    let events = converse(&mut shell);
+    assert_eq!(
+        events.last(),
+        Some(&Event::Failed(BootError::NoReply(
+            "starting sfs: no frames came from it"
+        ))),
+        "{events:?}"
+    );
+    assert!(!events.contains(&Event::Started));
 }
 
 #[test]
@@ -655,11 +678,7 @@ fn a_stop_before_the_console_changed_types_nothing_more() {
         events.last(),
         Some(&Event::Failed(BootError::Stopped(ConsoleLeft::Untouched)))
     );
-    assert!(
-        !shell.typed.iter().any(|c| c.contains("stty")),
-        "{:?}",
-        shell.typed
-    );
+    assert_terminal_untouched(&shell);
 }
 
 #[test]
